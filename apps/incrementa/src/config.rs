@@ -1,0 +1,457 @@
+//! Configuration: defaults, then an optional TOML file, then `INCREMENTA_*` environment
+//! variables (and `DATABASE_URL`). Loaded once, validated with a clear message per wrong value,
+//! and passed down; never a global.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// A wrong setting, named, with what is expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// File.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The TOML file is malformed.
+    #[error("configuration file {path} is not valid: {message}")]
+    Parse {
+        /// File.
+        path: String,
+        /// Parser message.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("{name}: {problem}")]
+    Invalid {
+        /// Setting name as the operator writes it.
+        name: &'static str,
+        /// What is wrong and what is expected.
+        problem: String,
+    },
+}
+
+/// Every setting of the server, typed.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `INCREMENTA_BIND`: listen address.
+    pub bind: SocketAddr,
+    /// `INCREMENTA_DATA_DIR`: SQLite file, key file, outbox, local backups.
+    pub data_dir: PathBuf,
+    /// `DATABASE_URL`: overrides the SQLite default (may hold a password: secret).
+    pub database_url: Option<SecretString>,
+    /// `INCREMENTA_MASTER_KEY`: the vault master key itself.
+    pub master_key: Option<SecretString>,
+    /// `INCREMENTA_MASTER_KEY_FILE`: a file holding it.
+    pub master_key_file: Option<PathBuf>,
+    /// `INCREMENTA_LOG`: tracing filter.
+    pub log: String,
+    /// `INCREMENTA_RATE_LIMIT_PER_IP`: failed logins per IP per hour (0 turns per-IP limits off).
+    pub rate_limit_per_ip: u32,
+    /// `INCREMENTA_SIGNUP_LIMIT_PER_IP`: sign-ups per IP per hour (off with the per-IP limits).
+    pub signup_limit_per_ip: u32,
+    /// `INCREMENTA_SESSION_LIMIT`: active sessions per user unless the company sets its own.
+    pub session_limit: u16,
+    /// `INCREMENTA_SESSION_IDLE_MINUTES`.
+    pub session_idle_minutes: i64,
+    /// `INCREMENTA_SESSION_LIFETIME_MINUTES`.
+    pub session_lifetime_minutes: i64,
+    /// `INCREMENTA_ARGON2_MEMORY_KIB`.
+    pub argon2_memory_kib: u32,
+    /// `INCREMENTA_ARGON2_ITERATIONS`.
+    pub argon2_iterations: u32,
+    /// `INCREMENTA_ARGON2_PARALLELISM`.
+    pub argon2_parallelism: u32,
+    /// `INCREMENTA_HASH_CONCURRENCY`: password hashes at once (default: CPU count).
+    pub hash_concurrency: usize,
+    /// `INCREMENTA_WORKERS`: HTTP worker threads (default: CPU count).
+    pub workers: usize,
+    /// `INCREMENTA_DB_MAX_CONNECTIONS`.
+    pub db_max_connections: u32,
+    /// `INCREMENTA_AUDIT_RETENTION_DAYS`: audit records older than this are purged daily (AUD-5).
+    pub audit_retention_days: i64,
+    /// `INCREMENTA_ALERT_ACCOUNT_FAILURES`: failed logins per account in the window that raise an alert.
+    pub alert_account_failures: usize,
+    /// `INCREMENTA_ALERT_IP_FAILURES`: failed logins per IP in the window that raise an alert.
+    pub alert_ip_failures: usize,
+    /// `INCREMENTA_ALERT_WINDOW_MINUTES`: the failure window.
+    pub alert_window_minutes: i64,
+    /// `INCREMENTA_ALERT_EXPORT_BURST`: audit exports by one user in 10 minutes that raise an alert.
+    pub alert_export_burst: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            master_key: None,
+            master_key_file: None,
+            log: "info".into(),
+            rate_limit_per_ip: 100,
+            signup_limit_per_ip: 20,
+            session_limit: 2,
+            session_idle_minutes: 30,
+            session_lifetime_minutes: 12 * 60,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hash_concurrency: cpus,
+            workers: cpus,
+            db_max_connections: 16,
+            audit_retention_days: 365,
+            alert_account_failures: 5,
+            alert_ip_failures: 20,
+            alert_window_minutes: 15,
+            alert_export_burst: 3,
+        }
+    }
+}
+
+/// The TOML file: the same names as the variables, lower case without the prefix.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    bind: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    master_key_file: Option<PathBuf>,
+    log: Option<String>,
+    rate_limit_per_ip: Option<u32>,
+    signup_limit_per_ip: Option<u32>,
+    session_limit: Option<u16>,
+    session_idle_minutes: Option<i64>,
+    session_lifetime_minutes: Option<i64>,
+    argon2_memory_kib: Option<u32>,
+    argon2_iterations: Option<u32>,
+    argon2_parallelism: Option<u32>,
+    hash_concurrency: Option<usize>,
+    workers: Option<usize>,
+    db_max_connections: Option<u32>,
+    audit_retention_days: Option<i64>,
+}
+
+fn parse<T: std::str::FromStr>(
+    name: &'static str,
+    raw: &str,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    raw.trim().parse().map_err(|_| ConfigError::Invalid {
+        name,
+        problem: format!("expected {expected}, found {raw:?}"),
+    })
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given), then the environment `env`.
+    ///
+    /// # Errors
+    /// A named [`ConfigError`] for the first wrong value.
+    pub fn load(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut s = Self::default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let f: FileSettings = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.display().to_string(),
+                message: e.message().to_owned(),
+            })?;
+            if let Some(v) = f.bind {
+                s.bind = parse("bind", &v, "an address like 127.0.0.1:8080")?;
+            }
+            if let Some(v) = f.data_dir {
+                s.data_dir = v;
+            }
+            if let Some(v) = f.database_url {
+                s.database_url = Some(SecretString::from(v));
+            }
+            if let Some(v) = f.master_key_file {
+                s.master_key_file = Some(v);
+            }
+            if let Some(v) = f.log {
+                s.log = v;
+            }
+            if let Some(v) = f.rate_limit_per_ip {
+                s.rate_limit_per_ip = v;
+            }
+            if let Some(v) = f.signup_limit_per_ip {
+                s.signup_limit_per_ip = v;
+            }
+            if let Some(v) = f.session_limit {
+                s.session_limit = v;
+            }
+            if let Some(v) = f.session_idle_minutes {
+                s.session_idle_minutes = v;
+            }
+            if let Some(v) = f.session_lifetime_minutes {
+                s.session_lifetime_minutes = v;
+            }
+            if let Some(v) = f.argon2_memory_kib {
+                s.argon2_memory_kib = v;
+            }
+            if let Some(v) = f.argon2_iterations {
+                s.argon2_iterations = v;
+            }
+            if let Some(v) = f.argon2_parallelism {
+                s.argon2_parallelism = v;
+            }
+            if let Some(v) = f.hash_concurrency {
+                s.hash_concurrency = v;
+            }
+            if let Some(v) = f.workers {
+                s.workers = v;
+            }
+            if let Some(v) = f.db_max_connections {
+                s.db_max_connections = v;
+            }
+            if let Some(v) = f.audit_retention_days {
+                s.audit_retention_days = v;
+            }
+        }
+        let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = var("INCREMENTA_BIND") {
+            s.bind = parse("INCREMENTA_BIND", &v, "an address like 127.0.0.1:8080")?;
+        }
+        if let Some(v) = var("INCREMENTA_DATA_DIR") {
+            s.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = var("DATABASE_URL") {
+            s.database_url = Some(SecretString::from(v));
+        }
+        if let Some(v) = var("INCREMENTA_MASTER_KEY") {
+            s.master_key = Some(SecretString::from(v));
+        }
+        if let Some(v) = var("INCREMENTA_MASTER_KEY_FILE") {
+            s.master_key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("INCREMENTA_LOG") {
+            s.log = v;
+        }
+        if let Some(v) = var("INCREMENTA_RATE_LIMIT_PER_IP") {
+            s.rate_limit_per_ip = parse(
+                "INCREMENTA_RATE_LIMIT_PER_IP",
+                &v,
+                "a whole number (0 turns per-IP limits off)",
+            )?;
+        }
+        if let Some(v) = var("INCREMENTA_SIGNUP_LIMIT_PER_IP") {
+            s.signup_limit_per_ip = parse("INCREMENTA_SIGNUP_LIMIT_PER_IP", &v, "a whole number")?;
+        }
+        if let Some(v) = var("INCREMENTA_SESSION_LIMIT") {
+            s.session_limit = parse(
+                "INCREMENTA_SESSION_LIMIT",
+                &v,
+                "a whole number from 1 to 100",
+            )?;
+        }
+        if let Some(v) = var("INCREMENTA_SESSION_IDLE_MINUTES") {
+            s.session_idle_minutes = parse("INCREMENTA_SESSION_IDLE_MINUTES", &v, "minutes")?;
+        }
+        if let Some(v) = var("INCREMENTA_SESSION_LIFETIME_MINUTES") {
+            s.session_lifetime_minutes =
+                parse("INCREMENTA_SESSION_LIFETIME_MINUTES", &v, "minutes")?;
+        }
+        if let Some(v) = var("INCREMENTA_ARGON2_MEMORY_KIB") {
+            s.argon2_memory_kib = parse("INCREMENTA_ARGON2_MEMORY_KIB", &v, "KiB, at least 19456")?;
+        }
+        if let Some(v) = var("INCREMENTA_ARGON2_ITERATIONS") {
+            s.argon2_iterations = parse("INCREMENTA_ARGON2_ITERATIONS", &v, "at least 2")?;
+        }
+        if let Some(v) = var("INCREMENTA_ARGON2_PARALLELISM") {
+            s.argon2_parallelism = parse("INCREMENTA_ARGON2_PARALLELISM", &v, "at least 1")?;
+        }
+        if let Some(v) = var("INCREMENTA_HASH_CONCURRENCY") {
+            s.hash_concurrency = parse("INCREMENTA_HASH_CONCURRENCY", &v, "a whole number from 1")?;
+        }
+        if let Some(v) = var("INCREMENTA_WORKERS") {
+            s.workers = parse("INCREMENTA_WORKERS", &v, "a whole number from 1")?;
+        }
+        if let Some(v) = var("INCREMENTA_DB_MAX_CONNECTIONS") {
+            s.db_max_connections =
+                parse("INCREMENTA_DB_MAX_CONNECTIONS", &v, "a whole number from 1")?;
+        }
+        if let Some(v) = var("INCREMENTA_AUDIT_RETENTION_DAYS") {
+            s.audit_retention_days = parse("INCREMENTA_AUDIT_RETENTION_DAYS", &v, "days, from 1")?;
+        }
+        if let Some(v) = var("INCREMENTA_ALERT_ACCOUNT_FAILURES") {
+            s.alert_account_failures = parse(
+                "INCREMENTA_ALERT_ACCOUNT_FAILURES",
+                &v,
+                "a whole number from 1",
+            )?;
+        }
+        if let Some(v) = var("INCREMENTA_ALERT_IP_FAILURES") {
+            s.alert_ip_failures =
+                parse("INCREMENTA_ALERT_IP_FAILURES", &v, "a whole number from 1")?;
+        }
+        if let Some(v) = var("INCREMENTA_ALERT_WINDOW_MINUTES") {
+            s.alert_window_minutes =
+                parse("INCREMENTA_ALERT_WINDOW_MINUTES", &v, "minutes, from 1")?;
+        }
+        if let Some(v) = var("INCREMENTA_ALERT_EXPORT_BURST") {
+            s.alert_export_burst =
+                parse("INCREMENTA_ALERT_EXPORT_BURST", &v, "a whole number from 1")?;
+        }
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |name: &'static str, problem: &str| {
+            Err(ConfigError::Invalid {
+                name,
+                problem: problem.to_owned(),
+            })
+        };
+        if !(1..=100).contains(&self.session_limit) {
+            return bad("session_limit", "must be between 1 and 100");
+        }
+        if !(1..=24 * 60).contains(&self.session_idle_minutes) {
+            return bad("session_idle_minutes", "must be between 1 and 1440");
+        }
+        if !(1..=30 * 24 * 60).contains(&self.session_lifetime_minutes)
+            || self.session_lifetime_minutes < self.session_idle_minutes
+        {
+            return bad(
+                "session_lifetime_minutes",
+                "must be between the idle timeout and 43200 (30 days)",
+            );
+        }
+        if self.argon2_memory_kib < 19_456
+            || self.argon2_iterations < 2
+            || self.argon2_parallelism < 1
+        {
+            return bad(
+                "argon2",
+                "parameters below OWASP's minimum (memory 19456 KiB, 2 iterations, parallelism 1) are refused",
+            );
+        }
+        if self.argon2_memory_kib > 4 * 1024 * 1024
+            || self.argon2_iterations > 20
+            || self.argon2_parallelism > 64
+        {
+            return bad(
+                "argon2",
+                "parameters above 4 GiB, 20 iterations or 64 lanes are refused",
+            );
+        }
+        if self.alert_account_failures == 0
+            || self.alert_ip_failures == 0
+            || self.alert_export_burst == 0
+            || !(1..=1440).contains(&self.alert_window_minutes)
+        {
+            return bad(
+                "alert thresholds",
+                "counts must be at least 1 and the window between 1 and 1440 minutes",
+            );
+        }
+        if !(1..=36_500).contains(&self.audit_retention_days) {
+            return bad("audit_retention_days", "must be between 1 and 36500");
+        }
+        if self.hash_concurrency == 0 || self.workers == 0 || self.db_max_connections == 0 {
+            return bad(
+                "hash_concurrency/workers/db_max_connections",
+                "must be at least 1",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = Settings::load(None, &env(&[])).unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.session_limit, 2);
+        assert_eq!(s.rate_limit_per_ip, 100);
+        assert!(s.database_url.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("incrementa.toml");
+        std::fs::write(&file, "bind = \"0.0.0.0:9000\"\nsession_limit = 3\n").unwrap();
+        let s = Settings::load(
+            Some(&file),
+            &env(&[
+                ("INCREMENTA_SESSION_LIMIT", "4"),
+                ("INCREMENTA_RATE_LIMIT_PER_IP", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.bind.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.session_limit, 4);
+        assert_eq!(s.rate_limit_per_ip, 0);
+    }
+
+    #[test]
+    fn wrong_values_are_named() {
+        let err = Settings::load(None, &env(&[("INCREMENTA_BIND", "localhost")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("INCREMENTA_BIND") && err.contains("127.0.0.1:8080"),
+            "{err}"
+        );
+        let err = Settings::load(None, &env(&[("INCREMENTA_ARGON2_MEMORY_KIB", "1024")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OWASP"), "{err}");
+        let err = Settings::load(None, &env(&[("INCREMENTA_SESSION_LIMIT", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("session_limit"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "sesion_limit = 3\n").unwrap();
+        let err = Settings::load(Some(&file), &env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sesion_limit"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_reach_debug() {
+        let s = Settings::load(
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://u:hunter2@h/db"),
+                ("INCREMENTA_MASTER_KEY", "c2VjcmV0"),
+            ]),
+        )
+        .unwrap();
+        let dbg = format!("{s:?}");
+        assert!(
+            !dbg.contains("hunter2") && !dbg.contains("c2VjcmV0"),
+            "{dbg}"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! `incrementa`: the IncrementaCRM security core server.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use incrementa::config::Settings;
+use incrementa::startup::{self, Application};
+
+/// IncrementaCRM security core: accounts, roles, sessions, vault and audit behind a REST API.
+#[derive(Debug, Parser)]
+#[command(name = "incrementa", version, about, long_about = None)]
+struct Cli {
+    /// Optional TOML configuration file (environment variables override it).
+    #[arg(long, global = true, env = "INCREMENTA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default): applies migrations first.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage the vault's master keys (VAULT-7).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Verify and maintain the tamper-evident audit log (AUD-4, AUD-5).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the HMAC chains; exits non-zero and names the first broken record if one is.
+    Verify {
+        /// Only this company's chain.
+        #[arg(long)]
+        company: Option<kernel::CompanyId>,
+    },
+    /// Remove records older than the retention period now (the server also does it daily).
+    Purge,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List key versions and how many stored credentials use each.
+    List,
+    /// Add a new key version to the key file; new values are sealed with it once servers restart.
+    Rotate,
+    /// Re-encrypt every stored value under the newest key. Safe while servers run, resumable and
+    /// idempotent: run it again after an interruption.
+    Rewrap {
+        /// Credentials per batch.
+        #[arg(long, default_value_t = 100)]
+        batch: u64,
+    },
+    /// Remove a key version from the key file; refused while any stored value uses it.
+    Retire {
+        /// The key version.
+        id: u32,
+    },
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The `keys` commands. Results go to standard output, progress to standard error.
+#[allow(clippy::print_stdout)] // a command-line tool's answer
+async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
+    let (vault, mut ring, source) = startup::vault_for_cli(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let file = || {
+        source.path().map(std::path::Path::to_path_buf).ok_or_else(|| {
+            "the keys come from INCREMENTA_MASTER_KEY: edit that variable (ID:KEY entries, newest last; \
+             a key is 32 random bytes, e.g. `openssl rand -base64 32`)"
+                .to_owned()
+        })
+    };
+    match cmd {
+        KeysCommand::List => {
+            for id in ring.ids() {
+                let used = vault.count_under(id).await.map_err(|e| e.to_string())?;
+                let newest = if id == ring.current_id() {
+                    " (newest: new values are sealed with it)"
+                } else {
+                    ""
+                };
+                println!("key {id}: {used} stored credentials{newest}");
+            }
+        }
+        KeysCommand::Rotate => {
+            let path = file()?;
+            let id = ring.rotate();
+            ring.save(&path).map_err(|e| e.to_string())?;
+            println!("added key {id} to {}.", path.display());
+            println!(
+                "Next: restart every server so it knows key {id}, then run `incrementa keys rewrap`."
+            );
+        }
+        KeysCommand::Rewrap { batch } => {
+            let done = vault
+                .rewrap(batch, |p| {
+                    eprintln!(
+                        "rewrapped {} credentials ({} skipped)",
+                        p.rewrapped, p.skipped
+                    )
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "rewrap finished: {} credentials now under key {}, {} skipped",
+                done.rewrapped,
+                ring.current_id(),
+                done.skipped
+            );
+        }
+        KeysCommand::Retire { id } => {
+            let path = file()?;
+            vault.check_retirable(id).await.map_err(|e| e.to_string())?;
+            let audit = startup::audit_for_cli(settings)
+                .await
+                .map_err(|e| e.to_string())?;
+            let records = audit
+                .records_under_key(id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if records > 0 {
+                return Err(format!(
+                    "{records} audit records are sealed with key {id} and verify only with it; \
+                     it can be retired once retention has removed them"
+                ));
+            }
+            ring.retire(id).map_err(|e| e.to_string())?;
+            ring.save(&path).map_err(|e| e.to_string())?;
+            println!("key {id} removed from {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// The `audit` commands.
+#[allow(clippy::print_stdout)] // a command-line tool's answer
+async fn audit_cmd(settings: &Settings, cmd: AuditCommand) -> Result<(), String> {
+    let audit = startup::audit_for_cli(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    match cmd {
+        AuditCommand::Verify { company } => {
+            let reports = audit.verify_all(company).await.map_err(|e| e.to_string())?;
+            let mut broken = 0;
+            for (chain, r) in &reports {
+                if r.ok {
+                    println!("{chain}: ok ({} records)", r.checked);
+                } else {
+                    broken += 1;
+                    let id = r
+                        .first_broken_id
+                        .map_or_else(|| "-".to_owned(), |id| id.to_string());
+                    println!(
+                        "{chain}: BROKEN at record {id}: {}",
+                        r.reason.as_deref().unwrap_or("unknown")
+                    );
+                }
+            }
+            if broken > 0 {
+                return Err(format!("{broken} audit chain(s) failed verification"));
+            }
+            println!("{} chain(s) verified", reports.len());
+        }
+        AuditCommand::Purge => {
+            let removed = audit
+                .purge(chrono::Duration::days(settings.audit_retention_days))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "removed {removed} records older than {} days",
+                settings.audit_retention_days
+            );
+        }
+    }
+    Ok(())
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref(), &|name| std::env::var(name).ok()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("incrementa: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings.log);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => match Application::build(&settings).await {
+            Ok(app) => app.run_until_stopped().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        Command::Migrate => startup::database(&settings)
+            .await
+            .map(|_| tracing::info!("migrations applied"))
+            .map_err(|e| e.to_string()),
+        Command::Keys(cmd) => keys(&settings, cmd).await,
+        Command::Audit(cmd) => audit_cmd(&settings, cmd).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "stopped");
+            eprintln!("incrementa: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

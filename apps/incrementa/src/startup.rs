@@ -1,0 +1,423 @@
+//! Builds the application from [`Settings`]: the one place where adapters are chosen and handed to
+//! the cores.
+
+use std::net::{IpAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt as _;
+use std::sync::Arc;
+
+use accounts::{AccountService, OwnershipService, PasswordPolicy};
+use actix_web::HttpServer;
+use actix_web::dev::Server;
+use async_trait::async_trait;
+use chrono::Duration;
+use crypto::{
+    AesCtrHmacEnvelope, Argon2Hasher, HashParams, HmacChain, KeySource, Keyring, RandomIds,
+    RandomTokens, SatInspector,
+};
+use kernel::{Clock, RateLimiter, SystemClock};
+use sea_orm::DatabaseConnection;
+use secrecy::ExposeSecret;
+use sessions::{SessionConfig, SessionPorts, SessionService, ThrottlePolicy};
+use store_sea::{PoolSettings, SeaStore};
+
+use crate::config::Settings;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The master key is unusable.
+    #[error(transparent)]
+    Key(crypto::CryptoError),
+    /// The database could not be reached or migrated.
+    #[error("database: {0}")]
+    Database(#[source] store_sea::StoreError),
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// The database URL in force: `DATABASE_URL`, else the SQLite file in the data directory.
+#[must_use]
+pub fn database_url(settings: &Settings) -> String {
+    settings.database_url.as_ref().map_or_else(
+        || {
+            format!(
+                "sqlite://{}?mode=rwc",
+                settings.data_dir.join("incrementa.db").display()
+            )
+        },
+        |u| u.expose_secret().to_owned(),
+    )
+}
+
+/// Creates the data directory (mode 0700 when new).
+///
+/// # Errors
+/// I/O errors.
+pub fn ensure_data_dir(settings: &Settings) -> Result<(), StartupError> {
+    let dir = &settings.data_dir;
+    let err = |source| StartupError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Connects to the configured database and applies migrations.
+///
+/// # Errors
+/// Connection or migration errors.
+pub async fn database(settings: &Settings) -> Result<DatabaseConnection, StartupError> {
+    ensure_data_dir(settings)?;
+    if settings.database_url.is_none() {
+        create_private_file(&settings.data_dir.join("incrementa.db"))?;
+    }
+    let pool = PoolSettings {
+        max_connections: settings.db_max_connections,
+        ..PoolSettings::default()
+    };
+    let db = store_sea::connect(&database_url(settings), pool)
+        .await
+        .map_err(StartupError::Database)?;
+    store_sea::migrate(&db)
+        .await
+        .map_err(StartupError::Database)?;
+    Ok(db)
+}
+
+/// Creates an empty file with mode 0600 if it does not exist. SQLite opens an empty file as an
+/// empty database and gives its WAL and shared-memory files the same mode, so password hashes,
+/// token hashes and audit records are readable by the server's user only.
+fn create_private_file(path: &std::path::Path) -> Result<(), StartupError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StartupError::DataDir {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// The master keyring in force (environment, key file, or a generated key file).
+///
+/// # Errors
+/// [`StartupError::Key`].
+pub fn keyring(settings: &Settings) -> Result<(Keyring, KeySource), StartupError> {
+    ensure_data_dir(settings)?;
+    Keyring::resolve(
+        settings.master_key.as_ref(),
+        settings.master_key_file.as_deref(),
+        &settings.data_dir,
+    )
+    .map_err(StartupError::Key)
+}
+
+/// The vault wired to the store, the keyring and the SAT inspector.
+#[must_use]
+pub fn vault_service(
+    keyring: &Keyring,
+    store: &Arc<SeaStore>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn kernel::IdGenerator>,
+) -> vault::VaultService {
+    vault::VaultService::new(
+        vault::VaultPorts {
+            repo: store.clone(),
+            envelope: Arc::new(AesCtrHmacEnvelope::new(keyring)),
+            inspector: Arc::new(SatInspector),
+            accounts: store.clone(),
+            audit: store.clone(),
+            clock,
+            ids,
+        },
+        vault::UploadLimits::default(),
+    )
+}
+
+/// The daily retention purge (AUD-5) and the purge of stale login throttle state: a minute after
+/// start, then every 24 hours. Several
+/// processes may run it: a purge is one transaction per chain and idempotent.
+fn spawn_retention(audit: audit::AuditService, sessions: SessionService, days: i64) {
+    actix_web::rt::spawn(async move {
+        let mut interval = actix_web::rt::time::interval_at(
+            actix_web::rt::time::Instant::now() + std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(24 * 60 * 60),
+        );
+        loop {
+            interval.tick().await;
+            match audit.purge(Duration::days(days)).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(removed = n, retention_days = days, "audit retention purge")
+                }
+                Err(e) => tracing::error!(error = %e, "audit retention purge failed"),
+            }
+            match sessions.purge_stale_throttles().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "stale login throttle state purged"),
+                Err(e) => tracing::error!(error = %e, "login throttle purge failed"),
+            }
+        }
+    });
+}
+
+/// The automated review (AUD-7) every 30 seconds. Several processes may run it: the review
+/// cursor moves by compare-and-set, so each record is reviewed once.
+fn spawn_review(audit: audit::AuditService) {
+    actix_web::rt::spawn(async move {
+        let mut interval = actix_web::rt::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            interval.tick().await;
+            match audit.review_all().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(alerts = n, "audit review raised alerts"),
+                Err(e) => tracing::error!(error = %e, "audit review failed"),
+            }
+        }
+    });
+}
+
+/// The audit service on its own, for the `audit` commands.
+///
+/// # Errors
+/// Key or database errors.
+pub async fn audit_for_cli(settings: &Settings) -> Result<audit::AuditService, StartupError> {
+    let (ring, _) = keyring(settings)?;
+    let db = database(settings).await?;
+    let chain = Arc::new(HmacChain::new(&ring));
+    let store = Arc::new(SeaStore::new(db, chain.clone()));
+    Ok(audit::AuditService::new(
+        store.clone(),
+        store,
+        chain,
+        Arc::new(SystemClock),
+        Arc::new(RandomIds),
+    ))
+}
+
+/// The vault, its keyring and the keyring's source, for the `keys` commands.
+///
+/// # Errors
+/// Key or database errors.
+pub async fn vault_for_cli(
+    settings: &Settings,
+) -> Result<(vault::VaultService, Keyring, KeySource), StartupError> {
+    let (ring, source) = keyring(settings)?;
+    let db = database(settings).await?;
+    let store = Arc::new(SeaStore::new(db, Arc::new(HmacChain::new(&ring))));
+    let vault = vault_service(&ring, &store, Arc::new(SystemClock), Arc::new(RandomIds));
+    Ok((vault, ring, source))
+}
+
+struct DbReadiness(DatabaseConnection);
+
+#[async_trait]
+impl http_api::Readiness for DbReadiness {
+    async fn check(&self) -> Result<(), String> {
+        store_sea::ping(&self.0).await.map_err(|e| e.to_string())?;
+        match store_sea::migrations_current(&self.0).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("migrations pending".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    server: Server,
+    port: u16,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Resolves the master key, connects and migrates the database, wires the services and binds.
+    ///
+    /// # Errors
+    /// A [`StartupError`] naming what is wrong.
+    pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Self::build`] with a given clock (tests drive time by hand).
+    ///
+    /// # Errors
+    /// As [`Self::build`].
+    pub async fn build_with_clock(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        ensure_data_dir(settings)?;
+        let (keyring, source) = keyring(settings)?;
+        match source {
+            KeySource::Generated(path) => tracing::warn!(
+                path = %path.display(),
+                "created a new master key file (mode 0600). It encrypts the vault: back it up apart from the database, \
+                 and in production give the key through INCREMENTA_MASTER_KEY or INCREMENTA_MASTER_KEY_FILE"
+            ),
+            KeySource::File(path) => {
+                tracing::info!(path = %path.display(), versions = ?keyring.ids(), "master keys loaded from file")
+            }
+            KeySource::Environment => {
+                tracing::info!(versions = ?keyring.ids(), "master keys loaded from INCREMENTA_MASTER_KEY")
+            }
+        }
+        let db = database(settings).await?;
+        let chain = Arc::new(HmacChain::new(&keyring));
+        let store = Arc::new(SeaStore::new(db.clone(), chain.clone()));
+        let ids = Arc::new(RandomIds);
+        let audit = audit::AuditService::new(
+            store.clone(),
+            store.clone(),
+            chain,
+            clock.clone(),
+            ids.clone(),
+        )
+        .with_thresholds(audit::AlertThresholds {
+            account_failures: settings.alert_account_failures,
+            ip_failures: settings.alert_ip_failures,
+            failure_window: Duration::minutes(settings.alert_window_minutes),
+            export_burst: settings.alert_export_burst,
+            export_window: Duration::minutes(10),
+        });
+        spawn_review(audit.clone());
+        let params = HashParams {
+            m_kib: settings.argon2_memory_kib,
+            t: settings.argon2_iterations,
+            p: settings.argon2_parallelism,
+        };
+        let hasher = Arc::new(
+            Argon2Hasher::new(params, settings.hash_concurrency).map_err(StartupError::Key)?,
+        );
+        let per_ip = if settings.rate_limit_per_ip == 0 {
+            0
+        } else {
+            settings.signup_limit_per_ip
+        };
+        let ownership = OwnershipService::new(
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            clock.clone(),
+            ids.clone(),
+        );
+        let accounts = AccountService::new(
+            store.clone(),
+            hasher.clone(),
+            store.clone(),
+            clock.clone(),
+            ids.clone(),
+            PasswordPolicy::default(),
+        )
+        .with_signup_limit(Arc::new(RateLimiter::<IpAddr>::new(
+            per_ip,
+            Duration::hours(1),
+            100_000,
+        )));
+        let session_config = SessionConfig {
+            default_cap: settings.session_limit,
+            idle_timeout: Duration::minutes(settings.session_idle_minutes),
+            absolute_lifetime: Duration::minutes(settings.session_lifetime_minutes),
+            touch_interval: Duration::minutes(1),
+            throttle: ThrottlePolicy::default(),
+        };
+        let sessions = SessionService::new(
+            SessionPorts {
+                accounts: store.clone(),
+                hasher,
+                store: store.clone(),
+                throttle: store.clone(),
+                tokens: Arc::new(RandomTokens),
+                audit: store.clone(),
+                clock: clock.clone(),
+                ids: ids.clone(),
+            },
+            Arc::new(RateLimiter::new(
+                settings.rate_limit_per_ip,
+                Duration::hours(1),
+                100_000,
+            )),
+            session_config,
+        );
+        spawn_retention(
+            audit.clone(),
+            sessions.clone(),
+            settings.audit_retention_days,
+        );
+        let vault = vault_service(&keyring, &store, clock.clone(), ids.clone());
+        let state = http_api::ApiState {
+            accounts,
+            sessions,
+            ownership,
+            vault,
+            audit,
+            readiness: Arc::new(DbReadiness(db)),
+        };
+        let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
+            addr: settings.bind.to_string(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                addr: settings.bind.to_string(),
+                source,
+            })?
+            .port();
+        let server = HttpServer::new(move || http_api::app(state.clone()))
+            .workers(settings.workers)
+            .listen(listener)
+            .map_err(|source| StartupError::Bind {
+                addr: settings.bind.to_string(),
+                source,
+            })?
+            .run();
+        tracing::info!(address = %settings.bind, port, "listening");
+        Ok(Self { server, port })
+    }
+
+    /// The bound port (useful with port 0).
+    #[must_use]
+    pub const fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, finishing in-flight requests.
+    ///
+    /// # Errors
+    /// Server I/O errors.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

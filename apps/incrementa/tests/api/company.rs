@@ -1,0 +1,133 @@
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn configuration_changes_are_logged_field_by_field() {
+    for app in spawn_each().await {
+        let [(_, owner), (admin_id, admin), (_, manager), (_, vendor)] =
+            app.company_with_roles("").await;
+        let c = app.call("GET", "/v1/company", Some(&manager), None).await;
+        assert_eq!(c.status, 200, "{}", c.raw);
+        assert_eq!(c.body["rfc"], "TCM970625MB1");
+        assert_eq!(c.body["mfa_required"], true);
+        assert!(
+            c.body["mfa_grace_until"].is_string(),
+            "new companies get a grace period"
+        );
+        assert_eq!(c.body["session_limit"], 2);
+        assert_problem(
+            &app.call("GET", "/v1/company", Some(&vendor), None).await,
+            403,
+            "forbidden",
+        );
+        assert_problem(
+            &app.call(
+                "PATCH",
+                "/v1/company",
+                Some(&manager),
+                Some(json!({ "name": "X" })),
+            )
+            .await,
+            403,
+            "forbidden",
+        );
+
+        let r = app
+            .call("PATCH", "/v1/company", Some(&admin), Some(json!({ "legal_name": "TACOS CAMPESTRE MX SA DE CV", "tax_regime": "601", "postal_code": "06600", "session_limit": 3 })))
+            .await;
+        assert_eq!(r.status, 200, "{}: {}", app.db.backend, r.raw);
+        assert_eq!(r.body["tax_regime"], "601");
+        // Every invalid field at once, and nothing changed.
+        let bad = app.call("PATCH", "/v1/company", Some(&admin), Some(json!({ "tax_regime": "999", "postal_code": "6600", "rfc": "NOPE", "session_limit": 0 }))).await;
+        assert_problem(&bad, 422, "validation_failed");
+        let fields: Vec<&str> = bad.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            vec!["rfc", "tax_regime", "postal_code", "session_limit"]
+        );
+        assert_problem(
+            &app.call(
+                "PATCH",
+                "/v1/company",
+                Some(&admin),
+                Some(json!({ "colour": "blue" })),
+            )
+            .await,
+            400,
+            "malformed_request",
+        );
+        // null clears.
+        app.call(
+            "PATCH",
+            "/v1/company",
+            Some(&owner),
+            Some(json!({ "postal_code": null })),
+        )
+        .await;
+
+        let log = app
+            .call("GET", "/v1/company/changes?limit=2", Some(&owner), None)
+            .await;
+        let items = log.body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 2, "{}", log.raw);
+        assert_eq!(items[0]["field"], "postal_code");
+        assert_eq!(items[0]["old_value"], "06600");
+        assert_eq!(items[0]["new_value"], serde_json::Value::Null);
+        let next = log.body["next_cursor"].as_str().unwrap();
+        let rest = app
+            .call(
+                "GET",
+                &format!("/v1/company/changes?cursor={next}"),
+                Some(&owner),
+                None,
+            )
+            .await;
+        let all: Vec<String> = items
+            .iter()
+            .chain(rest.body["items"].as_array().unwrap().iter())
+            .map(|i| i["field"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(all.len(), 5, "{all:?}");
+        for f in ["legal_name", "tax_regime", "session_limit"] {
+            assert!(all.contains(&f.to_owned()), "{f} in {all:?}");
+        }
+        assert!(
+            rest.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["actor_id"] == admin_id.as_str())
+        );
+        let audit = app.audit_dump().await;
+        assert!(
+            audit
+                .iter()
+                .any(|r| r.starts_with("company.config_changed|success") && r.contains("06600")),
+            "{audit:?}"
+        );
+
+        // The new session limit applies to the next login: three sessions stay.
+        let tokens: Vec<String> = {
+            let mut t = Vec::new();
+            for _ in 0..4 {
+                t.push(app.token("vendor@example.com").await);
+            }
+            t
+        };
+        let live = app
+            .call("GET", "/v1/sessions", Some(&tokens[3]), None)
+            .await;
+        assert_eq!(
+            live.body["items"].as_array().unwrap().len(),
+            3,
+            "{}",
+            live.raw
+        );
+    }
+}

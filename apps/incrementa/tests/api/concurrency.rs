@@ -1,0 +1,94 @@
+use std::collections::HashSet;
+
+use futures_util::future::join_all;
+
+use crate::helpers::*;
+
+async fn storm(apps: &[&str], email: &str, n: usize) -> (Vec<String>, HashSet<String>) {
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .finish();
+    let calls = (0..n).map(|i| {
+        let url = format!("{}/v1/sessions", apps[i % apps.len()]);
+        let client = client.clone();
+        async move {
+            let mut res = client
+                .post(url)
+                .send_json(&serde_json::json!({ "email": email, "password": PASSWORD }))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201);
+            res.json::<serde_json::Value>().await.unwrap()
+        }
+    });
+    let replies = join_all(calls).await;
+    let tokens = replies
+        .iter()
+        .map(|r| r["token"].as_str().unwrap().to_owned())
+        .collect();
+    let revoked = replies
+        .iter()
+        .flat_map(|r| {
+            r["revoked_session_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+        })
+        .collect::<Vec<_>>();
+    let unique: HashSet<String> = revoked.iter().cloned().collect();
+    assert_eq!(
+        unique.len(),
+        revoked.len(),
+        "a session was named revoked twice"
+    );
+    (tokens, unique)
+}
+
+async fn live_tokens(app: &TestApp, tokens: &[String]) -> Vec<String> {
+    let mut live = Vec::new();
+    for t in tokens {
+        if app.call("GET", "/v1/me", Some(t), None).await.status == 200 {
+            live.push(t.clone());
+        }
+    }
+    live
+}
+
+/// SES-2 over HTTP: 50 simultaneous logins of one user leave exactly 2 live sessions.
+#[actix_web::test]
+async fn fifty_simultaneous_logins_leave_two_sessions() {
+    for app in spawn_each().await {
+        app.signup("ana@example.com").await;
+        let (tokens, revoked) = storm(&[&app.base], "ana@example.com", 50).await;
+        let live = live_tokens(&app, &tokens).await;
+        assert_eq!(live.len(), 2, "{}", app.db.backend);
+        assert_eq!(revoked.len(), 48, "{}", app.db.backend);
+        let sessions = app.call("GET", "/v1/sessions", Some(&live[0]), None).await;
+        let ids: HashSet<String> = sessions.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids.len(), 2);
+        assert!(
+            ids.is_disjoint(&revoked),
+            "a surviving session was reported revoked"
+        );
+    }
+}
+
+/// SES-2 across processes: two `incrementa` processes on one database, logins spread over both.
+#[actix_web::test]
+async fn two_server_processes_sharing_one_database_keep_the_cap() {
+    for app in spawn_each().await {
+        app.signup("ana@example.com").await;
+        let p1 = ServerProcess::start(&app, &[], None).await;
+        let p2 = ServerProcess::start(&app, &[], None).await;
+        let (tokens, revoked) = storm(&[&p1.base, &p2.base], "ana@example.com", 50).await;
+        let live = live_tokens(&app, &tokens).await;
+        assert_eq!(live.len(), 2, "{}", app.db.backend);
+        assert_eq!(revoked.len(), 48, "{}", app.db.backend);
+    }
+}

@@ -1,0 +1,140 @@
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn malformed_json_wrong_types_and_missing_fields_are_400() {
+    let app = spawn_app().await;
+    let r = app
+        .send_raw(
+            "POST",
+            "/v1/signup",
+            "application/json",
+            b"{not json".to_vec(),
+        )
+        .await;
+    assert_problem(&r, 400, "malformed_request");
+    let r = app
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            Some(json!({ "email": "a@example.com", "password": 12345678 })),
+        )
+        .await;
+    assert_problem(&r, 400, "malformed_request");
+    assert!(
+        !r.raw.contains("12345678"),
+        "a value sent in a wrong type must not be echoed: {}",
+        r.raw
+    );
+    let r = app
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            Some(json!({ "email": "a@example.com" })),
+        )
+        .await;
+    assert_problem(&r, 400, "malformed_request");
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("password"),
+        "{}",
+        r.raw
+    );
+}
+
+#[actix_web::test]
+async fn wrong_content_type_is_415_and_oversized_bodies_are_413() {
+    let app = spawn_app().await;
+    let r = app
+        .send_raw("POST", "/v1/sessions", "text/plain", b"{}".to_vec())
+        .await;
+    assert_problem(&r, 415, "unsupported_media_type");
+    let big = format!(
+        "{{\"email\":\"a@example.com\",\"password\":\"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
+    let r = app
+        .send_raw("POST", "/v1/sessions", "application/json", big.into_bytes())
+        .await;
+    assert_problem(&r, 413, "payload_too_large");
+}
+
+#[actix_web::test]
+async fn unknown_routes_and_unparsable_ids_are_404_problems() {
+    let app = spawn_app().await;
+    assert_problem(
+        &app.call("GET", "/v1/nothing-here", None, None).await,
+        404,
+        "not_found",
+    );
+    app.signup("o@example.com").await;
+    let token = app.token("o@example.com").await;
+    assert_problem(
+        &app.call("GET", "/v1/users/not-a-uuid", Some(&token), None)
+            .await,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &app.call("DELETE", "/v1/sessions/123", Some(&token), None)
+            .await,
+        404,
+        "not_found",
+    );
+}
+
+#[actix_web::test]
+async fn protected_routes_need_a_bearer_token() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        ("GET", "/v1/me"),
+        ("GET", "/v1/sessions"),
+        ("GET", "/v1/users"),
+        ("DELETE", "/v1/sessions/current"),
+    ] {
+        let r = app.call(method, path, None, None).await;
+        assert_problem(&r, 401, "unauthenticated");
+        assert_eq!(r.headers.get("www-authenticate").unwrap(), "Bearer");
+        let r = app.call(method, path, Some("forged-token"), None).await;
+        assert_problem(&r, 401, "unauthenticated");
+    }
+    // A token in the query string is not a credential.
+    let r = app.call("GET", "/v1/me?access_token=abc", None, None).await;
+    assert_problem(&r, 401, "unauthenticated");
+}
+
+#[actix_web::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    let r = app.call("GET", "/healthz", None, None).await;
+    assert_eq!(r.status, 200);
+    let r = app.call("GET", "/readyz", None, None).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert!(r.headers.get("x-request-id").is_some());
+}
+
+#[actix_web::test]
+async fn the_embedded_default_keeps_its_files_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = incrementa::config::Settings::load(None, &|_| None).unwrap();
+    settings.bind = "127.0.0.1:0".parse().unwrap();
+    settings.data_dir = dir.path().join("data");
+    settings.workers = 1;
+    let app = incrementa::startup::Application::build(&settings)
+        .await
+        .unwrap();
+    let mode = |name: &str| {
+        std::fs::metadata(settings.data_dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(""), 0o700);
+    assert_eq!(mode("master.key"), 0o600);
+    assert_eq!(mode("incrementa.db"), 0o600);
+    assert!(app.port() > 0);
+}

@@ -1,0 +1,398 @@
+use std::path::PathBuf;
+
+use awc::http::StatusCode;
+use incrementa::config::Settings;
+use incrementa::startup::Application;
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+use test_support::TestDb;
+
+pub const PASSWORD: &str = "Tlacuache#2026";
+
+pub struct TestApp {
+    pub base: String,
+    pub db: TestDb,
+    pub data_dir: PathBuf,
+    pub _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: Value,
+    pub raw: String,
+}
+
+pub fn settings_for(db: &TestDb, data_dir: &std::path::Path) -> Settings {
+    let mut s = Settings::load(None, &|_| None).unwrap();
+    s.bind = "127.0.0.1:0".parse().unwrap();
+    s.data_dir = data_dir.to_owned();
+    s.workers = 2;
+    s.hash_concurrency = 2;
+    s.database_url = Some(secrecy::SecretString::from(db.url.clone()));
+    s
+}
+
+/// The server on SQLite.
+pub async fn spawn_app() -> TestApp {
+    spawn_on(TestDb::sqlite()).await
+}
+
+/// The server on each configured backend.
+pub async fn spawn_each() -> Vec<TestApp> {
+    let mut apps = Vec::new();
+    for db in TestDb::each().await {
+        apps.push(spawn_on(db).await);
+    }
+    apps
+}
+
+pub async fn spawn_on(db: TestDb) -> TestApp {
+    spawn_configured(db, |_| {}).await
+}
+
+/// The server with adjusted settings.
+pub async fn spawn_configured(db: TestDb, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut settings = settings_for(&db, &data_dir);
+    adjust(&mut settings);
+    let app = Application::build(&settings).await.expect("server starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        base,
+        db,
+        data_dir,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let client = awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .finish();
+        let mut req = client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .insert_header(("User-Agent", "api-tests/1"));
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        let mut res = match body {
+            Some(b) => req.send_json(&b).await.unwrap(),
+            None => req.send().await.unwrap(),
+        };
+        let bytes = res.body().limit(10 * 1024 * 1024).await.unwrap();
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        Reply {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: serde_json::from_str(&raw).unwrap_or(Value::Null),
+            raw,
+        }
+    }
+
+    pub async fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        let client = awc::Client::default();
+        let mut res = client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .insert_header(("Content-Type", content_type))
+            .send_body(body)
+            .await
+            .unwrap();
+        let bytes = res.body().limit(10 * 1024 * 1024).await.unwrap();
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        Reply {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: serde_json::from_str(&raw).unwrap_or(Value::Null),
+            raw,
+        }
+    }
+
+    /// Signs a company up; returns (company id, owner id).
+    pub async fn signup(&self, email: &str) -> (String, String) {
+        let r = self
+            .call(
+                "POST",
+                "/v1/signup",
+                None,
+                Some(json!({
+                    "company_name": "Tacos El Güero", "email": email, "password": PASSWORD,
+                    "password_confirmation": PASSWORD, "name": "Ana López", "rfc": "TCM970625MB1"
+                })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.raw);
+        (
+            r.body["company"]["id"].as_str().unwrap().to_owned(),
+            r.body["user"]["id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Reply {
+        self.call(
+            "POST",
+            "/v1/sessions",
+            None,
+            Some(json!({ "email": email, "password": password })),
+        )
+        .await
+    }
+
+    /// Logs in and returns the token.
+    pub async fn token(&self, email: &str) -> String {
+        let r = self.login(email, PASSWORD).await;
+        assert_eq!(r.status, 201, "{}", r.raw);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_user(&self, token: &str, email: &str, role: &str) -> String {
+        let r = self
+            .call("POST", "/v1/users", Some(token), Some(json!({
+                "email": email, "name": "Vendedor", "role": role, "password": PASSWORD, "password_confirmation": PASSWORD
+            })))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.raw);
+        r.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Every audit row as text, for searching.
+    pub async fn audit_dump(&self) -> Vec<String> {
+        let db = self.db.connect().await;
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT action, outcome, COALESCE(target, ''), COALESCE(ip, ''), COALESCE(user_agent, ''), details FROM audit_events".to_owned(),
+            ))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| {
+                (0..6)
+                    .map(|i| r.try_get_by_index::<String>(i).unwrap())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    }
+}
+
+pub fn assert_problem(r: &Reply, status: u16, code: &str) {
+    assert_eq!(r.status.as_u16(), status, "{}", r.raw);
+    assert_eq!(
+        r.headers.get("content-type").unwrap(),
+        "application/problem+json",
+        "{}",
+        r.raw
+    );
+    assert_eq!(r.body["code"], code, "{}", r.raw);
+    assert_eq!(r.body["status"], status);
+    assert!(
+        r.body["title"].is_string() && r.body["type"].is_string() && r.body["detail"].is_string(),
+        "{}",
+        r.raw
+    );
+}
+
+impl TestApp {
+    /// Opens the step-up window of the session behind `token`.
+    pub async fn reauth(&self, token: &str) {
+        let r = self
+            .call(
+                "POST",
+                "/v1/sessions/current/reauthenticate",
+                Some(token),
+                Some(json!({ "password": PASSWORD })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+    }
+
+    /// A company with one user per role; returns (owner, admin, manager, vendor) as (id, token).
+    pub async fn company_with_roles(&self, prefix: &str) -> [(String, String); 4] {
+        let (_, owner_id) = self.signup(&format!("{prefix}owner@example.com")).await;
+        let owner = self.token(&format!("{prefix}owner@example.com")).await;
+        let mut out = vec![(owner_id, owner.clone())];
+        for role in ["admin", "manager", "vendor"] {
+            let email = format!("{prefix}{role}@example.com");
+            let id = self.create_user(&owner, &email, role).await;
+            out.push((id, self.token(&email).await));
+        }
+        out.try_into().unwrap()
+    }
+}
+
+/// The server on SQLite with a clock the test moves by hand (starting at the real time).
+pub async fn spawn_with_clock() -> (TestApp, std::sync::Arc<kernel::ManualClock>) {
+    use kernel::Clock as _;
+    let clock = std::sync::Arc::new(kernel::ManualClock::new(kernel::SystemClock.now()));
+    let db = TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let settings = settings_for(&db, &data_dir);
+    let app = Application::build_with_clock(&settings, clock.clone())
+        .await
+        .expect("server starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    (
+        TestApp {
+            base,
+            db,
+            data_dir,
+            _dir: dir,
+        },
+        clock,
+    )
+}
+
+/// A file of the project's own SAT-like fixtures (scripts/gen-sat-like-fixtures.sh).
+pub fn fixture(name: &str, file: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../../crates/crypto/tests/fixtures/{name}/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+/// A multipart/form-data body: (content type, body).
+pub fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "----incrementa-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (name, data) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes());
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+impl TestApp {
+    /// Uploads a credential as multipart.
+    pub async fn upload(&self, token: &str, parts: &[(&str, &[u8])]) -> Reply {
+        let (content_type, body) = multipart(parts);
+        let client = awc::Client::default();
+        let mut res = client
+            .post(format!("{}/v1/fiscal/credentials", self.base))
+            .insert_header(("Content-Type", content_type))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send_body(body)
+            .await
+            .unwrap();
+        let bytes = res.body().limit(10 * 1024 * 1024).await.unwrap();
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        Reply {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: serde_json::from_str(&raw).unwrap_or(Value::Null),
+            raw,
+        }
+    }
+
+    /// Uploads one of the fixtures; returns the credential id.
+    pub async fn upload_fixture(&self, token: &str, name: &str) -> String {
+        let (cer, key, pw) = (
+            fixture(name, "certificate.cer"),
+            fixture(name, "private_key.key"),
+            fixture(name, "password.txt"),
+        );
+        let r = self
+            .upload(
+                token,
+                &[
+                    ("certificate", &cer),
+                    ("private_key", &key),
+                    ("password", &pw),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.raw);
+        r.body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A real `incrementa serve` process on a free loopback port, on `app`'s database and data
+/// directory; killed when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Starts the binary with `env` on top of the test defaults and waits until `/readyz` is 200.
+    pub async fn start(app: &TestApp, env: &[(&str, &str)], stderr: Option<std::fs::File>) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_incrementa"));
+        cmd.arg("serve")
+            .env("INCREMENTA_BIND", format!("127.0.0.1:{port}"))
+            .env("INCREMENTA_DATA_DIR", &app.data_dir)
+            .env("DATABASE_URL", &app.db.url)
+            .env("INCREMENTA_WORKERS", "2")
+            .env("INCREMENTA_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr.map_or_else(std::process::Stdio::null, std::process::Stdio::from));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let process = Self {
+            child: cmd.spawn().unwrap(),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = awc::Client::default();
+        for _ in 0..300 {
+            if let Ok(res) = client.get(format!("{}/readyz", process.base)).send().await
+                && res.status() == 200
+            {
+                return process;
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("server process on port {port} did not become ready");
+    }
+
+    /// The process id (for /proc measurements).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A [`TestApp`] that talks to this process, for the usual helpers.
+    pub fn app(&self, of: &TestApp) -> TestApp {
+        TestApp {
+            base: self.base.clone(),
+            db: TestDb::existing(&of.db.url, of.db.backend),
+            data_dir: of.data_dir.clone(),
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Stops the process now.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

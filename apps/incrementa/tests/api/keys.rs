@@ -1,0 +1,116 @@
+//! VAULT-7 end to end with the real binary: rotate, rewrap (twice: idempotent), retire.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Command;
+
+use incrementa::startup::Application;
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn keys(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_incrementa"))
+        .arg("keys")
+        .args(args)
+        .env("INCREMENTA_DATA_DIR", &app.data_dir)
+        .env("DATABASE_URL", &app.db.url)
+        .env("INCREMENTA_LOG", "warn")
+        .env_remove("INCREMENTA_MASTER_KEY")
+        .env_remove("INCREMENTA_MASTER_KEY_FILE")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[actix_web::test]
+async fn rotate_rewrap_retire() {
+    let app = spawn_app().await;
+    let [(_, owner), _, _, _] = app.company_with_roles("").await;
+    app.reauth(&owner).await;
+    let id = app.upload_fixture(&owner, "csd_valid").await;
+
+    let (ok, out) = keys(&app, &["list"]);
+    assert!(ok && out.contains("key 1: 1 stored credentials"), "{out}");
+    let (ok, out) = keys(&app, &["retire", "1"]);
+    assert!(!ok && out.contains("newest"), "{out}");
+
+    let (ok, out) = keys(&app, &["rotate"]);
+    assert!(ok && out.contains("added key 2"), "{out}");
+    let key_file = app.data_dir.join("master.key");
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let (ok, out) = keys(&app, &["retire", "1"]);
+    assert!(!ok && out.contains("still use key 1"), "{out}");
+
+    let (ok, out) = keys(&app, &["rewrap"]);
+    assert!(ok && out.contains("1 credentials now under key 2"), "{out}");
+    let (ok, out) = keys(&app, &["rewrap"]);
+    assert!(
+        ok && out.contains("0 credentials now under key 2"),
+        "idempotent: {out}"
+    );
+    // The credential no longer needs key 1, but the audit chain's records made so far do.
+    let (ok, out) = keys(&app, &["retire", "1"]);
+    assert!(
+        !ok && out.contains("audit records are sealed with key 1"),
+        "{out}"
+    );
+    // Simulate retention having removed them.
+    let db = app.db.connect().await;
+    use sea_orm::ConnectionTrait as _;
+    db.execute_unprepared("DELETE FROM audit_events WHERE key_id = 1")
+        .await
+        .unwrap();
+    let (ok, out) = keys(&app, &["retire", "1"]);
+    assert!(ok, "{out}");
+    let (ok, out) = keys(&app, &["list"]);
+    assert!(
+        ok && out.contains("key 2: 1 stored credentials") && !out.contains("key 1:"),
+        "{out}"
+    );
+
+    // A server started with the new keyring signs with the re-wrapped credential.
+    let settings = settings_for(&app.db, &app.data_dir);
+    let restarted = Application::build(&settings).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", restarted.port());
+    actix_web::rt::spawn(restarted.run_until_stopped());
+    let client = awc::Client::default();
+    let mut res = client
+        .post(format!("{base}/v1/fiscal/credentials/{id}/signatures"))
+        .insert_header(("Authorization", format!("Bearer {owner}")))
+        .send_json(&json!({ "data": "||cadena||" }))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        crypto::verify_signature(
+            &fixture("csd_valid", "certificate.cer"),
+            b"||cadena||",
+            body["signature"].as_str().unwrap()
+        )
+        .unwrap()
+    );
+}
+
+#[actix_web::test]
+async fn keys_from_the_environment_are_not_edited() {
+    let app = spawn_app().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_incrementa"))
+        .args(["keys", "rotate"])
+        .env("INCREMENTA_DATA_DIR", &app.data_dir)
+        .env("DATABASE_URL", &app.db.url)
+        .env("INCREMENTA_MASTER_KEY", format!("1:{}", "ab".repeat(32)))
+        .env("INCREMENTA_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("INCREMENTA_MASTER_KEY"));
+}

@@ -1,0 +1,23 @@
+//! API tests: the real server on a random loopback port with its own database.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod alerts;
+mod audit;
+mod company;
+mod concurrency;
+mod errors;
+mod helpers;
+mod keys;
+mod matrix;
+mod ownership;
+mod rbac;
+mod sessions;
+mod signup;
+mod tenancy;
+mod users;
+mod vault;

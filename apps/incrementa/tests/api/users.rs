@@ -1,0 +1,218 @@
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn only_owner_and_admin_manage_users() {
+    let app = spawn_app().await;
+    app.signup("owner@example.com").await;
+    let owner = app.token("owner@example.com").await;
+    app.create_user(&owner, "admin@example.com", "admin").await;
+    app.create_user(&owner, "manager@example.com", "manager")
+        .await;
+    app.create_user(&owner, "vendor@example.com", "vendor")
+        .await;
+    let admin = app.token("admin@example.com").await;
+    let manager = app.token("manager@example.com").await;
+    let vendor = app.token("vendor@example.com").await;
+
+    // Admin creates; Manager and Vendor may not.
+    app.create_user(&admin, "vendor2@example.com", "vendor")
+        .await;
+    let body = json!({ "email": "x@example.com", "name": "X", "role": "vendor", "password": PASSWORD, "password_confirmation": PASSWORD });
+    assert_problem(
+        &app.call("POST", "/v1/users", Some(&manager), Some(body.clone()))
+            .await,
+        403,
+        "forbidden",
+    );
+    assert_problem(
+        &app.call("POST", "/v1/users", Some(&vendor), Some(body))
+            .await,
+        403,
+        "forbidden",
+    );
+
+    // Nobody creates a second owner.
+    let owner_body = json!({ "email": "o2@example.com", "name": "X", "role": "owner", "password": PASSWORD, "password_confirmation": PASSWORD });
+    assert_problem(
+        &app.call("POST", "/v1/users", Some(&owner), Some(owner_body))
+            .await,
+        403,
+        "forbidden",
+    );
+
+    // Reading users: Owner and Admin yes; Manager and Vendor no (issue 2).
+    for t in [&owner, &admin] {
+        let list = app.call("GET", "/v1/users", Some(t), None).await;
+        assert_eq!(list.status, 200, "{}", list.raw);
+        assert_eq!(list.body["items"].as_array().unwrap().len(), 5);
+        assert!(
+            !list.raw.contains("argon2"),
+            "hashes never leave the server"
+        );
+    }
+    for t in [&manager, &vendor] {
+        assert_problem(
+            &app.call("GET", "/v1/users", Some(t), None).await,
+            403,
+            "forbidden",
+        );
+        let me = app.call("GET", "/v1/me", Some(t), None).await;
+        let id = me.body["id"].as_str().unwrap().to_owned();
+        assert_problem(
+            &app.call("GET", &format!("/v1/users/{id}"), Some(t), None)
+                .await,
+            403,
+            "forbidden",
+        );
+        let patch = json!({ "name": "Me" });
+        assert_problem(
+            &app.call("PATCH", &format!("/v1/users/{id}"), Some(t), Some(patch))
+                .await,
+            403,
+            "forbidden",
+        );
+    }
+
+    let audit = app.audit_dump().await;
+    assert!(
+        audit
+            .iter()
+            .filter(|r| r.starts_with("authorization.denied|denied"))
+            .count()
+            >= 3,
+        "{audit:?}"
+    );
+}
+
+#[actix_web::test]
+async fn a_deactivated_user_is_rejected_at_once_and_cannot_log_in() {
+    for app in spawn_each().await {
+        app.signup("owner@example.com").await;
+        let owner = app.token("owner@example.com").await;
+        let vendor_id = app
+            .create_user(&owner, "vendor@example.com", "vendor")
+            .await;
+        let vendor = app.token("vendor@example.com").await;
+        let vendor2 = app.token("vendor@example.com").await;
+        assert_eq!(
+            app.call("GET", "/v1/me", Some(&vendor), None).await.status,
+            200
+        );
+
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/v1/users/{vendor_id}"),
+                Some(&owner),
+                Some(json!({ "active": false })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        assert_eq!(r.body["active"], false);
+        for t in [&vendor, &vendor2] {
+            assert_problem(
+                &app.call("GET", "/v1/me", Some(t), None).await,
+                401,
+                "unauthenticated",
+            );
+        }
+        assert_problem(
+            &app.login("vendor@example.com", PASSWORD).await,
+            401,
+            "invalid_credentials",
+        );
+
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/v1/users/{vendor_id}"),
+                Some(&owner),
+                Some(json!({ "active": true, "name": "Vendedora" })),
+            )
+            .await;
+        assert_eq!(r.body["active"], true, "{}", r.raw);
+        assert_eq!(r.body["name"], "Vendedora");
+        app.token("vendor@example.com").await;
+        let audit = app.audit_dump().await;
+        for action in [
+            "user.deactivated|success",
+            "user.activated|success",
+            "user.updated|success",
+            "session.revoked|success",
+        ] {
+            assert!(
+                audit.iter().any(|r| r.starts_with(action)),
+                "{action} missing: {audit:?}"
+            );
+        }
+    }
+}
+
+#[actix_web::test]
+async fn nobody_deactivates_the_owner() {
+    let app = spawn_app().await;
+    let (_, owner_id) = app.signup("owner@example.com").await;
+    let owner = app.token("owner@example.com").await;
+    app.create_user(&owner, "admin@example.com", "admin").await;
+    let admin = app.token("admin@example.com").await;
+    for t in [&admin, &owner] {
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/v1/users/{owner_id}"),
+                Some(t),
+                Some(json!({ "active": false })),
+            )
+            .await;
+        assert_problem(&r, 403, "forbidden");
+    }
+    assert_eq!(
+        app.call("GET", "/v1/me", Some(&owner), None).await.status,
+        200
+    );
+}
+
+#[actix_web::test]
+async fn another_companys_users_answer_404_and_stay_unchanged() {
+    for app in spawn_each().await {
+        app.signup("a@example.com").await;
+        app.signup("b@example.com").await;
+        let a = app.token("a@example.com").await;
+        let b = app.token("b@example.com").await;
+        let a_vendor = app.create_user(&a, "va@example.com", "vendor").await;
+        let r = app
+            .call("GET", &format!("/v1/users/{a_vendor}"), Some(&b), None)
+            .await;
+        assert_problem(&r, 404, "not_found");
+        let r = app
+            .call(
+                "PATCH",
+                &format!("/v1/users/{a_vendor}"),
+                Some(&b),
+                Some(json!({ "active": false, "name": "Hacked" })),
+            )
+            .await;
+        assert_problem(&r, 404, "not_found");
+        let unknown = uuid::Uuid::new_v4();
+        assert_problem(
+            &app.call("GET", &format!("/v1/users/{unknown}"), Some(&b), None)
+                .await,
+            404,
+            "not_found",
+        );
+        let still = app
+            .call("GET", &format!("/v1/users/{a_vendor}"), Some(&a), None)
+            .await;
+        assert_eq!(still.body["active"], true, "{}", app.db.backend);
+        assert_eq!(still.body["name"], "Vendedor");
+        assert_eq!(
+            app.call("GET", "/v1/users", Some(&b), None).await.body["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,397 @@
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn parts<'a>(cer: &'a [u8], key: &'a [u8], pw: &'a [u8]) -> [(&'static str, &'a [u8]); 3] {
+    [("certificate", cer), ("private_key", key), ("password", pw)]
+}
+
+#[actix_web::test]
+async fn upload_list_sign_and_delete() {
+    for app in spawn_each().await {
+        let [(_, owner), (_, admin), (_, manager), (_, vendor)] = app.company_with_roles("").await;
+        let (cer, key, pw) = (
+            fixture("csd_valid", "certificate.cer"),
+            fixture("csd_valid", "private_key.key"),
+            fixture("csd_valid", "password.txt"),
+        );
+        assert_problem(
+            &app.upload(&owner, &parts(&cer, &key, &pw)).await,
+            403,
+            "reauthentication_required",
+        );
+        assert_problem(
+            &app.upload(&manager, &parts(&cer, &key, &pw)).await,
+            403,
+            "forbidden",
+        );
+        app.reauth(&owner).await;
+        let r = app.upload(&owner, &parts(&cer, &key, &pw)).await;
+        assert_eq!(r.status, 201, "{}: {}", app.db.backend, r.raw);
+        assert_eq!(r.body["kind"], "csd");
+        assert_eq!(r.body["rfc"], "TCM970625MB1");
+        assert_eq!(r.body["legal_name"], "TACOS CAMPESTRE MX SA DE CV");
+        assert_eq!(r.body["certificate_number"], "30001000000500009901");
+        assert_eq!(r.body["issuer"], "AC de Pruebas IncrementaCRM");
+        assert_eq!(r.body["valid_to"], "2029-01-01T00:00:00.000Z");
+        assert!(r.body["days_to_expiry"].as_i64().unwrap() > 30);
+        assert_eq!(r.body["expiring_soon"], false);
+        for secret in ["12345678a", "private_key\":", "password\":"] {
+            assert!(!r.raw.contains(secret), "{secret} in {}", r.raw);
+        }
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        // The same certificate twice is a conflict.
+        assert_problem(
+            &app.upload(&owner, &parts(&cer, &key, &pw)).await,
+            409,
+            "credential_exists",
+        );
+
+        let list = app
+            .call("GET", "/v1/fiscal/credentials", Some(&admin), None)
+            .await;
+        assert_eq!(
+            list.body["items"].as_array().unwrap().len(),
+            1,
+            "{}",
+            list.raw
+        );
+        assert_problem(
+            &app.call("GET", "/v1/fiscal/credentials", Some(&vendor), None)
+                .await,
+            403,
+            "forbidden",
+        );
+
+        // Signing: fiscal.sign, no step-up; the signature verifies with the certificate.
+        let data = "||4.0|A|123|2026-11-21T10:00:00|99|30001000000500009901|Ñandú||";
+        let signed = app
+            .call(
+                "POST",
+                &format!("/v1/fiscal/credentials/{id}/signatures"),
+                Some(&admin),
+                Some(json!({ "data": data })),
+            )
+            .await;
+        assert_eq!(signed.status, 200, "{}", signed.raw);
+        assert_eq!(signed.body["algorithm"], "RSA-SHA256");
+        assert_eq!(signed.body["certificate_number"], "30001000000500009901");
+        assert!(
+            crypto::verify_signature(
+                &cer,
+                data.as_bytes(),
+                signed.body["signature"].as_str().unwrap()
+            )
+            .unwrap()
+        );
+        assert_problem(
+            &app.call(
+                "POST",
+                &format!("/v1/fiscal/credentials/{id}/signatures"),
+                Some(&vendor),
+                Some(json!({ "data": data })),
+            )
+            .await,
+            403,
+            "forbidden",
+        );
+
+        // Delete needs step-up.
+        assert_problem(
+            &app.call(
+                "DELETE",
+                &format!("/v1/fiscal/credentials/{id}"),
+                Some(&admin),
+                None,
+            )
+            .await,
+            403,
+            "reauthentication_required",
+        );
+        assert_eq!(
+            app.call(
+                "DELETE",
+                &format!("/v1/fiscal/credentials/{id}"),
+                Some(&owner),
+                None
+            )
+            .await
+            .status,
+            204
+        );
+        assert_problem(
+            &app.call(
+                "GET",
+                &format!("/v1/fiscal/credentials/{id}"),
+                Some(&owner),
+                None,
+            )
+            .await,
+            404,
+            "not_found",
+        );
+
+        let audit = app.audit_dump().await;
+        for action in [
+            "fiscal.credential_uploaded|success",
+            "fiscal.credential_used|success",
+            "fiscal.credential_deleted|success",
+        ] {
+            assert!(
+                audit.iter().any(|r| r.starts_with(action)),
+                "{action}: {audit:?}"
+            );
+        }
+        assert!(audit.iter().all(|r| !r.contains("12345678a")), "AUD-8");
+    }
+}
+
+#[actix_web::test]
+async fn every_rejection_has_its_code_and_stores_nothing() {
+    let app = spawn_app().await;
+    let [(_, owner), _, _, _] = app.company_with_roles("").await;
+    app.reauth(&owner).await;
+    let f = fixture;
+    let valid = ("csd_valid", "certificate.cer");
+    // (certificate, key, password, status, code)
+    type Case = (Vec<u8>, Vec<u8>, Vec<u8>, u16, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            f(valid.0, valid.1),
+            f("csd_valid", "private_key.key"),
+            b"12345678b".to_vec(),
+            422,
+            "private_key_password_invalid",
+        ),
+        (
+            f("mismatch", "certificate.cer"),
+            f("mismatch", "private_key.key"),
+            f("mismatch", "password.txt"),
+            422,
+            "certificate_key_mismatch",
+        ),
+        (
+            f("csd_expired", "certificate.cer"),
+            f("csd_expired", "private_key.key"),
+            f("csd_expired", "password.txt"),
+            422,
+            "certificate_expired",
+        ),
+        (
+            f("csd_future", "certificate.cer"),
+            f("csd_future", "private_key.key"),
+            f("csd_future", "password.txt"),
+            422,
+            "certificate_not_yet_valid",
+        ),
+        (
+            f("csd_person", "certificate.cer"),
+            f("csd_person", "private_key.key"),
+            f("csd_person", "password.txt"),
+            422,
+            "rfc_mismatch",
+        ),
+        (
+            b"not a certificate".to_vec(),
+            f("csd_valid", "private_key.key"),
+            f("csd_valid", "password.txt"),
+            422,
+            "certificate_invalid",
+        ),
+        (
+            f(valid.0, valid.1),
+            b"not a key".to_vec(),
+            f("csd_valid", "password.txt"),
+            422,
+            "private_key_invalid",
+        ),
+        (
+            f(valid.0, valid.1),
+            vec![0_u8; 70 * 1024],
+            f("csd_valid", "password.txt"),
+            413,
+            "payload_too_large",
+        ),
+    ];
+    for (cer, key, pw, status, code) in cases {
+        let r = app.upload(&owner, &parts(&cer, &key, &pw)).await;
+        assert_problem(&r, status, code);
+        assert!(!r.raw.contains("12345678"), "{}", r.raw);
+    }
+    // Missing and unknown parts, and a JSON body.
+    let cer = f(valid.0, valid.1);
+    assert_problem(
+        &app.upload(&owner, &[("certificate", &cer)]).await,
+        400,
+        "malformed_request",
+    );
+    assert_problem(
+        &app.upload(
+            &owner,
+            &[("certificate", &cer), ("key", b"x"), ("password", b"x")],
+        )
+        .await,
+        400,
+        "malformed_request",
+    );
+    assert_problem(
+        &app.call(
+            "POST",
+            "/v1/fiscal/credentials",
+            Some(&owner),
+            Some(json!({})),
+        )
+        .await,
+        415,
+        "unsupported_media_type",
+    );
+    let list = app
+        .call("GET", "/v1/fiscal/credentials", Some(&owner), None)
+        .await;
+    assert_eq!(
+        list.body["items"],
+        json!([]),
+        "nothing was stored: {}",
+        list.raw
+    );
+    // A FIEL is accepted and says so.
+    let r = app
+        .upload(
+            &owner,
+            &parts(
+                &f("fiel_valid", "certificate.cer"),
+                &f("fiel_valid", "private_key.key"),
+                b"12345678a\n",
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.raw);
+    assert_eq!(r.body["kind"], "fiel");
+}
+
+/// VAULT-5: after an upload no file under the data directory holds the key, its password or the
+/// certificate's original bytes.
+#[actix_web::test]
+async fn nothing_readable_reaches_the_disk() {
+    let app = spawn_app().await;
+    let [(_, owner), _, _, _] = app.company_with_roles("").await;
+    app.reauth(&owner).await;
+    let (cer, key) = (
+        fixture("csd_valid", "certificate.cer"),
+        fixture("csd_valid", "private_key.key"),
+    );
+    // The stored password is the fixture's, 12345678a: it is what the search looks for.
+    app.upload_fixture(&owner, "csd_valid").await;
+    let mut files = Vec::new();
+    let mut stack = vec![app.data_dir.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path)
+            } else {
+                files.push(path)
+            }
+        }
+    }
+    // The test database (and its WAL) lives in its own directory in this harness: search it too.
+    let db_dir = std::path::Path::new(
+        app.db
+            .url
+            .trim_start_matches("sqlite://")
+            .split('?')
+            .next()
+            .unwrap(),
+    )
+    .parent()
+    .unwrap()
+    .to_owned();
+    for entry in std::fs::read_dir(db_dir).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    assert!(
+        files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("incrementa.db")
+                || f.to_string_lossy().contains("test.db")),
+        "{files:?}"
+    );
+    let needles: Vec<(&str, Vec<u8>)> = vec![
+        ("password", b"12345678a".to_vec()),
+        ("key start", key[..48].to_vec()),
+        ("key middle", key[600..648].to_vec()),
+        ("key end", key[key.len() - 48..].to_vec()),
+        ("certificate start", cer[..48].to_vec()),
+        ("certificate middle", cer[500..548].to_vec()),
+    ];
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        for (what, needle) in &needles {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{what} found in {}",
+                file.display()
+            );
+        }
+    }
+}
+
+async fn exec(app: &TestApp, sql: &str) {
+    let db = app.db.connect().await;
+    db.execute_raw(Statement::from_string(
+        db.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .unwrap();
+}
+
+/// VAULT-1: an envelope edited, or copied to another company's row, does not open.
+#[actix_web::test]
+async fn tampered_or_swapped_envelopes_fail_closed() {
+    for app in spawn_each().await {
+        let [(_, a_owner), _, _, _] = app.company_with_roles("a-").await;
+        let [(_, b_owner), _, _, _] = app.company_with_roles("b-").await;
+        app.reauth(&a_owner).await;
+        app.reauth(&b_owner).await;
+        let a = app.upload_fixture(&a_owner, "csd_valid").await;
+        let b = app.upload_fixture(&b_owner, "csd_valid").await;
+        let sign = |token: String, id: String| {
+            let app = &app;
+            async move {
+                app.call(
+                    "POST",
+                    &format!("/v1/fiscal/credentials/{id}/signatures"),
+                    Some(&token),
+                    Some(json!({ "data": "x" })),
+                )
+                .await
+            }
+        };
+        assert_eq!(sign(b_owner.clone(), b.clone()).await.status, 200);
+        // Copy A's key envelope into B's row: B can no longer sign, and nothing leaks.
+        let (a_lit, b_lit) = match app.db.backend {
+            "postgres" => (format!("'{a}'"), format!("'{b}'")),
+            _ => (
+                format!("X'{}'", a.replace('-', "")),
+                format!("X'{}'", b.replace('-', "")),
+            ),
+        };
+        exec(&app, &format!("UPDATE fiscal_credentials SET private_key = (SELECT private_key FROM fiscal_credentials WHERE id = {a_lit}) WHERE id = {b_lit}")).await;
+        let r = sign(b_owner.clone(), b.clone()).await;
+        assert_problem(&r, 500, "internal_error");
+        assert!(
+            !r.raw.contains("ev1.") && !r.raw.to_lowercase().contains("sql"),
+            "{}",
+            r.raw
+        );
+        // Flip one character of A's password envelope.
+        exec(&app, &format!("UPDATE fiscal_credentials SET password = REPLACE(password, 'ev1.', 'ev1.A') WHERE id = {a_lit}")).await;
+        assert_problem(
+            &sign(a_owner.clone(), a.clone()).await,
+            500,
+            "internal_error",
+        );
+    }
+}

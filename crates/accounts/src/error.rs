@@ -1,0 +1,77 @@
+use serde::Serialize;
+
+use crate::PasswordViolation;
+
+/// One invalid input field and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The field's name as the API spells it.
+    pub field: &'static str,
+    /// A stable snake_case reason.
+    pub code: &'static str,
+}
+
+impl FieldError {
+    /// A field error.
+    #[must_use]
+    pub const fn new(field: &'static str, code: &'static str) -> Self {
+        Self { field, code }
+    }
+}
+
+/// Errors of the accounts crate. None of them carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    /// Input fields are invalid; every problem is listed.
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    /// The password breaks the policy; every violated rule is listed (PWD-5).
+    #[error("the password does not meet the password policy")]
+    PasswordPolicy(Vec<PasswordViolation>),
+    /// Another user already has this email (emails are unique platform-wide, case-insensitive).
+    #[error("the email address is already registered")]
+    EmailTaken,
+    /// No such record in the actor's company (also for other companies' ids).
+    #[error("not found")]
+    NotFound,
+    /// The actor may not do this; the text says which rule.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The operation is critical and the session has not re-authenticated in the last 5 minutes
+    /// (MFA-3).
+    #[error("re-authenticate first: this operation needs a fresh confirmation of your password")]
+    ReauthenticationRequired,
+    /// The request conflicts with the current state; `code` is stable.
+    #[error("{message}")]
+    Conflict {
+        /// Stable snake_case code.
+        code: &'static str,
+        /// Sentence for the detail.
+        message: &'static str,
+    },
+    /// The current password given to a password change is wrong.
+    #[error("the current password is not correct")]
+    CurrentPasswordInvalid,
+    /// Too many sign-ups from this address; retry after this many seconds.
+    #[error("too many attempts; retry later")]
+    RateLimited {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// Infrastructure failure; details stay in the source, never in responses.
+    #[error("internal error in accounts")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AccountsError {
+    /// Wraps an infrastructure error.
+    pub fn internal(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(err))
+    }
+}
+
+impl From<audit::AuditError> for AccountsError {
+    fn from(err: audit::AuditError) -> Self {
+        Self::internal(err)
+    }
+}

@@ -1,0 +1,169 @@
+//! Ports of the accounts core: what it needs from storage and from a password hasher.
+
+use async_trait::async_trait;
+use audit::AuditRecord;
+use kernel::{CompanyId, SessionId, Timestamp, UserId};
+use uuid::Uuid;
+
+use crate::{AccountsError, Company, ConfigChange, Email, Password, PasswordHash, User};
+
+/// Why a session ended before its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationReason {
+    /// Its user logged out.
+    Logout,
+    /// Its user revoked it from the session list.
+    UserRevoked,
+    /// A newer login went over the session cap (SES-1).
+    SessionLimit,
+    /// Its user was deactivated (ACC-1).
+    UserDeactivated,
+    /// Its user changed the password (PWD-6).
+    PasswordChanged,
+}
+
+impl RevocationReason {
+    /// The stable name stored with the session and in audit details.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::UserRevoked => "user_revoked",
+            Self::SessionLimit => "session_limit",
+            Self::UserDeactivated => "user_deactivated",
+            Self::PasswordChanged => "password_changed",
+        }
+    }
+}
+
+/// "Revoke every live session of this user (but `keep`)", done in the same transaction as the
+/// change that causes it; each revoked session gets a `session.revoked` audit record made from
+/// `audit_template`.
+#[derive(Debug, Clone)]
+pub struct SessionRevocation {
+    /// When.
+    pub at: Timestamp,
+    /// Why.
+    pub reason: RevocationReason,
+    /// A session to leave alone (the one changing its own password).
+    pub keep: Option<SessionId>,
+    /// Actor, company, context and outcome for the per-session audit records.
+    pub audit_template: AuditRecord,
+}
+
+impl SessionRevocation {
+    /// The audit record for one revoked session.
+    #[must_use]
+    pub fn record_for(&self, session: SessionId, id: Uuid) -> AuditRecord {
+        let mut record = self
+            .audit_template
+            .clone()
+            .target("session", session)
+            .details(serde_json::json!({ "reason": self.reason.as_str() }));
+        record.id = id;
+        record
+    }
+}
+
+/// Storage of companies and users.
+///
+/// Every method that reads or writes company data takes the company id; a user of another company
+/// is reported exactly like a missing one. Methods that change state take the audit records that
+/// describe the change and MUST write them in the same transaction: both happen or neither does.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait AccountRepository: Send + Sync {
+    /// Creates a company and its Owner atomically (ACC-3).
+    ///
+    /// # Errors
+    /// MUST return [`AccountsError::EmailTaken`] when the owner's email is already registered
+    /// (case-insensitively), and then store nothing.
+    async fn create_company_with_owner(
+        &self,
+        company: &Company,
+        owner: &User,
+        audit: Vec<AuditRecord>,
+    ) -> Result<(), AccountsError>;
+
+    /// Inserts a user.
+    ///
+    /// # Errors
+    /// MUST return [`AccountsError::EmailTaken`] for a registered email.
+    async fn insert_user(&self, user: &User, audit: Vec<AuditRecord>) -> Result<(), AccountsError>;
+
+    /// A company by id.
+    async fn company(&self, id: CompanyId) -> Result<Option<Company>, AccountsError>;
+
+    /// Stores a company's new configuration with its field-level change records and audit
+    /// records, in one transaction (AUD-3).
+    ///
+    /// # Errors
+    /// MUST return [`AccountsError::NotFound`] for an unknown company.
+    async fn update_company(
+        &self,
+        company: &Company,
+        changes: Vec<ConfigChange>,
+        audit: Vec<AuditRecord>,
+    ) -> Result<(), AccountsError>;
+
+    /// Up to `limit` configuration changes of `company` older than the change `before`, newest
+    /// first.
+    async fn company_changes(
+        &self,
+        company: CompanyId,
+        before: Option<Uuid>,
+        limit: u64,
+    ) -> Result<Vec<ConfigChange>, AccountsError>;
+
+    /// A user by (normalized) email, in any company: the login lookup.
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, AccountsError>;
+
+    /// A user of `company`.
+    async fn user(&self, company: CompanyId, id: UserId) -> Result<Option<User>, AccountsError>;
+
+    /// Every user of `company`, oldest first.
+    async fn users(&self, company: CompanyId) -> Result<Vec<User>, AccountsError>;
+
+    /// Stores a user's new name, active flag, role and password hash, and, when asked, revokes
+    /// its sessions; returns the revoked session ids.
+    ///
+    /// # Errors
+    /// MUST return [`AccountsError::NotFound`] when no such user exists in `user.company_id`.
+    async fn update_user(
+        &self,
+        user: &User,
+        revoke: Option<SessionRevocation>,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Vec<SessionId>, AccountsError>;
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// Wrong password (or no user: see [`PasswordHasher::verify`]).
+    Mismatch,
+    /// Right password; `needs_rehash` when the hash was made with weaker parameters than the
+    /// configured ones (PWD-3).
+    Match {
+        /// Upgrade the stored hash.
+        needs_rehash: bool,
+    },
+}
+
+/// Password hashing (PWD-3). Implementations run the work off the async executor with bounded
+/// concurrency.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    /// Hashes a password with the configured parameters and a fresh salt.
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, AccountsError>;
+
+    /// Verifies a password. With `hash == None` (unknown user) it MUST do the same work against a
+    /// dummy hash and answer [`PasswordCheck::Mismatch`], so timing does not reveal which emails
+    /// exist.
+    async fn verify<'a>(
+        &self,
+        password: &Password,
+        hash: Option<&'a PasswordHash>,
+    ) -> Result<PasswordCheck, AccountsError>;
+}

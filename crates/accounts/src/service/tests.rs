@@ -1,0 +1,497 @@
+use std::sync::Arc;
+
+use audit::{Action, MockAuditSink, Outcome};
+use chrono::TimeZone;
+use kernel::{CompanyId, ManualClock, RequestContext, SequentialIds, SessionId, UserId};
+use rbac::{Actor, Role};
+
+use super::*;
+use crate::{
+    MockAccountRepository, MockPasswordHasher, PasswordCheck, PasswordHash, PasswordViolation,
+};
+
+const GOOD: &str = "Tlacuache#2026";
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
+            .unwrap(),
+    ))
+}
+
+fn hasher() -> MockPasswordHasher {
+    let mut h = MockPasswordHasher::new();
+    h.expect_hash()
+        .returning(|_| Ok(PasswordHash::new("$argon2id$fake".into())));
+    h
+}
+
+fn service(
+    repo: MockAccountRepository,
+    hasher: MockPasswordHasher,
+    sink: MockAuditSink,
+) -> AccountService {
+    AccountService::new(
+        Arc::new(repo),
+        Arc::new(hasher),
+        Arc::new(sink),
+        clock(),
+        Arc::new(SequentialIds::default()),
+        PasswordPolicy::default(),
+    )
+}
+
+fn signup_request(password: &str, confirmation: &str) -> SignupRequest {
+    SignupRequest {
+        company_name: "Tacos El Güero".into(),
+        email: "Owner@Example.com".into(),
+        password: Password::new(password),
+        password_confirmation: Password::new(confirmation),
+        name: "Ana López".into(),
+        rfc: Some("eku9003173c9".into()),
+    }
+}
+
+fn actor(role: Role, company: CompanyId) -> Actor {
+    Actor::new(
+        UserId::from_uuid(uuid::Uuid::from_u128(1)),
+        company,
+        SessionId::from_uuid(uuid::Uuid::from_u128(2)),
+        role,
+        role.default_permissions(),
+    )
+}
+
+fn user(company: CompanyId, id: u128, role: Role) -> User {
+    let now = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    User {
+        id: UserId::from_uuid(uuid::Uuid::from_u128(id)),
+        company_id: company,
+        email: Email::parse(&format!("user{id}@example.com")).unwrap(),
+        name: PersonName::parse("Someone", "name").unwrap(),
+        role,
+        active: true,
+        password_hash: PasswordHash::new("$argon2id$old".into()),
+        mfa_enabled: false,
+        grants: rbac::PermissionSet::empty(),
+        revokes: rbac::PermissionSet::empty(),
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn company() -> CompanyId {
+    CompanyId::from_uuid(uuid::Uuid::from_u128(77))
+}
+
+fn sink_expecting_denial() -> MockAuditSink {
+    let mut sink = MockAuditSink::new();
+    sink.expect_record()
+        .withf(|r| r.action == Action::AUTHORIZATION_DENIED && r.outcome == Outcome::Denied)
+        .times(1)
+        .returning(|_| Ok(()));
+    sink
+}
+
+#[tokio::test]
+async fn signup_creates_company_and_owner_in_one_call_with_its_audit_records() {
+    let mut repo = MockAccountRepository::new();
+    repo.expect_create_company_with_owner()
+        .withf(|company, owner, audit| {
+            owner.role == Role::Owner
+                && owner.company_id == company.id
+                && owner.email.as_str() == "owner@example.com"
+                && company.rfc.as_ref().map(Rfc::as_str) == Some("EKU9003173C9")
+                && audit.len() == 2
+                && audit[0].action == Action::COMPANY_CREATED
+                && audit[1].action == Action::USER_CREATED
+                && !format!("{audit:?}").contains(GOOD)
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let svc = service(repo, hasher(), MockAuditSink::new());
+    let (company, owner) = svc
+        .signup(signup_request(GOOD, GOOD), &RequestContext::default())
+        .await
+        .unwrap();
+    assert_eq!(owner.company_id, company.id);
+    assert!(owner.active);
+}
+
+#[tokio::test]
+async fn signup_with_a_weak_password_lists_every_rule_and_stores_nothing() {
+    let mut repo = MockAccountRepository::new();
+    repo.expect_create_company_with_owner().times(0);
+    let mut h = MockPasswordHasher::new();
+    h.expect_hash().times(0);
+    let svc = service(repo, h, MockAuditSink::new());
+    let err = svc
+        .signup(signup_request("owner", "Owner"), &RequestContext::default())
+        .await
+        .unwrap_err();
+    let AccountsError::PasswordPolicy(v) = err else {
+        panic!("expected a policy error, got {err:?}")
+    };
+    assert_eq!(
+        v,
+        vec![
+            PasswordViolation::TooShort,
+            PasswordViolation::MissingUppercase,
+            PasswordViolation::MissingDigit,
+            PasswordViolation::MissingSpecial,
+            PasswordViolation::ConfirmationMismatch,
+            PasswordViolation::ContainsEmail,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn signup_reports_every_invalid_field() {
+    let svc = service(MockAccountRepository::new(), hasher(), MockAuditSink::new());
+    let mut req = signup_request(GOOD, GOOD);
+    req.email = "not an email".into();
+    req.company_name = " ".into();
+    req.rfc = Some("XYZ".into());
+    let err = svc
+        .signup(req, &RequestContext::default())
+        .await
+        .unwrap_err();
+    let AccountsError::Validation(errors) = err else {
+        panic!("{err:?}")
+    };
+    let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+    assert_eq!(fields, vec!["company_name", "email", "rfc"]);
+}
+
+#[tokio::test]
+async fn duplicate_email_is_reported_as_taken() {
+    let mut repo = MockAccountRepository::new();
+    repo.expect_create_company_with_owner()
+        .returning(|_, _, _| Err(AccountsError::EmailTaken));
+    let svc = service(repo, hasher(), MockAuditSink::new());
+    let err = svc
+        .signup(signup_request(GOOD, GOOD), &RequestContext::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountsError::EmailTaken));
+}
+
+fn new_user(role: &str) -> NewUserRequest {
+    NewUserRequest {
+        email: "new@example.com".into(),
+        name: "Nuevo".into(),
+        role: role.into(),
+        password: Password::new(GOOD),
+        password_confirmation: Password::new(GOOD),
+    }
+}
+
+#[tokio::test]
+async fn managers_and_vendors_cannot_create_users_and_the_denial_is_audited() {
+    for role in [Role::Manager, Role::Vendor] {
+        let mut repo = MockAccountRepository::new();
+        repo.expect_insert_user().times(0);
+        let svc = service(repo, hasher(), sink_expecting_denial());
+        let err = svc
+            .create_user(
+                &actor(role, company()),
+                new_user("vendor"),
+                &RequestContext::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AccountsError::Forbidden(_)),
+            "{role:?}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn nobody_creates_a_second_owner_and_admins_cannot_create_above_themselves() {
+    for role in [Role::Owner, Role::Admin] {
+        let svc = service(
+            MockAccountRepository::new(),
+            hasher(),
+            sink_expecting_denial(),
+        );
+        let err = svc
+            .create_user(
+                &actor(role, company()),
+                new_user("owner"),
+                &RequestContext::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountsError::Forbidden(_)));
+    }
+}
+
+#[tokio::test]
+async fn admin_creates_users_up_to_its_own_role_in_its_own_company() {
+    for target in ["admin", "manager", "vendor"] {
+        let mut repo = MockAccountRepository::new();
+        repo.expect_insert_user()
+            .withf(move |u, audit| {
+                u.company_id == company() && u.role.as_str() == target && audit.len() == 1
+            })
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let svc = service(repo, hasher(), MockAuditSink::new());
+        let created = svc
+            .create_user(
+                &actor(Role::Admin, company()),
+                new_user(target),
+                &RequestContext::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(created.role.as_str(), target);
+    }
+}
+
+#[tokio::test]
+async fn unknown_role_is_a_field_error() {
+    let svc = service(MockAccountRepository::new(), hasher(), MockAuditSink::new());
+    let err = svc
+        .create_user(
+            &actor(Role::Owner, company()),
+            new_user("superuser"),
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap_err();
+    let AccountsError::Validation(errors) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(errors, vec![FieldError::new("role", "invalid")]);
+}
+
+#[tokio::test]
+async fn the_owner_cannot_be_deactivated_by_anyone() {
+    for role in [Role::Owner, Role::Admin] {
+        let mut repo = MockAccountRepository::new();
+        repo.expect_user()
+            .returning(|c, _| Ok(Some(user(c, 9, Role::Owner))));
+        repo.expect_update_user().times(0);
+        let svc = service(repo, hasher(), sink_expecting_denial());
+        let patch = UserPatch {
+            name: None,
+            active: Some(false),
+        };
+        let err = svc
+            .update_user(
+                &actor(role, company()),
+                UserId::from_uuid(uuid::Uuid::from_u128(9)),
+                patch,
+                &RequestContext::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountsError::Forbidden(_)), "{role:?}");
+    }
+}
+
+#[tokio::test]
+async fn admin_cannot_even_rename_the_owner() {
+    let mut repo = MockAccountRepository::new();
+    repo.expect_user()
+        .returning(|c, _| Ok(Some(user(c, 9, Role::Owner))));
+    repo.expect_update_user().times(0);
+    let svc = service(repo, hasher(), sink_expecting_denial());
+    let patch = UserPatch {
+        name: Some("Renamed".into()),
+        active: None,
+    };
+    let err = svc
+        .update_user(
+            &actor(Role::Admin, company()),
+            UserId::from_uuid(uuid::Uuid::from_u128(9)),
+            patch,
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountsError::Forbidden(_)));
+}
+
+#[tokio::test]
+async fn deactivation_revokes_every_session_in_the_same_call() {
+    let mut repo = MockAccountRepository::new();
+    repo.expect_user()
+        .returning(|c, _| Ok(Some(user(c, 9, Role::Vendor))));
+    repo.expect_update_user()
+        .withf(|u, revoke, audit| {
+            !u.active
+                && revoke.as_ref().is_some_and(|r| {
+                    r.reason == RevocationReason::UserDeactivated && r.keep.is_none()
+                })
+                && audit.len() == 1
+                && audit[0].action == Action::USER_DEACTIVATED
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(vec![]));
+    let svc = service(repo, hasher(), MockAuditSink::new());
+    let patch = UserPatch {
+        name: None,
+        active: Some(false),
+    };
+    let updated = svc
+        .update_user(
+            &actor(Role::Admin, company()),
+            UserId::from_uuid(uuid::Uuid::from_u128(9)),
+            patch,
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap();
+    assert!(!updated.active);
+}
+
+#[tokio::test]
+async fn a_patch_that_changes_nothing_writes_nothing() {
+    let mut repo = MockAccountRepository::new();
+    repo.expect_user()
+        .returning(|c, _| Ok(Some(user(c, 9, Role::Vendor))));
+    repo.expect_update_user().times(0);
+    let svc = service(repo, hasher(), MockAuditSink::new());
+    let patch = UserPatch {
+        name: Some("Someone".into()),
+        active: Some(true),
+    };
+    svc.update_user(
+        &actor(Role::Admin, company()),
+        UserId::from_uuid(uuid::Uuid::from_u128(9)),
+        patch,
+        &RequestContext::default(),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn users_of_other_companies_are_not_found() {
+    let mut repo = MockAccountRepository::new();
+    repo.expect_user()
+        .withf(|c, _| *c == company())
+        .returning(|_, _| Ok(None));
+    let svc = service(repo, hasher(), MockAuditSink::new());
+    let err = svc
+        .get_user(
+            &actor(Role::Owner, company()),
+            UserId::from_uuid(uuid::Uuid::from_u128(5)),
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountsError::NotFound));
+}
+
+#[tokio::test]
+async fn password_change_needs_the_current_password_and_keeps_only_this_session() {
+    let me = actor(Role::Vendor, company());
+    // Wrong current password: refused and recorded as a failure.
+    let mut repo = MockAccountRepository::new();
+    repo.expect_user()
+        .returning(|c, _| Ok(Some(user(c, 1, Role::Vendor))));
+    repo.expect_update_user().times(0);
+    let mut h = hasher();
+    h.expect_verify()
+        .returning(|_, _| Ok(PasswordCheck::Mismatch));
+    let mut sink = MockAuditSink::new();
+    sink.expect_record()
+        .withf(|r| r.action == Action::USER_PASSWORD_CHANGED && r.outcome == Outcome::Failure)
+        .times(1)
+        .returning(|_| Ok(()));
+    let svc = service(repo, h, sink);
+    let err = svc
+        .change_password(
+            &me,
+            &Password::new("wrong"),
+            &Password::new(GOOD),
+            &Password::new(GOOD),
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountsError::CurrentPasswordInvalid));
+
+    // Right password: stored with a revocation that keeps the current session.
+    let session = me.session_id;
+    let mut repo = MockAccountRepository::new();
+    repo.expect_user()
+        .returning(|c, _| Ok(Some(user(c, 1, Role::Vendor))));
+    repo.expect_update_user()
+        .withf(move |u, revoke, _| {
+            u.password_hash.as_str() == "$argon2id$fake"
+                && revoke.as_ref().is_some_and(|r| {
+                    r.keep == Some(session) && r.reason == RevocationReason::PasswordChanged
+                })
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(vec![]));
+    let mut h = hasher();
+    h.expect_verify().returning(|_, _| {
+        Ok(PasswordCheck::Match {
+            needs_rehash: false,
+        })
+    });
+    let svc = service(repo, h, MockAuditSink::new());
+    svc.change_password(
+        &me,
+        &Password::new("old"),
+        &Password::new(GOOD),
+        &Password::new(GOOD),
+        &RequestContext::default(),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_audit_write_fails_the_denial_closed() {
+    let mut sink = MockAuditSink::new();
+    sink.expect_record()
+        .returning(|_| Err(audit::AuditError::Internal("disk full".into())));
+    let svc = service(MockAccountRepository::new(), hasher(), sink);
+    let err = svc
+        .create_user(
+            &actor(Role::Vendor, company()),
+            new_user("vendor"),
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountsError::Internal(_)));
+}
+
+#[tokio::test]
+async fn signups_are_limited_per_ip() {
+    let mut repo = MockAccountRepository::new();
+    repo.expect_create_company_with_owner()
+        .times(2)
+        .returning(|_, _, _| Ok(()));
+    let limiter = Arc::new(kernel::RateLimiter::new(2, chrono::Duration::hours(1), 100));
+    let svc = service(repo, hasher(), MockAuditSink::new()).with_signup_limit(limiter);
+    let ctx = RequestContext::new(Some("198.51.100.7".parse().unwrap()), None, None);
+    for n in 0..2 {
+        let mut req = signup_request(GOOD, GOOD);
+        req.email = format!("o{n}@example.com");
+        svc.signup(req, &ctx).await.unwrap();
+    }
+    let err = svc
+        .signup(signup_request(GOOD, GOOD), &ctx)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AccountsError::RateLimited { retry_after_secs } if retry_after_secs > 3500),
+        "{err:?}"
+    );
+    // Another address is not affected.
+    let other = RequestContext::new(Some("198.51.100.8".parse().unwrap()), None, None);
+    assert!(!matches!(
+        svc.signup(signup_request("x", "x"), &other).await,
+        Err(AccountsError::RateLimited { .. })
+    ));
+}

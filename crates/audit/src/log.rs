@@ -1,0 +1,499 @@
+//! Reading the audit log: verification (AUD-4), retention (AUD-5), query and export (AUD-6).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kernel::{Clock, CompanyId, IdGenerator, RequestContext, Timestamp, UserId};
+use rbac::{Actor, Permission, Scope, authorize};
+
+use crate::review::{Alert, AlertThresholds, Context, Need, dedupe_window, evaluate, need};
+use crate::{
+    Action, AuditError, AuditRecord, AuditSink, ChainMac, ChainVerifier, ChainedRecord, Checkpoint,
+    Outcome, VerifyReport, chain_name,
+};
+
+/// The actions of the access log (AUD-1).
+pub const ACCESS_ACTIONS: [&str; 4] = [
+    "session.login",
+    "session.logout",
+    "session.revoked",
+    "session.reauthenticated",
+];
+
+/// Filters of `GET /v1/audit/events` (AUD-6).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only this actor.
+    pub actor_id: Option<UserId>,
+    /// Only these actions (any of them).
+    pub actions: Vec<String>,
+    /// Only this outcome.
+    pub outcome: Option<String>,
+    /// At or after.
+    pub from: Option<Timestamp>,
+    /// Before.
+    pub to: Option<Timestamp>,
+    /// Only the access log's actions ([`ACCESS_ACTIONS`]), on top of `actions`.
+    pub access_only: bool,
+}
+
+/// Reading and retention of stored records.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Every chain name.
+    async fn chains(&self) -> Result<Vec<String>, AuditError>;
+    /// The chains with records the review has not seen yet (head past the review cursor).
+    async fn chains_to_review(&self) -> Result<Vec<String>, AuditError>;
+    /// Where verification of `chain` starts.
+    async fn checkpoint(&self, chain: &str) -> Result<Checkpoint, AuditError>;
+    /// The last append of `chain`.
+    async fn head(&self, chain: &str) -> Result<Option<(i64, [u8; 32])>, AuditError>;
+    /// Up to `limit` records of `chain` with `seq > after`, ascending.
+    async fn chain_page(
+        &self,
+        chain: &str,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<ChainedRecord>, AuditError>;
+    /// A record of `chain` that carries no chain fields (written around the chain), if any.
+    async fn unchained(&self, chain: &str) -> Result<Option<uuid::Uuid>, AuditError>;
+    /// Up to `limit` records of `company` matching `filter` with `seq < before`, newest first.
+    async fn query(
+        &self,
+        company: CompanyId,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<ChainedRecord>, AuditError>;
+    /// How many records carry a MAC made with key version `key_id`.
+    async fn records_under_key(&self, key_id: u32) -> Result<u64, AuditError>;
+    /// Up to `limit` records of `chain` with this action (and outcome), at or after `from`, with
+    /// `seq <= up_to`, newest first.
+    async fn window(
+        &self,
+        chain: &str,
+        action: &str,
+        outcome: Option<&'static str>,
+        from: Timestamp,
+        up_to: i64,
+        limit: u64,
+    ) -> Result<Vec<ChainedRecord>, AuditError>;
+    /// Sequence number of the last record the review processed in `chain`.
+    async fn review_cursor(&self, chain: &str) -> Result<i64, AuditError>;
+    /// Stores `alerts` and moves the review cursor from `from` to `to`, atomically; `false`
+    /// (and nothing stored) when another reviewer moved the cursor first.
+    async fn save_review(
+        &self,
+        chain: &str,
+        from: i64,
+        to: i64,
+        alerts: Vec<Alert>,
+    ) -> Result<bool, AuditError>;
+    /// Whether an open alert of `rule` about `subject` was raised in `chain` since `since`.
+    async fn open_alert_since(
+        &self,
+        chain: &str,
+        rule: &str,
+        subject: &str,
+        since: Timestamp,
+    ) -> Result<bool, AuditError>;
+    /// The company's alerts, newest first.
+    async fn alerts(
+        &self,
+        company: CompanyId,
+        status: Option<String>,
+        limit: u64,
+    ) -> Result<Vec<Alert>, AuditError>;
+    /// Deletes the records of `chain` older than `before`, moving the checkpoint to the last one
+    /// removed, in one transaction. Returns how many were removed.
+    async fn purge(&self, chain: &str, before: Timestamp, at: Timestamp)
+    -> Result<u64, AuditError>;
+}
+
+/// A page of records and the cursor of the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// Records, newest first.
+    pub items: Vec<ChainedRecord>,
+    /// Pass as `cursor` for the next page; `None` at the end.
+    pub next_cursor: Option<i64>,
+}
+
+/// Largest page.
+pub const MAX_PAGE: u64 = 200;
+
+/// The audit log use cases.
+#[derive(Clone)]
+pub struct AuditService {
+    thresholds: AlertThresholds,
+    log: Arc<dyn AuditLog>,
+    sink: Arc<dyn AuditSink>,
+    mac: Arc<dyn ChainMac>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+}
+
+impl std::fmt::Debug for AuditService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditService")
+    }
+}
+
+impl AuditService {
+    /// Wires the use cases.
+    #[must_use]
+    pub fn new(
+        log: Arc<dyn AuditLog>,
+        sink: Arc<dyn AuditSink>,
+        mac: Arc<dyn ChainMac>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+    ) -> Self {
+        Self {
+            thresholds: AlertThresholds::default(),
+            log,
+            sink,
+            mac,
+            clock,
+            ids,
+        }
+    }
+
+    /// Uses other review thresholds (AUD-7).
+    #[must_use]
+    pub fn with_thresholds(mut self, thresholds: AlertThresholds) -> Self {
+        self.thresholds = thresholds;
+        self
+    }
+
+    async fn context(&self, chain: &str, record: &ChainedRecord) -> Result<Context, AuditError> {
+        let details: serde_json::Value = serde_json::from_str(&record.details).unwrap_or_default();
+        let t = &self.thresholds;
+        let mut ctx = Context::default();
+        match need(record) {
+            Need::Failures => {
+                let recent = self
+                    .log
+                    .window(
+                        chain,
+                        "session.login",
+                        Some("failure"),
+                        record.at - t.failure_window,
+                        record.seq,
+                        10_000,
+                    )
+                    .await?;
+                let email = details.get("email");
+                ctx.account_failures = recent
+                    .iter()
+                    .filter(|r| {
+                        serde_json::from_str::<serde_json::Value>(&r.details)
+                            .ok()
+                            .as_ref()
+                            .and_then(|d| d.get("email"))
+                            == email
+                    })
+                    .count();
+                ctx.ip_failures = recent
+                    .iter()
+                    .filter(|r| r.ip.is_some() && r.ip == record.ip)
+                    .count();
+            }
+            Need::PriorLogins => {
+                let earlier = self
+                    .log
+                    .window(
+                        chain,
+                        "session.login",
+                        Some("success"),
+                        Timestamp::UNIX_EPOCH,
+                        record.seq - 1,
+                        10_000,
+                    )
+                    .await?;
+                let mine: Vec<_> = earlier
+                    .iter()
+                    .filter(|r| r.actor_id == record.actor_id)
+                    .collect();
+                ctx.prior_logins = (!mine.is_empty(), mine.iter().any(|r| r.ip == record.ip));
+            }
+            Need::Exports => {
+                let recent = self
+                    .log
+                    .window(
+                        chain,
+                        "audit.exported",
+                        None,
+                        record.at - t.export_window,
+                        record.seq,
+                        10_000,
+                    )
+                    .await?;
+                ctx.exports = recent
+                    .iter()
+                    .filter(|r| r.actor_id == record.actor_id)
+                    .count();
+            }
+            Need::Nothing => {}
+        }
+        Ok(ctx)
+    }
+
+    /// Reviews the records of `chain` not reviewed yet (AUD-7) and stores the alerts they raise.
+    /// Safe to run from several processes: each batch moves the review cursor by compare-and-set.
+    /// Returns the alerts raised.
+    ///
+    /// # Errors
+    /// `Internal`.
+    pub async fn review_chain(&self, chain: &str) -> Result<Vec<Alert>, AuditError> {
+        let mut raised = Vec::new();
+        let mut cursor = self.log.review_cursor(chain).await?;
+        loop {
+            let page = self.log.chain_page(chain, cursor, 500).await?;
+            let Some(last) = page.last().map(|r| r.seq) else {
+                break;
+            };
+            let mut batch: Vec<Alert> = Vec::new();
+            for record in &page {
+                let ctx = self.context(chain, record).await?;
+                for alert in evaluate(record, &ctx, &self.thresholds, &mut || self.ids.new_id()) {
+                    let since = record.at - dedupe_window(&alert.rule, &self.thresholds);
+                    let dup_here = batch.iter().any(|a| {
+                        a.rule == alert.rule && a.subject == alert.subject && a.at >= since
+                    });
+                    if !dup_here
+                        && !self
+                            .log
+                            .open_alert_since(chain, &alert.rule, &alert.subject, since)
+                            .await?
+                    {
+                        batch.push(alert);
+                    }
+                }
+            }
+            if !self
+                .log
+                .save_review(chain, cursor, last, batch.clone())
+                .await?
+            {
+                break;
+            }
+            raised.extend(batch);
+            cursor = last;
+        }
+        Ok(raised)
+    }
+
+    /// How many audit records still need key version `key_id` to verify (VAULT-7: such a key
+    /// cannot be retired until retention removes them).
+    ///
+    /// # Errors
+    /// `Internal`.
+    pub async fn records_under_key(&self, key_id: u32) -> Result<u64, AuditError> {
+        self.log.records_under_key(key_id).await
+    }
+
+    /// Reviews every chain (the server's periodic task).
+    ///
+    /// # Errors
+    /// `Internal`.
+    pub async fn review_all(&self) -> Result<usize, AuditError> {
+        let mut n = 0;
+        // Only chains that moved: an idle company costs nothing per pass.
+        for chain in self.log.chains_to_review().await? {
+            n += self.review_chain(&chain).await?.len();
+        }
+        Ok(n)
+    }
+
+    /// The actor's company's alerts, after reviewing its newest records (`GET /v1/audit/alerts`).
+    ///
+    /// # Errors
+    /// `Forbidden`, `Internal`.
+    pub async fn alerts(
+        &self,
+        actor: &Actor,
+        status: Option<String>,
+        ctx: &RequestContext,
+    ) -> Result<Vec<Alert>, AuditError> {
+        self.require(actor, false, ctx).await?;
+        self.review_chain(&chain_name(Some(actor.company_id)))
+            .await?;
+        self.log.alerts(actor.company_id, status, MAX_PAGE).await
+    }
+
+    async fn require(
+        &self,
+        actor: &Actor,
+        step_up: bool,
+        ctx: &RequestContext,
+    ) -> Result<(), AuditError> {
+        let why = if !authorize(actor, Permission::AuditRead, Scope::Company).is_allowed() {
+            "missing permission"
+        } else if step_up && !actor.has_step_up(self.clock.now()) {
+            "reauthentication_required"
+        } else {
+            return Ok(());
+        };
+        let record = AuditRecord::denied(
+            self.ids.new_id(),
+            self.clock.now(),
+            ctx,
+            actor,
+            "audit.read",
+            why,
+        );
+        self.sink.record(record).await?;
+        Err(if step_up && why == "reauthentication_required" {
+            AuditError::ReauthenticationRequired
+        } else {
+            AuditError::Forbidden
+        })
+    }
+
+    /// Verifies one chain from its checkpoint to its head (AUD-4).
+    ///
+    /// # Errors
+    /// `Internal`.
+    pub async fn verify_chain(&self, chain: &str) -> Result<VerifyReport, AuditError> {
+        if let Some(id) = self.log.unchained(chain).await? {
+            return Ok(VerifyReport {
+                ok: false,
+                checked: 0,
+                first_broken_id: Some(id),
+                reason: Some("a record carries no chain fields".into()),
+            });
+        }
+        let checkpoint = self.log.checkpoint(chain).await?;
+        let mut verifier = ChainVerifier::new(checkpoint);
+        let mut after = checkpoint.seq;
+        loop {
+            let page = self.log.chain_page(chain, after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for record in &page {
+                verifier.step(record, self.mac.as_ref());
+            }
+        }
+        Ok(verifier.finish(self.log.head(chain).await?))
+    }
+
+    /// Verifies every chain (`incrementa audit verify`), or one company's.
+    ///
+    /// # Errors
+    /// `Internal`.
+    pub async fn verify_all(
+        &self,
+        company: Option<CompanyId>,
+    ) -> Result<Vec<(String, VerifyReport)>, AuditError> {
+        let chains = match company {
+            Some(c) => vec![chain_name(Some(c))],
+            None => self.log.chains().await?,
+        };
+        let mut out = Vec::new();
+        for chain in chains {
+            let report = self.verify_chain(&chain).await?;
+            out.push((chain, report));
+        }
+        Ok(out)
+    }
+
+    /// `GET /v1/audit/verify`: the actor's company chain.
+    ///
+    /// # Errors
+    /// `Forbidden`, `Internal`.
+    pub async fn verify_company(
+        &self,
+        actor: &Actor,
+        ctx: &RequestContext,
+    ) -> Result<VerifyReport, AuditError> {
+        self.require(actor, false, ctx).await?;
+        self.verify_chain(&chain_name(Some(actor.company_id))).await
+    }
+
+    /// One page of the actor's company's records (AUD-6).
+    ///
+    /// # Errors
+    /// `Forbidden`, `Internal`.
+    pub async fn query(
+        &self,
+        actor: &Actor,
+        filter: &AuditFilter,
+        cursor: Option<i64>,
+        limit: u64,
+        ctx: &RequestContext,
+    ) -> Result<Page, AuditError> {
+        self.require(actor, false, ctx).await?;
+        self.page(actor.company_id, filter, cursor, limit).await
+    }
+
+    /// A page without the permission check, for an export already authorized by
+    /// [`Self::start_export`].
+    ///
+    /// # Errors
+    /// `Internal`.
+    pub async fn page(
+        &self,
+        company: CompanyId,
+        filter: &AuditFilter,
+        cursor: Option<i64>,
+        limit: u64,
+    ) -> Result<Page, AuditError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut items = self.log.query(company, filter, cursor, limit + 1).await?;
+        let next_cursor = if items.len() as u64 > limit {
+            items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            items.last().map(|r| r.seq)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Authorizes an export (step-up, AUD-6) and records `audit.exported` before any byte is sent.
+    ///
+    /// # Errors
+    /// `Forbidden`, `ReauthenticationRequired`, `Internal`.
+    pub async fn start_export(
+        &self,
+        actor: &Actor,
+        format: &str,
+        filter: &AuditFilter,
+        ctx: &RequestContext,
+    ) -> Result<(), AuditError> {
+        self.require(actor, true, ctx).await?;
+        let record = AuditRecord::new(
+            self.ids.new_id(),
+            self.clock.now(),
+            Action::AUDIT_EXPORTED,
+            Outcome::Success,
+            ctx,
+        )
+        .company(actor.company_id)
+        .actor(actor.user_id)
+        .details(serde_json::json!({
+            "format": format,
+            "actor_filter": filter.actor_id,
+            "actions": filter.actions,
+            "outcome": filter.outcome,
+            "from": filter.from,
+            "to": filter.to,
+        }));
+        self.sink.record(record).await
+    }
+
+    /// Retention (AUD-5): removes records older than `retention` from every chain, keeping each
+    /// chain verifiable from its checkpoint. Returns how many records were removed.
+    ///
+    /// # Errors
+    /// `Internal`.
+    pub async fn purge(&self, retention: kernel::Duration) -> Result<u64, AuditError> {
+        let now = self.clock.now();
+        let mut removed = 0;
+        for chain in self.log.chains().await? {
+            removed += self.log.purge(&chain, now - retention, now).await?;
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,386 @@
+//! Automated review (AUD-7): rules over the event stream that raise alerts.
+
+use kernel::{CompanyId, Duration, Timestamp};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::ChainedRecord;
+
+/// Thresholds of the review rules; all configurable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertThresholds {
+    /// Failed logins for one account within the window.
+    pub account_failures: usize,
+    /// Failed logins from one IP within the window.
+    pub ip_failures: usize,
+    /// The window of the failure rules.
+    pub failure_window: Duration,
+    /// Exports by one user within the export window.
+    pub export_burst: usize,
+    /// The window of the export rule.
+    pub export_window: Duration,
+}
+
+impl Default for AlertThresholds {
+    fn default() -> Self {
+        Self {
+            account_failures: 5,
+            ip_failures: 20,
+            failure_window: Duration::minutes(15),
+            export_burst: 3,
+            export_window: Duration::minutes(10),
+        }
+    }
+}
+
+/// A raised alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alert {
+    /// Id.
+    pub id: Uuid,
+    /// Tenant (`None`: platform-wide, e.g. failures for unknown emails).
+    pub company_id: Option<CompanyId>,
+    /// When the triggering event happened.
+    pub at: Timestamp,
+    /// Rule name.
+    pub rule: String,
+    /// `low`, `medium`, `high`.
+    pub severity: String,
+    /// One line for a human.
+    pub summary: String,
+    /// What it is about (an email, an IP, a user); alerts are deduplicated per rule and subject.
+    pub subject: String,
+    /// `open` when raised.
+    pub status: String,
+    /// The triggering record.
+    pub record_id: Uuid,
+}
+
+/// What a rule needs to know besides the record itself.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Failed logins for the same email within the failure window, this one included.
+    pub account_failures: usize,
+    /// Failed logins from the same IP within the failure window, this one included.
+    pub ip_failures: usize,
+    /// Earlier successful logins of the same user: `(any at all, any from this IP)`.
+    pub prior_logins: (bool, bool),
+    /// Exports by the same actor within the export window, this one included.
+    pub exports: usize,
+}
+
+/// What a rule needs fetched for `record` (so the review queries only what applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing: not a reviewed event.
+    Nothing,
+    /// Failure counts.
+    Failures,
+    /// Prior logins of a privileged user.
+    PriorLogins,
+    /// Export count.
+    Exports,
+}
+
+fn detail<'a>(record: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    record.get(key).and_then(serde_json::Value::as_str)
+}
+
+/// Which context `record` needs.
+#[must_use]
+pub fn need(record: &ChainedRecord) -> Need {
+    match (record.action.as_str(), record.outcome.as_str()) {
+        ("session.login", "failure") => Need::Failures,
+        ("session.login", "success") => {
+            let details: serde_json::Value =
+                serde_json::from_str(&record.details).unwrap_or_default();
+            if matches!(detail(&details, "role"), Some("owner" | "admin")) {
+                Need::PriorLogins
+            } else {
+                Need::Nothing
+            }
+        }
+        ("audit.exported", _) => Need::Exports,
+        _ => Need::Nothing,
+    }
+}
+
+/// How long an open alert of `rule` suppresses a new one for the same subject.
+#[must_use]
+pub fn dedupe_window(rule: &str, t: &AlertThresholds) -> Duration {
+    match rule {
+        "export_burst" => t.export_window,
+        "new_ip_privileged_login" => Duration::hours(24),
+        _ => t.failure_window,
+    }
+}
+
+/// Applies every rule to one record. Pure: the review gathers `ctx` from storage.
+#[must_use]
+pub fn evaluate(
+    record: &ChainedRecord,
+    ctx: &Context,
+    t: &AlertThresholds,
+    new_id: &mut dyn FnMut() -> Uuid,
+) -> Vec<Alert> {
+    let details: serde_json::Value = serde_json::from_str(&record.details).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut alert = |rule: &str, severity: &str, subject: String, summary: String| Alert {
+        id: new_id(),
+        company_id: record.company_id,
+        at: record.at,
+        rule: rule.to_owned(),
+        severity: severity.to_owned(),
+        summary,
+        subject,
+        status: "open".to_owned(),
+        record_id: record.id,
+    };
+    match need(record) {
+        Need::Failures => {
+            let email = detail(&details, "email")
+                .unwrap_or("(malformed email)")
+                .to_owned();
+            if detail(&details, "reason") == Some("account_disabled") {
+                out.push(alert(
+                    "deactivated_user_login",
+                    "high",
+                    record
+                        .actor_id
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| email.clone()),
+                    format!("a deactivated user tried to log in ({email})"),
+                ));
+            }
+            if ctx.account_failures >= t.account_failures {
+                out.push(alert(
+                    "repeated_login_failures",
+                    "medium",
+                    email.clone(),
+                    format!(
+                        "{} failed logins for {email} within {} minutes",
+                        ctx.account_failures,
+                        t.failure_window.num_minutes()
+                    ),
+                ));
+            }
+            if let Some(ip) = &record.ip
+                && ctx.ip_failures >= t.ip_failures
+            {
+                out.push(alert(
+                    "ip_login_failures",
+                    "high",
+                    ip.clone(),
+                    format!(
+                        "{} failed logins from {ip} within {} minutes",
+                        ctx.ip_failures,
+                        t.failure_window.num_minutes()
+                    ),
+                ));
+            }
+        }
+        Need::PriorLogins => {
+            let (any, same_ip) = ctx.prior_logins;
+            if any && !same_ip {
+                let ip = record.ip.clone().unwrap_or_default();
+                let user = record.actor_id.map(|a| a.to_string()).unwrap_or_default();
+                out.push(alert(
+                    "new_ip_privileged_login",
+                    "medium",
+                    format!("{user}@{ip}"),
+                    format!(
+                        "an {} logged in from a new IP address {ip}",
+                        detail(&details, "role").unwrap_or("administrator")
+                    ),
+                ));
+            }
+        }
+        Need::Exports => {
+            if ctx.exports >= t.export_burst {
+                let user = record.actor_id.map(|a| a.to_string()).unwrap_or_default();
+                out.push(alert(
+                    "export_burst",
+                    "high",
+                    user,
+                    format!(
+                        "{} audit exports within {} minutes",
+                        ctx.exports,
+                        t.export_window.num_minutes()
+                    ),
+                ));
+            }
+        }
+        Need::Nothing => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(action: &str, outcome: &str, details: serde_json::Value) -> ChainedRecord {
+        ChainedRecord {
+            seq: 1,
+            id: Uuid::from_u128(1),
+            company_id: None,
+            at: Timestamp::default(),
+            actor_id: Some(kernel::UserId::from_uuid(Uuid::from_u128(9))),
+            action: action.into(),
+            target: None,
+            outcome: outcome.into(),
+            ip: Some("198.51.100.4".into()),
+            user_agent: None,
+            request_id: None,
+            details: details.to_string(),
+            key_id: 1,
+            mac: [0; 32],
+        }
+    }
+
+    fn rules(r: &ChainedRecord, ctx: Context) -> Vec<String> {
+        let mut n = 0;
+        evaluate(r, &ctx, &AlertThresholds::default(), &mut || {
+            n += 1;
+            Uuid::from_u128(n)
+        })
+        .into_iter()
+        .map(|a| a.rule)
+        .collect()
+    }
+
+    #[test]
+    fn failures_trip_at_their_thresholds() {
+        let r = rec(
+            "session.login",
+            "failure",
+            serde_json::json!({ "reason": "invalid_credentials", "email": "a@x.mx" }),
+        );
+        assert_eq!(need(&r), Need::Failures);
+        assert!(
+            rules(
+                &r,
+                Context {
+                    account_failures: 4,
+                    ip_failures: 19,
+                    ..Context::default()
+                }
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            rules(
+                &r,
+                Context {
+                    account_failures: 5,
+                    ip_failures: 19,
+                    ..Context::default()
+                }
+            ),
+            vec!["repeated_login_failures"]
+        );
+        assert_eq!(
+            rules(
+                &r,
+                Context {
+                    account_failures: 1,
+                    ip_failures: 20,
+                    ..Context::default()
+                }
+            ),
+            vec!["ip_login_failures"]
+        );
+    }
+
+    #[test]
+    fn a_deactivated_user_alerts_at_once() {
+        let r = rec(
+            "session.login",
+            "failure",
+            serde_json::json!({ "reason": "account_disabled", "email": "a@x.mx" }),
+        );
+        assert_eq!(
+            rules(
+                &r,
+                Context {
+                    account_failures: 1,
+                    ip_failures: 1,
+                    ..Context::default()
+                }
+            ),
+            vec!["deactivated_user_login"]
+        );
+    }
+
+    #[test]
+    fn privileged_logins_from_new_addresses_but_not_the_first_login() {
+        let admin = rec(
+            "session.login",
+            "success",
+            serde_json::json!({ "role": "admin" }),
+        );
+        assert_eq!(need(&admin), Need::PriorLogins);
+        assert!(
+            rules(
+                &admin,
+                Context {
+                    prior_logins: (false, false),
+                    ..Context::default()
+                }
+            )
+            .is_empty(),
+            "first login: baseline"
+        );
+        assert!(
+            rules(
+                &admin,
+                Context {
+                    prior_logins: (true, true),
+                    ..Context::default()
+                }
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            rules(
+                &admin,
+                Context {
+                    prior_logins: (true, false),
+                    ..Context::default()
+                }
+            ),
+            vec!["new_ip_privileged_login"]
+        );
+        let vendor = rec(
+            "session.login",
+            "success",
+            serde_json::json!({ "role": "vendor" }),
+        );
+        assert_eq!(need(&vendor), Need::Nothing);
+    }
+
+    #[test]
+    fn export_bursts() {
+        let r = rec("audit.exported", "success", serde_json::json!({}));
+        assert!(
+            rules(
+                &r,
+                Context {
+                    exports: 2,
+                    ..Context::default()
+                }
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            rules(
+                &r,
+                Context {
+                    exports: 3,
+                    ..Context::default()
+                }
+            ),
+            vec!["export_burst"]
+        );
+    }
+}

@@ -1,0 +1,301 @@
+use std::sync::Arc;
+
+use accounts::{AccountsError, Password, PasswordCheck, PasswordHash, PasswordHasher};
+use argon2::password_hash::{
+    PasswordHash as Phc, PasswordHasher as _, PasswordVerifier as _, SaltString,
+};
+use argon2::{Algorithm, Argon2, Params, Version};
+use async_trait::async_trait;
+use rand_core::OsRng;
+use tokio::sync::Semaphore;
+use zeroize::Zeroizing;
+
+use crate::CryptoError;
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Iterations.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+}
+
+impl HashParams {
+    /// OWASP's minimum for Argon2id (PWD-3): 19 MiB, 2 iterations, 1 lane. Also the default.
+    pub const OWASP_MINIMUM: Self = Self {
+        m_kib: 19_456,
+        t: 2,
+        p: 1,
+    };
+
+    fn argon2(self) -> Result<Argon2<'static>, CryptoError> {
+        let params = Params::new(self.m_kib, self.t, self.p, None)
+            .map_err(|e| CryptoError::Argon2(e.to_string()))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+impl Default for HashParams {
+    fn default() -> Self {
+        Self::OWASP_MINIMUM
+    }
+}
+
+/// The Argon2id implementation of the [`PasswordHasher`] port.
+#[derive(Clone)]
+pub struct Argon2Hasher {
+    params: HashParams,
+    permits: Arc<Semaphore>,
+    dummy: Arc<str>,
+}
+
+impl std::fmt::Debug for Argon2Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Argon2Hasher")
+            .field("params", &self.params)
+            .field("max_concurrency", &self.permits.available_permits())
+            .finish()
+    }
+}
+
+impl Argon2Hasher {
+    /// A hasher with `params` (refused below [`HashParams::OWASP_MINIMUM`]) running at most
+    /// `max_concurrency` hashes at once (at least 1).
+    ///
+    /// # Errors
+    /// [`CryptoError::WeakParameters`] or an argon2 parameter error.
+    pub fn new(params: HashParams, max_concurrency: usize) -> Result<Self, CryptoError> {
+        let min = HashParams::OWASP_MINIMUM;
+        if params.m_kib < min.m_kib || params.t < min.t || params.p < min.p {
+            return Err(CryptoError::WeakParameters {
+                min_m_kib: min.m_kib,
+                min_t: min.t,
+                min_p: min.p,
+            });
+        }
+        // A hash of random bytes nobody knows: verifying against it costs the same as a real one.
+        let mut secret = [0_u8; 32];
+        rand_core::RngCore::fill_bytes(&mut OsRng, &mut secret);
+        let dummy = hash_blocking(params, &secret)?;
+        Ok(Self {
+            params,
+            permits: Arc::new(Semaphore::new(max_concurrency.max(1))),
+            dummy: dummy.into(),
+        })
+    }
+
+    /// The parameters new hashes use.
+    #[must_use]
+    pub const fn params(&self) -> HashParams {
+        self.params
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> Result<T, CryptoError> + Send + 'static,
+    ) -> Result<T, AccountsError> {
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AccountsError::internal(CryptoError::Worker))?;
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|_| AccountsError::internal(CryptoError::Worker))?
+            .map_err(AccountsError::internal)
+    }
+}
+
+fn hash_blocking(params: HashParams, password: &[u8]) -> Result<String, CryptoError> {
+    let salt = SaltString::generate(&mut OsRng);
+    params
+        .argon2()?
+        .hash_password(password, &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| CryptoError::Argon2(e.to_string()))
+}
+
+/// Hashes with arbitrary (possibly weak) parameters: for importing users from older systems and
+/// for testing the upgrade-on-login path. New hashes come from [`Argon2Hasher`].
+///
+/// # Errors
+/// An argon2 parameter error.
+pub fn legacy_hash(password: &Password, params: HashParams) -> Result<PasswordHash, CryptoError> {
+    hash_blocking(params, password.expose().as_bytes()).map(PasswordHash::new)
+}
+
+/// `true` when `phc` was made with weaker settings than `params` or another algorithm or version.
+fn needs_rehash(phc: &Phc<'_>, params: HashParams) -> bool {
+    let Ok(found) = Params::try_from(phc) else {
+        return true;
+    };
+    phc.algorithm != Algorithm::Argon2id.ident()
+        || phc.version != Some(Version::V0x13.into())
+        || found.m_cost() < params.m_kib
+        || found.t_cost() < params.t
+        || found.p_cost() < params.p
+}
+
+#[async_trait]
+impl PasswordHasher for Argon2Hasher {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, AccountsError> {
+        let params = self.params;
+        let secret = Zeroizing::new(password.expose().as_bytes().to_vec());
+        self.run(move || hash_blocking(params, &secret))
+            .await
+            .map(PasswordHash::new)
+    }
+
+    async fn verify<'a>(
+        &self,
+        password: &Password,
+        hash: Option<&'a PasswordHash>,
+    ) -> Result<PasswordCheck, AccountsError> {
+        let params = self.params;
+        let secret = Zeroizing::new(password.expose().as_bytes().to_vec());
+        let known = hash.is_some();
+        let stored: String = hash.map_or_else(|| self.dummy.to_string(), |h| h.as_str().to_owned());
+        let dummy = self.dummy.clone();
+        self.run(move || {
+            let parsed = Phc::new(&stored);
+            let Ok(phc) = parsed else {
+                // A corrupt stored hash fails closed, after the same work as a real check.
+                tracing::error!("stored password hash is not a valid PHC string");
+                let _ = Phc::new(&dummy).map(|d| Argon2::default().verify_password(&secret, &d));
+                return Ok(PasswordCheck::Mismatch);
+            };
+            // Argon2::default() verifies with the parameters recorded in the PHC string.
+            let ok = Argon2::default().verify_password(&secret, &phc).is_ok();
+            Ok(if ok && known {
+                PasswordCheck::Match {
+                    needs_rehash: needs_rehash(&phc, params),
+                }
+            } else {
+                PasswordCheck::Mismatch
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hasher() -> Argon2Hasher {
+        Argon2Hasher::new(HashParams::default(), 2).unwrap()
+    }
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_phc_with_owasp_parameters_and_verify() {
+        let h = hasher();
+        let pw = Password::new("Tlacuache#2026");
+        let hash = h.hash(&pw).await.unwrap();
+        assert!(
+            hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{}",
+            hash.as_str()
+        );
+        assert!(!hash.as_str().contains("Tlacuache"));
+        assert_eq!(
+            h.verify(&pw, Some(&hash)).await.unwrap(),
+            PasswordCheck::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(
+            h.verify(&Password::new("tlacuache#2026"), Some(&hash))
+                .await
+                .unwrap(),
+            PasswordCheck::Mismatch
+        );
+        // Salted: the same password hashes differently twice.
+        assert_ne!(h.hash(&pw).await.unwrap(), hash);
+    }
+
+    #[tokio::test]
+    async fn unknown_users_never_match() {
+        let h = hasher();
+        assert_eq!(
+            h.verify(&Password::new(""), None).await.unwrap(),
+            PasswordCheck::Mismatch
+        );
+        assert_eq!(
+            h.verify(&Password::new("anything"), None).await.unwrap(),
+            PasswordCheck::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn weaker_hashes_ask_for_a_rehash() {
+        let pw = Password::new("Tlacuache#2026");
+        let weak = legacy_hash(
+            &pw,
+            HashParams {
+                m_kib: 4096,
+                t: 1,
+                p: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            hasher().verify(&pw, Some(&weak)).await.unwrap(),
+            PasswordCheck::Match { needs_rehash: true }
+        );
+        let stronger = Argon2Hasher::new(
+            HashParams {
+                m_kib: 19_456,
+                t: 3,
+                p: 1,
+            },
+            1,
+        )
+        .unwrap();
+        let current = hasher().hash(&pw).await.unwrap();
+        assert_eq!(
+            stronger.verify(&pw, Some(&current)).await.unwrap(),
+            PasswordCheck::Match { needs_rehash: true }
+        );
+    }
+
+    #[tokio::test]
+    async fn corrupt_hashes_fail_closed() {
+        let corrupt = PasswordHash::new("not a phc string".into());
+        assert_eq!(
+            hasher()
+                .verify(&Password::new("x"), Some(&corrupt))
+                .await
+                .unwrap(),
+            PasswordCheck::Mismatch
+        );
+    }
+
+    #[test]
+    fn weak_parameters_are_refused() {
+        let err = Argon2Hasher::new(
+            HashParams {
+                m_kib: 1024,
+                t: 2,
+                p: 1,
+            },
+            1,
+        )
+        .unwrap_err();
+        assert!(matches!(err, CryptoError::WeakParameters { .. }));
+        assert!(
+            Argon2Hasher::new(
+                HashParams {
+                    m_kib: 19_456,
+                    t: 1,
+                    p: 1
+                },
+                1
+            )
+            .is_err()
+        );
+    }
+}

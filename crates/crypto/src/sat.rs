@@ -1,0 +1,334 @@
+//! SAT certificates and keys (VAULT-3, VAULT-4, VAULT-6), as `shared/sat/FACTS.md` describes them:
+//! DER or PEM X.509 certificates with the RFC in x500UniqueIdentifier (2.5.4.45) and the
+//! NoCertificado as ASCII digits in the serial number; PKCS#8 `EncryptedPrivateKeyInfo` keys
+//! (PBES2, PBKDF2-HMAC-SHA1, DES-EDE3-CBC).
+
+use base64::Engine as _;
+use pkcs8::der::Decode as _;
+use pkcs8::{DecodePrivateKey as _, DecodePublicKey as _, EncryptedPrivateKeyInfo, PrivateKeyInfo};
+use rsa::pkcs1v15::SigningKey;
+use rsa::signature::{SignatureEncoding as _, Signer as _};
+use rsa::traits::PublicKeyParts as _;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use sha2::Sha256;
+use vault::{CertificateInfo, CertificateInspector, CredentialKind, VaultError};
+use x509_parser::der_parser::asn1_rs::{Any, Tag};
+use x509_parser::prelude::{FromDer as _, X509Certificate, X509Name};
+use zeroize::Zeroizing;
+
+/// Largest PBKDF2 iteration count accepted: SAT uses 2048; a crafted file must not cost minutes.
+const MAX_PBKDF2_ITERATIONS: u32 = 100_000;
+/// Largest RSA modulus accepted, in bits.
+const MAX_RSA_BITS: usize = 8192;
+
+const OID_CN: &str = "2.5.4.3";
+const OID_NAME: &str = "2.5.4.41";
+const OID_O: &str = "2.5.4.10";
+const OID_OU: &str = "2.5.4.11";
+const OID_EMAIL: &str = "1.2.840.113549.1.9.1";
+const OID_UNIQUE_ID: &str = "2.5.4.45";
+const OID_SERIAL_NUMBER: &str = "2.5.4.5";
+
+/// The [`CertificateInspector`] for SAT credentials.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SatInspector;
+
+/// A certificate as DER: DER as is, PEM, or a bare base64 body (SAT tools emit all three).
+fn certificate_der(input: &[u8]) -> Result<Vec<u8>, VaultError> {
+    if input.first() == Some(&0x30) {
+        return Ok(input.to_vec());
+    }
+    let text = std::str::from_utf8(input)
+        .map_err(|_| VaultError::CertificateInvalid("neither DER nor PEM"))?;
+    let body: String = if text.contains("-----BEGIN") {
+        let start =
+            text.find("-----BEGIN CERTIFICATE-----")
+                .ok_or(VaultError::CertificateInvalid(
+                    "the PEM holds no CERTIFICATE",
+                ))?;
+        let rest = text
+            .get(start + "-----BEGIN CERTIFICATE-----".len()..)
+            .unwrap_or_default();
+        let end = rest
+            .find("-----END CERTIFICATE-----")
+            .ok_or(VaultError::CertificateInvalid(
+                "the PEM block is not closed",
+            ))?;
+        rest.get(..end)
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect()
+    } else {
+        text.chars().filter(|c| !c.is_whitespace()).collect()
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|_| VaultError::CertificateInvalid("neither DER nor PEM"))
+}
+
+fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, VaultError> {
+    let (rest, cert) = X509Certificate::from_der(der)
+        .map_err(|_| VaultError::CertificateInvalid("not an X.509 certificate"))?;
+    if !rest.is_empty() {
+        return Err(VaultError::CertificateInvalid(
+            "trailing bytes after the certificate",
+        ));
+    }
+    Ok(cert)
+}
+
+/// Decodes a directory string: UTF-8, Printable, IA5…, T61 as Latin-1 (SAT writes `Ñ` that way),
+/// BMP as UTF-16.
+fn decode_string(value: &Any<'_>) -> Option<String> {
+    let data = value.data;
+    match value.tag() {
+        Tag::T61String => Some(data.iter().map(|b| char::from(*b)).collect()),
+        Tag::BmpString => {
+            let units: Vec<u16> = data
+                .chunks_exact(2)
+                .filter_map(|c| <[u8; 2]>::try_from(c).ok().map(u16::from_be_bytes))
+                .collect();
+            String::from_utf16(&units).ok()
+        }
+        Tag::Utf8String
+        | Tag::PrintableString
+        | Tag::Ia5String
+        | Tag::VisibleString
+        | Tag::NumericString => std::str::from_utf8(data).ok().map(str::to_owned),
+        _ => None,
+    }
+}
+
+fn attribute(name: &X509Name<'_>, oid: &str) -> Option<String> {
+    name.iter_attributes()
+        .find(|a| a.attr_type().to_id_string() == oid)
+        .and_then(|a| decode_string(a.attr_value()))
+        .map(|s| s.trim().to_owned())
+}
+
+/// The NoCertificado: the serial's bytes as ASCII digits (FACTS.md §3); other certificates get
+/// their serial in upper-case hex.
+fn certificate_number(serial: &[u8]) -> String {
+    if !serial.is_empty() && serial.iter().all(u8::is_ascii_digit) {
+        serial.iter().map(|b| char::from(*b)).collect()
+    } else {
+        hex::encode_upper(serial)
+    }
+}
+
+fn classify(cert: &X509Certificate<'_>) -> CredentialKind {
+    let eku = matches!(cert.extended_key_usage(), Ok(Some(_)));
+    let fiel_usage = cert
+        .key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|ku| ku.value.data_encipherment() || ku.value.key_agreement());
+    let email = attribute(cert.subject(), OID_EMAIL).is_some();
+    if eku || fiel_usage || email {
+        CredentialKind::Fiel
+    } else {
+        CredentialKind::Csd
+    }
+}
+
+fn timestamp(t: i64) -> Result<chrono::DateTime<chrono::Utc>, VaultError> {
+    chrono::DateTime::from_timestamp(t, 0)
+        .ok_or(VaultError::CertificateInvalid("validity date out of range"))
+}
+
+fn inspect_der(der: &[u8]) -> Result<CertificateInfo, VaultError> {
+    let cert = parse_certificate(der)?;
+    rsa_public_key(&cert)?;
+    let subject = cert.subject();
+    let unique = attribute(subject, OID_UNIQUE_ID).ok_or(VaultError::CertificateInvalid(
+        "no RFC (x500UniqueIdentifier) in the subject",
+    ))?;
+    let mut parts = unique.split('/').map(str::trim);
+    let rfc = parts
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_uppercase();
+    accounts::Rfc::parse(&rfc)
+        .map_err(|_| VaultError::CertificateInvalid("the subject's RFC is malformed"))?;
+    let representative_rfc = parts
+        .next()
+        .filter(|s| !s.is_empty())
+        .map(str::to_uppercase);
+    let curp = attribute(subject, OID_SERIAL_NUMBER).and_then(|s| {
+        s.split('/')
+            .map(str::trim)
+            .rfind(|p| !p.is_empty())
+            .map(str::to_owned)
+    });
+    let legal_name = attribute(subject, OID_CN)
+        .or_else(|| attribute(subject, OID_NAME))
+        .or_else(|| attribute(subject, OID_O))
+        .ok_or(VaultError::CertificateInvalid("no name in the subject"))?;
+    let issuer = attribute(cert.issuer(), OID_CN)
+        .or_else(|| attribute(cert.issuer(), OID_O))
+        .or_else(|| attribute(cert.issuer(), OID_OU))
+        .unwrap_or_else(|| "unknown issuer".to_owned());
+    let validity = cert.validity();
+    Ok(CertificateInfo {
+        rfc,
+        representative_rfc,
+        curp,
+        legal_name,
+        certificate_number: certificate_number(cert.raw_serial()),
+        issuer,
+        valid_from: timestamp(validity.not_before.timestamp())?,
+        valid_to: timestamp(validity.not_after.timestamp())?,
+        kind: classify(&cert),
+    })
+}
+
+fn rsa_public_key(cert: &X509Certificate<'_>) -> Result<RsaPublicKey, VaultError> {
+    let key = RsaPublicKey::from_public_key_der(cert.public_key().raw)
+        .map_err(|_| VaultError::CertificateInvalid("not an RSA certificate"))?;
+    if key.size() * 8 > MAX_RSA_BITS {
+        return Err(VaultError::CertificateInvalid("the RSA key is too large"));
+    }
+    Ok(key)
+}
+
+/// Decrypts a SAT key file (DER or PEM PKCS#8, encrypted or not) into an RSA private key.
+fn decrypt_key(input: &[u8], password: &[u8]) -> Result<RsaPrivateKey, VaultError> {
+    let der: Zeroizing<Vec<u8>> = if input.starts_with(b"-----BEGIN") {
+        let text = std::str::from_utf8(input)
+            .map_err(|_| VaultError::PrivateKeyInvalid("unreadable PEM"))?;
+        if text.contains("Proc-Type: 4,ENCRYPTED") {
+            return Err(VaultError::PrivateKeyInvalid(
+                "legacy OpenSSL encryption is not supported; convert with `openssl pkcs8 -topk8 -v2 des3`",
+            ));
+        }
+        let (label, doc) = pkcs8::der::pem::decode_vec(input)
+            .map_err(|_| VaultError::PrivateKeyInvalid("unreadable PEM"))?;
+        if !matches!(label, "ENCRYPTED PRIVATE KEY" | "PRIVATE KEY") {
+            return Err(VaultError::PrivateKeyInvalid(
+                "the PEM holds no PKCS#8 private key",
+            ));
+        }
+        Zeroizing::new(doc)
+    } else {
+        Zeroizing::new(input.to_vec())
+    };
+    let plain: Zeroizing<Vec<u8>> = match EncryptedPrivateKeyInfo::from_der(&der) {
+        Ok(encrypted) => {
+            if let Some(pbes2) = encrypted.encryption_algorithm.pbes2() {
+                let iterations = match &pbes2.kdf {
+                    pkcs8::pkcs5::pbes2::Kdf::Pbkdf2(p) => p.iteration_count,
+                    // scrypt (and any future KDF) is not what SAT uses: refuse it.
+                    _ => return Err(VaultError::PrivateKeyInvalid("unsupported key derivation")),
+                };
+                if iterations > MAX_PBKDF2_ITERATIONS {
+                    return Err(VaultError::PrivateKeyInvalid(
+                        "the key derivation is too expensive",
+                    ));
+                }
+            }
+            let doc = encrypted.decrypt(password).map_err(|e| match e {
+                pkcs8::Error::EncryptedPrivateKey(pkcs8::pkcs5::Error::UnsupportedAlgorithm {
+                    ..
+                }) => VaultError::PrivateKeyInvalid("unsupported key encryption"),
+                // Wrong passwords surface as a decryption (padding) failure.
+                _ => VaultError::PrivateKeyPasswordInvalid,
+            })?;
+            Zeroizing::new(doc.as_bytes().to_vec())
+        }
+        Err(_) => {
+            PrivateKeyInfo::from_der(&der)
+                .map_err(|_| VaultError::PrivateKeyInvalid("not a PKCS#8 key"))?;
+            der.clone()
+        }
+    };
+    // Padding passes by chance about 1 time in 256 with a wrong password: a plaintext that is not
+    // a private key is a wrong password too (FACTS.md §1).
+    let info =
+        PrivateKeyInfo::from_der(&plain).map_err(|_| VaultError::PrivateKeyPasswordInvalid)?;
+    if info.algorithm.oid != pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1") {
+        return Err(VaultError::PrivateKeyInvalid("not an RSA key"));
+    }
+    let key =
+        RsaPrivateKey::from_pkcs8_der(&plain).map_err(|_| VaultError::PrivateKeyPasswordInvalid)?;
+    if key.size() * 8 > MAX_RSA_BITS {
+        return Err(VaultError::PrivateKeyInvalid("the RSA key is too large"));
+    }
+    Ok(key)
+}
+
+impl CertificateInspector for SatInspector {
+    fn inspect(&self, certificate: &[u8]) -> Result<CertificateInfo, VaultError> {
+        inspect_der(&certificate_der(certificate)?)
+    }
+
+    fn check_key(
+        &self,
+        certificate: &[u8],
+        private_key: &[u8],
+        password: &[u8],
+    ) -> Result<(), VaultError> {
+        let der = certificate_der(certificate)?;
+        let cert = parse_certificate(&der)?;
+        let public = rsa_public_key(&cert)?;
+        let key = decrypt_key(private_key, password)?;
+        if key.n() != public.n() || key.e() != public.e() {
+            return Err(VaultError::CertificateKeyMismatch);
+        }
+        Ok(())
+    }
+
+    fn sign(&self, private_key: &[u8], password: &[u8], data: &[u8]) -> Result<String, VaultError> {
+        let key = decrypt_key(private_key, password)?;
+        let signature = SigningKey::<Sha256>::new(key).sign(data);
+        Ok(base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()))
+    }
+}
+
+/// Verifies a base64 SHA256withRSA (PKCS#1 v1.5) signature of `data` with a certificate's public
+/// key: how a CFDI seal or a timbre is checked.
+///
+/// # Errors
+/// `CertificateInvalid` for an unreadable certificate.
+pub fn verify_signature(
+    certificate: &[u8],
+    data: &[u8],
+    signature_base64: &str,
+) -> Result<bool, VaultError> {
+    use rsa::signature::Verifier as _;
+    let der = certificate_der(certificate)?;
+    let cert = parse_certificate(&der)?;
+    let public = rsa_public_key(&cert)?;
+    let compact: String = signature_base64
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(compact) else {
+        return Ok(false);
+    };
+    let Ok(signature) = rsa::pkcs1v15::Signature::try_from(bytes.as_slice()) else {
+        return Ok(false);
+    };
+    Ok(rsa::pkcs1v15::VerifyingKey::<Sha256>::new(public)
+        .verify(data, &signature)
+        .is_ok())
+}
+
+/// Decrypts a key file, for fuzzing and benchmarks: the same path the vault uses.
+///
+/// # Errors
+/// As [`CertificateInspector::check_key`].
+pub fn fuzz_decrypt_key(input: &[u8], password: &[u8]) -> Result<(), VaultError> {
+    decrypt_key(input, password).map(drop)
+}
+
+/// Parses a certificate, for fuzzing: the same path the vault uses.
+///
+/// # Errors
+/// As [`CertificateInspector::inspect`].
+pub fn fuzz_inspect(input: &[u8]) -> Result<CertificateInfo, VaultError> {
+    SatInspector.inspect(input)
+}

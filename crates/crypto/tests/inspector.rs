@@ -1,0 +1,164 @@
+//! The SAT inspector on the project's own SAT-like fixtures (scripts/gen-sat-like-fixtures.sh).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::TimeZone;
+use crypto::{SatInspector, verify_signature};
+use vault::{CertificateInspector, CredentialKind, VaultError};
+
+fn read(name: &str, file: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn pair(name: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    (
+        read(name, "certificate.cer"),
+        read(name, "private_key.key"),
+        read(name, "password.txt"),
+    )
+}
+
+#[test]
+fn csd_metadata() {
+    let info = SatInspector
+        .inspect(&read("csd_valid", "certificate.cer"))
+        .unwrap();
+    assert_eq!(info.rfc, "TCM970625MB1");
+    assert_eq!(info.representative_rfc.as_deref(), Some("LOLA800101AB2"));
+    assert_eq!(info.curp.as_deref(), Some("LOLA800101HDFPPN09"));
+    assert_eq!(info.legal_name, "TACOS CAMPESTRE MX SA DE CV");
+    assert_eq!(info.certificate_number, "30001000000500009901");
+    assert_eq!(info.issuer, "AC de Pruebas IncrementaCRM");
+    assert_eq!(info.kind, CredentialKind::Csd);
+    assert_eq!(
+        info.valid_from,
+        chrono::Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()
+    );
+    assert_eq!(
+        info.valid_to,
+        chrono::Utc.with_ymd_and_hms(2029, 1, 1, 0, 0, 0).unwrap()
+    );
+    // The same certificate as PEM gives the same facts.
+    assert_eq!(
+        SatInspector
+            .inspect(&read("csd_valid", "certificate.pem"))
+            .unwrap(),
+        info
+    );
+}
+
+#[test]
+fn fiel_and_natural_person() {
+    let fiel = SatInspector
+        .inspect(&read("fiel_valid", "certificate.cer"))
+        .unwrap();
+    assert_eq!(fiel.kind, CredentialKind::Fiel);
+    assert_eq!(fiel.certificate_number, "30001000000500009902");
+    let person = SatInspector
+        .inspect(&read("csd_person", "certificate.cer"))
+        .unwrap();
+    assert_eq!(person.rfc, "NULM850315QX7");
+    assert_eq!(person.representative_rfc, None);
+    assert_eq!(person.curp.as_deref(), Some("NULM850315MDFXPR02"));
+    assert_eq!(person.kind, CredentialKind::Csd);
+}
+
+#[test]
+fn matching_key_wrong_password_and_mismatch() {
+    for name in ["csd_valid", "fiel_valid", "csd_expired", "csd_person"] {
+        let (cer, key, pw) = pair(name);
+        SatInspector
+            .check_key(&cer, &key, &pw)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            matches!(
+                SatInspector.check_key(&cer, &key, b"12345678b"),
+                Err(VaultError::PrivateKeyPasswordInvalid)
+            ),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                SatInspector.check_key(&cer, &key, b""),
+                Err(VaultError::PrivateKeyPasswordInvalid)
+            ),
+            "{name}"
+        );
+    }
+    let (cer, key, pw) = pair("mismatch");
+    assert!(matches!(
+        SatInspector.check_key(&cer, &key, &pw),
+        Err(VaultError::CertificateKeyMismatch)
+    ));
+}
+
+/// A wrong password can pass the 3DES padding check by chance (1 in 256); the key must then be
+/// refused as a wrong password, never accepted and never a panic.
+#[test]
+fn hundreds_of_wrong_passwords_are_all_refused_as_wrong_passwords() {
+    let (cer, key, _) = pair("csd_valid");
+    for n in 0..300 {
+        let pw = format!("wrong-{n}");
+        match SatInspector.check_key(&cer, &key, pw.as_bytes()) {
+            Err(VaultError::PrivateKeyPasswordInvalid) => {}
+            other => panic!("password {pw}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn garbage_is_refused_with_the_right_code() {
+    let (cer, key, pw) = pair("csd_valid");
+    for junk in [
+        &b""[..],
+        b"hello",
+        b"\x30\x03\x02\x01\x00",
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    ] {
+        assert!(
+            matches!(
+                SatInspector.inspect(junk),
+                Err(VaultError::CertificateInvalid(_))
+            ),
+            "{junk:?}"
+        );
+    }
+    // A key file given as the certificate, and the certificate given as the key.
+    assert!(matches!(
+        SatInspector.inspect(&key),
+        Err(VaultError::CertificateInvalid(_))
+    ));
+    assert!(matches!(
+        SatInspector.check_key(&cer, &cer, &pw),
+        Err(VaultError::PrivateKeyInvalid(_))
+    ));
+    let mut truncated = key.clone();
+    truncated.truncate(key.len() / 2);
+    assert!(matches!(
+        SatInspector.check_key(&cer, &truncated, &pw),
+        Err(VaultError::PrivateKeyInvalid(_))
+    ));
+}
+
+#[test]
+fn signatures_verify_with_the_certificate_and_are_deterministic() {
+    let (cer, key, pw) = pair("csd_valid");
+    let data = "||4.0|A|1|2026-11-21T12:00:00|01|30001000000500009901|Ñandú ⏻||".as_bytes();
+    let sig = SatInspector.sign(&key, &pw, data).unwrap();
+    assert_eq!(
+        sig,
+        SatInspector.sign(&key, &pw, data).unwrap(),
+        "PKCS#1 v1.5 is deterministic"
+    );
+    assert!(verify_signature(&cer, data, &sig).unwrap());
+    assert!(!verify_signature(&cer, b"other data", &sig).unwrap());
+    let (other_cer, _, _) = pair("fiel_valid");
+    assert!(!verify_signature(&other_cer, data, &sig).unwrap());
+    assert!(matches!(
+        SatInspector.sign(&key, b"wrong", data),
+        Err(VaultError::PrivateKeyPasswordInvalid)
+    ));
+}

@@ -1,0 +1,157 @@
+//! Request ids, client context, and the authentication + permission guard of every protected route.
+
+use std::future::{Ready, ready};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use kernel::RequestContext;
+use rbac::{Actor, Scope, authorize};
+use sessions::Authenticated;
+
+use crate::routes::Access;
+use crate::{ApiError, ApiState};
+
+/// The request id of this request: the client's `X-Request-Id` when it is short and plain,
+/// otherwise a fresh one. Echoed in the response header.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestId(pub String);
+
+fn acceptable_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then(|| s.to_owned())
+}
+
+pub(crate) async fn request_id(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(acceptable_request_id)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.call(req).await?;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(res)
+}
+
+fn context_of(req: &HttpRequest) -> RequestContext {
+    let ua = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    // The peer address only: X-Forwarded-For is trusted only behind a configured proxy, which
+    // this server does not have yet.
+    RequestContext::new(req.peer_addr().map(|a| a.ip()), ua, id)
+}
+
+/// Extractor: the request's client address, user agent and request id.
+#[derive(Debug, Clone)]
+pub struct ClientContext(pub RequestContext);
+
+impl FromRequest for ClientContext {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(Self(context_of(req))))
+    }
+}
+
+/// Extractor: the authenticated actor, put there by the route's guard. A handler on a route
+/// without a guard gets 401: the check fails closed.
+#[derive(Debug, Clone)]
+pub struct Auth(pub Authenticated);
+
+impl Auth {
+    /// The acting user.
+    #[must_use]
+    pub const fn actor(&self) -> &Actor {
+        &self.0.actor
+    }
+}
+
+impl FromRequest for Auth {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions()
+                .get::<Authenticated>()
+                .cloned()
+                .map(Self)
+                .ok_or_else(|| ApiError::unauthenticated().into()),
+        )
+    }
+}
+
+fn bearer(req: &ServiceRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The guard in front of every non-public route: authenticate the bearer token, check the
+/// route's permission with `rbac::authorize`, record denials, and hand the actor to the handler.
+pub(crate) async fn guard(
+    access: Access,
+    path: &'static str,
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<ApiState>>().cloned() else {
+        return Ok(req.error_response(ApiError::internal()));
+    };
+    let Some(token) = bearer(&req) else {
+        return Ok(req.error_response(ApiError::unauthenticated()));
+    };
+    let auth = match state.sessions.authenticate(token).await {
+        Ok(auth) => auth,
+        Err(e) => return Ok(req.error_response(ApiError::from(e))),
+    };
+    if let Some(permission) = access.permission()
+        && !authorize(&auth.actor, permission, Scope::Company).is_allowed()
+    {
+        let ctx = context_of(req.request());
+        if let Err(e) = state
+            .sessions
+            .record_denied(
+                &auth.actor,
+                permission.as_str(),
+                "missing permission",
+                path,
+                &ctx,
+            )
+            .await
+        {
+            return Ok(req.error_response(ApiError::from(e)));
+        }
+        return Ok(req.error_response(ApiError::forbidden(format!(
+            "requires the {permission} permission"
+        ))));
+    }
+    if access.needs_step_up() && !state.sessions.has_step_up(&auth.actor) {
+        let ctx = context_of(req.request());
+        if let Err(e) = state
+            .sessions
+            .record_denied(&auth.actor, path, "reauthentication_required", path, &ctx)
+            .await
+        {
+            return Ok(req.error_response(ApiError::from(e)));
+        }
+        return Ok(req.error_response(ApiError::reauthentication_required()));
+    }
+    req.extensions_mut().insert(auth);
+    next.call(req).await
+}

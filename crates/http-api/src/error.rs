@@ -1,0 +1,393 @@
+//! RFC 9457 problem details: the one place where core errors become HTTP statuses.
+
+use std::fmt;
+
+use accounts::AccountsError;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde_json::{Map, Value, json};
+use sessions::SessionError;
+
+/// An error answer: status, stable `code`, human `title`/`detail`, and extra members.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    title: &'static str,
+    detail: String,
+    extra: Map<String, Value>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// A problem with no extra members.
+    #[must_use]
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            extra: Map::new(),
+            retry_after: None,
+        }
+    }
+
+    /// Adds a member to the body.
+    #[must_use]
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.to_owned(), value);
+        self
+    }
+
+    /// 401 for a missing, unknown, revoked or expired session.
+    #[must_use]
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Authentication required",
+            "send a valid session token as Authorization: Bearer <token>",
+        )
+    }
+
+    /// 403 for an authenticated actor without the permission.
+    #[must_use]
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
+    }
+
+    /// 403 for a critical operation without a fresh re-authentication (MFA-3).
+    #[must_use]
+    pub fn reauthentication_required() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "reauthentication_required",
+            "Re-authentication required",
+            "call POST /v1/sessions/current/reauthenticate, then retry within 5 minutes",
+        )
+    }
+
+    /// 404, also for another company's ids.
+    #[must_use]
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not found",
+            "no such resource",
+        )
+    }
+
+    /// 500 that says nothing about the cause (which is logged).
+    #[must_use]
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Internal error",
+            "the request could not be completed",
+        )
+    }
+
+    /// 503 when a dependency is down.
+    #[must_use]
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            detail,
+        )
+    }
+
+    fn rate_limited(retry_after: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests",
+            format!("retry after {retry_after} seconds"),
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// The stable code.
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.code)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = Map::new();
+        body.insert(
+            "type".into(),
+            json!(format!(
+                "https://incrementacrm.com/problems/{}",
+                self.code.replace('_', "-")
+            )),
+        );
+        body.insert("title".into(), json!(self.title));
+        body.insert("status".into(), json!(self.status.as_u16()));
+        body.insert("detail".into(), json!(self.detail));
+        body.insert("code".into(), json!(self.code));
+        for (k, v) in &self.extra {
+            body.insert(k.clone(), v.clone());
+        }
+        let mut res = HttpResponse::build(self.status);
+        res.insert_header((header::CONTENT_TYPE, "application/problem+json"));
+        if let Some(secs) = self.retry_after {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        res.body(Value::Object(body).to_string())
+    }
+}
+
+/// Logs an internal error with its whole cause chain (never secrets: errors carry none).
+fn log_internal(err: &(dyn std::error::Error + 'static)) {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    tracing::error!(error = %chain, "internal error");
+}
+
+impl From<AccountsError> for ApiError {
+    fn from(err: AccountsError) -> Self {
+        match err {
+            AccountsError::Validation(errors) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Invalid fields",
+                "one or more fields are invalid",
+            )
+            .with("errors", json!(errors)),
+            AccountsError::PasswordPolicy(violations) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "password_policy",
+                "Password does not meet the policy",
+                "the password breaks one or more rules; all are listed in violations",
+            )
+            .with("violations", json!(violations)),
+            AccountsError::EmailTaken => Self::new(
+                StatusCode::CONFLICT,
+                "email_taken",
+                "Email already registered",
+                "another account uses this email address",
+            ),
+            AccountsError::NotFound => Self::not_found(),
+            AccountsError::Forbidden(why) => Self::forbidden(why),
+            AccountsError::CurrentPasswordInvalid => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "current_password_invalid",
+                "Current password is wrong",
+                "current_password does not match",
+            ),
+            AccountsError::RateLimited { retry_after_secs } => Self::rate_limited(retry_after_secs),
+            AccountsError::ReauthenticationRequired => Self::reauthentication_required(),
+            AccountsError::Conflict { code, message } => {
+                Self::new(StatusCode::CONFLICT, code, "Conflict", message)
+            }
+            AccountsError::Internal(_) => {
+                log_internal(&err);
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<vault::VaultError> for ApiError {
+    fn from(err: vault::VaultError) -> Self {
+        use vault::VaultError as V;
+        if let Some(code) = err.upload_code() {
+            return Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                "Credential rejected",
+                err.to_string(),
+            );
+        }
+        match err {
+            V::TooLarge(_) => too_large_upload(),
+            V::Duplicate => Self::new(
+                StatusCode::CONFLICT,
+                "credential_exists",
+                "Credential already stored",
+                "this certificate is already in the vault",
+            ),
+            V::NotFound => Self::not_found(),
+            V::Forbidden(why) => Self::forbidden(why),
+            V::ReauthenticationRequired => Self::reauthentication_required(),
+            V::Tampered => {
+                // Integrity failure of stored data: an operator must look at this.
+                tracing::error!(
+                    alert = "vault_integrity",
+                    "an envelope failed authentication"
+                );
+                Self::internal()
+            }
+            _ => {
+                log_internal(&err);
+                Self::internal()
+            }
+        }
+    }
+}
+
+/// 413 for an upload over its bounds.
+pub(crate) fn too_large_upload() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "Payload too large",
+        format!(
+            "files may be up to {} bytes each and {} bytes in all",
+            crate::UPLOAD_FILE_LIMIT,
+            crate::UPLOAD_REQUEST_LIMIT
+        ),
+    )
+}
+
+impl From<audit::AuditError> for ApiError {
+    fn from(err: audit::AuditError) -> Self {
+        match err {
+            audit::AuditError::Forbidden => Self::forbidden("requires the audit.read permission"),
+            audit::AuditError::ReauthenticationRequired => Self::reauthentication_required(),
+            audit::AuditError::Internal(_) => {
+                log_internal(&err);
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        match err {
+            SessionError::InvalidCredentials => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid credentials",
+                "wrong email or password",
+            ),
+            SessionError::RateLimited { retry_after_secs } => Self::rate_limited(retry_after_secs),
+            SessionError::Unauthenticated => Self::unauthenticated(),
+            SessionError::ReauthenticationFailed => Self::new(
+                StatusCode::FORBIDDEN,
+                "reauthentication_failed",
+                "Re-authentication failed",
+                "the password is not correct; the session is still valid",
+            ),
+            SessionError::NotFound => Self::not_found(),
+            SessionError::Internal(_) => {
+                log_internal(&err);
+                Self::internal()
+            }
+        }
+    }
+}
+
+pub(crate) fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(crate::JSON_LIMIT)
+        .error_handler(|err: JsonPayloadError, _req: &HttpRequest| {
+            let api = match &err {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => too_large(),
+                JsonPayloadError::ContentType => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "Unsupported media type",
+                    "send the body as application/json",
+                ),
+                JsonPayloadError::Deserialize(e) => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_request",
+                    "Malformed request",
+                    describe_json_error(e),
+                ),
+                _ => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_request",
+                    "Malformed request",
+                    "the body could not be read",
+                ),
+            };
+            api.into()
+        })
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "Payload too large",
+        format!("the body is larger than {} bytes", crate::JSON_LIMIT),
+    )
+}
+
+/// Says where JSON went wrong and what was expected, never echoing input values (serde's
+/// "invalid type" messages quote them, and a value may be a password).
+fn describe_json_error(e: &serde_json::Error) -> String {
+    let place = format!("line {} column {}", e.line(), e.column());
+    match e.classify() {
+        serde_json::error::Category::Data => {
+            let msg = e.to_string();
+            match msg
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split_once('`'))
+            {
+                Some((field, _)) if field.len() <= 64 => format!("missing field `{field}`"),
+                _ => format!("a field has the wrong type or value at {place}"),
+            }
+        }
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("malformed JSON at {place}")
+        }
+        serde_json::error::Category::Io => "the body could not be read".to_owned(),
+    }
+}
+
+pub(crate) fn path_config() -> web::PathConfig {
+    // An id that does not parse cannot exist: the same 404 as an unknown id.
+    web::PathConfig::default().error_handler(|_err: PathError, _req| ApiError::not_found().into())
+}
+
+pub(crate) fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_request",
+            "Malformed request",
+            format!(
+                "bad query string: {}",
+                err.to_string().chars().take(200).collect::<String>()
+            ),
+        )
+        .into()
+    })
+}

@@ -1,0 +1,40 @@
+use accounts::Password;
+use actix_web::{HttpResponse, web};
+use secrecy::ExposeSecret;
+
+use crate::dto::{ChangePasswordBody, MeDto};
+use crate::{ApiError, ApiState, Auth, ClientContext};
+
+pub(crate) async fn me(auth: Auth) -> HttpResponse {
+    let user = &auth.0.user;
+    HttpResponse::Ok().json(MeDto {
+        id: user.id.to_string(),
+        email: user.email.as_str().to_owned(),
+        name: user.name.as_str().to_owned(),
+        role: user.role.as_str(),
+        company_id: user.company_id.to_string(),
+        active: user.active,
+        mfa_enabled: user.mfa_enabled,
+        permissions: auth.actor().permissions.names(),
+    })
+}
+
+pub(crate) async fn change_password(
+    state: web::Data<ApiState>,
+    auth: Auth,
+    ctx: ClientContext,
+    body: web::Json<ChangePasswordBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    state
+        .accounts
+        .change_password(
+            auth.actor(),
+            &Password::new(body.current_password.expose_secret()),
+            &Password::new(body.new_password.expose_secret()),
+            &Password::new(body.new_password_confirmation.expose_secret()),
+            &ctx.0,
+        )
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

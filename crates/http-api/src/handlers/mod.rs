@@ -1,0 +1,11 @@
+//! Handlers: parse, call one use case, shape the answer.
+
+pub(crate) mod audit;
+pub(crate) mod company;
+pub(crate) mod fiscal;
+pub(crate) mod me;
+pub(crate) mod ops;
+pub(crate) mod ownership;
+pub(crate) mod sessions;
+pub(crate) mod signup;
+pub(crate) mod users;

@@ -1,0 +1,99 @@
+//! actix-web adapter of IncrementaCRM: the REST API v1 of `API.md`.
+//!
+//! It knows HTTP and nothing else: handlers parse requests into core calls and map core errors to
+//! RFC 9457 `application/problem+json` ([`ApiError`]), the only place in the workspace that knows
+//! status codes. **Architecture invariant:** every route is registered through [`routes::declare`]
+//! with its [`Access`] beside it; authentication and the permission check run as a guard on the
+//! route before its handler, and a handler that needs the actor can only get it from that guard
+//! (fail closed: no guard, no actor, 401).
+#![forbid(unsafe_code)]
+
+mod auth;
+mod dto;
+mod error;
+mod handlers;
+pub mod routes;
+
+use std::sync::Arc;
+
+use accounts::{AccountService, OwnershipService};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{App, middleware, web};
+use async_trait::async_trait;
+use sessions::SessionService;
+
+pub use auth::{Auth, ClientContext};
+pub use error::ApiError;
+pub use routes::{Access, RouteDecl};
+
+/// Largest JSON body accepted (API.md: 64 KiB).
+pub const JSON_LIMIT: usize = 64 * 1024;
+/// Largest uploaded file (API.md: 64 KiB per file).
+pub const UPLOAD_FILE_LIMIT: usize = 64 * 1024;
+/// Largest upload request (API.md: 256 KiB per request).
+pub const UPLOAD_REQUEST_LIMIT: usize = 256 * 1024;
+
+/// Whether the service can take traffic (`/readyz`).
+#[async_trait]
+pub trait Readiness: Send + Sync {
+    /// `Ok(())` when the database answers and its schema is current; otherwise why not.
+    async fn check(&self) -> Result<(), String>;
+}
+
+/// What the handlers need.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Account use cases.
+    pub accounts: AccountService,
+    /// Session use cases.
+    pub sessions: SessionService,
+    /// Ownership transfers.
+    pub ownership: OwnershipService,
+    /// The fiscal vault.
+    pub vault: vault::VaultService,
+    /// The audit log.
+    pub audit: audit::AuditService,
+    /// Readiness probe.
+    pub readiness: Arc<dyn Readiness>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState").finish_non_exhaustive()
+    }
+}
+
+/// The whole application: routes, body limits, error mapping, security headers, request ids.
+pub fn app(
+    state: ApiState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(error::json_config())
+        .app_data(error::path_config())
+        .app_data(error::query_config())
+        .app_data(web::PayloadConfig::new(JSON_LIMIT))
+        .configure(|cfg| routes::declare(&mut routes::Registrar::new(cfg)))
+        .default_service(web::to(handlers::ops::not_found))
+        .wrap(
+            middleware::DefaultHeaders::new()
+                .add(("Cache-Control", "no-store"))
+                .add(("X-Content-Type-Options", "nosniff"))
+                .add(("X-Frame-Options", "DENY"))
+                .add(("Referrer-Policy", "no-referrer"))
+                .add((
+                    "Content-Security-Policy",
+                    "default-src 'none'; frame-ancestors 'none'",
+                )),
+        )
+        .wrap(middleware::from_fn(auth::request_id))
+}

@@ -1,0 +1,292 @@
+//! The route table: every route with the access it requires, declared in one place (RBAC-5).
+
+use actix_web::http::Method;
+use actix_web::{FromRequest, Handler, Responder, middleware, web};
+use rbac::Permission;
+
+use crate::auth::guard;
+use crate::handlers::{audit, company, fiscal, me, ops, ownership, sessions, signup, users};
+
+/// What a route requires of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (sign-up, login, health). The list is explicit and tested.
+    Public,
+    /// Any authenticated user, acting on its own data.
+    Authenticated,
+    /// Any authenticated user, with a re-authentication in the last 5 minutes (MFA-3).
+    AuthenticatedStepUp,
+    /// An authenticated user holding this permission.
+    Permission(Permission),
+    /// An authenticated user holding this permission, with a fresh re-authentication.
+    PermissionStepUp(Permission),
+}
+
+impl Access {
+    /// The permission the route requires, if any.
+    #[must_use]
+    pub const fn permission(self) -> Option<Permission> {
+        match self {
+            Self::Permission(p) | Self::PermissionStepUp(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Whether the route needs the step-up window open.
+    #[must_use]
+    pub const fn needs_step_up(self) -> bool {
+        matches!(self, Self::AuthenticatedStepUp | Self::PermissionStepUp(_))
+    }
+
+    /// How the route table documents it.
+    #[must_use]
+    pub fn describe(self) -> String {
+        let base = match self {
+            Self::Public => "public".to_owned(),
+            Self::Authenticated | Self::AuthenticatedStepUp => "authenticated".to_owned(),
+            Self::Permission(p) | Self::PermissionStepUp(p) => format!("`{p}`"),
+        };
+        if self.needs_step_up() {
+            format!("{base} + step-up")
+        } else {
+            base
+        }
+    }
+}
+
+/// One registered route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteDecl {
+    /// HTTP method.
+    pub method: Method,
+    /// Path pattern, as registered.
+    pub path: &'static str,
+    /// Required access.
+    pub access: Access,
+}
+
+/// Where [`declare`] puts routes: the actix registrar, or a collector for tests and docs.
+pub trait RouteSink {
+    /// Adds one route.
+    fn add<F, Args>(&mut self, method: Method, path: &'static str, access: Access, handler: F)
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static;
+}
+
+/// Every route of the API, each with its access. The only place routes are registered.
+#[rustfmt::skip]
+pub fn declare<S: RouteSink>(r: &mut S) {
+    use Access::{Authenticated, AuthenticatedStepUp, Permission as P, PermissionStepUp as PStepUp, Public};
+    use Permission::{FiscalCredentialsManage as FiscalManage, FiscalCredentialsRead as FiscalRead, FiscalSign};
+    use Permission::{AuditRead, CompanyConfigRead, CompanyConfigWrite, OwnershipTransfer, RolesAssign, UsersManage, UsersRead};
+    r.add(Method::GET,    "/healthz",                                Public,               ops::healthz);
+    r.add(Method::GET,    "/readyz",                                 Public,               ops::readyz);
+    r.add(Method::POST,   "/v1/signup",                              Public,               signup::signup);
+    r.add(Method::POST,   "/v1/sessions",                            Public,               sessions::login);
+    r.add(Method::GET,    "/v1/sessions",                            Authenticated,        sessions::list);
+    r.add(Method::DELETE, "/v1/sessions/current",                    Authenticated,        sessions::logout);
+    r.add(Method::POST,   "/v1/sessions/current/reauthenticate",     Authenticated,        sessions::reauthenticate);
+    r.add(Method::DELETE, "/v1/sessions/{id}",                       Authenticated,        sessions::revoke);
+    r.add(Method::GET,    "/v1/me",                                  Authenticated,        me::me);
+    r.add(Method::PUT,    "/v1/me/password",                         Authenticated,        me::change_password);
+    r.add(Method::GET,    "/v1/users",                               P(UsersRead),         users::list);
+    r.add(Method::POST,   "/v1/users",                               P(UsersManage),       users::create);
+    r.add(Method::GET,    "/v1/users/{id}",                          P(UsersRead),         users::get);
+    r.add(Method::PATCH,  "/v1/users/{id}",                          P(UsersManage),       users::update);
+    r.add(Method::PUT,    "/v1/users/{id}/role",                     PStepUp(RolesAssign), users::change_role);
+    r.add(Method::PUT,    "/v1/users/{id}/permissions",              PStepUp(RolesAssign), users::change_permissions);
+    r.add(Method::POST,   "/v1/ownership-transfers",                 PStepUp(OwnershipTransfer), ownership::start);
+    r.add(Method::POST,   "/v1/ownership-transfers/{id}/accept",     AuthenticatedStepUp,  ownership::accept);
+    r.add(Method::POST,   "/v1/ownership-transfers/{id}/cancel",     Authenticated,        ownership::cancel);
+    r.add(Method::GET,    "/v1/company",                             P(CompanyConfigRead), company::get);
+    r.add(Method::PATCH,  "/v1/company",                             P(CompanyConfigWrite), company::update);
+    r.add(Method::GET,    "/v1/company/changes",                     P(CompanyConfigRead), company::changes);
+    r.add(Method::POST,   "/v1/fiscal/credentials",                  PStepUp(FiscalManage), fiscal::upload);
+    r.add(Method::GET,    "/v1/fiscal/credentials",                  P(FiscalRead),        fiscal::list);
+    r.add(Method::GET,    "/v1/fiscal/credentials/{id}",             P(FiscalRead),        fiscal::get);
+    r.add(Method::DELETE, "/v1/fiscal/credentials/{id}",             PStepUp(FiscalManage), fiscal::delete);
+    r.add(Method::POST,   "/v1/fiscal/credentials/{id}/signatures",  P(FiscalSign),        fiscal::sign);
+    r.add(Method::GET,    "/v1/audit/events",                        P(AuditRead),         audit::events);
+    r.add(Method::GET,    "/v1/audit/access-log",                    P(AuditRead),         audit::access_log);
+    r.add(Method::GET,    "/v1/audit/export",                        PStepUp(AuditRead),   audit::export);
+    r.add(Method::GET,    "/v1/audit/verify",                        P(AuditRead),         audit::verify);
+    r.add(Method::GET,    "/v1/audit/alerts",                        P(AuditRead),         audit::alerts);
+}
+
+/// Registers routes on an actix `ServiceConfig`, each non-public one behind the guard.
+pub struct Registrar<'a> {
+    cfg: &'a mut web::ServiceConfig,
+}
+
+impl std::fmt::Debug for Registrar<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Registrar")
+    }
+}
+
+impl<'a> Registrar<'a> {
+    /// Registers into `cfg`.
+    pub fn new(cfg: &'a mut web::ServiceConfig) -> Self {
+        Self { cfg }
+    }
+}
+
+impl RouteSink for Registrar<'_> {
+    fn add<F, Args>(&mut self, method: Method, path: &'static str, access: Access, handler: F)
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let route = web::method(method).to(handler);
+        let route = match access {
+            Access::Public => route,
+            _ => route.wrap(middleware::from_fn(move |req, next| {
+                guard(access, path, req, next)
+            })),
+        };
+        self.cfg.route(path, route);
+    }
+}
+
+/// Collects the table without serving it (tests, generated documentation).
+#[derive(Debug, Default)]
+pub struct Collector(pub Vec<RouteDecl>);
+
+impl RouteSink for Collector {
+    fn add<F, Args>(&mut self, method: Method, path: &'static str, access: Access, _handler: F)
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.0.push(RouteDecl {
+            method,
+            path,
+            access,
+        });
+    }
+}
+
+/// The route table.
+#[must_use]
+pub fn table() -> Vec<RouteDecl> {
+    let mut c = Collector::default();
+    declare(&mut c);
+    c.0
+}
+
+/// Extra rules a use case applies beyond the route's access, for the matrix's notes.
+fn note(method: &Method, path: &str) -> &'static str {
+    match path {
+        "/v1/users" if method == Method::POST => "no `owner`, no role above one's own",
+        "/v1/users/{id}" if method == Method::PATCH => {
+            "nobody acts on a higher role; the Owner cannot be deactivated"
+        }
+        "/v1/users/{id}/role" => {
+            "Owner/Admin only; not oneself, not a higher role, no role above one's own, never `owner`"
+        }
+        "/v1/users/{id}/permissions" => {
+            "Owner/Admin only; not oneself, not a higher role, only permissions one holds"
+        }
+        "/v1/ownership-transfers" => "the Owner only",
+        "/v1/ownership-transfers/{id}/accept" => "the receiving user only",
+        "/v1/ownership-transfers/{id}/cancel" => "either party only",
+        "/v1/sessions/{id}" => "own sessions only",
+        _ => "",
+    }
+}
+
+/// The authorization matrix as Markdown: every route × role by default permissions
+/// (`docs/authorization-matrix.md` is generated from this; a test fails when it is stale).
+#[must_use]
+pub fn authorization_matrix_markdown() -> String {
+    use rbac::Role;
+    let mut out = String::from(
+        "# Authorization matrix\n\n\
+         Generated from the route table (`http_api::routes::declare`) and the role defaults; do\n\
+         not edit by hand. Run `UPDATE_DOCS=1 cargo test -p http-api generated_docs` after\n\
+         changing routes or permissions. ✓ = allowed with the role's default permissions,\n\
+         — = 403 `forbidden`. \"step-up\" routes also answer 403 `reauthentication_required`\n\
+         unless the session re-authenticated in the last 5 minutes. The API test\n\
+         `authorization_matrix` calls every route with every role and checks this table.\n\n\
+         | method | path | access | owner | admin | manager | vendor | further rules |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for r in table() {
+        let mark = |role: Role| match r.access.permission() {
+            Some(p) if !role.default_permissions().contains(p) => "—",
+            _ => "✓",
+        };
+        out.push_str(&format!(
+            "| {} | `{}` | {} | {} | {} | {} | {} | {} |\n",
+            r.method,
+            r.path,
+            r.access.describe(),
+            mark(Role::Owner),
+            mark(Role::Admin),
+            mark(Role::Manager),
+            mark(Role::Vendor),
+            note(&r.method, r.path)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The routes anyone may call. Adding a public route means adding it here, on purpose.
+    const PUBLIC: &[(&str, &str)] = &[
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("POST", "/v1/signup"),
+        ("POST", "/v1/sessions"),
+    ];
+
+    #[test]
+    fn only_the_listed_routes_are_public_and_routes_are_unique() {
+        let table = table();
+        let public: Vec<(&str, &str)> = table
+            .iter()
+            .filter(|r| r.access == Access::Public)
+            .map(|r| (r.method.as_str(), r.path))
+            .collect();
+        assert_eq!(public, PUBLIC);
+        let mut seen = std::collections::HashSet::new();
+        for r in &table {
+            assert!(
+                seen.insert((r.method.clone(), r.path)),
+                "{} {} declared twice",
+                r.method,
+                r.path
+            );
+        }
+    }
+
+    #[test]
+    fn user_management_routes_require_their_permissions() {
+        let find = |m: Method, p: &str| {
+            table()
+                .into_iter()
+                .find(|r| r.method == m && r.path == p)
+                .unwrap()
+                .access
+        };
+        assert_eq!(
+            find(Method::POST, "/v1/users"),
+            Access::Permission(Permission::UsersManage)
+        );
+        assert_eq!(
+            find(Method::PATCH, "/v1/users/{id}"),
+            Access::Permission(Permission::UsersManage)
+        );
+        assert_eq!(
+            find(Method::GET, "/v1/users"),
+            Access::Permission(Permission::UsersRead)
+        );
+    }
+}

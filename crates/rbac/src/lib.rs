@@ -1,0 +1,276 @@
+//! Roles, the permission catalog and the authorization decision of IncrementaCRM (RBAC-1, RBAC-2,
+//! RBAC-5).
+//!
+//! Every access decision in the product is [`authorize`]: a pure function of the [`Actor`], the
+//! [`Permission`] asked for and the [`Scope`] of the resource. Other Rust services call it to protect
+//! their own resources. This crate performs no I/O and must never depend on a database, a web
+//! framework or a cryptographic library.
+//!
+//! ```
+//! use kernel::{CompanyId, SessionId, UserId};
+//! use rbac::{authorize, Actor, Decision, Permission, Role, Scope};
+//! # let (company, me, session) = (CompanyId::from_uuid(uuid_like(1)), UserId::from_uuid(uuid_like(2)), SessionId::from_uuid(uuid_like(3)));
+//! # fn uuid_like(n: u128) -> uuid::Uuid { uuid::Uuid::from_u128(n) }
+//! let vendor = Actor::new(me, company, session, Role::Vendor, Role::Vendor.default_permissions());
+//! // A vendor reads customers assigned to it, not everybody's.
+//! assert_eq!(authorize(&vendor, Permission::CustomersReadAssigned, Scope::Assigned { assignee: me }), Decision::Allow);
+//! assert_eq!(authorize(&vendor, Permission::UsersManage, Scope::Company), Decision::Deny);
+//! ```
+#![forbid(unsafe_code)]
+
+mod management;
+mod permission;
+mod role;
+
+pub use management::{Change, Denial, check_change};
+pub use permission::{CATALOG_VERSION, Permission, PermissionSet, catalog_markdown};
+pub use role::Role;
+
+use kernel::{CompanyId, SessionId, Timestamp, UserId};
+
+/// How long an explicit re-authentication opens the step-up window (MFA-3): 5 minutes.
+pub const STEP_UP_WINDOW: kernel::Duration = kernel::Duration::minutes(5);
+
+/// Errors of this crate: only parsing of names from the outside.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RbacError {
+    /// A role name that is not one of `owner`, `admin`, `manager`, `vendor`.
+    #[error("unknown role `{0}`")]
+    UnknownRole(String),
+    /// A permission name that is not in the catalog.
+    #[error("unknown permission `{0}`")]
+    UnknownPermission(String),
+}
+
+/// Who is acting: an authenticated user of one company, with the permissions in force right now
+/// (role defaults plus per-user grants, minus revocations), loaded fresh for every request (RBAC-6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The acting user.
+    pub user_id: UserId,
+    /// The user's company: the only tenant it may touch.
+    pub company_id: CompanyId,
+    /// The session the request came through.
+    pub session_id: SessionId,
+    /// The user's role.
+    pub role: Role,
+    /// Effective permissions.
+    pub permissions: PermissionSet,
+    /// When the session last re-authenticated explicitly (a login alone does not count).
+    pub reauthenticated_at: Option<Timestamp>,
+}
+
+impl Actor {
+    /// An actor with the given effective permissions.
+    #[must_use]
+    pub const fn new(
+        user_id: UserId,
+        company_id: CompanyId,
+        session_id: SessionId,
+        role: Role,
+        permissions: PermissionSet,
+    ) -> Self {
+        Self {
+            user_id,
+            company_id,
+            session_id,
+            role,
+            permissions,
+            reauthenticated_at: None,
+        }
+    }
+
+    /// The same actor with a re-authentication at `at`.
+    #[must_use]
+    pub const fn reauthenticated(mut self, at: Option<Timestamp>) -> Self {
+        self.reauthenticated_at = at;
+        self
+    }
+
+    /// `true` while the step-up window of [`STEP_UP_WINDOW`] is open at `now` (MFA-3). Critical
+    /// operations check this; a login by itself never opens it.
+    #[must_use]
+    pub fn has_step_up(&self, now: Timestamp) -> bool {
+        self.reauthenticated_at
+            .is_some_and(|at| at <= now && now < at + STEP_UP_WINDOW)
+    }
+}
+
+/// Which records of the actor's company a request touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Company-wide data or configuration.
+    Company,
+    /// A record owned by one user (e.g. the user's own profile or sessions).
+    Own {
+        /// The owner of the record.
+        owner: UserId,
+    },
+    /// A record assigned to one user (e.g. a customer assigned to a vendor).
+    Assigned {
+        /// The user the record is assigned to.
+        assignee: UserId,
+    },
+}
+
+/// The answer of [`authorize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Decision {
+    /// Go ahead.
+    Allow,
+    /// Refuse; the caller answers 403 and records `authorization.denied`.
+    Deny,
+}
+
+impl Decision {
+    /// `true` for [`Decision::Allow`].
+    #[must_use]
+    pub const fn is_allowed(self) -> bool {
+        matches!(self, Self::Allow)
+    }
+}
+
+/// The one authorization decision (RBAC-5). Fails closed: anything not explicitly allowed is denied.
+///
+/// A permission held by the actor allows the company scope. Permissions ending in `.assigned`
+/// allow only records assigned to the actor; `*.all` permissions cover everybody's records, and a
+/// holder of the `.all` variant is also allowed where the `.assigned` variant is asked.
+pub fn authorize(actor: &Actor, permission: Permission, scope: Scope) -> Decision {
+    let held = actor.permissions.contains(permission)
+        || permission
+            .broader()
+            .is_some_and(|wider| actor.permissions.contains(wider));
+    if !held {
+        return Decision::Deny;
+    }
+    let allowed = match scope {
+        Scope::Company => !permission.is_assigned_only() || actor_holds_broader(actor, permission),
+        Scope::Own { owner } => owner == actor.user_id || !permission.is_assigned_only(),
+        Scope::Assigned { assignee } => {
+            assignee == actor.user_id || actor_holds_broader(actor, permission)
+        }
+    };
+    if allowed {
+        Decision::Allow
+    } else {
+        Decision::Deny
+    }
+}
+
+fn actor_holds_broader(actor: &Actor, permission: Permission) -> bool {
+    permission
+        .broader()
+        .is_some_and(|wider| actor.permissions.contains(wider))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid_helpers::*;
+
+    mod uuid_helpers {
+        use kernel::{CompanyId, SessionId, UserId};
+
+        pub fn user(n: u128) -> UserId {
+            UserId::from_uuid(uuid::Uuid::from_u128(n))
+        }
+        pub fn company() -> CompanyId {
+            CompanyId::from_uuid(uuid::Uuid::from_u128(100))
+        }
+        pub fn session() -> SessionId {
+            SessionId::from_uuid(uuid::Uuid::from_u128(200))
+        }
+    }
+
+    fn actor(role: Role) -> Actor {
+        Actor::new(
+            user(1),
+            company(),
+            session(),
+            role,
+            role.default_permissions(),
+        )
+    }
+
+    #[test]
+    fn vendor_sees_only_assigned_customers() {
+        let vendor = actor(Role::Vendor);
+        let mine = Scope::Assigned { assignee: user(1) };
+        let theirs = Scope::Assigned { assignee: user(2) };
+        assert_eq!(
+            authorize(&vendor, Permission::CustomersReadAssigned, mine),
+            Decision::Allow
+        );
+        assert_eq!(
+            authorize(&vendor, Permission::CustomersReadAssigned, theirs),
+            Decision::Deny
+        );
+        assert_eq!(
+            authorize(&vendor, Permission::CustomersReadAssigned, Scope::Company),
+            Decision::Deny
+        );
+        assert_eq!(
+            authorize(&vendor, Permission::CustomersReadAll, Scope::Company),
+            Decision::Deny
+        );
+    }
+
+    #[test]
+    fn manager_reads_all_customers_through_the_broader_permission() {
+        let manager = actor(Role::Manager);
+        let theirs = Scope::Assigned { assignee: user(2) };
+        assert_eq!(
+            authorize(&manager, Permission::CustomersReadAssigned, theirs),
+            Decision::Allow
+        );
+        assert_eq!(
+            authorize(&manager, Permission::CustomersReadAll, Scope::Company),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn user_management_is_owner_and_admin_only() {
+        for role in Role::ALL {
+            let expected = matches!(role, Role::Owner | Role::Admin);
+            assert_eq!(
+                authorize(&actor(role), Permission::UsersManage, Scope::Company).is_allowed(),
+                expected,
+                "{role:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_step_up_window_lasts_five_minutes_from_reauthentication() {
+        let at = Timestamp::default() + kernel::Duration::days(1);
+        let plain = actor(Role::Owner);
+        assert!(!plain.has_step_up(at));
+        let fresh = plain.reauthenticated(Some(at));
+        assert!(fresh.has_step_up(at));
+        assert!(fresh.has_step_up(at + kernel::Duration::seconds(299)));
+        assert!(!fresh.has_step_up(at + kernel::Duration::seconds(300)));
+        assert!(
+            !fresh.has_step_up(at - kernel::Duration::seconds(1)),
+            "a future stamp is not trusted"
+        );
+    }
+
+    #[test]
+    fn nothing_is_allowed_without_permissions() {
+        let mut nobody = actor(Role::Owner);
+        nobody.permissions = PermissionSet::empty();
+        for p in Permission::ALL {
+            assert_eq!(
+                authorize(&nobody, p, Scope::Company),
+                Decision::Deny,
+                "{p:?}"
+            );
+            assert_eq!(
+                authorize(&nobody, p, Scope::Own { owner: user(1) }),
+                Decision::Deny
+            );
+        }
+    }
+}

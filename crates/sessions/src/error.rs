@@ -1,0 +1,44 @@
+/// Errors of the sessions crate. None carries a secret or says whether an email exists.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Wrong email or password, unknown email, or a deactivated user: one answer for all.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// Too many attempts; try again after this many seconds.
+    #[error("too many attempts; retry later")]
+    RateLimited {
+        /// Seconds until a new attempt may succeed.
+        retry_after_secs: u64,
+    },
+    /// No token, an unknown, revoked or expired token, or a deactivated user.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// The password given to re-authenticate is wrong (the session stays valid).
+    #[error("the password is not correct")]
+    ReauthenticationFailed,
+    /// No such session among the actor's own.
+    #[error("not found")]
+    NotFound,
+    /// Infrastructure failure; details stay in the source.
+    #[error("internal error in sessions")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl SessionError {
+    /// Wraps an infrastructure error.
+    pub fn internal(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(err))
+    }
+}
+
+impl From<accounts::AccountsError> for SessionError {
+    fn from(err: accounts::AccountsError) -> Self {
+        Self::internal(err)
+    }
+}
+
+impl From<audit::AuditError> for SessionError {
+    fn from(err: audit::AuditError) -> Self {
+        Self::internal(err)
+    }
+}

@@ -1,0 +1,95 @@
+//! Ports of the sessions core.
+
+use accounts::SessionRevocation;
+use async_trait::async_trait;
+use audit::AuditRecord;
+use kernel::{CompanyId, SessionId, Timestamp, UserId};
+
+use crate::{
+    AuthRecord, NewSession, Session, SessionError, SessionToken, ThrottlePolicy, ThrottleState,
+    TokenHash,
+};
+
+/// Makes and hashes session tokens (256-bit random, SES-3).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait TokenIssuer: Send + Sync {
+    /// A fresh token and its stored hash.
+    fn issue(&self) -> (SessionToken, TokenHash);
+    /// The hash of a presented token.
+    fn hash(&self, token: &str) -> TokenHash;
+}
+
+/// Storage of sessions.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// The session cap as one atomic operation (SES-1, SES-2): serialize on the user (a row lock
+    /// or an immediate transaction), insert `session` with the next per-user sequence number,
+    /// revoke the oldest sessions active at `now` (given `idle`) so that at most `cap` remain,
+    /// write `login_audit` and one record per revoked session from `revocation`, and commit.
+    /// Returns the revoked ids, oldest first. Any number of concurrent calls, from any number of
+    /// processes, MUST leave at most `cap` active sessions: the newest ones.
+    async fn create_capped(
+        &self,
+        session: &NewSession,
+        cap: u16,
+        idle: chrono::Duration,
+        login_audit: AuditRecord,
+        revocation: SessionRevocation,
+    ) -> Result<(Session, Vec<SessionId>), SessionError>;
+
+    /// The session with this token hash and its user, whatever their state.
+    async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<AuthRecord>, SessionError>;
+
+    /// Records an explicit re-authentication of the session at `at`, with its audit record.
+    async fn mark_reauthenticated(
+        &self,
+        id: SessionId,
+        at: Timestamp,
+        audit: AuditRecord,
+    ) -> Result<(), SessionError>;
+
+    /// Sets `last_seen_at`.
+    async fn touch(&self, id: SessionId, at: Timestamp) -> Result<(), SessionError>;
+
+    /// The user's sessions active at `now`, newest first.
+    async fn list_active(
+        &self,
+        company: CompanyId,
+        user: UserId,
+        now: Timestamp,
+        idle: chrono::Duration,
+    ) -> Result<Vec<Session>, SessionError>;
+
+    /// Revokes one session of the user if it is still live, writing `revocation`'s audit record
+    /// in the same transaction. Returns `false` when there is no such live session of that user
+    /// in that company.
+    async fn revoke(
+        &self,
+        company: CompanyId,
+        user: UserId,
+        id: SessionId,
+        revocation: SessionRevocation,
+    ) -> Result<bool, SessionError>;
+}
+
+/// Per-account login throttle state, stored where every server process sees it.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait LoginThrottle: Send + Sync {
+    /// The current state of `key`.
+    async fn state(&self, key: &str) -> Result<ThrottleState, SessionError>;
+    /// Applies [`ThrottlePolicy::after_failure`] to `key` atomically (concurrent failures all
+    /// count) and returns the new state.
+    async fn record_failure(
+        &self,
+        key: &str,
+        now: Timestamp,
+        policy: ThrottlePolicy,
+    ) -> Result<ThrottleState, SessionError>;
+    /// Deletes the state of every key last failed before `before` and not locked at `now`: old
+    /// failures (often for emails that never existed) must not accumulate. Returns how many.
+    async fn purge_stale(&self, before: Timestamp, now: Timestamp) -> Result<u64, SessionError>;
+    /// Forgets `key` after a successful login.
+    async fn reset(&self, key: &str) -> Result<(), SessionError>;
+}

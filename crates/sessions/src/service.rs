@@ -1,0 +1,541 @@
+//! Session use cases: login, authenticate, list, revoke, logout.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use accounts::{
+    AccountRepository, Email, Password, PasswordCheck, PasswordHasher, PasswordPolicy,
+    RevocationReason, SessionRevocation, User,
+};
+use audit::{Action, AuditRecord, AuditSink, Outcome};
+use chrono::Duration;
+use kernel::{Clock, IdGenerator, RateLimiter, RequestContext, SessionId};
+use rbac::Actor;
+
+use crate::{
+    LoginOutcome, LoginThrottle, NewSession, SessionError, SessionStore, SessionView,
+    ThrottlePolicy, TokenIssuer,
+};
+
+/// Session settings (SES-1, SES-3, OPS-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Active sessions per user when the company sets none (SES-1): 2.
+    pub default_cap: u16,
+    /// A session unused this long ends: 30 minutes.
+    pub idle_timeout: Duration,
+    /// A session ends this long after login whatever happens: 12 hours.
+    pub absolute_lifetime: Duration,
+    /// `last_seen_at` is written at most this often per session: 1 minute.
+    pub touch_interval: Duration,
+    /// Per-account throttling.
+    pub throttle: ThrottlePolicy,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            default_cap: 2,
+            idle_timeout: Duration::minutes(30),
+            absolute_lifetime: Duration::hours(12),
+            touch_interval: Duration::minutes(1),
+            throttle: ThrottlePolicy::default(),
+        }
+    }
+}
+
+/// An authenticated request's identity.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// Who acts, with permissions as of now (RBAC-6).
+    pub actor: Actor,
+    /// The user, as loaded with the session.
+    pub user: User,
+}
+
+/// Longest bearer token looked at; anything longer is rejected without a database round trip.
+const MAX_TOKEN_LEN: usize = 128;
+
+/// The session use cases. Cheap to clone; share it.
+#[derive(Clone)]
+pub struct SessionService {
+    accounts: Arc<dyn AccountRepository>,
+    hasher: Arc<dyn PasswordHasher>,
+    store: Arc<dyn SessionStore>,
+    throttle: Arc<dyn LoginThrottle>,
+    tokens: Arc<dyn TokenIssuer>,
+    audit: Arc<dyn AuditSink>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    ip_failures: Arc<RateLimiter<IpAddr>>,
+    config: SessionConfig,
+}
+
+impl std::fmt::Debug for SessionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ports a [`SessionService`] needs.
+#[allow(missing_debug_implementations)]
+pub struct SessionPorts {
+    /// Users and companies.
+    pub accounts: Arc<dyn AccountRepository>,
+    /// Password hashing.
+    pub hasher: Arc<dyn PasswordHasher>,
+    /// Sessions.
+    pub store: Arc<dyn SessionStore>,
+    /// Per-account throttle.
+    pub throttle: Arc<dyn LoginThrottle>,
+    /// Tokens.
+    pub tokens: Arc<dyn TokenIssuer>,
+    /// Audit of events with no change behind them.
+    pub audit: Arc<dyn AuditSink>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Ids.
+    pub ids: Arc<dyn IdGenerator>,
+}
+
+impl SessionService {
+    /// Wires the use cases. `ip_failures` limits failed logins per client address (API.md: 100 an
+    /// hour; a limiter with limit 0 is off).
+    #[must_use]
+    pub fn new(
+        ports: SessionPorts,
+        ip_failures: Arc<RateLimiter<IpAddr>>,
+        config: SessionConfig,
+    ) -> Self {
+        Self {
+            accounts: ports.accounts,
+            hasher: ports.hasher,
+            store: ports.store,
+            throttle: ports.throttle,
+            tokens: ports.tokens,
+            audit: ports.audit,
+            clock: ports.clock,
+            ids: ports.ids,
+            ip_failures,
+            config,
+        }
+    }
+
+    /// The settings in force.
+    #[must_use]
+    pub const fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    fn record(&self, action: Action, outcome: Outcome, ctx: &RequestContext) -> AuditRecord {
+        AuditRecord::new(self.ids.new_id(), self.clock.now(), action, outcome, ctx)
+    }
+
+    /// Logs a user in (SES-1..3, OPS-4). Unknown email, wrong password and deactivated user get
+    /// the same error after the same work; every attempt is audited (AUD-1).
+    ///
+    /// # Errors
+    /// `InvalidCredentials`, `RateLimited`, `Internal`.
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &Password,
+        ctx: &RequestContext,
+    ) -> Result<LoginOutcome, SessionError> {
+        let now = self.clock.now();
+        let key = throttle_key(email);
+        if let Some(wait) = ctx.ip.and_then(|ip| self.ip_failures.retry_after(&ip, now)) {
+            return Err(self
+                .refuse_throttled(email, wait, "ip_rate_limited", ctx)
+                .await);
+        }
+        let state = self.throttle.state(&key).await?;
+        if let Some(wait) = ThrottlePolicy::remaining(&state, now) {
+            return Err(self
+                .refuse_throttled(email, wait, "account_locked", ctx)
+                .await);
+        }
+
+        let parsed = Email::parse(email).ok();
+        let user = match &parsed {
+            Some(email) => self.accounts.user_by_email(email).await?,
+            None => None,
+        };
+        let too_long = password.expose().chars().count() > PasswordPolicy::default().max_len;
+        let check = if too_long {
+            PasswordCheck::Mismatch
+        } else {
+            self.hasher
+                .verify(password, user.as_ref().map(|u| &u.password_hash))
+                .await?
+        };
+        match (user, check) {
+            (Some(user), PasswordCheck::Match { needs_rehash }) if user.active => {
+                self.throttle.reset(&key).await?;
+                let user = if needs_rehash {
+                    self.upgrade_hash(user, password, ctx).await?
+                } else {
+                    user
+                };
+                self.open_session(&user, ctx).await
+            }
+            (user, check) => {
+                let reason = match (&user, check) {
+                    (Some(u), PasswordCheck::Match { .. }) if !u.active => "account_disabled",
+                    (None, _) => "unknown_email",
+                    _ => "invalid_credentials",
+                };
+                self.throttle
+                    .record_failure(&key, now, self.config.throttle)
+                    .await?;
+                if let Some(ip) = ctx.ip {
+                    self.ip_failures.hit(&ip, now);
+                }
+                // Only a well-formed email is recorded: text typed into the wrong field (a
+                // password) must never reach the audit log (AUD-8).
+                let mut record = self
+                    .record(Action::SESSION_LOGIN, Outcome::Failure, ctx)
+                    .details(serde_json::json!({ "reason": reason, "email": parsed.as_ref().map(Email::as_str) }));
+                if let Some(u) = &user {
+                    record = record
+                        .company(u.company_id)
+                        .actor(u.id)
+                        .target("user", u.id);
+                }
+                self.audit.record(record).await?;
+                Err(SessionError::InvalidCredentials)
+            }
+        }
+    }
+
+    async fn refuse_throttled(
+        &self,
+        email: &str,
+        wait: Duration,
+        reason: &str,
+        ctx: &RequestContext,
+    ) -> SessionError {
+        let email = Email::parse(email).ok();
+        let record = self
+            .record(Action::SESSION_LOGIN, Outcome::Failure, ctx)
+            .details(
+                serde_json::json!({ "reason": reason, "email": email.as_ref().map(Email::as_str) }),
+            );
+        if let Err(e) = self.audit.record(record).await {
+            return e.into();
+        }
+        let secs = u64::try_from(wait.num_seconds())
+            .unwrap_or(0)
+            .saturating_add(1);
+        SessionError::RateLimited {
+            retry_after_secs: secs,
+        }
+    }
+
+    async fn upgrade_hash(
+        &self,
+        mut user: User,
+        password: &Password,
+        ctx: &RequestContext,
+    ) -> Result<User, SessionError> {
+        user.password_hash = self.hasher.hash(password).await?;
+        user.updated_at = self.clock.now();
+        let record = self
+            .record(Action::USER_PASSWORD_CHANGED, Outcome::Success, ctx)
+            .company(user.company_id)
+            .actor(user.id)
+            .target("user", user.id)
+            .details(serde_json::json!({ "reason": "hash_parameters_upgraded" }));
+        self.accounts.update_user(&user, None, vec![record]).await?;
+        Ok(user)
+    }
+
+    async fn open_session(
+        &self,
+        user: &User,
+        ctx: &RequestContext,
+    ) -> Result<LoginOutcome, SessionError> {
+        let now = self.clock.now();
+        let company = self.accounts.company(user.company_id).await?;
+        let cap = company
+            .and_then(|c| c.session_limit)
+            .unwrap_or(self.config.default_cap)
+            .max(1);
+        let (token, token_hash) = self.tokens.issue();
+        let id = SessionId::from_uuid(self.ids.new_id());
+        let new = NewSession {
+            id,
+            company_id: user.company_id,
+            user_id: user.id,
+            token_hash,
+            created_at: now,
+            expires_at: now + self.config.absolute_lifetime,
+            ip: ctx.ip,
+            user_agent: ctx.user_agent.clone(),
+        };
+        let login_audit = self
+            .record(Action::SESSION_LOGIN, Outcome::Success, ctx)
+            .company(user.company_id)
+            .actor(user.id)
+            .target("session", id)
+            .details(serde_json::json!({ "role": user.role.as_str() }));
+        let revocation = SessionRevocation {
+            at: now,
+            reason: RevocationReason::SessionLimit,
+            keep: Some(id),
+            audit_template: self
+                .record(Action::SESSION_REVOKED, Outcome::Success, ctx)
+                .company(user.company_id)
+                .actor(user.id),
+        };
+        let (session, revoked_session_ids) = self
+            .store
+            .create_capped(&new, cap, self.config.idle_timeout, login_audit, revocation)
+            .await?;
+        Ok(LoginOutcome {
+            token,
+            session,
+            revoked_session_ids,
+        })
+    }
+
+    /// Turns a bearer token into the acting user (SES-3, ACC-1, RBAC-6). Fails closed on anything
+    /// unexpected.
+    ///
+    /// # Errors
+    /// `Unauthenticated`, `Internal`.
+    pub async fn authenticate(&self, token: &str) -> Result<Authenticated, SessionError> {
+        if token.is_empty()
+            || token.len() > MAX_TOKEN_LEN
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(SessionError::Unauthenticated);
+        }
+        let hash = self.tokens.hash(token);
+        let Some(record) = self.store.find_by_token(&hash).await? else {
+            return Err(SessionError::Unauthenticated);
+        };
+        let now = self.clock.now();
+        let session = &record.session;
+        let user = &record.user;
+        if !session.is_active(now, self.config.idle_timeout)
+            || !user.active
+            || user.id != session.user_id
+            || user.company_id != session.company_id
+        {
+            return Err(SessionError::Unauthenticated);
+        }
+        if now - session.last_seen_at >= self.config.touch_interval {
+            self.store.touch(session.id, now).await?;
+        }
+        let actor = Actor::new(
+            user.id,
+            user.company_id,
+            session.id,
+            user.role,
+            user.permissions(),
+        )
+        .reauthenticated(session.reauthenticated_at);
+        Ok(Authenticated {
+            actor,
+            user: record.user,
+        })
+    }
+
+    /// Forgets throttle state untouched for a day and not locked (OPS-4 hygiene); the failures it
+    /// held are older than any lock they could still cause. Run daily by the server.
+    ///
+    /// # Errors
+    /// `Internal`.
+    pub async fn purge_stale_throttles(&self) -> Result<u64, SessionError> {
+        let now = self.clock.now();
+        self.throttle
+            .purge_stale(now - Duration::days(1), now)
+            .await
+    }
+
+    /// `true` while the actor's step-up window is open (MFA-3).
+    #[must_use]
+    pub fn has_step_up(&self, actor: &Actor) -> bool {
+        actor.has_step_up(self.clock.now())
+    }
+
+    /// Explicit re-authentication of the current session with the password (MFA-3): opens the
+    /// 5-minute step-up window and returns when it closes. Failures count towards the account's
+    /// login throttle, so a stolen session cannot be used to guess the password.
+    ///
+    /// # Errors
+    /// `ReauthenticationFailed`, `RateLimited`, `Unauthenticated` (user vanished), `Internal`.
+    pub async fn reauthenticate(
+        &self,
+        actor: &Actor,
+        password: &Password,
+        ctx: &RequestContext,
+    ) -> Result<kernel::Timestamp, SessionError> {
+        let now = self.clock.now();
+        let user = self
+            .accounts
+            .user(actor.company_id, actor.user_id)
+            .await?
+            .filter(|u| u.active)
+            .ok_or(SessionError::Unauthenticated)?;
+        let key = throttle_key(user.email.as_str());
+        let state = self.throttle.state(&key).await?;
+        if let Some(wait) = ThrottlePolicy::remaining(&state, now) {
+            return Err(self
+                .refuse_throttled(user.email.as_str(), wait, "account_locked", ctx)
+                .await);
+        }
+        let too_long = password.expose().chars().count() > PasswordPolicy::default().max_len;
+        let check = if too_long {
+            PasswordCheck::Mismatch
+        } else {
+            self.hasher
+                .verify(password, Some(&user.password_hash))
+                .await?
+        };
+        let base = |outcome| {
+            self.record(Action::SESSION_REAUTHENTICATED, outcome, ctx)
+                .company(actor.company_id)
+                .actor(actor.user_id)
+                .target("session", actor.session_id)
+        };
+        if check == PasswordCheck::Mismatch {
+            self.throttle
+                .record_failure(&key, now, self.config.throttle)
+                .await?;
+            self.audit
+                .record(
+                    base(Outcome::Failure)
+                        .details(serde_json::json!({ "reason": "invalid_credentials" })),
+                )
+                .await?;
+            return Err(SessionError::ReauthenticationFailed);
+        }
+        self.throttle.reset(&key).await?;
+        self.store
+            .mark_reauthenticated(actor.session_id, now, base(Outcome::Success))
+            .await?;
+        Ok(now + rbac::STEP_UP_WINDOW)
+    }
+
+    /// The actor's active sessions, newest first, marking the current one (SES-4).
+    ///
+    /// # Errors
+    /// `Internal`.
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<SessionView>, SessionError> {
+        let now = self.clock.now();
+        let sessions = self
+            .store
+            .list_active(
+                actor.company_id,
+                actor.user_id,
+                now,
+                self.config.idle_timeout,
+            )
+            .await?;
+        Ok(sessions
+            .into_iter()
+            .map(|session| SessionView {
+                current: session.id == actor.session_id,
+                session,
+            })
+            .collect())
+    }
+
+    /// Revokes one of the actor's own sessions (SES-4). Someone else's session is `NotFound`.
+    ///
+    /// # Errors
+    /// `NotFound`, `Internal`.
+    pub async fn revoke(
+        &self,
+        actor: &Actor,
+        id: SessionId,
+        ctx: &RequestContext,
+    ) -> Result<(), SessionError> {
+        let reason = if id == actor.session_id {
+            RevocationReason::Logout
+        } else {
+            RevocationReason::UserRevoked
+        };
+        let action = if id == actor.session_id {
+            Action::SESSION_LOGOUT
+        } else {
+            Action::SESSION_REVOKED
+        };
+        let revocation = SessionRevocation {
+            at: self.clock.now(),
+            reason,
+            keep: None,
+            audit_template: self
+                .record(action, Outcome::Success, ctx)
+                .company(actor.company_id)
+                .actor(actor.user_id),
+        };
+        if self
+            .store
+            .revoke(actor.company_id, actor.user_id, id, revocation)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(SessionError::NotFound)
+        }
+    }
+
+    /// Records that `actor` was refused `attempted` on `route` because of `reason`
+    /// (`authorization.denied`).
+    ///
+    /// # Errors
+    /// `Internal` when the record could not be stored: the caller still refuses.
+    pub async fn record_denied(
+        &self,
+        actor: &Actor,
+        attempted: &str,
+        reason: &str,
+        route: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), SessionError> {
+        let record = AuditRecord::denied(
+            self.ids.new_id(),
+            self.clock.now(),
+            ctx,
+            actor,
+            attempted,
+            reason,
+        )
+        .target("route", route);
+        Ok(self.audit.record(record).await?)
+    }
+
+    /// Ends the current session (SES-4).
+    ///
+    /// # Errors
+    /// `Internal` (an already revoked session cannot reach here: it fails authentication).
+    pub async fn logout(&self, actor: &Actor, ctx: &RequestContext) -> Result<(), SessionError> {
+        match self.revoke(actor, actor.session_id, ctx).await {
+            Err(SessionError::NotFound) => Err(SessionError::Unauthenticated),
+            other => other,
+        }
+    }
+}
+
+/// The throttle key of a login attempt: the normalized email, so unknown and known emails are
+/// throttled alike. Text that is not an email (often a password typed into the wrong field) is
+/// never stored: all such attempts share one key, which no real account uses.
+fn throttle_key(email: &str) -> String {
+    Email::parse(email).map_or_else(
+        |_| MALFORMED_EMAIL_KEY.to_owned(),
+        |e| e.as_str().to_owned(),
+    )
+}
+
+/// The throttle key of every attempt whose email does not parse.
+const MALFORMED_EMAIL_KEY: &str = "(malformed email)";
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,518 @@
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use accounts::{
+    Company, CompanyName, MockAccountRepository, MockPasswordHasher, PasswordHash, PersonName,
+};
+use audit::MockAuditSink;
+use chrono::TimeZone;
+use kernel::{CompanyId, ManualClock, SequentialIds, Timestamp, UserId};
+use rbac::Role;
+
+use super::*;
+use crate::{
+    AuthRecord, MockLoginThrottle, MockSessionStore, MockTokenIssuer, Session, SessionToken,
+    ThrottleState, TokenHash,
+};
+
+const PW: &str = "Tlacuache#2026";
+
+fn t0() -> Timestamp {
+    chrono::Utc
+        .with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
+        .unwrap()
+}
+
+fn company_id() -> CompanyId {
+    CompanyId::from_uuid(uuid::Uuid::from_u128(7))
+}
+
+fn user(active: bool) -> accounts::User {
+    accounts::User {
+        id: UserId::from_uuid(uuid::Uuid::from_u128(1)),
+        company_id: company_id(),
+        email: Email::parse("ana@example.com").unwrap(),
+        name: PersonName::parse("Ana", "name").unwrap(),
+        role: Role::Admin,
+        active,
+        password_hash: PasswordHash::new("$argon2id$stored".into()),
+        mfa_enabled: false,
+        grants: rbac::PermissionSet::empty(),
+        revokes: rbac::PermissionSet::empty(),
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+fn session(revoked: bool, last_seen: Timestamp) -> Session {
+    Session {
+        id: SessionId::from_uuid(uuid::Uuid::from_u128(50)),
+        company_id: company_id(),
+        user_id: UserId::from_uuid(uuid::Uuid::from_u128(1)),
+        seq: 1,
+        created_at: t0(),
+        last_seen_at: last_seen,
+        expires_at: t0() + Duration::hours(12),
+        ip: None,
+        user_agent: None,
+        revoked_at: revoked.then(t0),
+        revoked_reason: None,
+        reauthenticated_at: None,
+    }
+}
+
+struct Parts {
+    accounts: MockAccountRepository,
+    hasher: MockPasswordHasher,
+    store: MockSessionStore,
+    throttle: MockLoginThrottle,
+    tokens: MockTokenIssuer,
+    audit: MockAuditSink,
+    clock: Arc<ManualClock>,
+    ip_limit: u32,
+}
+
+impl Parts {
+    fn new() -> Self {
+        let mut tokens = MockTokenIssuer::new();
+        tokens
+            .expect_issue()
+            .returning(|| (SessionToken::new("tok".into()), TokenHash::new("h".into())));
+        tokens
+            .expect_hash()
+            .returning(|t| TokenHash::new(format!("hash-of-{t}")));
+        let mut throttle = MockLoginThrottle::new();
+        throttle
+            .expect_state()
+            .returning(|_| Ok(ThrottleState::default()));
+        Self {
+            accounts: MockAccountRepository::new(),
+            hasher: MockPasswordHasher::new(),
+            store: MockSessionStore::new(),
+            throttle,
+            tokens,
+            audit: MockAuditSink::new(),
+            clock: Arc::new(ManualClock::new(t0())),
+            ip_limit: 100,
+        }
+    }
+
+    fn build(self) -> SessionService {
+        SessionService::new(
+            SessionPorts {
+                accounts: Arc::new(self.accounts),
+                hasher: Arc::new(self.hasher),
+                store: Arc::new(self.store),
+                throttle: Arc::new(self.throttle),
+                tokens: Arc::new(self.tokens),
+                audit: Arc::new(self.audit),
+                clock: self.clock,
+                ids: Arc::new(SequentialIds::default()),
+            },
+            Arc::new(RateLimiter::new(self.ip_limit, Duration::hours(1), 1000)),
+            SessionConfig::default(),
+        )
+    }
+}
+
+fn ctx() -> RequestContext {
+    RequestContext::new(Some(IpAddr::V4(Ipv4Addr::LOCALHOST)), Some("test"), None)
+}
+
+fn expect_failure_audit(parts: &mut Parts, reason: &'static str) {
+    parts
+        .audit
+        .expect_record()
+        .withf(move |r| {
+            r.action == Action::SESSION_LOGIN
+                && r.outcome == Outcome::Failure
+                && r.details["reason"] == reason
+                && !r.details.to_string().contains(PW)
+        })
+        .times(1)
+        .returning(|_| Ok(()));
+}
+
+#[tokio::test]
+async fn a_good_login_opens_a_capped_session_with_the_company_cap() {
+    let mut p = Parts::new();
+    p.accounts
+        .expect_user_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    p.accounts.expect_company().returning(|id| {
+        Ok(Some(Company {
+            id,
+            name: CompanyName::parse("X").unwrap(),
+            rfc: None,
+            session_limit: Some(3),
+            profile: accounts::CompanyProfile::default(),
+            created_at: t0(),
+        }))
+    });
+    p.hasher.expect_verify().returning(|_, h| {
+        assert!(h.is_some());
+        Ok(PasswordCheck::Match {
+            needs_rehash: false,
+        })
+    });
+    p.throttle.expect_reset().times(1).returning(|_| Ok(()));
+    p.store
+        .expect_create_capped()
+        .withf(|s, cap, idle, audit, rev| {
+            *cap == 3
+                && *idle == Duration::minutes(30)
+                && s.expires_at == t0() + Duration::hours(12)
+                && audit.action == Action::SESSION_LOGIN
+                && audit.outcome == Outcome::Success
+                && rev.keep == Some(s.id)
+                && rev.reason == RevocationReason::SessionLimit
+        })
+        .times(1)
+        .returning(|s, _, _, _, _| {
+            let mut stored = session(false, s.created_at);
+            stored.id = s.id;
+            Ok((stored, vec![SessionId::from_uuid(uuid::Uuid::from_u128(9))]))
+        });
+    let outcome = p
+        .build()
+        .login("ANA@example.com ", &Password::new(PW), &ctx())
+        .await
+        .unwrap();
+    assert_eq!(outcome.token.expose(), "tok");
+    assert_eq!(outcome.revoked_session_ids.len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_email_does_the_same_work_and_gets_the_same_answer() {
+    let mut p = Parts::new();
+    p.accounts.expect_user_by_email().returning(|_| Ok(None));
+    // The hasher is still asked (against its dummy hash), so timing matches a wrong password.
+    p.hasher
+        .expect_verify()
+        .withf(|_, h| h.is_none())
+        .times(1)
+        .returning(|_, _| Ok(PasswordCheck::Mismatch));
+    p.throttle
+        .expect_record_failure()
+        .times(1)
+        .returning(|_, _, _| Ok(ThrottleState::default()));
+    expect_failure_audit(&mut p, "unknown_email");
+    let err = p
+        .build()
+        .login("nobody@example.com", &Password::new(PW), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::InvalidCredentials));
+}
+
+#[tokio::test]
+async fn wrong_password_fails_and_counts() {
+    let mut p = Parts::new();
+    p.accounts
+        .expect_user_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    p.hasher
+        .expect_verify()
+        .returning(|_, _| Ok(PasswordCheck::Mismatch));
+    p.throttle
+        .expect_record_failure()
+        .withf(|key, _, _| key == "ana@example.com")
+        .times(1)
+        .returning(|_, _, _| Ok(ThrottleState::default()));
+    expect_failure_audit(&mut p, "invalid_credentials");
+    p.store.expect_create_capped().times(0);
+    let err = p
+        .build()
+        .login("ana@example.com", &Password::new("Wrong#2026x"), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::InvalidCredentials));
+}
+
+#[tokio::test]
+async fn a_deactivated_user_never_gets_a_session_even_with_the_right_password() {
+    let mut p = Parts::new();
+    p.accounts
+        .expect_user_by_email()
+        .returning(|_| Ok(Some(user(false))));
+    p.hasher.expect_verify().returning(|_, _| {
+        Ok(PasswordCheck::Match {
+            needs_rehash: false,
+        })
+    });
+    p.throttle
+        .expect_record_failure()
+        .returning(|_, _, _| Ok(ThrottleState::default()));
+    expect_failure_audit(&mut p, "account_disabled");
+    p.store.expect_create_capped().times(0);
+    let err = p
+        .build()
+        .login("ana@example.com", &Password::new(PW), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::InvalidCredentials));
+}
+
+#[tokio::test]
+async fn a_locked_account_is_refused_before_any_hashing() {
+    let mut p = Parts::new();
+    p.throttle = MockLoginThrottle::new();
+    p.throttle.expect_state().returning(|_| {
+        Ok(ThrottleState {
+            failures: 0,
+            lockouts: 1,
+            locked_until: Some(t0() + Duration::seconds(42)),
+        })
+    });
+    p.hasher.expect_verify().times(0);
+    expect_failure_audit(&mut p, "account_locked");
+    let err = p
+        .build()
+        .login("ana@example.com", &Password::new(PW), &ctx())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SessionError::RateLimited {
+                retry_after_secs: 43
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn failures_from_one_ip_are_limited_across_accounts() {
+    let mut p = Parts::new();
+    p.ip_limit = 2;
+    p.accounts.expect_user_by_email().returning(|_| Ok(None));
+    p.hasher
+        .expect_verify()
+        .times(2)
+        .returning(|_, _| Ok(PasswordCheck::Mismatch));
+    p.throttle
+        .expect_record_failure()
+        .returning(|_, _, _| Ok(ThrottleState::default()));
+    p.audit.expect_record().returning(|_| Ok(()));
+    let svc = p.build();
+    for n in 0..2 {
+        let err = svc
+            .login(&format!("u{n}@example.com"), &Password::new(PW), &ctx())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SessionError::InvalidCredentials));
+    }
+    let err = svc
+        .login("u9@example.com", &Password::new(PW), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::RateLimited { .. }));
+}
+
+#[tokio::test]
+async fn an_over_long_password_is_refused_without_hashing() {
+    let mut p = Parts::new();
+    p.accounts
+        .expect_user_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    p.hasher.expect_verify().times(0);
+    p.throttle
+        .expect_record_failure()
+        .returning(|_, _, _| Ok(ThrottleState::default()));
+    expect_failure_audit(&mut p, "invalid_credentials");
+    let long = "A1#".repeat(100);
+    let err = p
+        .build()
+        .login("ana@example.com", &Password::new(&long), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::InvalidCredentials));
+}
+
+#[tokio::test]
+async fn a_password_typed_as_email_never_reaches_the_audit_record_or_the_throttle_table() {
+    let mut p = Parts::new();
+    p.hasher
+        .expect_verify()
+        .returning(|_, _| Ok(PasswordCheck::Mismatch));
+    p.throttle = MockLoginThrottle::new();
+    p.throttle
+        .expect_state()
+        .withf(|key| !key.contains("Secreto"))
+        .returning(|_| Ok(ThrottleState::default()));
+    p.throttle
+        .expect_record_failure()
+        .withf(|key, _, _| !key.contains("Secreto"))
+        .times(1)
+        .returning(|_, _, _| Ok(ThrottleState::default()));
+    p.audit
+        .expect_record()
+        .withf(|r| r.details["email"].is_null() && !format!("{r:?}").contains("Secreto#2026"))
+        .times(1)
+        .returning(|_| Ok(()));
+    let err = p
+        .build()
+        .login("Secreto#2026", &Password::new(PW), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::InvalidCredentials));
+}
+
+#[tokio::test]
+async fn weak_hashes_are_upgraded_at_login() {
+    let mut p = Parts::new();
+    p.accounts
+        .expect_user_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    p.accounts.expect_company().returning(|_| Ok(None));
+    p.hasher
+        .expect_verify()
+        .returning(|_, _| Ok(PasswordCheck::Match { needs_rehash: true }));
+    p.hasher
+        .expect_hash()
+        .times(1)
+        .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
+    p.accounts
+        .expect_update_user()
+        .withf(|u, revoke, audit| {
+            u.password_hash.as_str() == "$argon2id$new" && revoke.is_none() && audit.len() == 1
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(vec![]));
+    p.throttle.expect_reset().returning(|_| Ok(()));
+    p.store
+        .expect_create_capped()
+        .withf(|_, cap, _, _, _| *cap == 2)
+        .returning(|s, _, _, _, _| Ok((session(false, s.created_at), vec![])));
+    p.build()
+        .login("ana@example.com", &Password::new(PW), &ctx())
+        .await
+        .unwrap();
+}
+
+fn auth_parts(session: Session, user: accounts::User) -> Parts {
+    let mut p = Parts::new();
+    p.store
+        .expect_find_by_token()
+        .withf(|h| h.as_str() == "hash-of-goodtoken")
+        .returning(move |_| {
+            Ok(Some(AuthRecord {
+                session: session.clone(),
+                user: user.clone(),
+            }))
+        });
+    p
+}
+
+#[tokio::test]
+async fn authenticate_accepts_a_live_session_without_writing() {
+    let mut p = auth_parts(session(false, t0()), user(true));
+    p.store.expect_touch().times(0);
+    p.clock.advance(Duration::seconds(59));
+    let auth = p.build().authenticate("goodtoken").await.unwrap();
+    assert_eq!(auth.actor.role, Role::Admin);
+    assert!(
+        auth.actor
+            .permissions
+            .contains(rbac::Permission::UsersManage)
+    );
+}
+
+#[tokio::test]
+async fn authenticate_refreshes_last_seen_at_most_once_a_minute() {
+    let mut p = auth_parts(session(false, t0()), user(true));
+    p.store
+        .expect_touch()
+        .withf(|_, at| *at == t0() + Duration::minutes(5))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    p.clock.advance(Duration::minutes(5));
+    p.build().authenticate("goodtoken").await.unwrap();
+}
+
+#[tokio::test]
+async fn authenticate_rejects_idle_expired_revoked_and_deactivated() {
+    let cases: Vec<(Session, accounts::User, Duration)> = vec![
+        (session(false, t0()), user(true), Duration::minutes(30)), // idle
+        (
+            session(false, t0() + Duration::hours(11)),
+            user(true),
+            Duration::hours(12),
+        ), // absolute
+        (session(true, t0()), user(true), Duration::zero()),       // revoked
+        (session(false, t0()), user(false), Duration::zero()),     // deactivated user
+    ];
+    for (n, (s, u, advance)) in cases.into_iter().enumerate() {
+        let mut p = auth_parts(s, u);
+        p.store.expect_touch().times(0);
+        p.clock.advance(advance);
+        let err = p.build().authenticate("goodtoken").await.unwrap_err();
+        assert!(
+            matches!(err, SessionError::Unauthenticated),
+            "case {n}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_tokens_never_reach_the_store() {
+    let mut p = Parts::new();
+    p.store.expect_find_by_token().times(0);
+    let svc = p.build();
+    for bad in ["", "has space", "ünïcode", &"a".repeat(129), "semi;colon"] {
+        assert!(
+            matches!(
+                svc.authenticate(bad).await,
+                Err(SessionError::Unauthenticated)
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn revoking_a_session_that_is_not_ones_own_is_not_found() {
+    let mut p = Parts::new();
+    p.store.expect_revoke().returning(|_, _, _, _| Ok(false));
+    let actor = Actor::new(
+        user(true).id,
+        company_id(),
+        SessionId::from_uuid(uuid::Uuid::from_u128(50)),
+        Role::Vendor,
+        Role::Vendor.default_permissions(),
+    );
+    let err = p
+        .build()
+        .revoke(
+            &actor,
+            SessionId::from_uuid(uuid::Uuid::from_u128(51)),
+            &ctx(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::NotFound));
+}
+
+#[tokio::test]
+async fn logout_revokes_the_current_session_with_a_logout_record() {
+    let mut p = Parts::new();
+    let current = SessionId::from_uuid(uuid::Uuid::from_u128(50));
+    p.store
+        .expect_revoke()
+        .withf(move |_, _, id, rev| {
+            *id == current
+                && rev.reason == RevocationReason::Logout
+                && rev.audit_template.action == Action::SESSION_LOGOUT
+        })
+        .times(1)
+        .returning(|_, _, _, _| Ok(true));
+    let actor = Actor::new(
+        user(true).id,
+        company_id(),
+        current,
+        Role::Vendor,
+        Role::Vendor.default_permissions(),
+    );
+    p.build().logout(&actor, &ctx()).await.unwrap();
+}

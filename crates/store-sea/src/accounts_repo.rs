@@ -1,0 +1,406 @@
+use accounts::{
+    AccountRepository, AccountsError, Company, CompanyName, CompanyProfile, ConfigChange, Email,
+    PasswordHash, PersonName, Rfc, SessionRevocation, User,
+};
+use async_trait::async_trait;
+use audit::AuditRecord;
+use kernel::{CompanyId, SessionId, UserId};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    SqlErr,
+};
+
+use crate::audit_repo::insert_audit;
+use crate::entity::{company, company_change, session, user};
+use crate::{SeaStore, corrupt};
+
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> AccountsError {
+    AccountsError::internal(e)
+}
+
+fn insert_error(e: DbErr) -> AccountsError {
+    match e.sql_err() {
+        // SQLite names the column (users.email), PostgreSQL the constraint (users_email_key).
+        Some(SqlErr::UniqueConstraintViolation(msg)) if msg.contains("email") => {
+            AccountsError::EmailTaken
+        }
+        _ => internal(e),
+    }
+}
+
+pub(crate) fn to_user(m: user::Model) -> Result<User, AccountsError> {
+    Ok(User {
+        id: UserId::from_uuid(m.id),
+        company_id: CompanyId::from_uuid(m.company_id),
+        email: Email::parse(&m.email).map_err(|_| internal(corrupt("users", "email")))?,
+        name: PersonName::parse(&m.name, "name").map_err(|_| internal(corrupt("users", "name")))?,
+        role: m
+            .role
+            .parse()
+            .map_err(|_| internal(corrupt("users", "role")))?,
+        active: m.active,
+        password_hash: PasswordHash::new(m.password_hash),
+        mfa_enabled: m.mfa_enabled,
+        grants: permission_set(&m.permission_grants),
+        revokes: permission_set(&m.permission_revokes),
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+/// Parses stored permission names. Names this version does not know are ignored, which fails
+/// closed: an unknown grant gives nothing, and an unknown revocation concerns nothing that exists.
+fn permission_set(names: &str) -> rbac::PermissionSet {
+    names
+        .split(',')
+        .filter_map(|n| n.trim().parse::<rbac::Permission>().ok())
+        .collect()
+}
+
+fn permission_names(set: rbac::PermissionSet) -> String {
+    set.names().join(",")
+}
+
+fn to_company(m: company::Model) -> Result<Company, AccountsError> {
+    Ok(Company {
+        id: CompanyId::from_uuid(m.id),
+        name: CompanyName::parse(&m.name).map_err(|_| internal(corrupt("companies", "name")))?,
+        rfc: m
+            .rfc
+            .map(|r| Rfc::parse(&r))
+            .transpose()
+            .map_err(|_| internal(corrupt("companies", "rfc")))?,
+        session_limit: m
+            .session_limit
+            .map(u16::try_from)
+            .transpose()
+            .map_err(|_| internal(corrupt("companies", "session_limit")))?,
+        profile: CompanyProfile {
+            legal_name: m.legal_name,
+            tax_regime: m.tax_regime,
+            postal_code: m.postal_code,
+            mfa_required: m.mfa_required,
+            mfa_grace_until: m.mfa_grace_until,
+        },
+        created_at: m.created_at,
+    })
+}
+
+fn user_row(u: &User) -> user::ActiveModel {
+    user::ActiveModel {
+        id: Set(u.id.as_uuid()),
+        company_id: Set(u.company_id.as_uuid()),
+        email: Set(u.email.as_str().to_owned()),
+        name: Set(u.name.as_str().to_owned()),
+        role: Set(u.role.as_str().to_owned()),
+        active: Set(u.active),
+        password_hash: Set(u.password_hash.as_str().to_owned()),
+        mfa_enabled: Set(u.mfa_enabled),
+        permission_grants: Set(permission_names(u.grants)),
+        permission_revokes: Set(permission_names(u.revokes)),
+        session_seq: Set(0),
+        created_at: Set(u.created_at),
+        updated_at: Set(u.updated_at),
+    }
+}
+
+/// Revokes the user's live sessions (except `keep`) on `conn` and writes one audit record each.
+/// Shared by deactivation, password change and the session cap.
+pub(crate) async fn revoke_sessions<C: ConnectionTrait>(
+    conn: &C,
+    chain: &dyn audit::ChainMac,
+    company: CompanyId,
+    user: UserId,
+    ids: &[SessionId],
+    revocation: &SessionRevocation,
+) -> Result<(), DbErr> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    session::Entity::update_many()
+        .col_expr(session::Column::RevokedAt, Expr::value(revocation.at))
+        .col_expr(
+            session::Column::RevokedReason,
+            Expr::value(revocation.reason.as_str()),
+        )
+        .filter(session::Column::CompanyId.eq(company.as_uuid()))
+        .filter(session::Column::UserId.eq(user.as_uuid()))
+        .filter(session::Column::Id.is_in(ids.iter().map(SessionId::as_uuid)))
+        .filter(session::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    let records = ids
+        .iter()
+        .map(|id| revocation.record_for(*id, uuid::Uuid::now_v7()))
+        .collect();
+    insert_audit(conn, chain, records).await
+}
+
+/// The ids of the user's sessions that are not revoked and not past their absolute expiry.
+async fn live_session_ids<C: ConnectionTrait>(
+    conn: &C,
+    company: CompanyId,
+    user: UserId,
+    at: kernel::Timestamp,
+) -> Result<Vec<SessionId>, DbErr> {
+    let rows = session::Entity::find()
+        .filter(session::Column::CompanyId.eq(company.as_uuid()))
+        .filter(session::Column::UserId.eq(user.as_uuid()))
+        .filter(session::Column::RevokedAt.is_null())
+        .order_by_asc(session::Column::Seq)
+        .all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|s| s.expires_at > at)
+        .map(|s| SessionId::from_uuid(s.id))
+        .collect())
+}
+
+#[async_trait]
+impl AccountRepository for SeaStore {
+    async fn create_company_with_owner(
+        &self,
+        company: &Company,
+        owner: &User,
+        audit: Vec<AuditRecord>,
+    ) -> Result<(), AccountsError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        company::Entity::insert(company::ActiveModel {
+            id: Set(company.id.as_uuid()),
+            name: Set(company.name.as_str().to_owned()),
+            rfc: Set(company.rfc.as_ref().map(|r| r.as_str().to_owned())),
+            session_limit: Set(company.session_limit.and_then(|l| i16::try_from(l).ok())),
+            legal_name: Set(company.profile.legal_name.clone()),
+            tax_regime: Set(company.profile.tax_regime.clone()),
+            postal_code: Set(company.profile.postal_code.clone()),
+            mfa_required: Set(company.profile.mfa_required),
+            mfa_grace_until: Set(company.profile.mfa_grace_until),
+            created_at: Set(company.created_at),
+            updated_at: Set(company.created_at),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(internal)?;
+        user::Entity::insert(user_row(owner))
+            .exec_without_returning(&txn)
+            .await
+            .map_err(insert_error)?;
+        insert_audit(&txn, self.chain.as_ref(), audit)
+            .await
+            .map_err(internal)?;
+        txn.commit().await.map_err(internal)
+    }
+
+    async fn insert_user(&self, user: &User, audit: Vec<AuditRecord>) -> Result<(), AccountsError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        user::Entity::insert(user_row(user))
+            .exec_without_returning(&txn)
+            .await
+            .map_err(insert_error)?;
+        insert_audit(&txn, self.chain.as_ref(), audit)
+            .await
+            .map_err(internal)?;
+        txn.commit().await.map_err(internal)
+    }
+
+    async fn company(&self, id: CompanyId) -> Result<Option<Company>, AccountsError> {
+        company::Entity::find_by_id(id.as_uuid())
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+            .map(to_company)
+            .transpose()
+    }
+
+    async fn update_company(
+        &self,
+        c: &Company,
+        changes: Vec<ConfigChange>,
+        audit: Vec<AuditRecord>,
+    ) -> Result<(), AccountsError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        let updated = company::Entity::update_many()
+            .col_expr(company::Column::Name, Expr::value(c.name.as_str()))
+            .col_expr(
+                company::Column::Rfc,
+                Expr::value(c.rfc.as_ref().map(|r| r.as_str().to_owned())),
+            )
+            .col_expr(
+                company::Column::SessionLimit,
+                Expr::value(c.session_limit.and_then(|l| i16::try_from(l).ok())),
+            )
+            .col_expr(
+                company::Column::LegalName,
+                Expr::value(c.profile.legal_name.clone()),
+            )
+            .col_expr(
+                company::Column::TaxRegime,
+                Expr::value(c.profile.tax_regime.clone()),
+            )
+            .col_expr(
+                company::Column::PostalCode,
+                Expr::value(c.profile.postal_code.clone()),
+            )
+            .col_expr(
+                company::Column::MfaRequired,
+                Expr::value(c.profile.mfa_required),
+            )
+            .col_expr(
+                company::Column::MfaGraceUntil,
+                Expr::value(c.profile.mfa_grace_until),
+            )
+            .col_expr(
+                company::Column::UpdatedAt,
+                Expr::value(changes.first().map_or(c.created_at, |ch| ch.at)),
+            )
+            .filter(company::Column::Id.eq(c.id.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        if updated.rows_affected != 1 {
+            return Err(AccountsError::NotFound);
+        }
+        if !changes.is_empty() {
+            let rows = changes.into_iter().map(|ch| company_change::ActiveModel {
+                id: Set(ch.id),
+                company_id: Set(c.id.as_uuid()),
+                at: Set(ch.at),
+                actor_id: Set(ch.actor_id.as_uuid()),
+                field: Set(ch.field),
+                old_value: Set(ch.old_value),
+                new_value: Set(ch.new_value),
+            });
+            company_change::Entity::insert_many(rows)
+                .exec_without_returning(&txn)
+                .await
+                .map_err(internal)?;
+        }
+        insert_audit(&txn, self.chain.as_ref(), audit)
+            .await
+            .map_err(internal)?;
+        txn.commit().await.map_err(internal)
+    }
+
+    async fn company_changes(
+        &self,
+        company_id: CompanyId,
+        before: Option<uuid::Uuid>,
+        limit: u64,
+    ) -> Result<Vec<ConfigChange>, AccountsError> {
+        use sea_orm::QuerySelect;
+        let mut q = company_change::Entity::find()
+            .filter(company_change::Column::CompanyId.eq(company_id.as_uuid()));
+        if let Some(before) = before {
+            q = q.filter(company_change::Column::Id.lt(before));
+        }
+        Ok(q.order_by_desc(company_change::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|m| ConfigChange {
+                id: m.id,
+                at: m.at,
+                actor_id: UserId::from_uuid(m.actor_id),
+                field: m.field,
+                old_value: m.old_value,
+                new_value: m.new_value,
+            })
+            .collect())
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, AccountsError> {
+        user::Entity::find()
+            .filter(user::Column::Email.eq(email.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+            .map(to_user)
+            .transpose()
+    }
+
+    async fn user(&self, company: CompanyId, id: UserId) -> Result<Option<User>, AccountsError> {
+        user::Entity::find_by_id(id.as_uuid())
+            .filter(user::Column::CompanyId.eq(company.as_uuid()))
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+            .map(to_user)
+            .transpose()
+    }
+
+    async fn users(&self, company: CompanyId) -> Result<Vec<User>, AccountsError> {
+        user::Entity::find()
+            .filter(user::Column::CompanyId.eq(company.as_uuid()))
+            .order_by_asc(user::Column::CreatedAt)
+            .order_by_asc(user::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(to_user)
+            .collect()
+    }
+
+    async fn update_user(
+        &self,
+        user: &User,
+        revoke: Option<SessionRevocation>,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Vec<SessionId>, AccountsError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        let result = user::Entity::update_many()
+            .col_expr(user::Column::Name, Expr::value(user.name.as_str()))
+            .col_expr(user::Column::Role, Expr::value(user.role.as_str()))
+            .col_expr(user::Column::Active, Expr::value(user.active))
+            .col_expr(
+                user::Column::PasswordHash,
+                Expr::value(user.password_hash.as_str()),
+            )
+            .col_expr(user::Column::MfaEnabled, Expr::value(user.mfa_enabled))
+            .col_expr(
+                user::Column::PermissionGrants,
+                Expr::value(permission_names(user.grants)),
+            )
+            .col_expr(
+                user::Column::PermissionRevokes,
+                Expr::value(permission_names(user.revokes)),
+            )
+            .col_expr(user::Column::UpdatedAt, Expr::value(user.updated_at))
+            .filter(user::Column::Id.eq(user.id.as_uuid()))
+            .filter(user::Column::CompanyId.eq(user.company_id.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        if result.rows_affected == 0 {
+            return Err(AccountsError::NotFound);
+        }
+        let mut revoked = Vec::new();
+        if let Some(revocation) = revoke {
+            revoked = live_session_ids(&txn, user.company_id, user.id, revocation.at)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .filter(|id| Some(*id) != revocation.keep)
+                .collect();
+            revoke_sessions(
+                &txn,
+                self.chain.as_ref(),
+                user.company_id,
+                user.id,
+                &revoked,
+                &revocation,
+            )
+            .await
+            .map_err(internal)?;
+        }
+        insert_audit(&txn, self.chain.as_ref(), audit)
+            .await
+            .map_err(internal)?;
+        txn.commit().await.map_err(internal)?;
+        Ok(revoked)
+    }
+}

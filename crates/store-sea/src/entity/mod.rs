@@ -1,0 +1,14 @@
+//! SeaORM entities. They never leave this crate: repositories map them to domain types.
+
+pub mod audit_alert;
+pub mod audit_chain_head;
+pub mod audit_checkpoint;
+pub mod audit_event;
+pub mod audit_review_cursor;
+pub mod company;
+pub mod company_change;
+pub mod fiscal_credential;
+pub mod login_throttle;
+pub mod ownership_transfer;
+pub mod session;
+pub mod user;

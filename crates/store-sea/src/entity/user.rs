@@ -1,0 +1,30 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "users")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub company_id: Uuid,
+    /// Normalized (lower-case): the unique index makes emails unique case-insensitively.
+    #[sea_orm(unique)]
+    pub email: String,
+    pub name: String,
+    pub role: String,
+    pub active: bool,
+    pub password_hash: String,
+    pub mfa_enabled: bool,
+    /// Per-user grants on top of the role, as comma-separated permission names.
+    pub permission_grants: String,
+    /// Per-user revocations, as comma-separated permission names.
+    pub permission_revokes: String,
+    /// Sequence of the user's sessions; bumping it is also how a login locks the user's row.
+    pub session_seq: i64,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

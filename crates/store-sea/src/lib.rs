@@ -1,0 +1,228 @@
+//! SeaORM adapter of IncrementaCRM: entities, migrations, and the storage ports of the cores
+//! ([`accounts::AccountRepository`], [`sessions::SessionStore`], [`sessions::LoginThrottle`],
+//! [`audit::AuditSink`]) on SQLite (embedded default) and PostgreSQL (production, several
+//! processes).
+//!
+//! **Architecture invariant:** entity models never leave this crate; every method maps them to
+//! domain types, and every state change is written with its audit records in one transaction.
+//! Operations that must be serialized (the session cap, the throttle counter) start a write
+//! transaction at once on SQLite (`BEGIN IMMEDIATE`) and take a row lock on PostgreSQL.
+#![forbid(unsafe_code)]
+
+mod accounts_repo;
+mod audit_repo;
+mod entity;
+mod migration;
+mod ownership_repo;
+mod sessions_repo;
+mod throttle_repo;
+mod vault_repo;
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+pub use migration::Migrator;
+
+/// Errors of connecting and migrating.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not one of `sqlite:` or `postgres:`.
+    #[error("unsupported database URL scheme (use sqlite:// or postgres://)")]
+    UnsupportedUrl,
+    /// The database refused or failed.
+    #[error("database error")]
+    Db(#[from] DbErr),
+}
+
+/// Pool settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+    /// How long a request waits for a connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`). SQLite gets WAL, foreign keys,
+/// a busy timeout and `synchronous=NORMAL` (durable in WAL mode).
+///
+/// # Errors
+/// [`StoreError::UnsupportedUrl`] or the connection error.
+pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection, StoreError> {
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres:")
+        || url.starts_with("postgresql:"))
+    {
+        return Err(StoreError::UnsupportedUrl);
+    }
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(pool.max_connections)
+        .min_connections(1)
+        .acquire_timeout(pool.acquire_timeout)
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .foreign_keys(true)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+                .create_if_missing(true)
+        });
+    let sqlite = url.starts_with("sqlite:");
+    let deadline = std::time::Instant::now() + SQLITE_OPEN_PATIENCE;
+    let mut delay = Duration::from_millis(5);
+    loop {
+        match Database::connect(options.clone()).await {
+            Ok(db) => return Ok(db),
+            // Switching a fresh file to WAL takes an exclusive lock for which SQLite does not
+            // always call the busy handler, so several processes opening the same new database
+            // at once can see SQLITE_BUSY while connecting: wait and try again, within bounds.
+            Err(e) if sqlite && is_sqlite_busy(&e) && std::time::Instant::now() < deadline => {
+                tracing::debug!("database busy while connecting; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(250));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// How long [`connect`] keeps retrying an SQLite database that another process holds locked.
+const SQLITE_OPEN_PATIENCE: Duration = Duration::from_secs(30);
+
+/// `SQLITE_BUSY` or `SQLITE_LOCKED` (also their extended codes).
+fn is_sqlite_busy(e: &DbErr) -> bool {
+    let (DbErr::Conn(sea_orm::RuntimeErr::SqlxError(inner))
+    | DbErr::Exec(sea_orm::RuntimeErr::SqlxError(inner))
+    | DbErr::Query(sea_orm::RuntimeErr::SqlxError(inner))) = e
+    else {
+        return false;
+    };
+    let sea_orm::sqlx::Error::Database(db) = inner.as_ref() else {
+        return false;
+    };
+    db.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+}
+
+/// Applies pending migrations, serialized across processes: everything runs in one transaction
+/// that holds the write lock on SQLite (`BEGIN IMMEDIATE`) or an advisory lock on PostgreSQL, so
+/// several servers starting at once on an empty database neither race nor fail.
+///
+/// # Errors
+/// A failed migration (nothing of it is kept).
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})"
+        ))
+        .await?;
+    }
+    Migrator::up(&txn, None).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The PostgreSQL advisory lock that serializes migrations ("INCR" in ASCII).
+const MIGRATION_LOCK_ID: i64 = 0x494E_4352;
+
+/// `true` when every migration this binary knows has been applied.
+///
+/// # Errors
+/// The database is unreachable.
+pub async fn migrations_current(db: &DatabaseConnection) -> Result<bool, StoreError> {
+    Ok(Migrator::get_pending_migrations_read_only(db)
+        .await?
+        .is_empty())
+}
+
+/// Round trip to the database, for `/readyz`.
+///
+/// # Errors
+/// The database is unreachable.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), StoreError> {
+    db.ping().await?;
+    Ok(())
+}
+
+/// The SeaORM implementation of every storage port. Cheap to clone.
+#[derive(Clone)]
+pub struct SeaStore {
+    db: DatabaseConnection,
+    chain: std::sync::Arc<dyn audit::ChainMac>,
+}
+
+impl std::fmt::Debug for SeaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeaStore")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SeaStore {
+    /// Wraps a connected, migrated database; `chain` computes the audit chain's MACs (AUD-4).
+    #[must_use]
+    pub fn new(db: DatabaseConnection, chain: std::sync::Arc<dyn audit::ChainMac>) -> Self {
+        Self { db, chain }
+    }
+
+    /// The connection.
+    #[must_use]
+    pub const fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The database kind.
+    #[must_use]
+    pub fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// A transaction that holds the write lock from its first statement on SQLite, so two
+    /// writers never deadlock upgrading read locks; on PostgreSQL an ordinary READ COMMITTED
+    /// transaction (callers lock the rows they serialize on).
+    async fn write_txn(&self) -> Result<DatabaseTransaction, DbErr> {
+        self.db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await
+    }
+}
+
+/// A stored value that does not map back to a domain value: the database was edited by hand or
+/// by a newer version.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt row in {table}: {what}")]
+pub(crate) struct CorruptRow {
+    table: &'static str,
+    what: &'static str,
+}
+
+pub(crate) const fn corrupt(table: &'static str, what: &'static str) -> CorruptRow {
+    CorruptRow { table, what }
+}

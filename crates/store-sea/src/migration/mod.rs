@@ -1,0 +1,28 @@
+//! Schema migrations, applied in order at start (`incrementa serve`) or by `incrementa migrate`.
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_initial;
+mod m0002_rbac;
+mod m0003_vault;
+mod m0004_audit_chain;
+mod m0005_company_config;
+mod m0006_audit_alerts;
+
+/// The list of migrations.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m0001_initial::Migration),
+            Box::new(m0002_rbac::Migration),
+            Box::new(m0003_vault::Migration),
+            Box::new(m0004_audit_chain::Migration),
+            Box::new(m0005_company_config::Migration),
+            Box::new(m0006_audit_alerts::Migration),
+        ]
+    }
+}

@@ -1,0 +1,248 @@
+use accounts::SessionRevocation;
+use async_trait::async_trait;
+use audit::AuditRecord;
+use kernel::{CompanyId, SessionId, Timestamp, UserId};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use sessions::{AuthRecord, NewSession, Session, SessionError, SessionStore, TokenHash};
+
+use crate::accounts_repo::{revoke_sessions, to_user};
+use crate::audit_repo::insert_audit;
+use crate::entity::{session, user};
+use crate::{SeaStore, corrupt};
+
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> SessionError {
+    SessionError::internal(e)
+}
+
+fn to_session(m: session::Model) -> Session {
+    Session {
+        id: SessionId::from_uuid(m.id),
+        company_id: CompanyId::from_uuid(m.company_id),
+        user_id: UserId::from_uuid(m.user_id),
+        seq: m.seq,
+        created_at: m.created_at,
+        last_seen_at: m.last_seen_at,
+        expires_at: m.expires_at,
+        // An unparsable address is dropped rather than failing the session.
+        ip: m.ip.and_then(|ip| ip.parse().ok()),
+        user_agent: m.user_agent,
+        revoked_at: m.revoked_at,
+        revoked_reason: m.revoked_reason,
+        reauthenticated_at: m.reauthenticated_at,
+    }
+}
+
+#[async_trait]
+impl SessionStore for SeaStore {
+    async fn create_capped(
+        &self,
+        new: &NewSession,
+        cap: u16,
+        idle: chrono::Duration,
+        login_audit: AuditRecord,
+        revocation: SessionRevocation,
+    ) -> Result<(Session, Vec<SessionId>), SessionError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        // Serialize on the user: on PostgreSQL this UPDATE takes the row lock that every
+        // concurrent login of the user waits for; on SQLite the IMMEDIATE transaction already
+        // holds the database's write lock. It also hands out the session's sequence number.
+        let bumped = user::Entity::update_many()
+            .col_expr(
+                user::Column::SessionSeq,
+                Expr::col(user::Column::SessionSeq).add(1),
+            )
+            .filter(user::Column::Id.eq(new.user_id.as_uuid()))
+            .filter(user::Column::CompanyId.eq(new.company_id.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        if bumped.rows_affected != 1 {
+            return Err(internal(corrupt("users", "session owner vanished")));
+        }
+        let mut query = user::Entity::find_by_id(new.user_id.as_uuid());
+        if self.backend() == DbBackend::Postgres {
+            query = query.lock_exclusive();
+        }
+        let seq = query
+            .one(&txn)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| internal(corrupt("users", "session owner vanished")))?
+            .session_seq;
+
+        let live: Vec<session::Model> = session::Entity::find()
+            .filter(session::Column::UserId.eq(new.user_id.as_uuid()))
+            .filter(session::Column::RevokedAt.is_null())
+            .order_by_desc(session::Column::Seq)
+            .all(&txn)
+            .await
+            .map_err(internal)?;
+        let keep = usize::from(Ord::max(cap, 1)).saturating_sub(1);
+        let mut active: Vec<Session> = live
+            .into_iter()
+            .map(to_session)
+            .filter(|s| s.is_active(new.created_at, idle))
+            .collect();
+        // Newest first; everything past the newest `cap - 1` goes, oldest first in the answer.
+        let mut revoked: Vec<SessionId> = if active.len() > keep {
+            active.split_off(keep).into_iter().map(|s| s.id).collect()
+        } else {
+            Vec::new()
+        };
+        revoked.reverse();
+        revoke_sessions(
+            &txn,
+            self.chain.as_ref(),
+            new.company_id,
+            new.user_id,
+            &revoked,
+            &revocation,
+        )
+        .await
+        .map_err(internal)?;
+
+        let row = session::ActiveModel {
+            id: Set(new.id.as_uuid()),
+            company_id: Set(new.company_id.as_uuid()),
+            user_id: Set(new.user_id.as_uuid()),
+            seq: Set(seq),
+            token_hash: Set(new.token_hash.as_str().to_owned()),
+            created_at: Set(new.created_at),
+            last_seen_at: Set(new.created_at),
+            expires_at: Set(new.expires_at),
+            ip: Set(new.ip.map(|ip| ip.to_string())),
+            user_agent: Set(new.user_agent.clone()),
+            revoked_at: Set(None),
+            revoked_reason: Set(None),
+            reauthenticated_at: Set(None),
+        };
+        session::Entity::insert(row)
+            .exec_without_returning(&txn)
+            .await
+            .map_err(internal)?;
+        insert_audit(&txn, self.chain.as_ref(), vec![login_audit])
+            .await
+            .map_err(internal)?;
+        txn.commit().await.map_err(internal)?;
+        let session = Session {
+            id: new.id,
+            company_id: new.company_id,
+            user_id: new.user_id,
+            seq,
+            created_at: new.created_at,
+            last_seen_at: new.created_at,
+            expires_at: new.expires_at,
+            ip: new.ip,
+            user_agent: new.user_agent.clone(),
+            revoked_at: None,
+            revoked_reason: None,
+            reauthenticated_at: None,
+        };
+        Ok((session, revoked))
+    }
+
+    async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<AuthRecord>, SessionError> {
+        let Some(row) = session::Entity::find()
+            .filter(session::Column::TokenHash.eq(hash.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        let Some(user) = user::Entity::find_by_id(row.user_id)
+            .filter(user::Column::CompanyId.eq(row.company_id))
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(AuthRecord {
+            session: to_session(row),
+            user: to_user(user)?,
+        }))
+    }
+
+    async fn mark_reauthenticated(
+        &self,
+        id: SessionId,
+        at: Timestamp,
+        audit: AuditRecord,
+    ) -> Result<(), SessionError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        session::Entity::update_many()
+            .col_expr(session::Column::ReauthenticatedAt, Expr::value(at))
+            .filter(session::Column::Id.eq(id.as_uuid()))
+            .filter(session::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        insert_audit(&txn, self.chain.as_ref(), vec![audit])
+            .await
+            .map_err(internal)?;
+        txn.commit().await.map_err(internal)
+    }
+
+    async fn touch(&self, id: SessionId, at: Timestamp) -> Result<(), SessionError> {
+        session::Entity::update_many()
+            .col_expr(session::Column::LastSeenAt, Expr::value(at))
+            .filter(session::Column::Id.eq(id.as_uuid()))
+            .filter(session::Column::LastSeenAt.lt(at))
+            .exec(&self.db)
+            .await
+            .map_err(internal)?;
+        Ok(())
+    }
+
+    async fn list_active(
+        &self,
+        company: CompanyId,
+        user: UserId,
+        now: Timestamp,
+        idle: chrono::Duration,
+    ) -> Result<Vec<Session>, SessionError> {
+        Ok(session::Entity::find()
+            .filter(session::Column::CompanyId.eq(company.as_uuid()))
+            .filter(session::Column::UserId.eq(user.as_uuid()))
+            .filter(session::Column::RevokedAt.is_null())
+            .order_by_desc(session::Column::Seq)
+            .all(&self.db)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(to_session)
+            .filter(|s| s.is_active(now, idle))
+            .collect())
+    }
+
+    async fn revoke(
+        &self,
+        company: CompanyId,
+        user: UserId,
+        id: SessionId,
+        revocation: SessionRevocation,
+    ) -> Result<bool, SessionError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        let found = session::Entity::find_by_id(id.as_uuid())
+            .filter(session::Column::CompanyId.eq(company.as_uuid()))
+            .filter(session::Column::UserId.eq(user.as_uuid()))
+            .filter(session::Column::RevokedAt.is_null())
+            .one(&txn)
+            .await
+            .map_err(internal)?;
+        match found {
+            Some(row) if row.expires_at > revocation.at => {
+                revoke_sessions(&txn, self.chain.as_ref(), company, user, &[id], &revocation)
+                    .await
+                    .map_err(internal)?;
+                txn.commit().await.map_err(internal)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}

@@ -1,0 +1,203 @@
+use async_trait::async_trait;
+use audit::AuditRecord;
+use kernel::{CompanyId, Timestamp, UserId};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr,
+};
+use vault::{
+    CertificateInfo, CredentialId, CredentialKind, CredentialRepository, FiscalCredential, Sealed,
+    SealedCredential, VaultError,
+};
+
+use crate::audit_repo::insert_audit;
+use crate::entity::fiscal_credential as row;
+use crate::{SeaStore, corrupt};
+
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> VaultError {
+    VaultError::internal(e)
+}
+
+fn to_credential(m: &row::Model) -> Result<FiscalCredential, VaultError> {
+    Ok(FiscalCredential {
+        id: m.id,
+        company_id: CompanyId::from_uuid(m.company_id),
+        info: CertificateInfo {
+            rfc: m.rfc.clone(),
+            representative_rfc: m.representative_rfc.clone(),
+            curp: m.curp.clone(),
+            legal_name: m.legal_name.clone(),
+            certificate_number: m.certificate_number.clone(),
+            issuer: m.issuer.clone(),
+            valid_from: m.valid_from,
+            valid_to: m.valid_to,
+            kind: CredentialKind::parse(&m.kind)
+                .ok_or_else(|| internal(corrupt("fiscal_credentials", "kind")))?,
+        },
+        created_by: UserId::from_uuid(m.created_by),
+        created_at: m.created_at,
+    })
+}
+
+fn to_sealed(m: row::Model) -> Result<SealedCredential, VaultError> {
+    Ok(SealedCredential {
+        credential: to_credential(&m)?,
+        key_id: u32::try_from(m.key_id)
+            .map_err(|_| internal(corrupt("fiscal_credentials", "key_id")))?,
+        certificate: Sealed::new(m.certificate),
+        private_key: Sealed::new(m.private_key),
+        password: Sealed::new(m.password),
+    })
+}
+
+#[async_trait]
+impl CredentialRepository for SeaStore {
+    async fn insert(
+        &self,
+        c: &SealedCredential,
+        audit: Vec<AuditRecord>,
+    ) -> Result<(), VaultError> {
+        let info = &c.credential.info;
+        let model = row::ActiveModel {
+            id: Set(c.credential.id),
+            company_id: Set(c.credential.company_id.as_uuid()),
+            kind: Set(info.kind.as_str().to_owned()),
+            rfc: Set(info.rfc.clone()),
+            representative_rfc: Set(info.representative_rfc.clone()),
+            curp: Set(info.curp.clone()),
+            legal_name: Set(info.legal_name.clone()),
+            certificate_number: Set(info.certificate_number.clone()),
+            issuer: Set(info.issuer.clone()),
+            valid_from: Set(info.valid_from),
+            valid_to: Set(info.valid_to),
+            created_by: Set(c.credential.created_by.as_uuid()),
+            created_at: Set(c.credential.created_at),
+            key_id: Set(i64::from(c.key_id)),
+            certificate: Set(c.certificate.as_str().to_owned()),
+            private_key: Set(c.private_key.as_str().to_owned()),
+            password: Set(c.password.as_str().to_owned()),
+        };
+        let txn = self.write_txn().await.map_err(internal)?;
+        row::Entity::insert(model)
+            .exec_without_returning(&txn)
+            .await
+            .map_err(|e| match e.sql_err() {
+                Some(SqlErr::UniqueConstraintViolation(_)) => VaultError::Duplicate,
+                _ => internal(e),
+            })?;
+        insert_audit(&txn, self.chain.as_ref(), audit)
+            .await
+            .map_err(internal)?;
+        txn.commit().await.map_err(internal)
+    }
+
+    async fn list(&self, company: CompanyId) -> Result<Vec<FiscalCredential>, VaultError> {
+        row::Entity::find()
+            .filter(row::Column::CompanyId.eq(company.as_uuid()))
+            .order_by_desc(row::Column::CreatedAt)
+            .order_by_desc(row::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(internal)?
+            .iter()
+            .map(to_credential)
+            .collect()
+    }
+
+    async fn sealed(
+        &self,
+        company: CompanyId,
+        id: CredentialId,
+    ) -> Result<Option<SealedCredential>, VaultError> {
+        row::Entity::find_by_id(id)
+            .filter(row::Column::CompanyId.eq(company.as_uuid()))
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+            .map(to_sealed)
+            .transpose()
+    }
+
+    async fn delete(
+        &self,
+        company: CompanyId,
+        id: CredentialId,
+        audit: Vec<AuditRecord>,
+    ) -> Result<bool, VaultError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        let deleted = row::Entity::delete_many()
+            .filter(row::Column::Id.eq(id))
+            .filter(row::Column::CompanyId.eq(company.as_uuid()))
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        if deleted.rows_affected != 1 {
+            return Ok(false);
+        }
+        insert_audit(&txn, self.chain.as_ref(), audit)
+            .await
+            .map_err(internal)?;
+        txn.commit().await.map_err(internal)?;
+        Ok(true)
+    }
+
+    async fn sealed_not_under(
+        &self,
+        current: u32,
+        after: Option<CredentialId>,
+        limit: u64,
+    ) -> Result<Vec<SealedCredential>, VaultError> {
+        let mut query = row::Entity::find().filter(row::Column::KeyId.ne(i64::from(current)));
+        if let Some(after) = after {
+            query = query.filter(row::Column::Id.gt(after));
+        }
+        query
+            .order_by_asc(row::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(to_sealed)
+            .collect()
+    }
+
+    async fn replace_envelopes(
+        &self,
+        c: &SealedCredential,
+        old_key_id: u32,
+    ) -> Result<bool, VaultError> {
+        let updated = row::Entity::update_many()
+            .col_expr(
+                row::Column::Certificate,
+                Expr::value(c.certificate.as_str()),
+            )
+            .col_expr(row::Column::PrivateKey, Expr::value(c.private_key.as_str()))
+            .col_expr(row::Column::Password, Expr::value(c.password.as_str()))
+            .col_expr(row::Column::KeyId, Expr::value(i64::from(c.key_id)))
+            .filter(row::Column::Id.eq(c.credential.id))
+            .filter(row::Column::KeyId.eq(i64::from(old_key_id)))
+            .exec(&self.db)
+            .await
+            .map_err(internal)?;
+        Ok(updated.rows_affected == 1)
+    }
+
+    async fn count_under(&self, key_id: u32) -> Result<u64, VaultError> {
+        row::Entity::find()
+            .filter(row::Column::KeyId.eq(i64::from(key_id)))
+            .count(&self.db)
+            .await
+            .map_err(internal)
+    }
+
+    async fn record_use(&self, audit: AuditRecord, _at: Timestamp) -> Result<(), VaultError> {
+        // Chain appends always run in a write transaction: the head update must be atomic.
+        let txn = self.write_txn().await.map_err(internal)?;
+        insert_audit(&txn, self.chain.as_ref(), vec![audit])
+            .await
+            .map_err(internal)?;
+        txn.commit().await.map_err(internal)
+    }
+}

@@ -1,0 +1,129 @@
+use ::accounts::{AccountRepository, AccountsError};
+
+use super::*;
+
+#[tokio::test]
+async fn signup_is_atomic_and_emails_are_unique_case_insensitively() {
+    for (db, store, conn) in stores().await {
+        let c1 = company();
+        let owner = user(&c1, "Owner@Example.com", Role::Owner);
+        store
+            .create_company_with_owner(
+                &c1,
+                &owner,
+                vec![record(Action::COMPANY_CREATED, Some(c1.id))],
+            )
+            .await
+            .unwrap();
+
+        // Same email in another case, new company: refused, and neither the company nor the
+        // audit record of the attempt is left behind.
+        let c2 = company();
+        let dup = user(&c2, "OWNER@example.COM", Role::Owner);
+        let err = store
+            .create_company_with_owner(
+                &c2,
+                &dup,
+                vec![record(Action::COMPANY_CREATED, Some(c2.id))],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AccountsError::EmailTaken),
+            "{}: {err:?}",
+            db.backend
+        );
+        assert!(
+            store.company(c2.id).await.unwrap().is_none(),
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            count(&conn, "SELECT COUNT(*) FROM audit_events").await,
+            1,
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            count(&conn, "SELECT COUNT(*) FROM companies").await,
+            1,
+            "{}",
+            db.backend
+        );
+
+        let found = store
+            .user_by_email(&Email::parse("owner@example.com").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, owner.id);
+        assert_eq!(found.role, Role::Owner);
+    }
+}
+
+#[tokio::test]
+async fn users_of_another_company_are_invisible() {
+    for (db, store, _) in stores().await {
+        let (a, b) = (company(), company());
+        let owner_a = user(&a, "a@example.com", Role::Owner);
+        let owner_b = user(&b, "b@example.com", Role::Owner);
+        store
+            .create_company_with_owner(&a, &owner_a, vec![])
+            .await
+            .unwrap();
+        store
+            .create_company_with_owner(&b, &owner_b, vec![])
+            .await
+            .unwrap();
+        assert!(
+            store.user(a.id, owner_b.id).await.unwrap().is_none(),
+            "{}",
+            db.backend
+        );
+        assert_eq!(store.users(a.id).await.unwrap().len(), 1);
+        let mut hijack = owner_b.clone();
+        hijack.company_id = a.id;
+        hijack.active = false;
+        let err = store.update_user(&hijack, None, vec![]).await.unwrap_err();
+        assert!(matches!(err, AccountsError::NotFound), "{}", db.backend);
+        assert!(store.user(b.id, owner_b.id).await.unwrap().unwrap().active);
+    }
+}
+
+#[tokio::test]
+async fn insert_and_update_round_trip() {
+    for (db, store, conn) in stores().await {
+        let c = company();
+        let owner = user(&c, "o@example.com", Role::Owner);
+        store
+            .create_company_with_owner(&c, &owner, vec![])
+            .await
+            .unwrap();
+        let vendor = user(&c, "v@example.com", Role::Vendor);
+        store
+            .insert_user(&vendor, vec![record(Action::USER_CREATED, Some(c.id))])
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .insert_user(&user(&c, "V@example.com", Role::Vendor), vec![])
+                .await,
+            Err(AccountsError::EmailTaken)
+        ));
+        let mut changed = vendor.clone();
+        changed.name = PersonName::parse("Renamed", "name").unwrap();
+        changed.active = false;
+        store
+            .update_user(
+                &changed,
+                None,
+                vec![record(Action::USER_DEACTIVATED, Some(c.id))],
+            )
+            .await
+            .unwrap();
+        let stored = store.user(c.id, vendor.id).await.unwrap().unwrap();
+        assert_eq!(stored.name.as_str(), "Renamed", "{}", db.backend);
+        assert!(!stored.active);
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM audit_events").await, 2);
+    }
+}

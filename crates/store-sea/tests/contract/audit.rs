@@ -1,0 +1,238 @@
+use std::sync::Arc;
+
+use ::audit::{AuditLog, AuditService, AuditSink, chain_name};
+use kernel::{CompanyId, ManualClock, SequentialIds};
+
+use super::*;
+
+fn service(store: &Arc<SeaStore>, clock: Arc<ManualClock>) -> AuditService {
+    AuditService::new(
+        store.clone(),
+        store.clone(),
+        chain(),
+        clock,
+        Arc::new(SequentialIds::default()),
+    )
+}
+
+fn at(company: CompanyId, seconds: i64) -> AuditRecord {
+    let mut r = record(Action::SESSION_LOGIN, Some(company));
+    r.at = t0() + chrono::Duration::seconds(seconds);
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_form_one_unbroken_chain() {
+    for (db, store, _) in stores().await {
+        let company = CompanyId::from_uuid(id());
+        let mut tasks = Vec::new();
+        for n in 0..40 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(
+                async move { store.record(at(company, n)).await },
+            ));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let svc = service(&store, Arc::new(ManualClock::new(t0())));
+        let report = svc.verify_chain(&chain_name(Some(company))).await.unwrap();
+        assert!(report.ok, "{}: {report:?}", db.backend);
+        assert_eq!(report.checked, 40);
+        assert_eq!(
+            store
+                .head(&chain_name(Some(company)))
+                .await
+                .unwrap()
+                .unwrap()
+                .0,
+            40
+        );
+    }
+}
+
+#[tokio::test]
+async fn retention_purges_old_records_and_the_chain_still_verifies() {
+    for (db, store, conn) in stores().await {
+        let company = CompanyId::from_uuid(id());
+        for n in 0..10 {
+            store.record(at(company, n * 86_400)).await.unwrap();
+        }
+        // Now is day 12: a 5-day retention keeps days 7, 8 and 9.
+        let clock = Arc::new(ManualClock::new(t0() + chrono::Duration::days(12)));
+        let svc = service(&store, clock);
+        let removed = svc.purge(chrono::Duration::days(5)).await.unwrap();
+        assert_eq!(removed, 7, "{}", db.backend);
+        let chain = chain_name(Some(company));
+        assert_eq!(store.checkpoint(&chain).await.unwrap().seq, 7);
+        let report = svc.verify_chain(&chain).await.unwrap();
+        assert!(
+            report.ok && report.checked == 3,
+            "{}: {report:?}",
+            db.backend
+        );
+        // Appends continue after a purge.
+        store.record(at(company, 12 * 86_400)).await.unwrap();
+        assert!(svc.verify_chain(&chain).await.unwrap().ok);
+        assert_eq!(
+            count(
+                &conn,
+                &format!("SELECT COUNT(*) FROM audit_events WHERE chain = '{chain}'")
+            )
+            .await,
+            4
+        );
+    }
+}
+
+#[tokio::test]
+async fn edits_deletions_and_reordering_in_the_database_are_detected() {
+    for (db, store, conn) in stores().await {
+        let company = CompanyId::from_uuid(id());
+        for n in 0..6 {
+            store.record(at(company, n)).await.unwrap();
+        }
+        let chain = chain_name(Some(company));
+        let svc = service(&store, Arc::new(ManualClock::new(t0())));
+        assert!(svc.verify_chain(&chain).await.unwrap().ok);
+        let exec = |sql: String| {
+            let conn = conn.clone();
+            async move {
+                conn.execute_raw(Statement::from_string(conn.get_database_backend(), sql))
+                    .await
+                    .unwrap()
+            }
+        };
+        let id_of = |seq: i64| {
+            let store = store.clone();
+            let chain = chain.clone();
+            async move {
+                store
+                    .chain_page(&chain, seq - 1, 1)
+                    .await
+                    .unwrap()
+                    .remove(0)
+                    .id
+            }
+        };
+        // An edited field.
+        let third = id_of(3).await;
+        exec(format!(
+            "UPDATE audit_events SET outcome = 'failure' WHERE chain = '{chain}' AND seq = 3"
+        ))
+        .await;
+        let report = svc.verify_chain(&chain).await.unwrap();
+        assert_eq!(
+            report.first_broken_id,
+            Some(third),
+            "{}: {report:?}",
+            db.backend
+        );
+        exec(format!(
+            "UPDATE audit_events SET outcome = 'success' WHERE chain = '{chain}' AND seq = 3"
+        ))
+        .await;
+        assert!(svc.verify_chain(&chain).await.unwrap().ok, "restored");
+        // Reordering: swap the sequence numbers of records 4 and 5.
+        let fifth = id_of(5).await;
+        exec(format!(
+            "UPDATE audit_events SET seq = -4 WHERE chain = '{chain}' AND seq = 4"
+        ))
+        .await;
+        exec(format!(
+            "UPDATE audit_events SET seq = 4 WHERE chain = '{chain}' AND seq = 5"
+        ))
+        .await;
+        exec(format!(
+            "UPDATE audit_events SET seq = 5 WHERE chain = '{chain}' AND seq = -4"
+        ))
+        .await;
+        let report = svc.verify_chain(&chain).await.unwrap();
+        assert!(!report.ok, "{}: reordering", db.backend);
+        // The first record out of place is the original fifth, now carrying sequence 4.
+        assert_eq!(report.first_broken_id, Some(fifth), "{}", db.backend);
+        exec(format!(
+            "UPDATE audit_events SET seq = -4 WHERE chain = '{chain}' AND seq = 5"
+        ))
+        .await;
+        exec(format!(
+            "UPDATE audit_events SET seq = 5 WHERE chain = '{chain}' AND seq = 4"
+        ))
+        .await;
+        exec(format!(
+            "UPDATE audit_events SET seq = 4 WHERE chain = '{chain}' AND seq = -4"
+        ))
+        .await;
+        assert!(svc.verify_chain(&chain).await.unwrap().ok, "restored");
+        // A deleted record, then a deleted last record.
+        exec(format!(
+            "DELETE FROM audit_events WHERE chain = '{chain}' AND seq = 2"
+        ))
+        .await;
+        assert_eq!(
+            svc.verify_chain(&chain).await.unwrap().first_broken_id,
+            Some(third),
+            "{}",
+            db.backend
+        );
+        exec(format!(
+            "DELETE FROM audit_events WHERE chain = '{chain}' AND seq <= 5"
+        ))
+        .await;
+        let report = svc.verify_chain(&chain).await.unwrap();
+        assert!(!report.ok, "{}: {report:?}", db.backend);
+    }
+}
+
+#[tokio::test]
+async fn a_record_written_around_the_chain_is_reported() {
+    for (db, store, _) in stores().await {
+        let company = CompanyId::from_uuid(id());
+        store.record(at(company, 0)).await.unwrap();
+        let conn = store.connection();
+        let sql = match db.backend {
+            "postgres" => format!(
+                "INSERT INTO audit_events (id, company_id, at, action, outcome, details) VALUES ('{}', '{}', now(), 'user.created', 'success', '{{}}')",
+                id(),
+                company
+            ),
+            _ => format!(
+                "INSERT INTO audit_events (id, company_id, at, action, outcome, details) VALUES (X'{}', X'{}', '2026-11-21 12:00:00+00:00', 'user.created', 'success', '{{}}')",
+                id().simple(),
+                company.as_uuid().simple()
+            ),
+        };
+        conn.execute_raw(Statement::from_string(conn.get_database_backend(), sql))
+            .await
+            .unwrap();
+        let svc = service(&store, Arc::new(ManualClock::new(t0())));
+        let report = svc.verify_chain(&chain_name(Some(company))).await.unwrap();
+        assert!(!report.ok, "{}: {report:?}", db.backend);
+    }
+}
+
+#[tokio::test]
+async fn the_periodic_review_visits_only_chains_that_moved() {
+    for (db, store, _) in stores().await {
+        let (a, b) = (CompanyId::from_uuid(id()), CompanyId::from_uuid(id()));
+        store.record(at(a, 0)).await.unwrap();
+        store.record(at(b, 0)).await.unwrap();
+        let svc = service(&store, Arc::new(ManualClock::new(t0())));
+        let mut pending = store.chains_to_review().await.unwrap();
+        pending.sort();
+        let mut expected = vec![chain_name(Some(a)), chain_name(Some(b))];
+        expected.sort();
+        assert_eq!(pending, expected, "{}", db.backend);
+        svc.review_all().await.unwrap();
+        assert!(
+            store.chains_to_review().await.unwrap().is_empty(),
+            "{}",
+            db.backend
+        );
+        store.record(at(b, 1)).await.unwrap();
+        assert_eq!(
+            store.chains_to_review().await.unwrap(),
+            vec![chain_name(Some(b))]
+        );
+    }
+}

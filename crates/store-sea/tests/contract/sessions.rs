@@ -1,0 +1,341 @@
+use std::collections::HashMap;
+
+use ::accounts::AccountRepository;
+use ::sessions::{NewSession, SessionStore, TokenHash};
+use kernel::SessionId;
+
+use super::*;
+
+fn new_session(u: &User, at: Timestamp) -> NewSession {
+    let sid = id();
+    NewSession {
+        id: SessionId::from_uuid(sid),
+        company_id: u.company_id,
+        user_id: u.id,
+        token_hash: TokenHash::new(format!("hash-{sid}")),
+        created_at: at,
+        expires_at: at + chrono::Duration::hours(12),
+        ip: Some("203.0.113.9".parse().unwrap()),
+        user_agent: Some("curl/8".into()),
+    }
+}
+
+const IDLE: chrono::Duration = chrono::Duration::minutes(30);
+
+async fn setup(store: &SeaStore) -> (Company, User) {
+    let c = company();
+    let u = user(&c, &format!("{}@example.com", id().simple()), Role::Admin);
+    store
+        .create_company_with_owner(&c, &u, vec![])
+        .await
+        .unwrap();
+    (c, u)
+}
+
+#[tokio::test]
+async fn the_cap_revokes_the_oldest_and_audits_each_revocation() {
+    for (db, store, conn) in stores().await {
+        let (_, u) = setup(&store).await;
+        let mut ids = Vec::new();
+        for n in 0..3 {
+            let s = new_session(&u, t0() + chrono::Duration::seconds(n));
+            let (created, revoked) = store
+                .create_capped(
+                    &s,
+                    2,
+                    IDLE,
+                    record(Action::SESSION_LOGIN, Some(u.company_id)),
+                    revocation(RevocationReason::SessionLimit, Some(s.id)),
+                )
+                .await
+                .unwrap();
+            assert_eq!(created.seq, n + 1, "{}", db.backend);
+            ids.push((s.id, revoked));
+        }
+        assert!(ids[0].1.is_empty() && ids[1].1.is_empty());
+        assert_eq!(ids[2].1, vec![ids[0].0], "{}", db.backend);
+        let active = store
+            .list_active(
+                u.company_id,
+                u.id,
+                t0() + chrono::Duration::seconds(3),
+                IDLE,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            active.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![ids[2].0, ids[1].0]
+        );
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'session.revoked'"
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'session.login'"
+            )
+            .await,
+            3
+        );
+
+        // The revoked session's token still resolves, but as revoked.
+        let record = store
+            .find_by_token(&TokenHash::new(format!("hash-{}", ids[0].0)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(record.session.revoked_at.is_some());
+        assert_eq!(
+            record.session.revoked_reason.as_deref(),
+            Some("session_limit")
+        );
+        assert_eq!(record.session.ip, Some("203.0.113.9".parse().unwrap()));
+    }
+}
+
+#[tokio::test]
+async fn expired_and_idle_sessions_do_not_count_against_the_cap() {
+    for (db, store, _) in stores().await {
+        let (_, u) = setup(&store).await;
+        for n in 0..2 {
+            let s = new_session(&u, t0() + chrono::Duration::seconds(n));
+            store
+                .create_capped(
+                    &s,
+                    2,
+                    IDLE,
+                    record(Action::SESSION_LOGIN, None),
+                    revocation(RevocationReason::SessionLimit, Some(s.id)),
+                )
+                .await
+                .unwrap();
+        }
+        // An hour later both are idle: a new login revokes nothing.
+        let s = new_session(&u, t0() + chrono::Duration::hours(1));
+        let (_, revoked) = store
+            .create_capped(
+                &s,
+                2,
+                IDLE,
+                record(Action::SESSION_LOGIN, None),
+                revocation(RevocationReason::SessionLimit, Some(s.id)),
+            )
+            .await
+            .unwrap();
+        assert!(revoked.is_empty(), "{}", db.backend);
+    }
+}
+
+/// SES-2: any number of simultaneous logins end with exactly `cap` active sessions, the newest,
+/// and every other session is named as revoked exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_logins_leave_exactly_the_two_newest() {
+    for (db, store, conn) in stores().await {
+        let (_, u) = setup(&store).await;
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let store = store.clone();
+            let u = u.clone();
+            tasks.push(tokio::spawn(async move {
+                let s = new_session(&u, t0());
+                store
+                    .create_capped(
+                        &s,
+                        2,
+                        IDLE,
+                        record(Action::SESSION_LOGIN, Some(u.company_id)),
+                        revocation(RevocationReason::SessionLimit, Some(s.id)),
+                    )
+                    .await
+            }));
+        }
+        let mut created = Vec::new();
+        let mut revoked_count: HashMap<SessionId, usize> = HashMap::new();
+        for t in tasks {
+            let (session, revoked) = t
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: {e:?}", db.backend));
+            created.push(session);
+            for r in revoked {
+                *revoked_count.entry(r).or_default() += 1;
+            }
+        }
+        let active = store
+            .list_active(u.company_id, u.id, t0(), IDLE)
+            .await
+            .unwrap();
+        assert_eq!(active.len(), 2, "{}", db.backend);
+        created.sort_by_key(|s| s.seq);
+        let seqs: Vec<i64> = created.iter().map(|s| s.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=50).collect::<Vec<_>>(),
+            "{}: every login got its own sequence number",
+            db.backend
+        );
+        let newest: Vec<SessionId> = created.iter().rev().take(2).map(|s| s.id).collect();
+        assert_eq!(
+            active.iter().map(|s| s.id).collect::<Vec<_>>(),
+            newest,
+            "{}",
+            db.backend
+        );
+        assert_eq!(revoked_count.len(), 48, "{}", db.backend);
+        assert!(revoked_count.values().all(|n| *n == 1));
+        assert!(newest.iter().all(|id| !revoked_count.contains_key(id)));
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL"
+            )
+            .await,
+            2
+        );
+    }
+}
+
+#[tokio::test]
+async fn deactivation_revokes_everything_and_password_change_keeps_one() {
+    for (db, store, conn) in stores().await {
+        let (_, u) = setup(&store).await;
+        let mut ids = Vec::new();
+        for n in 0..2 {
+            let s = new_session(&u, t0() + chrono::Duration::seconds(n));
+            ids.push(s.id);
+            store
+                .create_capped(
+                    &s,
+                    5,
+                    IDLE,
+                    record(Action::SESSION_LOGIN, None),
+                    revocation(RevocationReason::SessionLimit, Some(s.id)),
+                )
+                .await
+                .unwrap();
+        }
+        let revoked = store
+            .update_user(
+                &u,
+                Some(revocation(RevocationReason::PasswordChanged, Some(ids[1]))),
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(revoked, vec![ids[0]], "{}", db.backend);
+        let mut off = u.clone();
+        off.active = false;
+        let revoked = store
+            .update_user(
+                &off,
+                Some(revocation(RevocationReason::UserDeactivated, None)),
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(revoked, vec![ids[1]], "{}", db.backend);
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL"
+            )
+            .await,
+            0
+        );
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'session.revoked'"
+            )
+            .await,
+            2
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_user_revokes_only_its_own_sessions_and_touch_moves_last_seen() {
+    for (db, store, _) in stores().await {
+        let (_, alice) = setup(&store).await;
+        let (_, bob) = setup(&store).await;
+        let s = new_session(&alice, t0());
+        store
+            .create_capped(
+                &s,
+                2,
+                IDLE,
+                record(Action::SESSION_LOGIN, None),
+                revocation(RevocationReason::SessionLimit, Some(s.id)),
+            )
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .revoke(
+                    bob.company_id,
+                    bob.id,
+                    s.id,
+                    revocation(RevocationReason::UserRevoked, None)
+                )
+                .await
+                .unwrap(),
+            "{}",
+            db.backend
+        );
+        store
+            .touch(s.id, t0() + chrono::Duration::minutes(10))
+            .await
+            .unwrap();
+        let listed = store
+            .list_active(
+                alice.company_id,
+                alice.id,
+                t0() + chrono::Duration::minutes(35),
+                IDLE,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            listed.len(),
+            1,
+            "{}: touched 10 min in, still alive at 35",
+            db.backend
+        );
+        assert!(
+            store
+                .revoke(
+                    alice.company_id,
+                    alice.id,
+                    s.id,
+                    revocation(RevocationReason::Logout, None)
+                )
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .revoke(
+                    alice.company_id,
+                    alice.id,
+                    s.id,
+                    revocation(RevocationReason::Logout, None)
+                )
+                .await
+                .unwrap(),
+            "twice is not found"
+        );
+        assert!(
+            store
+                .list_active(alice.company_id, alice.id, t0(), IDLE)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

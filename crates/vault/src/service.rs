@@ -1,0 +1,489 @@
+//! Vault use cases: upload, list, read, delete, sign, re-wrap.
+
+use std::sync::Arc;
+
+use accounts::AccountRepository;
+use audit::{Action, AuditRecord, AuditSink, Outcome};
+use kernel::{Clock, IdGenerator, RequestContext, Timestamp};
+use rbac::{Actor, Permission, Scope, authorize};
+
+use crate::{
+    AssociatedData, CertificateInspector, CredentialId, CredentialRepository, CredentialView,
+    Envelope, FiscalCredential, Purpose, SealedCredential, SecretBytes, Signature, VaultError,
+};
+
+/// Size bounds (VAULT-5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadLimits {
+    /// Largest certificate or key file: 64 KiB (API.md).
+    pub max_file: usize,
+    /// Longest key password in bytes.
+    pub max_password: usize,
+    /// Largest text to sign.
+    pub max_sign_data: usize,
+}
+
+impl Default for UploadLimits {
+    fn default() -> Self {
+        Self {
+            max_file: 64 * 1024,
+            max_password: 1024,
+            max_sign_data: 1024 * 1024,
+        }
+    }
+}
+
+/// What a re-wrap run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RewrapProgress {
+    /// Credentials re-encrypted under the newest key by this run.
+    pub rewrapped: u64,
+    /// Credentials skipped because another process re-wrapped or deleted them first.
+    pub skipped: u64,
+}
+
+/// Days counted as "expiring soon" (VAULT-8).
+const EXPIRING_SOON_DAYS: i64 = 30;
+
+/// The vault's use cases.
+#[derive(Clone)]
+pub struct VaultService {
+    repo: Arc<dyn CredentialRepository>,
+    envelope: Arc<dyn Envelope>,
+    inspector: Arc<dyn CertificateInspector>,
+    accounts: Arc<dyn AccountRepository>,
+    audit: Arc<dyn AuditSink>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    limits: UploadLimits,
+}
+
+impl std::fmt::Debug for VaultService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultService")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The ports a [`VaultService`] needs.
+#[allow(missing_debug_implementations)]
+pub struct VaultPorts {
+    /// Storage.
+    pub repo: Arc<dyn CredentialRepository>,
+    /// Envelope encryption.
+    pub envelope: Arc<dyn Envelope>,
+    /// Certificate and key parsing, signing.
+    pub inspector: Arc<dyn CertificateInspector>,
+    /// Companies (for the RFC check).
+    pub accounts: Arc<dyn AccountRepository>,
+    /// Audit of events without a change behind them (denials).
+    pub audit: Arc<dyn AuditSink>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Ids.
+    pub ids: Arc<dyn IdGenerator>,
+}
+
+/// Expiry of a credential at `now` (VAULT-8).
+#[must_use]
+pub fn view(credential: FiscalCredential, now: Timestamp) -> CredentialView {
+    let remaining = (credential.info.valid_to - now).num_seconds();
+    let days_to_expiry = remaining.div_euclid(86_400);
+    CredentialView {
+        expiring_soon: remaining > 0 && days_to_expiry < EXPIRING_SOON_DAYS,
+        days_to_expiry,
+        credential,
+    }
+}
+
+impl VaultService {
+    /// Wires the use cases.
+    #[must_use]
+    pub fn new(ports: VaultPorts, limits: UploadLimits) -> Self {
+        Self {
+            repo: ports.repo,
+            envelope: ports.envelope,
+            inspector: ports.inspector,
+            accounts: ports.accounts,
+            audit: ports.audit,
+            clock: ports.clock,
+            ids: ports.ids,
+            limits,
+        }
+    }
+
+    /// The size bounds in force.
+    #[must_use]
+    pub const fn limits(&self) -> UploadLimits {
+        self.limits
+    }
+
+    fn record(
+        &self,
+        action: Action,
+        outcome: Outcome,
+        actor: &Actor,
+        ctx: &RequestContext,
+    ) -> AuditRecord {
+        AuditRecord::new(self.ids.new_id(), self.clock.now(), action, outcome, ctx)
+            .company(actor.company_id)
+            .actor(actor.user_id)
+    }
+
+    async fn require(
+        &self,
+        actor: &Actor,
+        permission: Permission,
+        step_up: bool,
+        attempted: Action,
+        ctx: &RequestContext,
+    ) -> Result<(), VaultError> {
+        let (allowed, why) = if !authorize(actor, permission, Scope::Company).is_allowed() {
+            (false, "missing permission")
+        } else if step_up && !actor.has_step_up(self.clock.now()) {
+            (false, "reauthentication_required")
+        } else {
+            (true, "")
+        };
+        if allowed {
+            return Ok(());
+        }
+        let record = AuditRecord::denied(
+            self.ids.new_id(),
+            self.clock.now(),
+            ctx,
+            actor,
+            attempted.as_str(),
+            why,
+        );
+        self.audit.record(record).await?;
+        Err(if why == "reauthentication_required" {
+            VaultError::ReauthenticationRequired
+        } else {
+            VaultError::Forbidden("missing permission")
+        })
+    }
+
+    fn ad(actor: &Actor, purpose: Purpose, record: CredentialId) -> AssociatedData {
+        AssociatedData {
+            company: actor.company_id,
+            purpose,
+            record,
+        }
+    }
+
+    /// Validates and stores a credential (VAULT-1..5). Nothing is stored on any failure; the
+    /// plaintext inputs are zeroized when this returns.
+    ///
+    /// # Errors
+    /// `Forbidden`, `ReauthenticationRequired`, `TooLarge`, one of the 422 upload errors,
+    /// `Duplicate`, `Internal`.
+    pub async fn upload(
+        &self,
+        actor: &Actor,
+        certificate: &[u8],
+        private_key: SecretBytes,
+        password: SecretBytes,
+        ctx: &RequestContext,
+    ) -> Result<CredentialView, VaultError> {
+        let action = Action::FISCAL_CREDENTIAL_UPLOADED;
+        self.require(
+            actor,
+            Permission::FiscalCredentialsManage,
+            true,
+            action,
+            ctx,
+        )
+        .await?;
+        if certificate.len() > self.limits.max_file {
+            return Err(VaultError::TooLarge("the certificate"));
+        }
+        if private_key.expose().len() > self.limits.max_file {
+            return Err(VaultError::TooLarge("the private key"));
+        }
+        if password.expose().len() > self.limits.max_password {
+            return Err(VaultError::TooLarge("the password"));
+        }
+        if certificate.is_empty() {
+            return Err(VaultError::CertificateInvalid("the file is empty"));
+        }
+        if private_key.expose().is_empty() {
+            return Err(VaultError::PrivateKeyInvalid("the file is empty"));
+        }
+        let info = self.inspector.inspect(certificate)?;
+        self.inspector
+            .check_key(certificate, private_key.expose(), password.expose())?;
+        let now = self.clock.now();
+        if now < info.valid_from {
+            return Err(VaultError::CertificateNotYetValid);
+        }
+        if now >= info.valid_to {
+            return Err(VaultError::CertificateExpired);
+        }
+        let company = self
+            .accounts
+            .company(actor.company_id)
+            .await?
+            .ok_or(VaultError::NotFound)?;
+        if company
+            .rfc
+            .as_ref()
+            .is_some_and(|rfc| rfc.as_str() != info.rfc)
+        {
+            return Err(VaultError::RfcMismatch);
+        }
+        let id = self.ids.new_id();
+        let key_id = self.envelope.current_key_id();
+        let sealed = SealedCredential {
+            certificate: self
+                .envelope
+                .seal(certificate, &Self::ad(actor, Purpose::Certificate, id))?,
+            private_key: self.envelope.seal(
+                private_key.expose(),
+                &Self::ad(actor, Purpose::PrivateKey, id),
+            )?,
+            password: self.envelope.seal(
+                password.expose(),
+                &Self::ad(actor, Purpose::KeyPassword, id),
+            )?,
+            key_id,
+            credential: FiscalCredential {
+                id,
+                company_id: actor.company_id,
+                info,
+                created_by: actor.user_id,
+                created_at: now,
+            },
+        };
+        let audit = vec![
+            self.record(action, Outcome::Success, actor, ctx)
+                .target("fiscal_credential", id)
+                .details(serde_json::json!({
+                    "kind": sealed.credential.info.kind.as_str(),
+                    "rfc": sealed.credential.info.rfc,
+                    "certificate_number": sealed.credential.info.certificate_number,
+                })),
+        ];
+        self.repo.insert(&sealed, audit).await?;
+        Ok(view(sealed.credential, now))
+    }
+
+    /// The company's credentials with their expiry.
+    ///
+    /// # Errors
+    /// `Forbidden`, `Internal`.
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        ctx: &RequestContext,
+    ) -> Result<Vec<CredentialView>, VaultError> {
+        self.require(
+            actor,
+            Permission::FiscalCredentialsRead,
+            false,
+            Action::FISCAL_CREDENTIAL_USED,
+            ctx,
+        )
+        .await?;
+        let now = self.clock.now();
+        Ok(self
+            .repo
+            .list(actor.company_id)
+            .await?
+            .into_iter()
+            .map(|c| view(c, now))
+            .collect())
+    }
+
+    /// One credential.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `Internal`.
+    pub async fn get(
+        &self,
+        actor: &Actor,
+        id: CredentialId,
+        ctx: &RequestContext,
+    ) -> Result<CredentialView, VaultError> {
+        self.require(
+            actor,
+            Permission::FiscalCredentialsRead,
+            false,
+            Action::FISCAL_CREDENTIAL_USED,
+            ctx,
+        )
+        .await?;
+        let sealed = self
+            .repo
+            .sealed(actor.company_id, id)
+            .await?
+            .ok_or(VaultError::NotFound)?;
+        Ok(view(sealed.credential, self.clock.now()))
+    }
+
+    /// Deletes a credential (step-up).
+    ///
+    /// # Errors
+    /// `Forbidden`, `ReauthenticationRequired`, `NotFound`, `Internal`.
+    pub async fn delete(
+        &self,
+        actor: &Actor,
+        id: CredentialId,
+        ctx: &RequestContext,
+    ) -> Result<(), VaultError> {
+        let action = Action::FISCAL_CREDENTIAL_DELETED;
+        self.require(
+            actor,
+            Permission::FiscalCredentialsManage,
+            true,
+            action,
+            ctx,
+        )
+        .await?;
+        let audit = vec![
+            self.record(action, Outcome::Success, actor, ctx)
+                .target("fiscal_credential", id),
+        ];
+        if self.repo.delete(actor.company_id, id, audit).await? {
+            Ok(())
+        } else {
+            Err(VaultError::NotFound)
+        }
+    }
+
+    /// Signs `data` with the credential's key inside the vault (VAULT-6): SHA256withRSA, PKCS#1
+    /// v1.5, base64. Needs `fiscal.sign`, no step-up (invoices are sealed in batches). An expired
+    /// certificate does not sign: its seals would be rejected.
+    ///
+    /// # Errors
+    /// `Forbidden`, `NotFound`, `TooLarge`, `CertificateExpired`, `CertificateNotYetValid`,
+    /// `Tampered`, `Internal`.
+    pub async fn sign(
+        &self,
+        actor: &Actor,
+        id: CredentialId,
+        data: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Signature, VaultError> {
+        let action = Action::FISCAL_CREDENTIAL_USED;
+        self.require(actor, Permission::FiscalSign, false, action, ctx)
+            .await?;
+        if data.len() > self.limits.max_sign_data {
+            return Err(VaultError::TooLarge("the data to sign"));
+        }
+        let sealed = self
+            .repo
+            .sealed(actor.company_id, id)
+            .await?
+            .ok_or(VaultError::NotFound)?;
+        let now = self.clock.now();
+        let info = &sealed.credential.info;
+        if now >= info.valid_to {
+            return Err(VaultError::CertificateExpired);
+        }
+        if now < info.valid_from {
+            return Err(VaultError::CertificateNotYetValid);
+        }
+        let key = self.envelope.open(
+            &sealed.private_key,
+            &Self::ad(actor, Purpose::PrivateKey, id),
+        )?;
+        let password = self
+            .envelope
+            .open(&sealed.password, &Self::ad(actor, Purpose::KeyPassword, id))?;
+        let signature_base64 = self.inspector.sign(key.expose(), password.expose(), data)?;
+        drop((key, password));
+        let audit = self
+            .record(action, Outcome::Success, actor, ctx)
+            .target("fiscal_credential", id)
+            .details(serde_json::json!({ "certificate_number": info.certificate_number, "bytes_signed": data.len() }));
+        self.repo.record_use(audit, now).await?;
+        Ok(Signature {
+            signature_base64,
+            algorithm: "RSA-SHA256",
+            certificate_number: info.certificate_number.clone(),
+        })
+    }
+
+    /// Re-encrypts every credential not under the newest key (VAULT-7), in batches, while the
+    /// server runs. Idempotent and resumable: a second run finds nothing to do; two runs at once
+    /// skip each other's work. `progress` is called after each batch.
+    ///
+    /// # Errors
+    /// `Tampered` (a value under a key that is no longer configured), `Internal`.
+    pub async fn rewrap(
+        &self,
+        batch: u64,
+        mut progress: impl FnMut(RewrapProgress) + Send,
+    ) -> Result<RewrapProgress, VaultError> {
+        let current = self.envelope.current_key_id();
+        let mut done = RewrapProgress::default();
+        let mut after = None;
+        loop {
+            let rows = self
+                .repo
+                .sealed_not_under(current, after, batch.max(1))
+                .await?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.credential.id);
+            for old in rows {
+                let c = &old.credential;
+                let ad = |purpose| AssociatedData {
+                    company: c.company_id,
+                    purpose,
+                    record: c.id,
+                };
+                let reseal = |sealed, purpose| -> Result<_, VaultError> {
+                    let plain = self.envelope.open(sealed, &ad(purpose))?;
+                    self.envelope.seal(plain.expose(), &ad(purpose))
+                };
+                let new = SealedCredential {
+                    certificate: reseal(&old.certificate, Purpose::Certificate)?,
+                    private_key: reseal(&old.private_key, Purpose::PrivateKey)?,
+                    password: reseal(&old.password, Purpose::KeyPassword)?,
+                    key_id: current,
+                    credential: old.credential.clone(),
+                };
+                if self.repo.replace_envelopes(&new, old.key_id).await? {
+                    done.rewrapped += 1;
+                } else {
+                    done.skipped += 1;
+                }
+            }
+            progress(done);
+        }
+        Ok(done)
+    }
+
+    /// How many stored credentials are sealed under key version `key_id`.
+    ///
+    /// # Errors
+    /// `Internal`.
+    pub async fn count_under(&self, key_id: u32) -> Result<u64, VaultError> {
+        self.repo.count_under(key_id).await
+    }
+
+    /// Whether key version `key_id` may be removed (VAULT-7): not the newest, and no stored
+    /// value uses it.
+    ///
+    /// # Errors
+    /// [`VaultError::Key`] saying why not.
+    pub async fn check_retirable(&self, key_id: u32) -> Result<(), VaultError> {
+        if key_id == self.envelope.current_key_id() {
+            return Err(VaultError::Key(format!(
+                "key {key_id} is the newest key; rotate first"
+            )));
+        }
+        let used = self.repo.count_under(key_id).await?;
+        if used > 0 {
+            return Err(VaultError::Key(format!(
+                "{used} stored credentials still use key {key_id}; run `incrementa keys rewrap` first"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,38 @@
+# The same steps as .ci/run, one recipe each. `just` is optional: every recipe is plain cargo.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+pg_url := env_var_or_default("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+sat_dir := env_var_or_default("SAT_FIXTURES_DIR", "../shared/sat")
+
+# Everything CI runs.
+ci:
+    bash .ci/run
+
+fmt:
+    cargo fmt --all -- --check
+
+lint:
+    cargo clippy --workspace --all-targets -- -D warnings
+
+hexagon:
+    scripts/check-hexagon.sh
+
+# The README's test command (SQLite only).
+test:
+    cargo test --workspace
+
+# Database tests against PostgreSQL (each test makes its own database).
+test-pg:
+    TEST_DATABASE_URL={{pg_url}} cargo test -p store-sea -p incrementa
+
+# SAT conformance tests against the real SAT files.
+sat:
+    SAT_FIXTURES_DIR={{sat_dir}} cargo test --workspace -- sat_conformance
+
+# Supply-chain checks (needs `cargo install cargo-deny`).
+deny:
+    cargo deny check
+
+# Run the server on the embedded default.
+run:
+    cargo run --release

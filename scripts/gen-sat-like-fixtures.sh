@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Generates the project's own SAT-like test credentials (never real SAT files) with OpenSSL 3:
+#   crates/crypto/tests/fixtures/<name>/{certificate.cer,private_key.key,password.txt}
+# Layout as SAT's (see shared/sat/FACTS.md): DER X.509 v3 with sha256WithRSA, RFC in
+# x500UniqueIdentifier (2.5.4.45) as "RFC / REP-RFC", CURP in serialNumber (2.5.4.5), the serial
+# number made of the ASCII codes of a 20-digit NoCertificado; the key as DER PKCS#8
+# EncryptedPrivateKeyInfo, PBES2 + PBKDF2 (hmacWithSHA1, 2048 iterations) + des-ede3-cbc.
+# CSD: OU present, keyUsage digitalSignature+nonRepudiation. FIEL: C=MX + emailAddress, no OU,
+# keyUsage adds dataEncipherment+keyAgreement, extendedKeyUsage emailProtection+clientAuth.
+# Usage: scripts/gen-sat-like-fixtures.sh   (rewrites the fixtures; commit the result)
+set -euo pipefail
+out="$(cd "$(dirname "$0")/.." && pwd)/crates/crypto/tests/fixtures"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+pw=12345678a
+
+mkdir -p ca/newcerts && touch ca/index.txt
+cat > ca.cnf <<CNF
+[ ca ]
+default_ca = test_ca
+[ test_ca ]
+dir = ./ca
+database = \$dir/index.txt
+new_certs_dir = \$dir/newcerts
+serial = \$dir/serial
+certificate = ./ca.pem
+private_key = ./ca.key
+default_md = sha256
+policy = anything
+unique_subject = no
+copy_extensions = none
+preserve = yes
+email_in_dn = yes
+[ anything ]
+commonName = optional
+name = optional
+organizationName = optional
+countryName = optional
+emailAddress = optional
+x500UniqueIdentifier = optional
+serialNumber = optional
+organizationalUnitName = optional
+[ csd ]
+basicConstraints = critical, CA:FALSE
+keyUsage = digitalSignature, nonRepudiation
+[ fiel ]
+basicConstraints = critical, CA:FALSE
+keyUsage = digitalSignature, nonRepudiation, dataEncipherment, keyAgreement
+extendedKeyUsage = emailProtection, clientAuth
+[ req ]
+distinguished_name = dn
+string_mask = nombstr
+[ dn ]
+CNF
+
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 7300 -sha256 \
+  -subj "/CN=AC de Pruebas IncrementaCRM/O=IncrementaCRM Test CA/OU=Solo pruebas" 2>/dev/null
+
+# serial_of 30001000000500009901 -> hex of the ASCII digits
+serial_of() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
+
+# issue NAME KIND NOCERT START END SUBJECT [KEYFILE]
+issue() {
+  local name=$1 kind=$2 nocert=$3 start=$4 end=$5 subject=$6 keyfile=${7:-}
+  mkdir -p "$out/$name"
+  if [ -z "$keyfile" ]; then
+    openssl genrsa -out "$name.pem" 2048 2>/dev/null
+    keyfile="$name.pem"
+  fi
+  openssl req -new -key "$keyfile" -out "$name.csr" -subj "$subject" -config ca.cnf -utf8 2>/dev/null
+  echo "$(serial_of "$nocert")" > ca/serial
+  openssl ca -batch -config ca.cnf -extensions "$kind" -startdate "$start" -enddate "$end" \
+    -in "$name.csr" -out "$name.crt" -notext -utf8 2>/dev/null
+  openssl x509 -in "$name.crt" -outform DER -out "$out/$name/certificate.cer"
+  openssl pkcs8 -topk8 -inform PEM -in "$keyfile" -outform DER -v2 des3 -v2prf hmacWithSHA1 \
+    -iter 2048 -passout "pass:$pw" -out "$out/$name/private_key.key"
+  printf '%s' "$pw" > "$out/$name/password.txt"
+}
+
+moral_csd="/CN=TACOS CAMPESTRE MX SA DE CV/name=TACOS CAMPESTRE MX SA DE CV/O=TACOS CAMPESTRE MX SA DE CV/x500UniqueIdentifier=TCM970625MB1 \/ LOLA800101AB2/serialNumber= \/ LOLA800101HDFPPN09/OU=Sucursal Centro"
+moral_fiel="/CN=TACOS CAMPESTRE MX SA DE CV/name=TACOS CAMPESTRE MX SA DE CV/O=TACOS CAMPESTRE MX SA DE CV/C=MX/emailAddress=fiscal@tacos.example/x500UniqueIdentifier=TCM970625MB1 \/ LOLA800101AB2/serialNumber= \/ LOLA800101HDFPPN09"
+person_csd="/CN=MARIA NUNEZ LOPEZ/name=MARIA NUNEZ LOPEZ/O=MARIA NUNEZ LOPEZ/x500UniqueIdentifier=NULM850315QX7/serialNumber=NULM850315MDFXPR02/OU=MARIA NUNEZ LOPEZ"
+
+issue csd_valid      csd  30001000000500009901 250101000000Z 290101000000Z "$moral_csd"
+issue fiel_valid     fiel 30001000000500009902 250101000000Z 290101000000Z "$moral_fiel"
+issue csd_expired    csd  30001000000500009903 190101000000Z 230101000000Z "$moral_csd"
+issue csd_person     csd  30001000000500009904 250101000000Z 290101000000Z "$person_csd"
+issue csd_future     csd  30001000000500009905 300101000000Z 340101000000Z "$moral_csd"
+# A certificate with the key of another credential.
+issue mismatch       csd  30001000000500009906 250101000000Z 290101000000Z "$moral_csd"
+cp "$out/fiel_valid/private_key.key" "$out/mismatch/private_key.key"
+openssl x509 -in ca.pem -outform DER -out "$out/ca.cer"
+openssl x509 -inform DER -in "$out/csd_valid/certificate.cer" -outform PEM -out "$out/csd_valid/certificate.pem"
+echo "fixtures written to $out"
