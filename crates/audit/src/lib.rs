@@ -115,6 +115,16 @@ impl Action {
     pub const AUDIT_EXPORTED: Self = Self("audit.exported");
     /// An authorization check said no.
     pub const AUTHORIZATION_DENIED: Self = Self("authorization.denied");
+    /// A user started TOTP enrolment (a pending secret was created).
+    pub const MFA_ENROLMENT_STARTED: Self = Self("mfa.enrolment_started");
+    /// A user confirmed TOTP enrolment: MFA is on.
+    pub const MFA_ENABLED: Self = Self("mfa.enabled");
+    /// A user turned MFA off.
+    pub const MFA_DISABLED: Self = Self("mfa.disabled");
+    /// A user replaced its recovery codes.
+    pub const MFA_RECOVERY_CODES_REGENERATED: Self = Self("mfa.recovery_codes_regenerated");
+    /// A recovery code was spent on a login.
+    pub const MFA_RECOVERY_CODE_USED: Self = Self("mfa.recovery_code_used");
 
     /// The stable name.
     #[must_use]

@@ -26,6 +26,25 @@ impl mfa::Hotp for HmacSha1Otp {
     }
 }
 
+/// MFA randomness (the OS generator) and recovery-code digests (SHA-256, hex). Recovery codes
+/// carry 80 random bits, so a plain digest already puts them beyond offline guessing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MfaRandom;
+
+impl mfa::MfaCrypto for MfaRandom {
+    fn random_bytes(&self, len: usize) -> zeroize::Zeroizing<Vec<u8>> {
+        use rand_core::RngCore as _;
+        let mut bytes = zeroize::Zeroizing::new(vec![0_u8; len]);
+        rand_core::OsRng.fill_bytes(&mut bytes);
+        bytes
+    }
+
+    fn digest(&self, code: &str) -> String {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(code.as_bytes()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

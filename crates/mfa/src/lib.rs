@@ -4,7 +4,27 @@
 //! scans. The HMAC itself is a port ([`Hotp`]) implemented by the crypto adapter; time comes from
 //! the caller (the `Clock` port), so drift and replay are tested without sleeping. This crate
 //! must never depend on a database, a web framework or a cryptographic library.
+//!
+//! [`MfaService`] holds the use cases: enrolment (a 160-bit secret sealed with the vault's
+//! envelope under `Purpose::TotpSecret`, MFA-4), confirmation with a first code (which returns
+//! ten one-time recovery codes stored only as digests), the second-factor check the sessions core
+//! calls at login and re-authentication, regeneration of recovery codes, and disabling.
 #![forbid(unsafe_code)]
+
+mod error;
+mod model;
+mod ports;
+mod service;
+
+pub use error::MfaError;
+pub use model::{
+    Enrolment, MfaStatus, OneTimeSecret, RECOVERY_CODE_COUNT, RecoveryCodes, SecondFactor,
+    TotpEnrolment, normalize_recovery_code,
+};
+pub use ports::{MfaCrypto, MfaRepository};
+#[cfg(any(test, feature = "mocks"))]
+pub use ports::{MockMfaCrypto, MockMfaRepository};
+pub use service::{FactorUsed, MfaPorts, MfaService};
 
 use kernel::Timestamp;
 
@@ -116,6 +136,36 @@ pub fn base32(bytes: &[u8]) -> String {
         out.push(char::from(ALPHABET.get(index).copied().unwrap_or(b'A')));
     }
     out
+}
+
+/// Decodes RFC 4648 base32 (case-insensitive, padding and spaces ignored), as users type
+/// secrets into apps; `None` on any other character.
+#[must_use]
+pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 5 / 8);
+    let mut buffer: u64 = 0;
+    let mut bits = 0_u32;
+    for c in text.chars().filter(|c| *c != '=' && !c.is_whitespace()) {
+        let value = match c.to_ascii_uppercase() {
+            u @ 'A'..='Z' => u32::from(u) - u32::from('A'),
+            d @ '2'..='7' => u32::from(d) - u32::from('2') + 26,
+            _ => return None,
+        };
+        buffer = (buffer << 5) | u64::from(value);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((buffer >> bits) & 0xff).unwrap_or(0));
+        }
+    }
+    Some(out)
+}
+
+/// The TOTP code of `secret` at `at`, zero-padded: what an authenticator app shows.
+#[must_use]
+pub fn code_at(hotp: &dyn Hotp, secret: &[u8], at: Timestamp, params: TotpParams) -> String {
+    let code = hotp.hotp(secret, step_at(at, params), params.digits);
+    format!("{code:0width$}", width = params.digits as usize)
 }
 
 fn percent_encode(text: &str) -> String {
@@ -231,6 +281,38 @@ mod tests {
         ] {
             assert_eq!(base32(input.as_bytes()), expected, "{input:?}");
         }
+    }
+
+    #[test]
+    fn base32_decoding_inverts_encoding_and_refuses_other_characters() {
+        for input in [
+            "",
+            "f",
+            "fo",
+            "foo",
+            "foob",
+            "fooba",
+            "foobar",
+            "12345678901234567890",
+        ] {
+            assert_eq!(
+                base32_decode(&base32(input.as_bytes())).as_deref(),
+                Some(input.as_bytes())
+            );
+        }
+        assert_eq!(
+            base32_decode("mzxw 6ytb oi==").as_deref(),
+            Some(&b"foobar"[..])
+        );
+        assert_eq!(base32_decode("MZXW1"), None);
+        assert_eq!(base32_decode("MZ-XW"), None);
+    }
+
+    #[test]
+    fn codes_are_zero_padded_to_their_digits() {
+        let mut h = MockHotp::new();
+        h.expect_hotp().returning(|_, _, _| 42);
+        assert_eq!(code_at(&h, b"k", at(0), TotpParams::default()), "000042");
     }
 
     #[test]

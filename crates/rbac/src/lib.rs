@@ -58,6 +58,10 @@ pub struct Actor {
     pub permissions: PermissionSet,
     /// When the session last re-authenticated explicitly (a login alone does not count).
     pub reauthenticated_at: Option<Timestamp>,
+    /// MFA-2: an Owner or Admin whose company requires MFA, past the grace period, without MFA
+    /// enrolled. Such an actor holds no permission at all and may only enrol (the HTTP guard
+    /// lets it reach the enrolment routes, its profile and logout).
+    pub mfa_enrolment_only: bool,
 }
 
 impl Actor {
@@ -77,7 +81,17 @@ impl Actor {
             role,
             permissions,
             reauthenticated_at: None,
+            mfa_enrolment_only: false,
         }
+    }
+
+    /// The same actor restricted to MFA enrolment (MFA-2): every permission is dropped, so
+    /// [`authorize`] denies everything whatever the caller checks.
+    #[must_use]
+    pub const fn restricted_to_mfa_enrolment(mut self) -> Self {
+        self.permissions = PermissionSet::empty();
+        self.mfa_enrolment_only = true;
+        self
     }
 
     /// The same actor with a re-authentication at `at`.
@@ -191,6 +205,26 @@ mod tests {
             role,
             role.default_permissions(),
         )
+    }
+
+    #[test]
+    fn an_actor_restricted_to_mfa_enrolment_is_denied_everything() {
+        let owner = actor(Role::Owner).restricted_to_mfa_enrolment();
+        assert!(owner.mfa_enrolment_only);
+        for permission in Permission::ALL {
+            for scope in [
+                Scope::Company,
+                Scope::Own { owner: user(1) },
+                Scope::Assigned { assignee: user(1) },
+            ] {
+                assert_eq!(
+                    authorize(&owner, permission, scope),
+                    Decision::Deny,
+                    "{permission}"
+                );
+            }
+        }
+        assert!(!actor(Role::Owner).mfa_enrolment_only);
     }
 
     #[test]

@@ -1,0 +1,619 @@
+//! The MFA use cases against an in-memory repository, a transparent test envelope that still
+//! enforces its associated data, and a manual clock.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+
+use accounts::{Email, PasswordHash, PersonName};
+use async_trait::async_trait;
+use chrono::TimeZone;
+use kernel::{CompanyId, ManualClock, SequentialIds, Timestamp, UserId};
+use vault::{Sealed, SecretBytes, VaultError};
+use zeroize::Zeroizing;
+
+use super::*;
+
+fn t0() -> Timestamp {
+    chrono::Utc.timestamp_opt(1_790_000_015, 0).unwrap()
+}
+
+fn user(n: u128) -> User {
+    User {
+        id: UserId::from_uuid(uuid::Uuid::from_u128(n)),
+        company_id: CompanyId::from_uuid(uuid::Uuid::from_u128(7)),
+        email: Email::parse("ana@example.com").unwrap(),
+        name: PersonName::parse("Ana", "name").unwrap(),
+        role: rbac::Role::Owner,
+        active: true,
+        password_hash: PasswordHash::new("$argon2id$stored".into()),
+        mfa_enabled: false,
+        grants: rbac::PermissionSet::empty(),
+        revokes: rbac::PermissionSet::empty(),
+        created_at: t0(),
+        updated_at: t0(),
+    }
+}
+
+fn ctx() -> RequestContext {
+    RequestContext::new(None, Some("test"), None)
+}
+
+#[derive(Default)]
+struct Row {
+    enrolment: Option<TotpEnrolment>,
+    codes: Vec<(String, bool)>,
+}
+
+#[derive(Default)]
+struct FakeRepo {
+    rows: Mutex<HashMap<UserId, Row>>,
+    audit: Mutex<Vec<AuditRecord>>,
+}
+
+impl FakeRepo {
+    fn actions(&self) -> Vec<&'static str> {
+        self.audit
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.action.as_str())
+            .collect()
+    }
+    fn stored_codes(&self, user: UserId) -> Vec<String> {
+        self.rows.lock().unwrap()[&user]
+            .codes
+            .iter()
+            .map(|(d, _)| d.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl MfaRepository for FakeRepo {
+    async fn enrolment(
+        &self,
+        _company: CompanyId,
+        user: UserId,
+    ) -> Result<Option<TotpEnrolment>, MfaError> {
+        Ok(self
+            .rows
+            .lock()
+            .unwrap()
+            .get(&user)
+            .and_then(|r| r.enrolment.clone()))
+    }
+    async fn save_pending(&self, e: &TotpEnrolment, audit: AuditRecord) -> Result<bool, MfaError> {
+        let mut rows = self.rows.lock().unwrap();
+        let row = rows.entry(e.user_id).or_default();
+        if row
+            .enrolment
+            .as_ref()
+            .is_some_and(|x| x.confirmed_at.is_some())
+        {
+            return Ok(false);
+        }
+        row.enrolment = Some(e.clone());
+        self.audit.lock().unwrap().push(audit);
+        Ok(true)
+    }
+    async fn confirm(
+        &self,
+        _company: CompanyId,
+        user: UserId,
+        secret: &Sealed,
+        step: u64,
+        at: Timestamp,
+        code_digests: &[String],
+        audit: AuditRecord,
+    ) -> Result<bool, MfaError> {
+        let mut rows = self.rows.lock().unwrap();
+        let Some(row) = rows.get_mut(&user) else {
+            return Ok(false);
+        };
+        let Some(e) = row
+            .enrolment
+            .as_mut()
+            .filter(|e| e.confirmed_at.is_none() && &e.secret == secret)
+        else {
+            return Ok(false);
+        };
+        e.confirmed_at = Some(at);
+        e.last_used_step = Some(step);
+        row.codes = code_digests.iter().map(|d| (d.clone(), false)).collect();
+        self.audit.lock().unwrap().push(audit);
+        Ok(true)
+    }
+    async fn use_step(&self, _c: CompanyId, user: UserId, step: u64) -> Result<bool, MfaError> {
+        let mut rows = self.rows.lock().unwrap();
+        let Some(e) = rows.get_mut(&user).and_then(|r| r.enrolment.as_mut()) else {
+            return Ok(false);
+        };
+        if e.last_used_step.is_some_and(|last| step <= last) {
+            return Ok(false);
+        }
+        e.last_used_step = Some(step);
+        Ok(true)
+    }
+    async fn use_recovery_code(
+        &self,
+        _c: CompanyId,
+        user: UserId,
+        digest: &str,
+        _at: Timestamp,
+        audit: AuditRecord,
+    ) -> Result<bool, MfaError> {
+        let mut rows = self.rows.lock().unwrap();
+        let Some(code) = rows
+            .get_mut(&user)
+            .and_then(|r| r.codes.iter_mut().find(|(d, used)| d == digest && !used))
+        else {
+            return Ok(false);
+        };
+        code.1 = true;
+        self.audit.lock().unwrap().push(audit);
+        Ok(true)
+    }
+    async fn recovery_codes_remaining(&self, _c: CompanyId, user: UserId) -> Result<u32, MfaError> {
+        Ok(self.rows.lock().unwrap().get(&user).map_or(0, |r| {
+            u32::try_from(r.codes.iter().filter(|(_, used)| !used).count()).unwrap()
+        }))
+    }
+    async fn replace_recovery_codes(
+        &self,
+        _c: CompanyId,
+        user: UserId,
+        code_digests: &[String],
+        audit: AuditRecord,
+    ) -> Result<bool, MfaError> {
+        let mut rows = self.rows.lock().unwrap();
+        let Some(row) = rows.get_mut(&user).filter(|r| {
+            r.enrolment
+                .as_ref()
+                .is_some_and(|e| e.confirmed_at.is_some())
+        }) else {
+            return Ok(false);
+        };
+        row.codes = code_digests.iter().map(|d| (d.clone(), false)).collect();
+        self.audit.lock().unwrap().push(audit);
+        Ok(true)
+    }
+    async fn disable(
+        &self,
+        _c: CompanyId,
+        user: UserId,
+        audit: AuditRecord,
+    ) -> Result<bool, MfaError> {
+        let mut rows = self.rows.lock().unwrap();
+        let confirmed = rows
+            .get(&user)
+            .and_then(|r| r.enrolment.as_ref())
+            .is_some_and(|e| e.confirmed_at.is_some());
+        if !confirmed {
+            return Ok(false);
+        }
+        rows.remove(&user);
+        self.audit.lock().unwrap().push(audit);
+        Ok(true)
+    }
+    async fn sealed_not_under(
+        &self,
+        key_id: u32,
+        limit: u32,
+    ) -> Result<Vec<TotpEnrolment>, MfaError> {
+        Ok(self
+            .rows
+            .lock()
+            .unwrap()
+            .values()
+            .filter_map(|r| r.enrolment.clone())
+            .filter(|e| e.key_id != key_id)
+            .take(limit as usize)
+            .collect())
+    }
+    async fn replace_secret(
+        &self,
+        _c: CompanyId,
+        user: UserId,
+        old: &Sealed,
+        new: &Sealed,
+        key_id: u32,
+    ) -> Result<bool, MfaError> {
+        let mut rows = self.rows.lock().unwrap();
+        let Some(e) = rows
+            .get_mut(&user)
+            .and_then(|r| r.enrolment.as_mut())
+            .filter(|e| &e.secret == old)
+        else {
+            return Ok(false);
+        };
+        e.secret = new.clone();
+        e.key_id = key_id;
+        Ok(true)
+    }
+    async fn count_under(&self, key_id: u32) -> Result<u64, MfaError> {
+        Ok(self
+            .rows
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|r| r.enrolment.as_ref().is_some_and(|e| e.key_id == key_id))
+            .count() as u64)
+    }
+}
+
+/// Not encryption: a readable stand-in that still refuses the wrong associated data, so tests
+/// see a secret bound to its user. The real envelope is tested in the crypto adapter.
+#[derive(Default)]
+struct TestEnvelope {
+    key: AtomicU32,
+}
+
+impl Envelope for TestEnvelope {
+    fn seal(&self, plaintext: &[u8], ad: &AssociatedData) -> Result<Sealed, VaultError> {
+        Ok(Sealed::new(format!(
+            "k{}.{}.{}",
+            self.key.load(Ordering::SeqCst),
+            hex(&ad.to_bytes()),
+            hex(&plaintext.iter().map(|b| b ^ 0x5a).collect::<Vec<_>>())
+        )))
+    }
+    fn open(&self, sealed: &Sealed, ad: &AssociatedData) -> Result<SecretBytes, VaultError> {
+        let mut parts = sealed.as_str().split('.');
+        let (_, bound, body) = (parts.next(), parts.next(), parts.next());
+        if bound != Some(hex(&ad.to_bytes()).as_str()) {
+            return Err(VaultError::Tampered);
+        }
+        let body = body.ok_or(VaultError::Tampered)?;
+        let bytes = (0..body.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&body[i..i + 2], 16).unwrap() ^ 0x5a)
+            .collect();
+        Ok(SecretBytes::new(bytes))
+    }
+    fn current_key_id(&self) -> u32 {
+        self.key.load(Ordering::SeqCst)
+    }
+    fn key_id_of(&self, sealed: &Sealed) -> Option<u32> {
+        sealed
+            .as_str()
+            .split('.')
+            .next()?
+            .strip_prefix('k')?
+            .parse()
+            .ok()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A stand-in HOTP: the code is the step plus the secret's first byte, so codes differ per
+/// secret and the window logic stays readable.
+struct StepHotp;
+
+impl Hotp for StepHotp {
+    fn hotp(&self, secret: &[u8], counter: u64, digits: u32) -> u32 {
+        let salt = u64::from(secret.first().copied().unwrap_or(0));
+        u32::try_from((counter + salt) % 10_u64.pow(digits)).unwrap()
+    }
+}
+
+/// Deterministic "randomness": each call returns the next byte value repeated.
+#[derive(Default)]
+struct CountingCrypto(AtomicU8);
+
+impl MfaCrypto for CountingCrypto {
+    fn random_bytes(&self, len: usize) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(vec![
+            self.0.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+            len
+        ])
+    }
+    fn digest(&self, code: &str) -> String {
+        format!(
+            "digest({})",
+            code.len() * 7 + code.bytes().map(usize::from).sum::<usize>()
+        ) + &hex(code.as_bytes()).chars().rev().collect::<String>()
+    }
+}
+
+struct Fixture {
+    repo: Arc<FakeRepo>,
+    envelope: Arc<TestEnvelope>,
+    clock: Arc<ManualClock>,
+    service: MfaService,
+}
+
+fn fixture() -> Fixture {
+    let repo = Arc::new(FakeRepo::default());
+    let envelope = Arc::new(TestEnvelope::default());
+    let clock = Arc::new(ManualClock::new(t0()));
+    let service = MfaService::new(MfaPorts {
+        repo: repo.clone(),
+        envelope: envelope.clone(),
+        hotp: Arc::new(StepHotp),
+        crypto: Arc::new(CountingCrypto::default()),
+        clock: clock.clone(),
+        ids: Arc::new(SequentialIds::default()),
+    });
+    Fixture {
+        repo,
+        envelope,
+        clock,
+        service,
+    }
+}
+
+/// The code the stand-in HOTP gives for the secret the fixture's first enrolment draws
+/// (twenty bytes of 1) at the clock's current step.
+fn code_now(f: &Fixture) -> String {
+    let step = crate::step_at(f.clock.now(), TotpParams::default());
+    format!("{:06}", (step + 1) % 1_000_000)
+}
+
+async fn enrolled(f: &Fixture, u: &mut User) -> RecoveryCodes {
+    f.service.begin(u, &ctx()).await.unwrap();
+    let codes = f.service.confirm(u, &code_now(f), &ctx()).await.unwrap();
+    u.mfa_enabled = true;
+    f.clock.advance(chrono::Duration::seconds(30));
+    codes
+}
+
+#[tokio::test]
+async fn enrolment_returns_the_secret_once_and_stores_it_only_sealed_and_bound_to_the_user() {
+    let f = fixture();
+    let u = user(1);
+    let e = f.service.begin(&u, &ctx()).await.unwrap();
+    assert_eq!(e.secret.expose(), base32(&[1; 20]));
+    assert!(
+        e.otpauth_uri
+            .expose()
+            .starts_with("otpauth://totp/IncrementaCRM:ana%40example.com?secret=")
+    );
+    assert!(e.otpauth_uri.expose().contains("&issuer=IncrementaCRM"));
+    assert!(!format!("{e:?}").contains(e.secret.expose()));
+    let stored = f.repo.enrolment(u.company_id, u.id).await.unwrap().unwrap();
+    assert!(stored.confirmed_at.is_none());
+    assert!(!stored.secret.as_str().contains(&hex(&[1; 20])));
+    // Bound to this user: the same sealed value does not open as another user's secret.
+    let other = user(2);
+    assert!(
+        f.envelope
+            .open(&stored.secret, &MfaService::ad(&other))
+            .is_err()
+    );
+    assert_eq!(f.repo.actions(), ["mfa.enrolment_started"]);
+    let status = f.service.status(&u).await.unwrap();
+    assert!(status.pending && !status.enabled);
+}
+
+#[tokio::test]
+async fn confirmation_needs_a_valid_code_and_returns_ten_distinct_recovery_codes_stored_hashed() {
+    let f = fixture();
+    let mut u = user(1);
+    assert!(matches!(
+        f.service.confirm(&u, "123456", &ctx()).await,
+        Err(MfaError::NotPending)
+    ));
+    f.service.begin(&u, &ctx()).await.unwrap();
+    assert!(matches!(
+        f.service.confirm(&u, "000000", &ctx()).await,
+        Err(MfaError::InvalidCode)
+    ));
+    let codes = f.service.confirm(&u, &code_now(&f), &ctx()).await.unwrap();
+    assert_eq!(codes.0.len(), RECOVERY_CODE_COUNT);
+    let shown: std::collections::HashSet<&str> =
+        codes.0.iter().map(OneTimeSecret::expose).collect();
+    assert_eq!(shown.len(), RECOVERY_CODE_COUNT);
+    for code in &shown {
+        assert_eq!(code.len(), 19, "{code}");
+        assert!(normalize_recovery_code(code).is_some(), "{code}");
+    }
+    let stored = f.repo.stored_codes(u.id);
+    assert_eq!(stored.len(), RECOVERY_CODE_COUNT);
+    for code in &shown {
+        assert!(
+            !stored
+                .iter()
+                .any(|d| d.contains(code) || d.contains(&code.replace('-', "")))
+        );
+    }
+    assert!(!format!("{codes:?}").contains(codes.0[0].expose()));
+    assert_eq!(f.repo.actions(), ["mfa.enrolment_started", "mfa.enabled"]);
+    u.mfa_enabled = true;
+    let status = f.service.status(&u).await.unwrap();
+    assert_eq!(
+        status,
+        MfaStatus {
+            enabled: true,
+            pending: false,
+            recovery_codes_remaining: 10
+        }
+    );
+    assert!(matches!(
+        f.service.begin(&u, &ctx()).await,
+        Err(MfaError::AlreadyEnabled)
+    ));
+}
+
+#[tokio::test]
+async fn a_totp_code_works_once_and_drift_is_bounded() {
+    let f = fixture();
+    let mut u = user(1);
+    enrolled(&f, &mut u).await;
+    let code = code_now(&f);
+    assert_eq!(
+        f.service
+            .verify(&u, &SecondFactor::totp(&code), &ctx())
+            .await
+            .unwrap(),
+        FactorUsed::Totp
+    );
+    assert!(matches!(
+        f.service
+            .verify(&u, &SecondFactor::totp(&code), &ctx())
+            .await,
+        Err(MfaError::Replayed)
+    ));
+    // The next step's code (one step of drift ahead) is accepted; two steps ahead is not.
+    let step = crate::step_at(f.clock.now(), TotpParams::default());
+    let ahead = |n: u64| format!("{:06}", (step + n + 1) % 1_000_000);
+    assert!(matches!(
+        f.service
+            .verify(&u, &SecondFactor::totp(&ahead(2)), &ctx())
+            .await,
+        Err(MfaError::InvalidCode)
+    ));
+    assert!(
+        f.service
+            .verify(&u, &SecondFactor::totp(&ahead(1)), &ctx())
+            .await
+            .is_ok()
+    );
+    // Malformed codes are refused before any HMAC is computed.
+    assert!(matches!(
+        f.service
+            .verify(&u, &SecondFactor::totp("12"), &ctx())
+            .await,
+        Err(MfaError::InvalidCode)
+    ));
+}
+
+#[tokio::test]
+async fn the_confirmation_code_cannot_be_replayed_at_login() {
+    let f = fixture();
+    let mut u = user(1);
+    f.service.begin(&u, &ctx()).await.unwrap();
+    let code = code_now(&f);
+    f.service.confirm(&u, &code, &ctx()).await.unwrap();
+    u.mfa_enabled = true;
+    assert!(matches!(
+        f.service
+            .verify(&u, &SecondFactor::totp(&code), &ctx())
+            .await,
+        Err(MfaError::Replayed)
+    ));
+}
+
+#[tokio::test]
+async fn recovery_codes_are_one_time_and_forgiving_about_format() {
+    let f = fixture();
+    let mut u = user(1);
+    let codes = enrolled(&f, &mut u).await;
+    let first = codes.0[0].expose().to_owned();
+    let sloppy = first.replace('-', " ").to_uppercase();
+    assert_eq!(
+        f.service
+            .verify(&u, &SecondFactor::recovery_code(&sloppy), &ctx())
+            .await
+            .unwrap(),
+        FactorUsed::RecoveryCode { remaining: 9 }
+    );
+    assert!(matches!(
+        f.service
+            .verify(&u, &SecondFactor::recovery_code(&first), &ctx())
+            .await,
+        Err(MfaError::InvalidCode)
+    ));
+    for bad in [
+        "",
+        "not-a-code",
+        "abcd-efgh-ijkl-mnop-qrst",
+        "abcd-efgh-ijkl-mno1",
+    ] {
+        assert!(
+            matches!(
+                f.service
+                    .verify(&u, &SecondFactor::recovery_code(bad), &ctx())
+                    .await,
+                Err(MfaError::InvalidCode)
+            ),
+            "{bad}"
+        );
+    }
+    assert!(f.repo.actions().contains(&"mfa.recovery_code_used"));
+}
+
+#[tokio::test]
+async fn regenerating_voids_the_old_codes() {
+    let f = fixture();
+    let mut u = user(1);
+    let old = enrolled(&f, &mut u).await;
+    let new = f
+        .service
+        .regenerate_recovery_codes(&u, &ctx())
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.service
+            .verify(&u, &SecondFactor::recovery_code(old.0[1].expose()), &ctx())
+            .await,
+        Err(MfaError::InvalidCode)
+    ));
+    assert!(
+        f.service
+            .verify(&u, &SecondFactor::recovery_code(new.0[1].expose()), &ctx())
+            .await
+            .is_ok()
+    );
+    assert!(f.repo.actions().contains(&"mfa.recovery_codes_regenerated"));
+}
+
+#[tokio::test]
+async fn disabling_removes_the_factor_and_only_works_when_enabled() {
+    let f = fixture();
+    let mut u = user(1);
+    assert!(matches!(
+        f.service.disable(&u, &ctx()).await,
+        Err(MfaError::NotEnabled)
+    ));
+    assert!(matches!(
+        f.service.regenerate_recovery_codes(&u, &ctx()).await,
+        Err(MfaError::NotEnabled)
+    ));
+    enrolled(&f, &mut u).await;
+    f.service.disable(&u, &ctx()).await.unwrap();
+    assert!(matches!(
+        f.service
+            .verify(&u, &SecondFactor::totp(&code_now(&f)), &ctx())
+            .await,
+        Err(MfaError::NotEnabled)
+    ));
+    assert_eq!(f.repo.actions().last(), Some(&"mfa.disabled"));
+    assert_eq!(f.service.status(&u).await.unwrap(), MfaStatus::default());
+}
+
+#[tokio::test]
+async fn rewrap_reseals_every_secret_under_the_current_key() {
+    let f = fixture();
+    let mut a = user(1);
+    let mut b = user(2);
+    enrolled(&f, &mut a).await;
+    f.service.begin(&b, &ctx()).await.unwrap();
+    b.mfa_enabled = false;
+    assert_eq!(f.service.count_under(0).await.unwrap(), 2);
+    f.envelope.key.store(1, Ordering::SeqCst);
+    assert_eq!(f.service.rewrap(1).await.unwrap(), 2);
+    assert_eq!(f.service.count_under(0).await.unwrap(), 0);
+    assert_eq!(f.service.count_under(1).await.unwrap(), 2);
+    // Still the same secret: a's codes keep working.
+    assert!(
+        f.service
+            .verify(&a, &SecondFactor::totp(&code_now(&f)), &ctx())
+            .await
+            .is_ok()
+    );
+    assert_eq!(f.service.rewrap(10).await.unwrap(), 0);
+}
+
+#[test]
+fn second_factors_never_show_their_codes() {
+    let text = format!(
+        "{:?} {:?}",
+        SecondFactor::totp("123456"),
+        SecondFactor::recovery_code("abcd-efgh-ijkl-mnop")
+    );
+    assert!(!text.contains("123456") && !text.contains("abcd"), "{text}");
+}
