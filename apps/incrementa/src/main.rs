@@ -79,7 +79,7 @@ fn init_logging(filter: &str) {
 /// The `keys` commands. Results go to standard output, progress to standard error.
 #[allow(clippy::print_stdout)] // a command-line tool's answer
 async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
-    let (vault, mut ring, source) = startup::vault_for_cli(settings)
+    let (vault, mfa, mut ring, source) = startup::vault_for_cli(settings)
         .await
         .map_err(|e| e.to_string())?;
     let file = || {
@@ -93,12 +93,13 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
         KeysCommand::List => {
             for id in ring.ids() {
                 let used = vault.count_under(id).await.map_err(|e| e.to_string())?;
+                let secrets = mfa.count_under(id).await.map_err(|e| e.to_string())?;
                 let newest = if id == ring.current_id() {
                     " (newest: new values are sealed with it)"
                 } else {
                     ""
                 };
-                println!("key {id}: {used} stored credentials{newest}");
+                println!("key {id}: {used} stored credentials, {secrets} TOTP secrets{newest}");
             }
         }
         KeysCommand::Rotate => {
@@ -120,8 +121,12 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
                 })
                 .await
                 .map_err(|e| e.to_string())?;
+            let secrets = mfa
+                .rewrap(u32::try_from(batch).unwrap_or(u32::MAX))
+                .await
+                .map_err(|e| e.to_string())?;
             println!(
-                "rewrap finished: {} credentials now under key {}, {} skipped",
+                "rewrap finished: {} credentials and {secrets} TOTP secrets now under key {}, {} skipped",
                 done.rewrapped,
                 ring.current_id(),
                 done.skipped
@@ -130,6 +135,12 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
         KeysCommand::Retire { id } => {
             let path = file()?;
             vault.check_retirable(id).await.map_err(|e| e.to_string())?;
+            let secrets = mfa.count_under(id).await.map_err(|e| e.to_string())?;
+            if secrets > 0 {
+                return Err(format!(
+                    "{secrets} TOTP secrets are sealed with key {id}: run `incrementa keys rewrap` first"
+                ));
+            }
             let audit = startup::audit_for_cli(settings)
                 .await
                 .map_err(|e| e.to_string())?;

@@ -158,6 +158,25 @@ pub fn vault_service(
     )
 }
 
+/// MFA wired to the store, the keyring's envelope (TOTP secrets are sealed like fiscal
+/// credentials, MFA-4), HMAC-SHA-1 and the OS random generator.
+#[must_use]
+pub fn mfa_service(
+    keyring: &Keyring,
+    store: &Arc<SeaStore>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn kernel::IdGenerator>,
+) -> mfa::MfaService {
+    mfa::MfaService::new(mfa::MfaPorts {
+        repo: store.clone(),
+        envelope: Arc::new(AesCtrHmacEnvelope::new(keyring)),
+        hotp: Arc::new(crypto::HmacSha1Otp),
+        crypto: Arc::new(crypto::MfaRandom),
+        clock,
+        ids,
+    })
+}
+
 /// The daily retention purge (AUD-5) and the purge of stale login throttle state: a minute after
 /// start, then every 24 hours. Several
 /// processes may run it: a purge is one transaction per chain and idempotent.
@@ -225,12 +244,13 @@ pub async fn audit_for_cli(settings: &Settings) -> Result<audit::AuditService, S
 /// Key or database errors.
 pub async fn vault_for_cli(
     settings: &Settings,
-) -> Result<(vault::VaultService, Keyring, KeySource), StartupError> {
+) -> Result<(vault::VaultService, mfa::MfaService, Keyring, KeySource), StartupError> {
     let (ring, source) = keyring(settings)?;
     let db = database(settings).await?;
     let store = Arc::new(SeaStore::new(db, Arc::new(HmacChain::new(&ring))));
     let vault = vault_service(&ring, &store, Arc::new(SystemClock), Arc::new(RandomIds));
-    Ok((vault, ring, source))
+    let mfa = mfa_service(&ring, &store, Arc::new(SystemClock), Arc::new(RandomIds));
+    Ok((vault, mfa, ring, source))
 }
 
 struct DbReadiness(DatabaseConnection);
@@ -352,6 +372,7 @@ impl Application {
             touch_interval: Duration::minutes(1),
             throttle: ThrottlePolicy::default(),
         };
+        let mfa = mfa_service(&keyring, &store, clock.clone(), ids.clone());
         let sessions = SessionService::new(
             SessionPorts {
                 accounts: store.clone(),
@@ -362,6 +383,7 @@ impl Application {
                 audit: store.clone(),
                 clock: clock.clone(),
                 ids: ids.clone(),
+                mfa: Arc::new(mfa.clone()),
             },
             Arc::new(RateLimiter::new(
                 settings.rate_limit_per_ip,
@@ -381,6 +403,7 @@ impl Application {
             sessions,
             ownership,
             vault,
+            mfa,
             audit,
             readiness: Arc::new(DbReadiness(db)),
         };

@@ -96,6 +96,23 @@ impl FromRequest for Auth {
     }
 }
 
+/// The routes a session restricted to MFA enrolment (MFA-2) may call: enrol, see itself and its
+/// sessions, log out. Everything else answers 403 `mfa_enrolment_required`.
+pub const OPEN_DURING_MFA_ENROLMENT: &[(&str, &str)] = &[
+    ("GET", "/v1/me"),
+    ("GET", "/v1/me/mfa"),
+    ("POST", "/v1/me/mfa/totp"),
+    ("POST", "/v1/me/mfa/totp/confirm"),
+    ("GET", "/v1/sessions"),
+    ("DELETE", "/v1/sessions/current"),
+];
+
+fn open_during_mfa_enrolment(method: &actix_web::http::Method, path: &str) -> bool {
+    OPEN_DURING_MFA_ENROLMENT
+        .iter()
+        .any(|(m, p)| *m == method.as_str() && *p == path)
+}
+
 fn bearer(req: &ServiceRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -120,6 +137,17 @@ pub(crate) async fn guard(
         Ok(auth) => auth,
         Err(e) => return Ok(req.error_response(ApiError::from(e))),
     };
+    if auth.actor.mfa_enrolment_only && !open_during_mfa_enrolment(req.method(), path) {
+        let ctx = context_of(req.request());
+        if let Err(e) = state
+            .sessions
+            .record_denied(&auth.actor, path, "mfa_enrolment_required", path, &ctx)
+            .await
+        {
+            return Ok(req.error_response(ApiError::from(e)));
+        }
+        return Ok(req.error_response(ApiError::mfa_enrolment_required()));
+    }
     if let Some(permission) = access.permission()
         && !authorize(&auth.actor, permission, Scope::Company).is_allowed()
     {

@@ -26,6 +26,15 @@ pub(crate) struct SignupBody {
 pub(crate) struct LoginBody {
     pub email: String,
     pub password: SecretString,
+    #[serde(default)]
+    pub totp_code: Option<SecretString>,
+    #[serde(default)]
+    pub recovery_code: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ConfirmMfaBody {
+    pub code: SecretString,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +64,8 @@ pub(crate) struct UserPatchBody {
 #[derive(Debug, Deserialize)]
 pub(crate) struct ReauthenticateBody {
     pub password: SecretString,
+    #[serde(default)]
+    pub totp_code: Option<SecretString>,
 }
 
 #[derive(Debug, Deserialize)]

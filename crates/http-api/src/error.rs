@@ -74,6 +74,17 @@ impl ApiError {
         )
     }
 
+    /// 403 for a session that must enrol MFA before anything else (MFA-2).
+    #[must_use]
+    pub fn mfa_enrolment_required() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "mfa_enrolment_required",
+            "MFA enrolment required",
+            "your company requires MFA for your role: enrol with POST /v1/me/mfa/totp and confirm it",
+        )
+    }
+
     /// 404, also for another company's ids.
     #[must_use]
     pub fn not_found() -> Self {
@@ -302,8 +313,56 @@ impl From<SessionError> for ApiError {
                 "Re-authentication failed",
                 "the password is not correct; the session is still valid",
             ),
+            SessionError::MfaRequired => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "mfa_required",
+                "Second factor required",
+                "send totp_code (or recovery_code when logging in)",
+            ),
+            SessionError::MfaInvalid => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "mfa_invalid",
+                "Invalid second factor",
+                "the code is wrong, expired or already used",
+            ),
             SessionError::NotFound => Self::not_found(),
             SessionError::Internal(_) => {
+                log_internal(&err);
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<mfa::MfaError> for ApiError {
+    fn from(err: mfa::MfaError) -> Self {
+        use mfa::MfaError;
+        match err {
+            MfaError::AlreadyEnabled => Self::new(
+                StatusCode::CONFLICT,
+                "mfa_already_enabled",
+                "MFA already enabled",
+                "disable MFA (with step-up) before enrolling another device",
+            ),
+            MfaError::NotPending => Self::new(
+                StatusCode::CONFLICT,
+                "mfa_not_pending",
+                "No enrolment pending",
+                "start with POST /v1/me/mfa/totp",
+            ),
+            MfaError::NotEnabled => Self::new(
+                StatusCode::CONFLICT,
+                "mfa_not_enabled",
+                "MFA not enabled",
+                "enrol with POST /v1/me/mfa/totp first",
+            ),
+            MfaError::InvalidCode | MfaError::Replayed => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "mfa_invalid",
+                "Invalid code",
+                "the code is wrong, expired or already used",
+            ),
+            MfaError::Internal(_) => {
                 log_internal(&err);
                 Self::internal()
             }

@@ -12,6 +12,7 @@ mod auth;
 mod dto;
 mod error;
 mod handlers;
+pub mod qr;
 pub mod routes;
 
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use actix_web::{App, middleware, web};
 use async_trait::async_trait;
 use sessions::SessionService;
 
-pub use auth::{Auth, ClientContext};
+pub use auth::{Auth, ClientContext, OPEN_DURING_MFA_ENROLMENT};
 pub use error::ApiError;
 pub use routes::{Access, RouteDecl};
 
@@ -52,6 +53,8 @@ pub struct ApiState {
     pub ownership: OwnershipService,
     /// The fiscal vault.
     pub vault: vault::VaultService,
+    /// Multi-factor authentication.
+    pub mfa: mfa::MfaService,
     /// The audit log.
     pub audit: audit::AuditService,
     /// Readiness probe.

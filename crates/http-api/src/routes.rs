@@ -5,7 +5,7 @@ use actix_web::{FromRequest, Handler, Responder, middleware, web};
 use rbac::Permission;
 
 use crate::auth::guard;
-use crate::handlers::{audit, company, fiscal, me, ops, ownership, sessions, signup, users};
+use crate::handlers::{audit, company, fiscal, me, mfa, ops, ownership, sessions, signup, users};
 
 /// What a route requires of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +91,11 @@ pub fn declare<S: RouteSink>(r: &mut S) {
     r.add(Method::DELETE, "/v1/sessions/{id}",                       Authenticated,        sessions::revoke);
     r.add(Method::GET,    "/v1/me",                                  Authenticated,        me::me);
     r.add(Method::PUT,    "/v1/me/password",                         Authenticated,        me::change_password);
+    r.add(Method::GET,    "/v1/me/mfa",                              Authenticated,        mfa::status);
+    r.add(Method::POST,   "/v1/me/mfa/totp",                         Authenticated,        mfa::begin);
+    r.add(Method::POST,   "/v1/me/mfa/totp/confirm",                 Authenticated,        mfa::confirm);
+    r.add(Method::DELETE, "/v1/me/mfa/totp",                         AuthenticatedStepUp,  mfa::disable);
+    r.add(Method::POST,   "/v1/me/mfa/recovery-codes",               AuthenticatedStepUp,  mfa::regenerate_recovery_codes);
     r.add(Method::GET,    "/v1/users",                               P(UsersRead),         users::list);
     r.add(Method::POST,   "/v1/users",                               P(UsersManage),       users::create);
     r.add(Method::GET,    "/v1/users/{id}",                          P(UsersRead),         users::get);
@@ -195,6 +200,9 @@ fn note(method: &Method, path: &str) -> &'static str {
         "/v1/ownership-transfers/{id}/accept" => "the receiving user only",
         "/v1/ownership-transfers/{id}/cancel" => "either party only",
         "/v1/sessions/{id}" => "own sessions only",
+        "/v1/me/mfa/totp" if method == Method::POST => {
+            "the only routes (with `GET /v1/me`, `GET /v1/me/mfa`, `GET /v1/sessions` and logout) open to an Owner/Admin who must enrol (MFA-2)"
+        }
         _ => "",
     }
 }
@@ -264,6 +272,18 @@ mod tests {
                 r.method,
                 r.path
             );
+        }
+    }
+
+    #[test]
+    fn the_routes_open_during_mfa_enrolment_exist_and_need_no_permission() {
+        let table = table();
+        for (method, path) in crate::OPEN_DURING_MFA_ENROLMENT {
+            let route = table
+                .iter()
+                .find(|r| r.method.as_str() == *method && r.path == *path)
+                .unwrap_or_else(|| panic!("{method} {path} is not a route"));
+            assert_eq!(route.access, Access::Authenticated, "{method} {path}");
         }
     }
 

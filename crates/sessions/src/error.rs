@@ -16,6 +16,12 @@ pub enum SessionError {
     /// The password given to re-authenticate is wrong (the session stays valid).
     #[error("the password is not correct")]
     ReauthenticationFailed,
+    /// The user has MFA (or must send a code) and sent none (MFA-1).
+    #[error("a second factor is required")]
+    MfaRequired,
+    /// The TOTP or recovery code is wrong, expired or already used (MFA-1, MFA-4).
+    #[error("the second factor is not valid")]
+    MfaInvalid,
     /// No such session among the actor's own.
     #[error("not found")]
     NotFound,

@@ -18,7 +18,7 @@ mod throttle;
 
 pub use error::SessionError;
 pub use model::{
-    AuthRecord, LoginOutcome, NewSession, Session, SessionToken, SessionView, TokenHash,
+    AuthRecord, LoginOutcome, MfaNotice, NewSession, Session, SessionToken, SessionView, TokenHash,
 };
 pub use ports::{LoginThrottle, SessionStore, TokenIssuer};
 pub use service::{Authenticated, SessionConfig, SessionPorts, SessionService};

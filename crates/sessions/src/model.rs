@@ -69,6 +69,8 @@ pub struct NewSession {
     pub ip: Option<IpAddr>,
     /// Client user agent at login.
     pub user_agent: Option<String>,
+    /// MFA-2: the user must enrol MFA before this session may do anything else.
+    pub mfa_enrolment_only: bool,
 }
 
 /// A stored session.
@@ -98,6 +100,8 @@ pub struct Session {
     pub revoked_reason: Option<String>,
     /// Last explicit re-authentication (step-up), if any.
     pub reauthenticated_at: Option<Timestamp>,
+    /// MFA-2: opened by an Owner or Admin who must enrol MFA first.
+    pub mfa_enrolment_only: bool,
 }
 
 impl Session {
@@ -126,6 +130,10 @@ pub struct LoginOutcome {
     pub session: Session,
     /// Sessions revoked because of the cap (SES-1), oldest first.
     pub revoked_session_ids: Vec<SessionId>,
+    /// What the user must do about MFA (MFA-2), if anything.
+    pub mfa_notice: Option<MfaNotice>,
+    /// The second factor used, if any.
+    pub factor: Option<mfa::FactorUsed>,
 }
 
 /// One line of `GET /v1/sessions`.
@@ -135,4 +143,13 @@ pub struct SessionView {
     pub session: Session,
     /// Whether it is the one making the request.
     pub current: bool,
+}
+
+/// MFA-2 at login: what an Owner or Admin without MFA must do under the company's policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaNotice {
+    /// In the grace period: enrol before this instant (a reminder; the session is normal).
+    EnrolBy(Timestamp),
+    /// The grace period is over: this session may only enrol MFA.
+    EnrolmentRequired,
 }

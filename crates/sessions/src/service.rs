@@ -4,16 +4,17 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use accounts::{
-    AccountRepository, Email, Password, PasswordCheck, PasswordHasher, PasswordPolicy,
+    AccountRepository, Company, Email, Password, PasswordCheck, PasswordHasher, PasswordPolicy,
     RevocationReason, SessionRevocation, User,
 };
 use audit::{Action, AuditRecord, AuditSink, Outcome};
 use chrono::Duration;
 use kernel::{Clock, IdGenerator, RateLimiter, RequestContext, SessionId};
-use rbac::Actor;
+use mfa::{FactorUsed, MfaError, MfaService, SecondFactor};
+use rbac::{Actor, Role};
 
 use crate::{
-    LoginOutcome, LoginThrottle, NewSession, SessionError, SessionStore, SessionView,
+    LoginOutcome, LoginThrottle, MfaNotice, NewSession, SessionError, SessionStore, SessionView,
     ThrottlePolicy, TokenIssuer,
 };
 
@@ -67,6 +68,7 @@ pub struct SessionService {
     audit: Arc<dyn AuditSink>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
+    mfa: Arc<MfaService>,
     ip_failures: Arc<RateLimiter<IpAddr>>,
     config: SessionConfig,
 }
@@ -98,6 +100,8 @@ pub struct SessionPorts {
     pub clock: Arc<dyn Clock>,
     /// Ids.
     pub ids: Arc<dyn IdGenerator>,
+    /// The second factor (MFA-1..4).
+    pub mfa: Arc<MfaService>,
 }
 
 impl SessionService {
@@ -118,6 +122,7 @@ impl SessionService {
             audit: ports.audit,
             clock: ports.clock,
             ids: ports.ids,
+            mfa: ports.mfa,
             ip_failures,
             config,
         }
@@ -133,15 +138,34 @@ impl SessionService {
         AuditRecord::new(self.ids.new_id(), self.clock.now(), action, outcome, ctx)
     }
 
-    /// Logs a user in (SES-1..3, OPS-4). Unknown email, wrong password and deactivated user get
-    /// the same error after the same work; every attempt is audited (AUD-1).
+    /// Logs a user in with the password alone: [`Self::login_with`] without a second factor.
     ///
     /// # Errors
-    /// `InvalidCredentials`, `RateLimited`, `Internal`.
+    /// As [`Self::login_with`].
     pub async fn login(
         &self,
         email: &str,
         password: &Password,
+        ctx: &RequestContext,
+    ) -> Result<LoginOutcome, SessionError> {
+        self.login_with(email, password, None, ctx).await
+    }
+
+    /// Logs a user in (SES-1..3, OPS-4, MFA-1, MFA-2). Unknown email, wrong password and
+    /// deactivated user get the same error after the same work; every attempt is audited
+    /// (AUD-1). A user with MFA must also send a TOTP code or a recovery code: without one the
+    /// answer is `MfaRequired` (not counted as a failure: it is the normal first step), and a
+    /// wrong or replayed one counts towards the throttle like a wrong password. An Owner or
+    /// Admin without MFA under a company policy past its grace period gets a session that may
+    /// only enrol.
+    ///
+    /// # Errors
+    /// `InvalidCredentials`, `MfaRequired`, `MfaInvalid`, `RateLimited`, `Internal`.
+    pub async fn login_with(
+        &self,
+        email: &str,
+        password: &Password,
+        second: Option<&SecondFactor>,
         ctx: &RequestContext,
     ) -> Result<LoginOutcome, SessionError> {
         let now = self.clock.now();
@@ -173,13 +197,31 @@ impl SessionService {
         };
         match (user, check) {
             (Some(user), PasswordCheck::Match { needs_rehash }) if user.active => {
+                let factor = if user.mfa_enabled {
+                    let failure = |reason: &str| {
+                        self.record(Action::SESSION_LOGIN, Outcome::Failure, ctx)
+                            .company(user.company_id)
+                            .actor(user.id)
+                            .target("user", user.id)
+                            .details(serde_json::json!({ "reason": reason, "email": user.email.as_str() }))
+                    };
+                    Some(
+                        self.second_factor(&user, second, &key, ctx, failure)
+                            .await?,
+                    )
+                } else {
+                    None
+                };
                 self.throttle.reset(&key).await?;
                 let user = if needs_rehash {
                     self.upgrade_hash(user, password, ctx).await?
                 } else {
                     user
                 };
-                self.open_session(&user, ctx).await
+                let company = self.accounts.company(user.company_id).await?;
+                let notice = mfa_notice(&user, company.as_ref(), now);
+                self.open_session(&user, company.as_ref(), notice, factor, ctx)
+                    .await
             }
             (user, check) => {
                 let reason = match (&user, check) {
@@ -252,13 +294,47 @@ impl SessionService {
         Ok(user)
     }
 
+    /// Checks the second factor of a user with MFA; failures are audited with `failure(reason)`
+    /// and, when a code was wrong, counted towards the throttle of `key`.
+    async fn second_factor(
+        &self,
+        user: &User,
+        second: Option<&SecondFactor>,
+        key: &str,
+        ctx: &RequestContext,
+        failure: impl Fn(&str) -> AuditRecord,
+    ) -> Result<FactorUsed, SessionError> {
+        let Some(second) = second else {
+            self.audit.record(failure("mfa_required")).await?;
+            return Err(SessionError::MfaRequired);
+        };
+        let reason = match self.mfa.verify(user, second, ctx).await {
+            Ok(used) => return Ok(used),
+            Err(MfaError::InvalidCode) => "mfa_invalid",
+            Err(MfaError::Replayed) => "mfa_replayed",
+            // `mfa_enabled` without an enrolment, or storage trouble: fail closed.
+            Err(e) => return Err(SessionError::internal(e)),
+        };
+        let now = self.clock.now();
+        self.throttle
+            .record_failure(key, now, self.config.throttle)
+            .await?;
+        if let Some(ip) = ctx.ip {
+            self.ip_failures.hit(&ip, now);
+        }
+        self.audit.record(failure(reason)).await?;
+        Err(SessionError::MfaInvalid)
+    }
+
     async fn open_session(
         &self,
         user: &User,
+        company: Option<&Company>,
+        mfa_notice: Option<MfaNotice>,
+        factor: Option<FactorUsed>,
         ctx: &RequestContext,
     ) -> Result<LoginOutcome, SessionError> {
         let now = self.clock.now();
-        let company = self.accounts.company(user.company_id).await?;
         let cap = company
             .and_then(|c| c.session_limit)
             .unwrap_or(self.config.default_cap)
@@ -274,13 +350,22 @@ impl SessionService {
             expires_at: now + self.config.absolute_lifetime,
             ip: ctx.ip,
             user_agent: ctx.user_agent.clone(),
+            mfa_enrolment_only: mfa_notice == Some(MfaNotice::EnrolmentRequired),
         };
         let login_audit = self
             .record(Action::SESSION_LOGIN, Outcome::Success, ctx)
             .company(user.company_id)
             .actor(user.id)
             .target("session", id)
-            .details(serde_json::json!({ "role": user.role.as_str() }));
+            .details(serde_json::json!({
+                "role": user.role.as_str(),
+                "second_factor": match factor {
+                    Some(FactorUsed::Totp) => "totp",
+                    Some(FactorUsed::RecoveryCode { .. }) => "recovery_code",
+                    None => "none",
+                },
+                "mfa_enrolment_only": mfa_notice == Some(MfaNotice::EnrolmentRequired),
+            }));
         let revocation = SessionRevocation {
             at: now,
             reason: RevocationReason::SessionLimit,
@@ -298,6 +383,8 @@ impl SessionService {
             token,
             session,
             revoked_session_ids,
+            mfa_notice,
+            factor,
         })
     }
 
@@ -340,6 +427,12 @@ impl SessionService {
             user.permissions(),
         )
         .reauthenticated(session.reauthenticated_at);
+        // MFA-2: the restriction lifts as soon as the user has enrolled.
+        let actor = if session.mfa_enrolment_only && !user.mfa_enabled {
+            actor.restricted_to_mfa_enrolment()
+        } else {
+            actor
+        };
         Ok(Authenticated {
             actor,
             user: record.user,
@@ -364,16 +457,32 @@ impl SessionService {
         actor.has_step_up(self.clock.now())
     }
 
-    /// Explicit re-authentication of the current session with the password (MFA-3): opens the
-    /// 5-minute step-up window and returns when it closes. Failures count towards the account's
-    /// login throttle, so a stolen session cannot be used to guess the password.
+    /// Re-authentication with the password alone: [`Self::reauthenticate_with`] without a code.
     ///
     /// # Errors
-    /// `ReauthenticationFailed`, `RateLimited`, `Unauthenticated` (user vanished), `Internal`.
+    /// As [`Self::reauthenticate_with`].
     pub async fn reauthenticate(
         &self,
         actor: &Actor,
         password: &Password,
+        ctx: &RequestContext,
+    ) -> Result<kernel::Timestamp, SessionError> {
+        self.reauthenticate_with(actor, password, None, ctx).await
+    }
+
+    /// Explicit re-authentication of the current session (MFA-3): the password, plus a TOTP code
+    /// when the user has MFA. Opens the 5-minute step-up window and returns when it closes.
+    /// Failures count towards the account's login throttle, so a stolen session cannot be used
+    /// to guess the password or the code.
+    ///
+    /// # Errors
+    /// `ReauthenticationFailed`, `MfaRequired`, `MfaInvalid`, `RateLimited`, `Unauthenticated`
+    /// (user vanished), `Internal`.
+    pub async fn reauthenticate_with(
+        &self,
+        actor: &Actor,
+        password: &Password,
+        totp_code: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<kernel::Timestamp, SessionError> {
         let now = self.clock.now();
@@ -415,6 +524,14 @@ impl SessionService {
                 )
                 .await?;
             return Err(SessionError::ReauthenticationFailed);
+        }
+        if user.mfa_enabled {
+            let second = totp_code.map(SecondFactor::totp);
+            let failure = |reason: &str| {
+                base(Outcome::Failure).details(serde_json::json!({ "reason": reason }))
+            };
+            self.second_factor(&user, second.as_ref(), &key, ctx, failure)
+                .await?;
         }
         self.throttle.reset(&key).await?;
         self.store
@@ -522,6 +639,21 @@ impl SessionService {
             other => other,
         }
     }
+}
+
+/// MFA-2: what an Owner or Admin without MFA must do under the company's policy at `now`.
+fn mfa_notice(user: &User, company: Option<&Company>, now: kernel::Timestamp) -> Option<MfaNotice> {
+    if user.mfa_enabled || !matches!(user.role, Role::Owner | Role::Admin) {
+        return None;
+    }
+    let profile = &company?.profile;
+    if !profile.mfa_required {
+        return None;
+    }
+    Some(match profile.mfa_grace_until {
+        Some(until) if now < until => MfaNotice::EnrolBy(until),
+        _ => MfaNotice::EnrolmentRequired,
+    })
 }
 
 /// The throttle key of a login attempt: the normalized email, so unknown and known emails are

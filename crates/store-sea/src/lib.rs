@@ -12,6 +12,7 @@
 mod accounts_repo;
 mod audit_repo;
 mod entity;
+mod mfa_repo;
 mod migration;
 mod ownership_repo;
 mod sessions_repo;

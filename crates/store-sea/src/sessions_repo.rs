@@ -32,6 +32,7 @@ fn to_session(m: session::Model) -> Session {
         revoked_at: m.revoked_at,
         revoked_reason: m.revoked_reason,
         reauthenticated_at: m.reauthenticated_at,
+        mfa_enrolment_only: m.mfa_enrolment_only,
     }
 }
 
@@ -118,6 +119,7 @@ impl SessionStore for SeaStore {
             revoked_at: Set(None),
             revoked_reason: Set(None),
             reauthenticated_at: Set(None),
+            mfa_enrolment_only: Set(new.mfa_enrolment_only),
         };
         session::Entity::insert(row)
             .exec_without_returning(&txn)
@@ -140,6 +142,7 @@ impl SessionStore for SeaStore {
             revoked_at: None,
             revoked_reason: None,
             reauthenticated_at: None,
+            mfa_enrolment_only: new.mfa_enrolment_only,
         };
         Ok((session, revoked))
     }

@@ -33,9 +33,37 @@ async fn rotate_rewrap_retire() {
     let [(_, owner), _, _, _] = app.company_with_roles("").await;
     app.reauth(&owner).await;
     let id = app.upload_fixture(&owner, "csd_valid").await;
+    // A TOTP secret is sealed with the same keyring (MFA-4): rotation must carry it along.
+    let r = app
+        .call("POST", "/v1/me/mfa/totp", Some(&owner), None)
+        .await;
+    assert_eq!(r.status, 201, "{}", r.raw);
+    let secret = mfa::base32_decode(r.body["secret"].as_str().unwrap()).unwrap();
+    let code_at = |offset: i64| {
+        use kernel::Clock as _;
+        let at = kernel::SystemClock.now() + chrono::Duration::seconds(offset);
+        mfa::code_at(
+            &crypto::HmacSha1Otp,
+            &secret,
+            at,
+            mfa::TotpParams::default(),
+        )
+    };
+    let r = app
+        .call(
+            "POST",
+            "/v1/me/mfa/totp/confirm",
+            Some(&owner),
+            Some(json!({ "code": code_at(0) })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.raw);
 
     let (ok, out) = keys(&app, &["list"]);
-    assert!(ok && out.contains("key 1: 1 stored credentials"), "{out}");
+    assert!(
+        ok && out.contains("key 1: 1 stored credentials, 1 TOTP secrets"),
+        "{out}"
+    );
     let (ok, out) = keys(&app, &["retire", "1"]);
     assert!(!ok && out.contains("newest"), "{out}");
 
@@ -50,10 +78,13 @@ async fn rotate_rewrap_retire() {
     assert!(!ok && out.contains("still use key 1"), "{out}");
 
     let (ok, out) = keys(&app, &["rewrap"]);
-    assert!(ok && out.contains("1 credentials now under key 2"), "{out}");
+    assert!(
+        ok && out.contains("1 credentials and 1 TOTP secrets now under key 2"),
+        "{out}"
+    );
     let (ok, out) = keys(&app, &["rewrap"]);
     assert!(
-        ok && out.contains("0 credentials now under key 2"),
+        ok && out.contains("0 credentials and 0 TOTP secrets now under key 2"),
         "idempotent: {out}"
     );
     // The credential no longer needs key 1, but the audit chain's records made so far do.
@@ -72,7 +103,8 @@ async fn rotate_rewrap_retire() {
     assert!(ok, "{out}");
     let (ok, out) = keys(&app, &["list"]);
     assert!(
-        ok && out.contains("key 2: 1 stored credentials") && !out.contains("key 1:"),
+        ok && out.contains("key 2: 1 stored credentials, 1 TOTP secrets")
+            && !out.contains("key 1:"),
         "{out}"
     );
 
@@ -89,6 +121,13 @@ async fn rotate_rewrap_retire() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+    // The re-sealed TOTP secret still opens: the next step's code logs in.
+    let mut login = client
+        .post(format!("{base}/v1/sessions"))
+        .send_json(&json!({ "email": "owner@example.com", "password": PASSWORD, "totp_code": code_at(30) }))
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 201, "{:?}", login.body().await);
     let body: serde_json::Value = res.json().await.unwrap();
     assert!(
         crypto::verify_signature(

@@ -16,6 +16,7 @@ mod keys;
 mod matrix;
 mod ownership;
 mod rbac;
+mod second_factor;
 mod sessions;
 mod signup;
 mod tenancy;

@@ -22,6 +22,14 @@ fn probe(method: &str, path: &str, ids: &Ids) -> (String, Option<Value>) {
             (path.into(), Some(json!({ "password": "Wrong#Probe2026" })))
         }
         ("DELETE", "/v1/sessions/{id}") => (p(path), None),
+        ("GET", "/v1/me/mfa") => (path.into(), None),
+        // Starts (or restarts) a pending enrolment: it protects nothing until confirmed.
+        ("POST", "/v1/me/mfa/totp") => (path.into(), None),
+        ("POST", "/v1/me/mfa/totp/confirm") => (path.into(), Some(json!({ "code": "bad" }))),
+        // Nobody here has MFA: 409 once authorized.
+        ("DELETE", "/v1/me/mfa/totp") | ("POST", "/v1/me/mfa/recovery-codes") => {
+            (path.into(), None)
+        }
         ("PUT", "/v1/me/password") => (
             path.into(),
             Some(

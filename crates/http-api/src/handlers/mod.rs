@@ -4,6 +4,7 @@ pub(crate) mod audit;
 pub(crate) mod company;
 pub(crate) mod fiscal;
 pub(crate) mod me;
+pub(crate) mod mfa;
 pub(crate) mod ops;
 pub(crate) mod ownership;
 pub(crate) mod sessions;

@@ -1,8 +1,11 @@
 use accounts::Password;
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use kernel::SessionId;
+use mfa::SecondFactor;
 use secrecy::ExposeSecret;
 use serde_json::json;
+use sessions::MfaNotice;
 
 use crate::dto::{Items, LoginBody, NewSessionDto, SessionDto};
 use crate::{ApiError, ApiState, Auth, ClientContext};
@@ -14,12 +17,53 @@ pub(crate) async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let password = Password::new(body.password.expose_secret());
-    let outcome = state.sessions.login(&body.email, &password, &ctx.0).await?;
-    Ok(HttpResponse::Created().json(json!({
-        "token": outcome.token.expose(),
-        "session": NewSessionDto::from(&outcome.session),
-        "revoked_session_ids": outcome.revoked_session_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    })))
+    let second = match (&body.totp_code, &body.recovery_code) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                "Malformed request",
+                "send either totp_code or recovery_code, not both",
+            ));
+        }
+        (Some(code), None) => Some(SecondFactor::totp(code.expose_secret())),
+        (None, Some(code)) => Some(SecondFactor::recovery_code(code.expose_secret())),
+        (None, None) => None,
+    };
+    let outcome = state
+        .sessions
+        .login_with(&body.email, &password, second.as_ref(), &ctx.0)
+        .await?;
+    let mut answer = serde_json::Map::new();
+    answer.insert("token".into(), json!(outcome.token.expose()));
+    answer.insert(
+        "session".into(),
+        json!(NewSessionDto::from(&outcome.session)),
+    );
+    answer.insert(
+        "revoked_session_ids".into(),
+        json!(
+            outcome
+                .revoked_session_ids
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        ),
+    );
+    // MFA-2: tell an Owner or Admin without MFA what the company's policy asks of it.
+    match outcome.mfa_notice {
+        Some(MfaNotice::EnrolBy(until)) => {
+            answer.insert("mfa_enrolment_due".into(), json!(crate::dto::ts(until)));
+        }
+        Some(MfaNotice::EnrolmentRequired) => {
+            answer.insert("mfa_enrolment_required".into(), json!(true));
+        }
+        None => {}
+    }
+    if let Some(mfa::FactorUsed::RecoveryCode { remaining }) = outcome.factor {
+        answer.insert("recovery_codes_remaining".into(), json!(remaining));
+    }
+    Ok(HttpResponse::Created().json(answer))
 }
 
 pub(crate) async fn list(state: web::Data<ApiState>, auth: Auth) -> Result<HttpResponse, ApiError> {
@@ -57,10 +101,16 @@ pub(crate) async fn reauthenticate(
     ctx: ClientContext,
     body: web::Json<crate::dto::ReauthenticateBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let password = Password::new(body.into_inner().password.expose_secret());
+    let body = body.into_inner();
+    let password = Password::new(body.password.expose_secret());
     let until = state
         .sessions
-        .reauthenticate(auth.actor(), &password, &ctx.0)
+        .reauthenticate_with(
+            auth.actor(),
+            &password,
+            body.totp_code.as_ref().map(ExposeSecret::expose_secret),
+            &ctx.0,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "reauthenticated_until": crate::dto::ts(until) })))
 }

@@ -58,6 +58,7 @@ fn session(revoked: bool, last_seen: Timestamp) -> Session {
         revoked_at: revoked.then(t0),
         revoked_reason: None,
         reauthenticated_at: None,
+        mfa_enrolment_only: false,
     }
 }
 
@@ -108,6 +109,15 @@ impl Parts {
                 audit: Arc::new(self.audit),
                 clock: self.clock,
                 ids: Arc::new(SequentialIds::default()),
+                // These users have no MFA: any call into it fails the test.
+                mfa: Arc::new(mfa::MfaService::new(mfa::MfaPorts {
+                    repo: Arc::new(mfa::MockMfaRepository::new()),
+                    envelope: Arc::new(vault::MockEnvelope::new()),
+                    hotp: Arc::new(mfa::MockHotp::new()),
+                    crypto: Arc::new(mfa::MockMfaCrypto::new()),
+                    clock: Arc::new(ManualClock::new(t0())),
+                    ids: Arc::new(SequentialIds::default()),
+                })),
             },
             Arc::new(RateLimiter::new(self.ip_limit, Duration::hours(1), 1000)),
             SessionConfig::default(),
@@ -515,4 +525,58 @@ async fn logout_revokes_the_current_session_with_a_logout_record() {
         Role::Vendor.default_permissions(),
     );
     p.build().logout(&actor, &ctx()).await.unwrap();
+}
+
+fn company_with_policy(required: bool, grace_until: Option<Timestamp>) -> Company {
+    let mut c = Company {
+        id: company_id(),
+        name: CompanyName::parse("X").unwrap(),
+        rfc: None,
+        session_limit: None,
+        profile: accounts::CompanyProfile::default(),
+        created_at: t0(),
+    };
+    c.profile.mfa_required = required;
+    c.profile.mfa_grace_until = grace_until;
+    c
+}
+
+#[test]
+fn mfa_policy_binds_owners_and_admins_without_mfa_after_the_grace_period() {
+    let now = t0();
+    let later = now + Duration::days(3);
+    let admin = user(true);
+    let required = company_with_policy(true, Some(later));
+    assert_eq!(
+        mfa_notice(&admin, Some(&required), now),
+        Some(MfaNotice::EnrolBy(later))
+    );
+    assert_eq!(
+        mfa_notice(&admin, Some(&required), later),
+        Some(MfaNotice::EnrolmentRequired)
+    );
+    assert_eq!(
+        mfa_notice(&admin, Some(&company_with_policy(true, None)), now),
+        Some(MfaNotice::EnrolmentRequired)
+    );
+    assert_eq!(
+        mfa_notice(&admin, Some(&company_with_policy(false, None)), now),
+        None
+    );
+    let mut enrolled = user(true);
+    enrolled.mfa_enabled = true;
+    assert_eq!(mfa_notice(&enrolled, Some(&required), later), None);
+    for role in [Role::Manager, Role::Vendor] {
+        let mut u = user(true);
+        u.role = role;
+        assert_eq!(mfa_notice(&u, Some(&required), later), None, "{role:?}");
+    }
+    let mut owner = user(true);
+    owner.role = Role::Owner;
+    assert_eq!(
+        mfa_notice(&owner, Some(&required), later),
+        Some(MfaNotice::EnrolmentRequired)
+    );
+    // No company row (cannot happen with foreign keys): no policy to apply.
+    assert_eq!(mfa_notice(&admin, None, later), None);
 }

@@ -9,6 +9,8 @@ pub mod company;
 pub mod company_change;
 pub mod fiscal_credential;
 pub mod login_throttle;
+pub mod mfa_recovery_code;
+pub mod mfa_totp;
 pub mod ownership_transfer;
 pub mod session;
 pub mod user;

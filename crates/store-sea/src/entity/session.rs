@@ -19,6 +19,7 @@ pub struct Model {
     pub revoked_at: Option<DateTimeUtc>,
     pub revoked_reason: Option<String>,
     pub reauthenticated_at: Option<DateTimeUtc>,
+    pub mfa_enrolment_only: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ mod m0003_vault;
 mod m0004_audit_chain;
 mod m0005_company_config;
 mod m0006_audit_alerts;
+mod m0007_mfa;
 
 /// The list of migrations.
 #[derive(Debug)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_audit_chain::Migration),
             Box::new(m0005_company_config::Migration),
             Box::new(m0006_audit_alerts::Migration),
+            Box::new(m0007_mfa::Migration),
         ]
     }
 }

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod audit;
+mod mfa;
 mod migrations;
 mod ownership;
 mod sessions;

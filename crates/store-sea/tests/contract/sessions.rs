@@ -17,6 +17,7 @@ fn new_session(u: &User, at: Timestamp) -> NewSession {
         expires_at: at + chrono::Duration::hours(12),
         ip: Some("203.0.113.9".parse().unwrap()),
         user_agent: Some("curl/8".into()),
+        mfa_enrolment_only: false,
     }
 }
 
