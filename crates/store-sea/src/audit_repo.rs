@@ -20,45 +20,109 @@ fn truncate_micros(t: kernel::Timestamp) -> kernel::Timestamp {
     chrono::DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
+/// Rows per multi-row `INSERT`: 15 columns each stays far below SQLite's bound-parameter limit.
+const INSERT_CHUNK: usize = 256;
+
 /// Appends records to their chains on `conn`: the caller's transaction, so they commit with the
 /// change they describe (AUD-2) and concurrent appends to one chain serialize on its head row
-/// (AUD-4).
+/// (AUD-4). Each chain is bumped once for all its records, chains in name order (one lock order
+/// for every transaction on PostgreSQL, so no deadlocks); then one multi-row insert and one head
+/// update for all chains. Order within a chain is the order in `records`.
 pub(crate) async fn insert_audit<C: ConnectionTrait>(
     conn: &C,
     chain: &dyn ChainMac,
     records: Vec<AuditRecord>,
 ) -> Result<(), DbErr> {
+    let mut groups: std::collections::BTreeMap<String, Vec<AuditRecord>> =
+        std::collections::BTreeMap::new();
     for r in records {
-        let name = chain_name(r.company_id);
-        let bump = || {
-            head::Entity::update_many()
-                .col_expr(head::Column::Seq, Expr::col(head::Column::Seq).add(1))
-                .filter(head::Column::Chain.eq(name.clone()))
-        };
-        let mut bumped = bump().exec_with_returning(conn).await?;
-        if bumped.is_empty() {
-            head::Entity::insert(head::ActiveModel {
-                chain: Set(name.clone()),
-                seq: Set(0),
-                mac: Set(mac_to_hex(&GENESIS)),
-            })
-            .on_conflict(
-                OnConflict::column(head::Column::Chain)
-                    .do_nothing()
-                    .to_owned(),
-            )
+        groups.entry(chain_name(r.company_id)).or_default().push(r);
+    }
+    let mut rows = Vec::new();
+    let mut heads = Vec::with_capacity(groups.len());
+    for (name, group) in groups {
+        let last = chain_rows(conn, chain, &name, group, &mut rows).await?;
+        heads.push((name, mac_to_hex(&last)));
+    }
+    while !rows.is_empty() {
+        let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
+        audit_event::Entity::insert_many(std::mem::replace(&mut rows, rest))
             .exec_without_returning(conn)
             .await?;
-            bumped = bump().exec_with_returning(conn).await?;
+    }
+    let mut update = head::Entity::update_many();
+    update = match heads.as_slice() {
+        [] => return Ok(()),
+        [(name, mac)] => update
+            .col_expr(head::Column::Mac, Expr::value(mac.clone()))
+            .filter(head::Column::Chain.eq(name.clone())),
+        [(first_name, first_mac), rest @ ..] => {
+            let mut case = Expr::case(
+                head::Column::Chain.eq(first_name.clone()),
+                Expr::value(first_mac.clone()),
+            );
+            for (name, mac) in rest {
+                case = case.case(
+                    head::Column::Chain.eq(name.clone()),
+                    Expr::value(mac.clone()),
+                );
+            }
+            update
+                .col_expr(
+                    head::Column::Mac,
+                    case.finally(Expr::col(head::Column::Mac)).into(),
+                )
+                .filter(head::Column::Chain.is_in(heads.iter().map(|(n, _)| n.clone())))
         }
-        let current = bumped
-            .pop()
-            .ok_or_else(|| DbErr::Custom("audit chain head missing".into()))?;
-        let previous = mac_from_hex(&current.mac)
-            .ok_or_else(|| DbErr::Custom("audit chain head is corrupt".into()))?;
-        let key_id = chain.current_key_id();
+    };
+    update.exec(conn).await?;
+    Ok(())
+}
+
+/// Bumps the head of chain `name` past `group`, chains the records onto it and adds their rows
+/// to `rows`; returns the MAC of the last one (the chain's new head MAC).
+async fn chain_rows<C: ConnectionTrait>(
+    conn: &C,
+    chain: &dyn ChainMac,
+    name: &str,
+    group: Vec<AuditRecord>,
+    rows: &mut Vec<audit_event::ActiveModel>,
+) -> Result<[u8; 32], DbErr> {
+    let count = i64::try_from(group.len())
+        .map_err(|_| DbErr::Custom("too many audit records in one transaction".into()))?;
+    let bump = || {
+        head::Entity::update_many()
+            .col_expr(head::Column::Seq, Expr::col(head::Column::Seq).add(count))
+            .filter(head::Column::Chain.eq(name))
+    };
+    let mut bumped = bump().exec_with_returning(conn).await?;
+    if bumped.is_empty() {
+        head::Entity::insert(head::ActiveModel {
+            chain: Set(name.to_owned()),
+            seq: Set(0),
+            mac: Set(mac_to_hex(&GENESIS)),
+        })
+        .on_conflict(
+            OnConflict::column(head::Column::Chain)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+        bumped = bump().exec_with_returning(conn).await?;
+    }
+    let current = bumped
+        .pop()
+        .ok_or_else(|| DbErr::Custom("audit chain head missing".into()))?;
+    // The bump moved the sequence past this group; the MAC is still the previous record's.
+    let mut previous = mac_from_hex(&current.mac)
+        .ok_or_else(|| DbErr::Custom("audit chain head is corrupt".into()))?;
+    let key_id = chain.current_key_id();
+    let first = current.seq - count + 1;
+    rows.reserve(group.len());
+    for (seq, r) in (first..).zip(group) {
         let mut chained = ChainedRecord {
-            seq: current.seq,
+            seq,
             id: r.id,
             company_id: r.company_id,
             at: truncate_micros(r.at),
@@ -76,8 +140,8 @@ pub(crate) async fn insert_audit<C: ConnectionTrait>(
         chained.mac = chain
             .mac(key_id, &previous, &chained.canonical_bytes())
             .ok_or_else(|| DbErr::Custom("the audit chain key is not configured".into()))?;
-        let mac = mac_to_hex(&chained.mac);
-        audit_event::Entity::insert(audit_event::ActiveModel {
+        previous = chained.mac;
+        rows.push(audit_event::ActiveModel {
             id: Set(chained.id),
             company_id: Set(chained.company_id.map(|c| c.as_uuid())),
             at: Set(chained.at),
@@ -89,32 +153,146 @@ pub(crate) async fn insert_audit<C: ConnectionTrait>(
             user_agent: Set(chained.user_agent),
             request_id: Set(chained.request_id),
             details: Set(chained.details),
-            chain: Set(Some(name.clone())),
+            chain: Set(Some(name.to_owned())),
             seq: Set(Some(chained.seq)),
             key_id: Set(Some(i64::from(key_id))),
-            mac: Set(Some(mac.clone())),
-        })
-        .exec_without_returning(conn)
-        .await?;
-        head::Entity::update_many()
-            .col_expr(head::Column::Mac, Expr::value(mac))
-            .filter(head::Column::Chain.eq(name))
-            .exec(conn)
-            .await?;
+            mac: Set(Some(mac_to_hex(&chained.mac))),
+        });
     }
-    Ok(())
+    Ok(previous)
+}
+
+/// Group commit of standalone audit records ([`AuditSink::record`]: failed logins, denials,
+/// reads): concurrent callers queue their records; whoever holds the writer lock appends every
+/// queued record in one transaction, and each caller returns once its own record is committed,
+/// so nothing is weakened: no caller returns before its record is durable. SQLite serializes
+/// writers anyway, so it gets one queue; PostgreSQL writes different chains in parallel, so it
+/// gets one queue per shard of chains and groups only appends that would wait on the same
+/// chain heads.
+pub(crate) struct AuditQueues(Vec<std::sync::Arc<AuditQueue>>);
+
+impl AuditQueues {
+    pub(crate) fn for_backend(backend: sea_orm::DbBackend) -> Self {
+        let shards = if backend == sea_orm::DbBackend::Sqlite {
+            1
+        } else {
+            32
+        };
+        Self((0..shards).map(|_| std::sync::Arc::default()).collect())
+    }
+
+    fn for_chain(&self, name: &str) -> Option<std::sync::Arc<AuditQueue>> {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        name.hash(&mut h);
+        let shard = usize::try_from(h.finish() % u64::try_from(self.0.len().max(1)).ok()?).ok()?;
+        self.0.get(shard).cloned()
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct AuditQueue {
+    pending: std::sync::Mutex<Vec<Queued>>,
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The answer to a queued record, if there is one yet; a writer that vanished without answering
+/// is an error, never a silent success.
+fn answered(
+    rx: &mut tokio::sync::oneshot::Receiver<Result<(), DbErr>>,
+) -> Option<Result<(), AuditError>> {
+    match rx.try_recv() {
+        Ok(result) => Some(result.map_err(log_err)),
+        Err(tokio::sync::oneshot::error::TryRecvError::Empty) => None,
+        Err(tokio::sync::oneshot::error::TryRecvError::Closed) => Some(Err(log_err(
+            DbErr::Custom("the audit writer stopped before answering".into()),
+        ))),
+    }
+}
+
+type Queued = (AuditRecord, tokio::sync::oneshot::Sender<Result<(), DbErr>>);
+
+/// Most records one group-commit transaction takes; the rest wait for the next.
+const MAX_GROUP: usize = 512;
+
+impl SeaStore {
+    async fn write_group(&self, batch: Vec<Queued>) {
+        if batch.is_empty() {
+            return;
+        }
+        let (records, senders): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let single = records.len() == 1;
+        let result = self.append_in_own_txn(records.clone()).await;
+        match result {
+            Ok(()) => {
+                for tx in senders {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Err(e) if single => {
+                for tx in senders {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+            // Nothing of the group was written: give every record its own chance, so one
+            // failing record cannot fail the others.
+            Err(_) => {
+                for (record, tx) in records.into_iter().zip(senders) {
+                    let _ = tx.send(self.append_in_own_txn(vec![record]).await);
+                }
+            }
+        }
+    }
+
+    async fn append_in_own_txn(&self, records: Vec<AuditRecord>) -> Result<(), DbErr> {
+        let txn = self.write_txn().await?;
+        insert_audit(&txn, self.chain.as_ref(), records).await?;
+        txn.commit().await
+    }
 }
 
 #[async_trait]
 impl AuditSink for SeaStore {
     async fn record(&self, record: AuditRecord) -> Result<(), AuditError> {
-        let result = async {
-            let txn = self.write_txn().await?;
-            insert_audit(&txn, self.chain.as_ref(), vec![record]).await?;
-            txn.commit().await
+        let queue = self
+            .audit_queues
+            .for_chain(&chain_name(record.company_id))
+            .ok_or_else(|| log_err(DbErr::Custom("no audit queue".into())))?;
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        queue
+            .pending
+            .lock()
+            .map_err(|_| log_err(DbErr::Custom("audit queue poisoned".into())))?
+            .push((record, tx));
+        loop {
+            let writer = queue.writer.clone().lock_owned().await;
+            // A writer before us may already have committed our record.
+            if let Some(result) = answered(&mut rx) {
+                return result;
+            }
+            let batch: Vec<Queued> = {
+                let mut pending = queue
+                    .pending
+                    .lock()
+                    .map_err(|_| log_err(DbErr::Custom("audit queue poisoned".into())))?;
+                let take = pending.len().min(MAX_GROUP);
+                pending.drain(..take).collect()
+            };
+            // The write runs in its own task: if this caller is cancelled (its client went
+            // away), the records of the others in the group are still written and answered.
+            let store = self.clone();
+            let handle = tokio::spawn(async move {
+                store.write_group(batch).await;
+                drop(writer);
+            });
+            if handle.await.is_err() {
+                return Err(log_err(DbErr::Custom("audit writer task failed".into())));
+            }
+            if let Some(result) = answered(&mut rx) {
+                return result;
+            }
+            // Our record was beyond MAX_GROUP in the queue: take the lock again.
         }
-        .await;
-        result.map_err(|e| AuditError::Internal(Box::new(e)))
     }
 }
 

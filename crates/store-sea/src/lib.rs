@@ -173,6 +173,7 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), StoreError> {
 pub struct SeaStore {
     db: DatabaseConnection,
     chain: std::sync::Arc<dyn audit::ChainMac>,
+    audit_queues: std::sync::Arc<audit_repo::AuditQueues>,
 }
 
 impl std::fmt::Debug for SeaStore {
@@ -187,7 +188,14 @@ impl SeaStore {
     /// Wraps a connected, migrated database; `chain` computes the audit chain's MACs (AUD-4).
     #[must_use]
     pub fn new(db: DatabaseConnection, chain: std::sync::Arc<dyn audit::ChainMac>) -> Self {
-        Self { db, chain }
+        let audit_queues = std::sync::Arc::new(audit_repo::AuditQueues::for_backend(
+            db.get_database_backend(),
+        ));
+        Self {
+            db,
+            chain,
+            audit_queues,
+        }
     }
 
     /// The connection.
