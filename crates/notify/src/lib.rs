@@ -1,0 +1,178 @@
+//! User notifications of IncrementaCRM (INC-2 and the security notices users expect).
+//!
+//! **Every notice derives from an audit record or an alert**, and the storage adapter writes the
+//! outbox message in the same transaction as that record: a notice is never lost when the action
+//! happened, and never sent for an action that rolled back. [`notices_for_record`] and
+//! [`notice_for_alert`] decide who is told what; [`render`] words it (Spanish, no secrets ever:
+//! the inputs carry none); [`OutboxWorker`] delivers due messages through the [`Mailer`] port with
+//! retries and exponential backoff, recording every attempt. Delivery is at least once: a message
+//! is marked delivered only after the mailer accepted it, and a claim is a lease, so a server
+//! stopped mid-delivery leaves the message to be retried. This crate must never depend on a
+//! database, a web framework or a mail library.
+#![forbid(unsafe_code)]
+
+mod outbox;
+mod templates;
+
+pub use outbox::{
+    DeliveryReport, Mailer, NotifyError, OutboxMessage, OutboxStore, OutboxWorker, RetryPolicy,
+};
+#[cfg(any(test, feature = "mocks"))]
+pub use outbox::{MockMailer, MockOutboxStore};
+pub use templates::{Rendered, render};
+
+use audit::{Action, Alert, AuditRecord, Outcome};
+use kernel::{CompanyId, Timestamp, UserId};
+use uuid::Uuid;
+
+/// Longest free text an incident notification carries.
+pub const MAX_MESSAGE_CHARS: usize = 2_000;
+
+/// What a notice says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Template {
+    /// The user's password was changed.
+    PasswordChanged,
+    /// MFA was turned on.
+    MfaEnabled,
+    /// MFA was turned off.
+    MfaDisabled,
+    /// New recovery codes replaced the old ones.
+    RecoveryCodesRegenerated,
+    /// The account was deactivated.
+    AccountDeactivated,
+    /// An Owner or Admin logged in from an IP address never seen for them.
+    NewIpLogin {
+        /// The address.
+        ip: String,
+    },
+    /// A security incident affects the user.
+    Incident {
+        /// The incident's summary as its handler wrote it, or their message.
+        message: String,
+    },
+}
+
+impl Template {
+    /// Stable name, stored with the message.
+    #[must_use]
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::PasswordChanged => "password_changed",
+            Self::MfaEnabled => "mfa_enabled",
+            Self::MfaDisabled => "mfa_disabled",
+            Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            Self::AccountDeactivated => "account_deactivated",
+            Self::NewIpLogin { .. } => "new_ip_login",
+            Self::Incident { .. } => "incident",
+        }
+    }
+}
+
+/// One user to tell one thing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Tenant.
+    pub company_id: CompanyId,
+    /// Recipient.
+    pub user_id: UserId,
+    /// What to say.
+    pub template: Template,
+    /// When the cause happened.
+    pub at: Timestamp,
+    /// The audit record or alert behind it.
+    pub cause: Uuid,
+}
+
+fn target_user(record: &AuditRecord) -> Option<UserId> {
+    let id = record.target.as_deref()?.strip_prefix("user:")?;
+    Uuid::parse_str(id).ok().map(UserId::from_uuid)
+}
+
+/// The notices an audit record causes (none for most).
+#[must_use]
+pub fn notices_for_record(record: &AuditRecord) -> Vec<Notice> {
+    let Some(company_id) = record.company_id else {
+        return Vec::new();
+    };
+    if record.outcome != Outcome::Success {
+        return Vec::new();
+    }
+    let notice = |user_id: UserId, template: Template| Notice {
+        company_id,
+        user_id,
+        template,
+        at: record.at,
+        cause: record.id,
+    };
+    let to_target = |template: Template| {
+        target_user(record)
+            .map(|u| vec![notice(u, template)])
+            .unwrap_or_default()
+    };
+    let action = record.action;
+    if action == Action::USER_PASSWORD_CHANGED {
+        // A transparent rehash on login is not a change the user made.
+        if record.details.get("reason").and_then(|r| r.as_str()) == Some("hash_parameters_upgraded")
+        {
+            return Vec::new();
+        }
+        to_target(Template::PasswordChanged)
+    } else if action == Action::MFA_ENABLED {
+        to_target(Template::MfaEnabled)
+    } else if action == Action::MFA_DISABLED {
+        to_target(Template::MfaDisabled)
+    } else if action == Action::MFA_RECOVERY_CODES_REGENERATED {
+        to_target(Template::RecoveryCodesRegenerated)
+    } else if action == Action::USER_DEACTIVATED {
+        to_target(Template::AccountDeactivated)
+    } else if action == Action::INCIDENT_NOTIFIED {
+        let message = record
+            .details
+            .get("message")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default()
+            .chars()
+            .take(MAX_MESSAGE_CHARS)
+            .collect::<String>();
+        record
+            .details
+            .get("recipients")
+            .and_then(|r| r.as_array())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| id.as_str().and_then(|s| Uuid::parse_str(s).ok()))
+                    .map(|id| {
+                        notice(
+                            UserId::from_uuid(id),
+                            Template::Incident {
+                                message: message.clone(),
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    }
+}
+
+/// The notice an alert causes: the user behind a privileged login from a new IP is told.
+#[must_use]
+pub fn notice_for_alert(alert: &Alert) -> Option<Notice> {
+    if alert.rule != "new_ip_privileged_login" {
+        return None;
+    }
+    let (user, ip) = alert.subject.split_once('@')?;
+    Some(Notice {
+        company_id: alert.company_id?,
+        user_id: UserId::from_uuid(Uuid::parse_str(user).ok()?),
+        template: Template::NewIpLogin { ip: ip.to_owned() },
+        at: alert.at,
+        cause: alert.id,
+    })
+}
+
+#[cfg(test)]
+mod tests;

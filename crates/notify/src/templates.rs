@@ -1,0 +1,71 @@
+//! The wording of notices: Spanish, plain text, and never a secret (the templates take only a
+//! name, an IP address and the incident handler's own message).
+
+use crate::Template;
+
+/// A subject and a body, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+}
+
+const SIGNATURE: &str = "\n\n— Seguridad de IncrementaCRM\n\
+Este mensaje es automático. IncrementaCRM nunca te pedirá tu contraseña, tus códigos de \
+verificación ni la contraseña de tu e.firma o CSD por correo.";
+
+const NOT_YOU: &str = "Si no fuiste tú, cambia tu contraseña de inmediato y avisa al \
+administrador de tu empresa.";
+
+/// Renders `template` for a recipient called `name`.
+#[must_use]
+pub fn render(template: &Template, name: &str) -> Rendered {
+    let greeting = format!("Hola, {name}:\n\n");
+    let (subject, text) = match template {
+        Template::PasswordChanged => (
+            "Tu contraseña de IncrementaCRM cambió".to_owned(),
+            format!("La contraseña de tu cuenta se cambió. {NOT_YOU}"),
+        ),
+        Template::MfaEnabled => (
+            "Activaste la verificación en dos pasos".to_owned(),
+            "La verificación en dos pasos quedó activada en tu cuenta. Guarda tus códigos de \
+             recuperación en un lugar seguro."
+                .to_owned(),
+        ),
+        Template::MfaDisabled => (
+            "Se desactivó la verificación en dos pasos".to_owned(),
+            format!("La verificación en dos pasos se desactivó en tu cuenta. {NOT_YOU}"),
+        ),
+        Template::RecoveryCodesRegenerated => (
+            "Generaste nuevos códigos de recuperación".to_owned(),
+            format!(
+                "Se generaron nuevos códigos de recuperación; los anteriores ya no sirven. {NOT_YOU}"
+            ),
+        ),
+        Template::AccountDeactivated => (
+            "Tu cuenta de IncrementaCRM fue desactivada".to_owned(),
+            "Un administrador de tu empresa desactivó tu cuenta y cerró tus sesiones. Si crees \
+             que es un error, habla con él."
+                .to_owned(),
+        ),
+        Template::NewIpLogin { ip } => (
+            "Inicio de sesión desde una dirección nueva".to_owned(),
+            format!(
+                "Se inició sesión en tu cuenta desde la dirección IP {ip}, que no habíamos visto antes. {NOT_YOU}"
+            ),
+        ),
+        Template::Incident { message } => (
+            "Aviso de seguridad sobre tu cuenta".to_owned(),
+            format!(
+                "Te escribimos porque un incidente de seguridad podría afectar tu cuenta.\n\n{message}\n\n\
+                 Te recomendamos cambiar tu contraseña y revisar tus sesiones activas."
+            ),
+        ),
+    };
+    Rendered {
+        subject,
+        body: format!("{greeting}{text}{SIGNATURE}"),
+    }
+}

@@ -1,0 +1,244 @@
+use std::sync::{Arc, Mutex};
+
+use audit::{Action, Alert, AuditRecord, Outcome};
+use chrono::{Duration, TimeZone};
+use kernel::{CompanyId, ManualClock, RequestContext, UserId};
+use uuid::Uuid;
+
+use super::*;
+
+fn t0() -> Timestamp {
+    chrono::Utc
+        .with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
+        .unwrap()
+}
+
+fn company() -> CompanyId {
+    CompanyId::from_uuid(Uuid::from_u128(7))
+}
+
+fn user(n: u128) -> UserId {
+    UserId::from_uuid(Uuid::from_u128(n))
+}
+
+fn record(action: Action) -> AuditRecord {
+    AuditRecord::new(
+        Uuid::from_u128(99),
+        t0(),
+        action,
+        Outcome::Success,
+        &RequestContext::default(),
+    )
+    .company(company())
+    .actor(user(1))
+    .target("user", user(2))
+}
+
+#[test]
+fn security_events_notify_the_user_they_concern() {
+    for (action, template) in [
+        (Action::USER_PASSWORD_CHANGED, Template::PasswordChanged),
+        (Action::MFA_ENABLED, Template::MfaEnabled),
+        (Action::MFA_DISABLED, Template::MfaDisabled),
+        (
+            Action::MFA_RECOVERY_CODES_REGENERATED,
+            Template::RecoveryCodesRegenerated,
+        ),
+        (Action::USER_DEACTIVATED, Template::AccountDeactivated),
+    ] {
+        assert_eq!(
+            notices_for_record(&record(action)),
+            vec![Notice {
+                company_id: company(),
+                user_id: user(2),
+                template,
+                at: t0(),
+                cause: Uuid::from_u128(99),
+            }],
+            "{action}"
+        );
+    }
+}
+
+#[test]
+fn failures_rehashes_and_other_events_notify_nobody() {
+    let mut failed = record(Action::USER_PASSWORD_CHANGED);
+    failed.outcome = Outcome::Failure;
+    let rehash = record(Action::USER_PASSWORD_CHANGED)
+        .details(serde_json::json!({ "reason": "hash_parameters_upgraded" }));
+    let mut no_company = record(Action::MFA_ENABLED);
+    no_company.company_id = None;
+    for r in [
+        failed,
+        rehash,
+        no_company,
+        record(Action::SESSION_LOGIN),
+        record(Action::USER_CREATED),
+        record(Action::AUDIT_EXPORTED),
+    ] {
+        assert!(notices_for_record(&r).is_empty(), "{}", r.action);
+    }
+}
+
+#[test]
+fn an_incident_notification_reaches_each_recipient_with_the_message() {
+    let r = record(Action::INCIDENT_NOTIFIED).details(serde_json::json!({
+        "recipients": [user(3).to_string(), user(4).to_string(), "not-a-uuid"],
+        "message": "Detectamos accesos no autorizados."
+    }));
+    let notices = notices_for_record(&r);
+    assert_eq!(
+        notices.iter().map(|n| n.user_id).collect::<Vec<_>>(),
+        [user(3), user(4)]
+    );
+    assert!(notices.iter().all(|n| n.template
+        == Template::Incident {
+            message: "Detectamos accesos no autorizados.".into()
+        }));
+}
+
+#[test]
+fn a_privileged_login_from_a_new_ip_notifies_that_user() {
+    let alert = Alert {
+        id: Uuid::from_u128(5),
+        company_id: Some(company()),
+        at: t0(),
+        rule: "new_ip_privileged_login".into(),
+        severity: "medium".into(),
+        summary: "x".into(),
+        subject: format!("{}@203.0.113.9", user(2)),
+        status: "open".into(),
+        record_id: Uuid::from_u128(6),
+    };
+    let n = notice_for_alert(&alert).unwrap();
+    assert_eq!(n.user_id, user(2));
+    assert_eq!(
+        n.template,
+        Template::NewIpLogin {
+            ip: "203.0.113.9".into()
+        }
+    );
+    let other = Alert {
+        rule: "repeated_login_failures_account".into(),
+        ..alert
+    };
+    assert_eq!(notice_for_alert(&other), None);
+}
+
+#[test]
+fn every_template_is_spanish_signed_and_greets_by_name() {
+    for t in [
+        Template::PasswordChanged,
+        Template::MfaEnabled,
+        Template::MfaDisabled,
+        Template::RecoveryCodesRegenerated,
+        Template::AccountDeactivated,
+        Template::NewIpLogin {
+            ip: "203.0.113.9".into(),
+        },
+        Template::Incident {
+            message: "Mensaje".into(),
+        },
+    ] {
+        let r = render(&t, "Ana López");
+        assert!(r.body.starts_with("Hola, Ana López:"), "{}", t.name());
+        assert!(r.body.contains("Seguridad de IncrementaCRM"));
+        assert!(!r.subject.is_empty());
+    }
+    assert!(
+        render(
+            &Template::NewIpLogin {
+                ip: "203.0.113.9".into()
+            },
+            "Ana"
+        )
+        .body
+        .contains("203.0.113.9")
+    );
+}
+
+#[test]
+fn backoff_doubles_up_to_the_cap_and_gives_up_after_the_last_attempt() {
+    let p = RetryPolicy::default();
+    assert_eq!(p.next_attempt(1, t0()), Some(t0() + Duration::seconds(30)));
+    assert_eq!(p.next_attempt(2, t0()), Some(t0() + Duration::seconds(60)));
+    assert_eq!(p.next_attempt(3, t0()), Some(t0() + Duration::seconds(120)));
+    assert_eq!(
+        p.next_attempt(9, t0()),
+        Some(t0() + Duration::hours(2) + Duration::minutes(8))
+    );
+    assert_eq!(p.next_attempt(10, t0()), None);
+    let long = RetryPolicy {
+        max_attempts: 100,
+        ..p
+    };
+    assert_eq!(long.next_attempt(40, t0()), Some(t0() + Duration::hours(6)));
+}
+
+fn message(n: u128, attempts: u32) -> OutboxMessage {
+    OutboxMessage {
+        id: Uuid::from_u128(n),
+        company_id: company(),
+        user_id: user(2),
+        to: "ana@example.com".into(),
+        to_name: "Ana".into(),
+        template: "mfa_enabled".into(),
+        subject: "s".into(),
+        body: "b".into(),
+        created_at: t0(),
+        attempts,
+    }
+}
+
+#[tokio::test]
+async fn the_worker_records_every_attempt_and_schedules_retries() {
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let mut store = MockOutboxStore::new();
+    store
+        .expect_claim_due()
+        .withf(|now, lease, limit| *lease == *now + Duration::minutes(2) && *limit == 50)
+        .returning(|_, _, _| Ok(vec![message(1, 0), message(2, 0), message(3, 9)]));
+    let seen = attempts.clone();
+    store
+        .expect_record_attempt()
+        .times(3)
+        .returning(move |id, at, error, retry| {
+            seen.lock().unwrap().push((id, at, error, retry));
+            Ok(())
+        });
+    let mut mailer = MockMailer::new();
+    mailer.expect_send().returning(|m| {
+        if m.id == Uuid::from_u128(1) {
+            Ok(())
+        } else {
+            Err(NotifyError::Delivery("550 mailbox unavailable".into()))
+        }
+    });
+    let worker = OutboxWorker::new(
+        Arc::new(store),
+        Arc::new(mailer),
+        Arc::new(ManualClock::new(t0())),
+        RetryPolicy::default(),
+    );
+    let report = worker.run_once().await.unwrap();
+    assert_eq!(
+        report,
+        DeliveryReport {
+            delivered: 1,
+            retrying: 1,
+            given_up: 1
+        }
+    );
+    let attempts = attempts.lock().unwrap();
+    assert_eq!(attempts[0], (Uuid::from_u128(1), t0(), None, None));
+    assert_eq!(
+        attempts[1],
+        (
+            Uuid::from_u128(2),
+            t0(),
+            Some("550 mailbox unavailable".into()),
+            Some(t0() + Duration::seconds(30))
+        )
+    );
+    assert_eq!(attempts[2].3, None, "the tenth failure gives up");
+}
