@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 forbidden='^(sea-orm|sea-query|sqlx|sqlx-core|actix-web|actix-http|aes|ctr|argon2|rsa|x509-parser|lettre|pkcs8|hmac|sha2|rand_core|getrandom|sha1) '
-cores=(kernel rbac accounts sessions audit vault mfa)
+cores=(kernel rbac accounts sessions audit vault mfa notify incidents)
 status=0
 for core in "${cores[@]}"; do
   [ -d "crates/$core" ] || continue

@@ -84,6 +84,21 @@ pub struct Settings {
     pub alert_window_minutes: i64,
     /// `INCREMENTA_ALERT_EXPORT_BURST`: audit exports by one user in 10 minutes that raise an alert.
     pub alert_export_burst: usize,
+    /// `INCREMENTA_MAIL_FROM`: the sender of user notifications.
+    pub mail_from: String,
+    /// `INCREMENTA_SMTP_HOST`: deliver notifications over SMTP to this host. Unset (the
+    /// embedded default): write them as `.eml` files under `<data_dir>/outbox`.
+    pub smtp_host: Option<String>,
+    /// `INCREMENTA_SMTP_PORT`: SMTP port (default 587).
+    pub smtp_port: u16,
+    /// `INCREMENTA_SMTP_TLS`: `starttls` (default), `tls` or `none`.
+    pub smtp_tls: String,
+    /// `INCREMENTA_SMTP_USERNAME`: SMTP user, if the server wants one.
+    pub smtp_username: Option<String>,
+    /// `INCREMENTA_SMTP_PASSWORD`: SMTP password (never logged).
+    pub smtp_password: Option<SecretString>,
+    /// `INCREMENTA_OUTBOX_INTERVAL_SECONDS`: how often the outbox worker looks for due messages.
+    pub outbox_interval_seconds: u64,
 }
 
 impl Default for Settings {
@@ -112,6 +127,13 @@ impl Default for Settings {
             alert_ip_failures: 20,
             alert_window_minutes: 15,
             alert_export_burst: 3,
+            mail_from: "IncrementaCRM Seguridad <seguridad@incrementa.invalid>".into(),
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_tls: "starttls".into(),
+            smtp_username: None,
+            smtp_password: None,
+            outbox_interval_seconds: 5,
         }
     }
 }
@@ -137,6 +159,12 @@ struct FileSettings {
     workers: Option<usize>,
     db_max_connections: Option<u32>,
     audit_retention_days: Option<i64>,
+    mail_from: Option<String>,
+    smtp_host: Option<String>,
+    smtp_port: Option<u16>,
+    smtp_tls: Option<String>,
+    smtp_username: Option<String>,
+    outbox_interval_seconds: Option<u64>,
 }
 
 fn parse<T: std::str::FromStr>(
@@ -219,6 +247,24 @@ impl Settings {
             }
             if let Some(v) = f.audit_retention_days {
                 s.audit_retention_days = v;
+            }
+            if let Some(v) = f.mail_from {
+                s.mail_from = v;
+            }
+            if let Some(v) = f.smtp_host {
+                s.smtp_host = Some(v).filter(|h| !h.trim().is_empty());
+            }
+            if let Some(v) = f.smtp_port {
+                s.smtp_port = v;
+            }
+            if let Some(v) = f.smtp_tls {
+                s.smtp_tls = v;
+            }
+            if let Some(v) = f.smtp_username {
+                s.smtp_username = Some(v);
+            }
+            if let Some(v) = f.outbox_interval_seconds {
+                s.outbox_interval_seconds = v;
             }
         }
         let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
@@ -305,6 +351,28 @@ impl Settings {
             s.alert_export_burst =
                 parse("INCREMENTA_ALERT_EXPORT_BURST", &v, "a whole number from 1")?;
         }
+        if let Some(v) = var("INCREMENTA_MAIL_FROM") {
+            s.mail_from = v;
+        }
+        if let Some(v) = var("INCREMENTA_SMTP_HOST") {
+            s.smtp_host = Some(v).filter(|h| !h.trim().is_empty());
+        }
+        if let Some(v) = var("INCREMENTA_SMTP_PORT") {
+            s.smtp_port = parse("INCREMENTA_SMTP_PORT", &v, "a port number")?;
+        }
+        if let Some(v) = var("INCREMENTA_SMTP_TLS") {
+            s.smtp_tls = v;
+        }
+        if let Some(v) = var("INCREMENTA_SMTP_USERNAME") {
+            s.smtp_username = Some(v);
+        }
+        if let Some(v) = var("INCREMENTA_SMTP_PASSWORD") {
+            s.smtp_password = Some(SecretString::from(v));
+        }
+        if let Some(v) = var("INCREMENTA_OUTBOX_INTERVAL_SECONDS") {
+            s.outbox_interval_seconds =
+                parse("INCREMENTA_OUTBOX_INTERVAL_SECONDS", &v, "seconds, from 1")?;
+        }
         s.validate()?;
         Ok(s)
     }
@@ -316,6 +384,24 @@ impl Settings {
                 problem: problem.to_owned(),
             })
         };
+        if mail::TlsMode::parse(&self.smtp_tls).is_none() {
+            return bad("smtp_tls", "must be starttls, tls or none");
+        }
+        if !(1..=3600).contains(&self.outbox_interval_seconds) {
+            return bad("outbox_interval_seconds", "must be between 1 and 3600");
+        }
+        if self.smtp_username.is_some() != self.smtp_password.is_some() {
+            return bad(
+                "smtp_username",
+                "set INCREMENTA_SMTP_USERNAME and INCREMENTA_SMTP_PASSWORD together",
+            );
+        }
+        if !self.mail_from.contains('@') {
+            return bad(
+                "mail_from",
+                "must be an email address, e.g. Seguridad <seguridad@example.com>",
+            );
+        }
         if !(1..=100).contains(&self.session_limit) {
             return bad("session_limit", "must be between 1 and 100");
         }

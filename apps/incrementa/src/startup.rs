@@ -39,6 +39,9 @@ pub enum StartupError {
     /// The database could not be reached or migrated.
     #[error("database: {0}")]
     Database(#[source] store_sea::StoreError),
+    /// The mail transport could not be set up.
+    #[error("mail: {0}")]
+    Mail(String),
     /// The listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -204,6 +207,56 @@ fn spawn_retention(audit: audit::AuditService, sessions: SessionService, days: i
     });
 }
 
+/// The notification transport: SMTP when `INCREMENTA_SMTP_HOST` is set, else the embedded
+/// default, a directory of `.eml` files under `<data_dir>/outbox`.
+///
+/// # Errors
+/// [`StartupError::Mail`].
+pub fn mailer(settings: &Settings) -> Result<Arc<dyn notify::Mailer>, StartupError> {
+    match &settings.smtp_host {
+        Some(host) => {
+            let tls = mail::TlsMode::parse(&settings.smtp_tls)
+                .ok_or_else(|| StartupError::Mail("unknown SMTP TLS mode".into()))?;
+            let smtp = mail::SmtpMailer::new(&mail::SmtpSettings {
+                host: host.clone(),
+                port: settings.smtp_port,
+                tls,
+                username: settings.smtp_username.clone(),
+                password: settings.smtp_password.clone(),
+                from: settings.mail_from.clone(),
+                timeout: std::time::Duration::from_secs(30),
+            })
+            .map_err(StartupError::Mail)?;
+            Ok(Arc::new(smtp))
+        }
+        None => Ok(Arc::new(
+            mail::DirectoryMailer::new(settings.data_dir.join("outbox"), &settings.mail_from)
+                .map_err(StartupError::Mail)?,
+        )),
+    }
+}
+
+/// The outbox worker (INC-2): delivers due notifications every few seconds. Several processes
+/// may run it: claims are leases, so each message goes to one worker at a time.
+fn spawn_outbox(worker: notify::OutboxWorker, every: std::time::Duration) {
+    actix_web::rt::spawn(async move {
+        let mut interval = actix_web::rt::time::interval(every);
+        loop {
+            interval.tick().await;
+            match worker.run_once().await {
+                Ok(r) if r.delivered + r.retrying + r.given_up == 0 => {}
+                Ok(r) => tracing::info!(
+                    delivered = r.delivered,
+                    retrying = r.retrying,
+                    given_up = r.given_up,
+                    "outbox delivery"
+                ),
+                Err(e) => tracing::error!(error = %e, "outbox delivery failed"),
+            }
+        }
+    });
+}
+
 /// The automated review (AUD-7) every 30 seconds. Several processes may run it: the review
 /// cursor moves by compare-and-set, so each record is reviewed once.
 fn spawn_review(audit: audit::AuditService) {
@@ -332,6 +385,15 @@ impl Application {
             export_window: Duration::minutes(10),
         });
         spawn_review(audit.clone());
+        spawn_outbox(
+            notify::OutboxWorker::new(
+                store.clone(),
+                mailer(settings)?,
+                clock.clone(),
+                notify::RetryPolicy::default(),
+            ),
+            std::time::Duration::from_secs(settings.outbox_interval_seconds),
+        );
         let params = HashParams {
             m_kib: settings.argon2_memory_kib,
             t: settings.argon2_iterations,
@@ -404,6 +466,7 @@ impl Application {
             ownership,
             vault,
             mfa,
+            incidents: incidents::IncidentService::new(store.clone(), clock.clone(), ids.clone()),
             audit,
             readiness: Arc::new(DbReadiness(db)),
         };

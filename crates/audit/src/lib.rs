@@ -125,6 +125,14 @@ impl Action {
     pub const MFA_RECOVERY_CODES_REGENERATED: Self = Self("mfa.recovery_codes_regenerated");
     /// A recovery code was spent on a login.
     pub const MFA_RECOVERY_CODE_USED: Self = Self("mfa.recovery_code_used");
+    /// A security incident was opened.
+    pub const INCIDENT_CREATED: Self = Self("incident.created");
+    /// An incident moved along its workflow.
+    pub const INCIDENT_TRANSITIONED: Self = Self("incident.transitioned");
+    /// A note was added to an incident's timeline.
+    pub const INCIDENT_NOTE_ADDED: Self = Self("incident.note_added");
+    /// The users affected by an incident were notified.
+    pub const INCIDENT_NOTIFIED: Self = Self("incident.notified");
 
     /// The stable name.
     #[must_use]

@@ -370,6 +370,34 @@ impl From<mfa::MfaError> for ApiError {
     }
 }
 
+impl From<incidents::IncidentError> for ApiError {
+    fn from(err: incidents::IncidentError) -> Self {
+        use incidents::IncidentError;
+        match err {
+            IncidentError::Validation(errors) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Invalid fields",
+                "one or more fields are invalid",
+            )
+            .with("errors", json!(errors)),
+            IncidentError::NotFound => Self::not_found(),
+            IncidentError::InvalidTransition { from, to } => Self::new(
+                StatusCode::CONFLICT,
+                "invalid_transition",
+                "Invalid transition",
+                format!("an incident that is {from} cannot move to {to}"),
+            )
+            .with("current_status", json!(from.as_str())),
+            IncidentError::Forbidden => Self::forbidden("requires the incidents.manage permission"),
+            IncidentError::Internal(_) => {
+                log_internal(&err);
+                Self::internal()
+            }
+        }
+    }
+}
+
 pub(crate) fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(crate::JSON_LIMIT)
@@ -400,7 +428,7 @@ pub(crate) fn json_config() -> web::JsonConfig {
         })
 }
 
-fn too_large() -> ApiError {
+pub(crate) fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",

@@ -55,6 +55,8 @@ pub struct ApiState {
     pub vault: vault::VaultService,
     /// Multi-factor authentication.
     pub mfa: mfa::MfaService,
+    /// Security incidents.
+    pub incidents: incidents::IncidentService,
     /// The audit log.
     pub audit: audit::AuditService,
     /// Readiness probe.

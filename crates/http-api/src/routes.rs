@@ -5,7 +5,9 @@ use actix_web::{FromRequest, Handler, Responder, middleware, web};
 use rbac::Permission;
 
 use crate::auth::guard;
-use crate::handlers::{audit, company, fiscal, me, mfa, ops, ownership, sessions, signup, users};
+use crate::handlers::{
+    audit, company, fiscal, incidents, me, mfa, ops, ownership, sessions, signup, users,
+};
 
 /// What a route requires of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +82,7 @@ pub trait RouteSink {
 pub fn declare<S: RouteSink>(r: &mut S) {
     use Access::{Authenticated, AuthenticatedStepUp, Permission as P, PermissionStepUp as PStepUp, Public};
     use Permission::{FiscalCredentialsManage as FiscalManage, FiscalCredentialsRead as FiscalRead, FiscalSign};
-    use Permission::{AuditRead, CompanyConfigRead, CompanyConfigWrite, OwnershipTransfer, RolesAssign, UsersManage, UsersRead};
+    use Permission::{AuditRead, CompanyConfigRead, CompanyConfigWrite, IncidentsManage, OwnershipTransfer, RolesAssign, UsersManage, UsersRead};
     r.add(Method::GET,    "/healthz",                                Public,               ops::healthz);
     r.add(Method::GET,    "/readyz",                                 Public,               ops::readyz);
     r.add(Method::POST,   "/v1/signup",                              Public,               signup::signup);
@@ -118,6 +120,12 @@ pub fn declare<S: RouteSink>(r: &mut S) {
     r.add(Method::GET,    "/v1/audit/export",                        PStepUp(AuditRead),   audit::export);
     r.add(Method::GET,    "/v1/audit/verify",                        P(AuditRead),         audit::verify);
     r.add(Method::GET,    "/v1/audit/alerts",                        P(AuditRead),         audit::alerts);
+    r.add(Method::POST,   "/v1/incidents",                           P(IncidentsManage),   incidents::open);
+    r.add(Method::GET,    "/v1/incidents",                           P(IncidentsManage),   incidents::list);
+    r.add(Method::GET,    "/v1/incidents/{id}",                      P(IncidentsManage),   incidents::get);
+    r.add(Method::POST,   "/v1/incidents/{id}/transitions",          P(IncidentsManage),   incidents::transition);
+    r.add(Method::POST,   "/v1/incidents/{id}/notes",                P(IncidentsManage),   incidents::note);
+    r.add(Method::POST,   "/v1/incidents/{id}/notifications",        P(IncidentsManage),   incidents::notify);
 }
 
 /// Registers routes on an actix `ServiceConfig`, each non-public one behind the guard.

@@ -33,6 +33,12 @@ pub(crate) async fn insert_audit<C: ConnectionTrait>(
     chain: &dyn ChainMac,
     records: Vec<AuditRecord>,
 ) -> Result<(), DbErr> {
+    // INC-2: the notices these records cause commit with them.
+    let notices: Vec<notify::Notice> = records
+        .iter()
+        .flat_map(notify::notices_for_record)
+        .collect();
+    crate::outbox_repo::enqueue_notices(conn, notices).await?;
     let mut groups: std::collections::BTreeMap<String, Vec<AuditRecord>> =
         std::collections::BTreeMap::new();
     for r in records {
@@ -536,6 +542,11 @@ impl audit::AuditLog for SeaStore {
             return Ok(false);
         }
         if !alerts.is_empty() {
+            let notices: Vec<notify::Notice> =
+                alerts.iter().filter_map(notify::notice_for_alert).collect();
+            crate::outbox_repo::enqueue_notices(&txn, notices)
+                .await
+                .map_err(log_err)?;
             let rows = alerts.into_iter().map(|a| alert::ActiveModel {
                 id: Set(a.id),
                 chain: Set(chain.to_owned()),

@@ -12,8 +12,10 @@
 mod accounts_repo;
 mod audit_repo;
 mod entity;
+mod incident_repo;
 mod mfa_repo;
 mod migration;
+mod outbox_repo;
 mod ownership_repo;
 mod sessions_repo;
 mod throttle_repo;

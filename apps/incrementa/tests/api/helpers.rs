@@ -396,3 +396,82 @@ impl Drop for ServerProcess {
         self.stop();
     }
 }
+
+/// A minimal SMTP server on 127.0.0.1 that accepts every message and keeps it: a real listener
+/// for the SMTP adapter to talk to (not a mock of it).
+pub struct SmtpSink {
+    pub port: u16,
+    pub messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> Self {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = messages.clone();
+        actix_web::rt::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let store = store.clone();
+                actix_web::rt::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    write.write_all(b"220 sink ESMTP\r\n").await.ok();
+                    let mut data: Option<String> = None;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if let Some(body) = data.as_mut() {
+                            if line == "." {
+                                store.lock().unwrap().push(std::mem::take(body));
+                                data = None;
+                                write.write_all(b"250 queued\r\n").await.ok();
+                            } else {
+                                body.push_str(line.strip_prefix('.').unwrap_or(&line));
+                                body.push('\n');
+                            }
+                            continue;
+                        }
+                        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                        let reply: &[u8] = match verb.as_str() {
+                            "EHLO" | "HELO" => b"250-sink\r\n250 8BITMIME\r\n",
+                            "DATA" => {
+                                data = Some(String::new());
+                                b"354 go ahead\r\n"
+                            }
+                            "QUIT" => {
+                                write.write_all(b"221 bye\r\n").await.ok();
+                                return;
+                            }
+                            _ => b"250 ok\r\n",
+                        };
+                        write.write_all(reply).await.ok();
+                    }
+                });
+            }
+        });
+        Self { port, messages }
+    }
+
+    /// Waits (up to 15 s) until a message containing `needle` arrives.
+    pub async fn wait_for(&self, needle: &str) -> String {
+        for _ in 0..150 {
+            if let Some(m) = self
+                .messages
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|m| m.contains(needle))
+            {
+                return m.clone();
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!(
+            "no message with {needle:?} arrived; got {:?}",
+            self.messages.lock().unwrap()
+        );
+    }
+}

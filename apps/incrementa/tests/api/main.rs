@@ -12,6 +12,7 @@ mod company;
 mod concurrency;
 mod errors;
 mod helpers;
+mod incidents;
 mod keys;
 mod matrix;
 mod ownership;

@@ -73,6 +73,16 @@ fn probe(method: &str, path: &str, ids: &Ids) -> (String, Option<Value>) {
         ("GET", "/v1/audit/export") => (format!("{path}?format=bogus"), None),
         ("GET", "/v1/company" | "/v1/company/changes" | "/v1/audit/alerts") => (path.into(), None),
         ("PATCH", "/v1/company") => (path.into(), Some(json!({ "postal_code": "bad" }))),
+        // Invalid bodies or unknown ids: 422 or 404 once authorized.
+        ("POST", "/v1/incidents") => (
+            path.into(),
+            Some(json!({ "kind": "bogus", "severity": "low", "summary": "x" })),
+        ),
+        ("GET", "/v1/incidents") => (path.into(), None),
+        ("GET", "/v1/incidents/{id}") => (p(path), None),
+        ("POST", "/v1/incidents/{id}/transitions") => (p(path), Some(json!({ "to": "contained" }))),
+        ("POST", "/v1/incidents/{id}/notes") => (p(path), Some(json!({ "note": "x" }))),
+        ("POST", "/v1/incidents/{id}/notifications") => (p(path), None),
         _ => panic!("{method} {path} has no probe in the authorization matrix test: add one"),
     }
 }

@@ -38,6 +38,16 @@ async fn another_companys_ids_are_404_on_every_route_and_nothing_changes() {
         assert_eq!(started.status, 201, "{}", started.raw);
         let a_transfer = started.body["id"].as_str().unwrap().to_owned();
         let a_credential = app.upload_fixture(&a_owner, "csd_valid").await;
+        let opened = app
+            .call(
+                "POST",
+                "/v1/incidents",
+                Some(&a_owner),
+                Some(json!({ "kind": "other", "severity": "low", "summary": "A's incident", "affected_user_ids": [a_vendor_id] })),
+            )
+            .await;
+        assert_eq!(opened.status, 201, "{}", opened.raw);
+        let a_incident = opened.body["id"].as_str().unwrap().to_owned();
 
         let mut covered = Vec::new();
         for route in table().into_iter().filter(|r| r.path.contains("{id}")) {
@@ -64,6 +74,14 @@ async fn another_companys_ids_are_404_on_every_route_and_nothing_changes() {
                 ("POST", "/v1/fiscal/credentials/{id}/signatures") => {
                     (a_credential.clone(), Some(json!({ "data": "||x||" })))
                 }
+                ("GET", "/v1/incidents/{id}") => (a_incident.clone(), None),
+                ("POST", "/v1/incidents/{id}/transitions") => {
+                    (a_incident.clone(), Some(json!({ "to": "contained" })))
+                }
+                ("POST", "/v1/incidents/{id}/notes") => {
+                    (a_incident.clone(), Some(json!({ "note": "B was here" })))
+                }
+                ("POST", "/v1/incidents/{id}/notifications") => (a_incident.clone(), None),
                 _ => panic!(
                     "{method} {} takes an id but the tenancy test does not try it: add it",
                     route.path
@@ -88,7 +106,27 @@ async fn another_companys_ids_are_404_on_every_route_and_nothing_changes() {
         assert_problem(&r, 404, "not_found");
         assert!(covered.len() >= 6, "{covered:?}");
 
+        // B cannot open an incident naming A's users either.
+        let r = app
+            .call(
+                "POST",
+                "/v1/incidents",
+                Some(&b_owner),
+                Some(json!({ "kind": "other", "severity": "low", "summary": "x", "affected_user_ids": [a_vendor_id] })),
+            )
+            .await;
+        assert_problem(&r, 422, "validation_failed");
         // Nothing of A changed.
+        let incident = app
+            .call(
+                "GET",
+                &format!("/v1/incidents/{a_incident}"),
+                Some(&a_owner),
+                None,
+            )
+            .await;
+        assert_eq!(incident.body["status"], "open", "{}", incident.raw);
+        assert_eq!(incident.body["timeline"].as_array().unwrap().len(), 1);
         let vendor = app
             .call(
                 "GET",

@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod company;
 pub(crate) mod fiscal;
+pub(crate) mod incidents;
 pub(crate) mod me;
 pub(crate) mod mfa;
 pub(crate) mod ops;

@@ -9,6 +9,7 @@ mod m0004_audit_chain;
 mod m0005_company_config;
 mod m0006_audit_alerts;
 mod m0007_mfa;
+mod m0008_incidents_outbox;
 
 /// The list of migrations.
 #[derive(Debug)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_company_config::Migration),
             Box::new(m0006_audit_alerts::Migration),
             Box::new(m0007_mfa::Migration),
+            Box::new(m0008_incidents_outbox::Migration),
         ]
     }
 }

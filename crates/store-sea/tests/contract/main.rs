@@ -9,6 +9,7 @@
 
 mod accounts;
 mod audit;
+mod incidents;
 mod mfa;
 mod migrations;
 mod ownership;

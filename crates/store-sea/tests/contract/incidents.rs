@@ -1,0 +1,215 @@
+//! Incidents and the notification outbox on both databases.
+
+use ::accounts::AccountRepository;
+use ::audit::AuditSink;
+use ::incidents::{
+    EntryKind, Incident, IncidentError, IncidentKind, IncidentRepository, Severity, Status,
+    TimelineEntry,
+};
+use ::notify::OutboxStore;
+
+use super::*;
+
+async fn setup(store: &SeaStore) -> (Company, User) {
+    let c = company();
+    let u = user(&c, &format!("{}@example.com", id().simple()), Role::Owner);
+    store
+        .create_company_with_owner(&c, &u, vec![])
+        .await
+        .unwrap();
+    (c, u)
+}
+
+fn incident(c: &Company, u: &User, affected: Vec<UserId>) -> Incident {
+    Incident {
+        id: id(),
+        company_id: c.id,
+        kind: IncidentKind::DataLeak,
+        severity: Severity::Critical,
+        summary: "Fuga".into(),
+        status: Status::Open,
+        affected_user_ids: affected,
+        alert_id: None,
+        created_by: u.id,
+        created_at: t0(),
+        updated_at: t0(),
+        timeline: vec![TimelineEntry {
+            id: id(),
+            at: t0(),
+            actor_id: u.id,
+            kind: EntryKind::Created,
+            note: None,
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_concurrent_transitions_one_wins_and_the_timeline_stays_ordered() {
+    for (db, store, _conn) in stores().await {
+        let (c, u) = setup(&store).await;
+        let i = incident(&c, &u, vec![u.id]);
+        store
+            .insert(&i, record(Action::INCIDENT_CREATED, Some(c.id)))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for n in 0..6 {
+            let store = store.clone();
+            let (cid, iid, uid) = (c.id, i.id, u.id);
+            tasks.push(tokio::spawn(async move {
+                let entry = TimelineEntry {
+                    id: id(),
+                    at: t0(),
+                    actor_id: uid,
+                    kind: if n % 2 == 0 {
+                        EntryKind::Transition {
+                            from: Status::Open,
+                            to: Status::Contained,
+                        }
+                    } else {
+                        EntryKind::Note
+                    },
+                    note: Some(format!("n{n}")),
+                };
+                let transition = (n % 2 == 0).then_some((Status::Open, Status::Contained));
+                store
+                    .append(
+                        cid,
+                        iid,
+                        transition,
+                        &entry,
+                        record(Action::INCIDENT_TRANSITIONED, Some(cid)),
+                    )
+                    .await
+                    .unwrap()
+                    .then_some(transition.is_some())
+            }));
+        }
+        let mut transitions = 0;
+        let mut notes = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Some(true) => transitions += 1,
+                Some(false) => notes += 1,
+                None => {}
+            }
+        }
+        assert_eq!((transitions, notes), (1, 3), "{}", db.backend);
+        let back = store.get(c.id, i.id).await.unwrap().unwrap();
+        assert_eq!(back.status, Status::Contained);
+        assert_eq!(back.timeline.len(), 5, "created + 1 transition + 3 notes");
+        assert_eq!(back.timeline[0].kind, EntryKind::Created);
+        // Another company sees nothing and cannot append.
+        let other = CompanyId::from_uuid(id());
+        assert!(store.get(other, i.id).await.unwrap().is_none());
+        let entry = back.timeline[1].clone();
+        assert!(
+            !store
+                .append(
+                    other,
+                    i.id,
+                    None,
+                    &TimelineEntry { id: id(), ..entry },
+                    record(Action::INCIDENT_NOTE_ADDED, Some(other))
+                )
+                .await
+                .unwrap()
+        );
+    }
+}
+
+#[tokio::test]
+async fn affected_users_must_belong_to_the_company() {
+    for (db, store, conn) in stores().await {
+        let (c, u) = setup(&store).await;
+        let (_, stranger) = setup(&store).await;
+        let i = incident(&c, &u, vec![u.id, stranger.id]);
+        let err = store
+            .insert(&i, record(Action::INCIDENT_CREATED, Some(c.id)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, IncidentError::Validation(_)),
+            "{}: {err}",
+            db.backend
+        );
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM incidents").await, 0);
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'incident.created'"
+            )
+            .await,
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn notices_are_queued_with_their_record_and_delivered_with_leases_and_attempts() {
+    for (db, store, conn) in stores().await {
+        let (c, u) = setup(&store).await;
+        let (_, stranger) = setup(&store).await;
+        // A notice for a user of another company is never queued.
+        store
+            .record(record(Action::MFA_ENABLED, Some(c.id)).target("user", stranger.id))
+            .await
+            .unwrap();
+        assert_eq!(
+            count(&conn, "SELECT COUNT(*) FROM outbox_messages").await,
+            0,
+            "{}",
+            db.backend
+        );
+        store
+            .record(record(Action::MFA_ENABLED, Some(c.id)).target("user", u.id))
+            .await
+            .unwrap();
+        assert_eq!(store.backlog().await.unwrap(), 1);
+        let lease = t0() + chrono::Duration::minutes(2);
+        let claimed = store.claim_due(t0(), lease, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].to, u.email.as_str());
+        assert_eq!(claimed[0].template, "mfa_enabled");
+        assert!(claimed[0].body.starts_with("Hola, Ana:"));
+        // Leased: not claimable again until the lease ends.
+        assert!(store.claim_due(t0(), lease, 10).await.unwrap().is_empty());
+        let later = lease + chrono::Duration::seconds(1);
+        let again = store
+            .claim_due(later, later + chrono::Duration::minutes(2), 10)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1, "a crashed worker's claim comes back");
+        store
+            .record_attempt(
+                again[0].id,
+                later,
+                Some("421 try later".into()),
+                Some(later + chrono::Duration::seconds(30)),
+            )
+            .await
+            .unwrap();
+        let retry = store
+            .claim_due(
+                later + chrono::Duration::seconds(30),
+                later + chrono::Duration::minutes(3),
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(retry[0].attempts, 1);
+        store
+            .record_attempt(retry[0].id, later, None, None)
+            .await
+            .unwrap();
+        assert_eq!(store.backlog().await.unwrap(), 0);
+        assert_eq!(
+            count(&conn, "SELECT COUNT(*) FROM outbox_attempts").await,
+            2
+        );
+        assert_eq!(
+            count(&conn, "SELECT COUNT(*) FROM outbox_messages WHERE delivered_at IS NOT NULL AND attempts = 2").await,
+            1
+        );
+    }
+}
