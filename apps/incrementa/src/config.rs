@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 /// A wrong setting, named, with what is expected.
@@ -99,6 +99,12 @@ pub struct Settings {
     pub smtp_password: Option<SecretString>,
     /// `INCREMENTA_OUTBOX_INTERVAL_SECONDS`: how often the outbox worker looks for due messages.
     pub outbox_interval_seconds: u64,
+    /// `INCREMENTA_TRUSTED_PROXIES`: comma-separated addresses or CIDR networks of reverse
+    /// proxies whose `X-Forwarded-For` is believed (default: none).
+    pub trusted_proxies: String,
+    /// `INCREMENTA_METRICS_TOKEN`: bearer token for `GET /metrics`; unset, only loopback
+    /// clients may read the metrics.
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Default for Settings {
@@ -134,6 +140,8 @@ impl Default for Settings {
             smtp_username: None,
             smtp_password: None,
             outbox_interval_seconds: 5,
+            trusted_proxies: String::new(),
+            metrics_token: None,
         }
     }
 }
@@ -165,6 +173,7 @@ struct FileSettings {
     smtp_tls: Option<String>,
     smtp_username: Option<String>,
     outbox_interval_seconds: Option<u64>,
+    trusted_proxies: Option<String>,
 }
 
 fn parse<T: std::str::FromStr>(
@@ -265,6 +274,9 @@ impl Settings {
             }
             if let Some(v) = f.outbox_interval_seconds {
                 s.outbox_interval_seconds = v;
+            }
+            if let Some(v) = f.trusted_proxies {
+                s.trusted_proxies = v;
             }
         }
         let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
@@ -369,6 +381,18 @@ impl Settings {
         if let Some(v) = var("INCREMENTA_SMTP_PASSWORD") {
             s.smtp_password = Some(SecretString::from(v));
         }
+        if let Some(v) = var("INCREMENTA_TRUSTED_PROXIES") {
+            s.trusted_proxies = v;
+        }
+        if let Some(v) = var("INCREMENTA_METRICS_TOKEN") {
+            s.metrics_token = Some(SecretString::from(v)).filter(|t| t.expose_secret().len() >= 16);
+            if s.metrics_token.is_none() {
+                return Err(ConfigError::Invalid {
+                    name: "INCREMENTA_METRICS_TOKEN",
+                    problem: "must be at least 16 characters".into(),
+                });
+            }
+        }
         if let Some(v) = var("INCREMENTA_OUTBOX_INTERVAL_SECONDS") {
             s.outbox_interval_seconds =
                 parse("INCREMENTA_OUTBOX_INTERVAL_SECONDS", &v, "seconds, from 1")?;
@@ -384,6 +408,9 @@ impl Settings {
                 problem: problem.to_owned(),
             })
         };
+        if let Err(problem) = http_api::proxy::TrustedProxies::parse(&self.trusted_proxies) {
+            return bad("trusted_proxies", &problem);
+        }
         if mail::TlsMode::parse(&self.smtp_tls).is_none() {
             return bad("smtp_tls", "must be starttls, tls or none");
         }

@@ -320,6 +320,35 @@ impl http_api::Readiness for DbReadiness {
     }
 }
 
+/// The gauges of `/metrics`, read from the database at scrape time.
+struct DbGauges(Arc<SeaStore>);
+
+#[async_trait]
+impl http_api::metrics::Gauges for DbGauges {
+    async fn read(&self) -> Vec<(&'static str, &'static str, f64)> {
+        let mut out = Vec::new();
+        if let Ok(n) = notify::OutboxStore::backlog(self.0.as_ref()).await {
+            out.push((
+                "incrementa_outbox_backlog",
+                "Notifications waiting for delivery.",
+                n as f64,
+            ));
+        }
+        if let Ok(n) = self
+            .0
+            .active_sessions(kernel::Clock::now(&SystemClock))
+            .await
+        {
+            out.push((
+                "incrementa_active_sessions",
+                "Sessions neither revoked nor past their absolute lifetime.",
+                n as f64,
+            ));
+        }
+        out
+    }
+}
+
 /// A built server, bound and ready to run.
 pub struct Application {
     server: Server,
@@ -469,6 +498,11 @@ impl Application {
             incidents: incidents::IncidentService::new(store.clone(), clock.clone(), ids.clone()),
             audit,
             readiness: Arc::new(DbReadiness(db)),
+            trusted_proxies: http_api::proxy::TrustedProxies::parse(&settings.trusted_proxies)
+                .unwrap_or_default(),
+            metrics: Arc::default(),
+            gauges: Arc::new(DbGauges(store.clone())),
+            metrics_token: settings.metrics_token.clone(),
         };
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind.to_string(),

@@ -38,12 +38,54 @@ pub(crate) async fn request_id(
         .and_then(acceptable_request_id)
         .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut res = next.call(req).await?;
+    let res = next.call(req).await?.map_into_boxed_body();
+    let mut res = with_request_id_in_problem(res, &id).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut()
             .insert(header::HeaderName::from_static("x-request-id"), value);
     }
     Ok(res)
+}
+
+/// Largest problem body rewritten to carry the request id (problem bodies are a few hundred
+/// bytes; anything larger is passed through untouched).
+const MAX_PROBLEM_BODY: usize = 64 * 1024;
+
+/// Adds `request_id` to a problem+json body, so a client can quote it and an operator find the
+/// matching log lines. Other responses pass through unchanged.
+async fn with_request_id_in_problem(
+    res: ServiceResponse<BoxBody>,
+    id: &str,
+) -> ServiceResponse<BoxBody> {
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+    if !is_problem {
+        return res;
+    }
+    let (req, res) = res.into_parts();
+    let (head, body) = res.into_parts();
+    let Ok(bytes) = actix_web::body::to_bytes_limited(body, MAX_PROBLEM_BODY).await else {
+        return ServiceResponse::new(req, head.set_body(BoxBody::new(())));
+    };
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(_) => return ServiceResponse::new(req, head.set_body(BoxBody::new(()))),
+    };
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.insert(
+                "request_id".into(),
+                serde_json::Value::String(id.to_owned()),
+            );
+            serde_json::Value::Object(map).to_string().into_bytes()
+        }
+        _ => bytes.to_vec(),
+    };
+    let mut res = head.set_body(BoxBody::new(body));
+    res.headers_mut().remove(header::CONTENT_LENGTH);
+    ServiceResponse::new(req, res)
 }
 
 fn context_of(req: &HttpRequest) -> RequestContext {
@@ -52,9 +94,18 @@ fn context_of(req: &HttpRequest) -> RequestContext {
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
     let id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-    // The peer address only: X-Forwarded-For is trusted only behind a configured proxy, which
-    // this server does not have yet.
-    RequestContext::new(req.peer_addr().map(|a| a.ip()), ua, id)
+    // X-Forwarded-For counts only when the peer is a configured trusted proxy.
+    let peer = req.peer_addr().map(|a| a.ip());
+    let ip = match req.app_data::<web::Data<ApiState>>() {
+        Some(state) => state.trusted_proxies.client_ip(
+            peer,
+            req.headers()
+                .get_all("x-forwarded-for")
+                .filter_map(|v| v.to_str().ok()),
+        ),
+        None => peer,
+    };
+    RequestContext::new(ip, ua, id)
 }
 
 /// Extractor: the request's client address, user agent and request id.

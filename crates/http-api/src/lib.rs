@@ -12,6 +12,8 @@ mod auth;
 mod dto;
 mod error;
 mod handlers;
+pub mod metrics;
+pub mod proxy;
 pub mod qr;
 pub mod routes;
 
@@ -61,6 +63,14 @@ pub struct ApiState {
     pub audit: audit::AuditService,
     /// Readiness probe.
     pub readiness: Arc<dyn Readiness>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: proxy::TrustedProxies,
+    /// Request counters (OPS-3).
+    pub metrics: Arc<metrics::Metrics>,
+    /// Values read from the database when `/metrics` is scraped.
+    pub gauges: Arc<dyn metrics::Gauges>,
+    /// Bearer token for `/metrics`; `None`: loopback clients only.
+    pub metrics_token: Option<secrecy::SecretString>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -100,5 +110,6 @@ pub fn app(
                     "default-src 'none'; frame-ancestors 'none'",
                 )),
         )
+        .wrap(middleware::from_fn(metrics::track))
         .wrap(middleware::from_fn(auth::request_id))
 }

@@ -85,6 +85,7 @@ pub fn declare<S: RouteSink>(r: &mut S) {
     use Permission::{AuditRead, CompanyConfigRead, CompanyConfigWrite, IncidentsManage, OwnershipTransfer, RolesAssign, UsersManage, UsersRead};
     r.add(Method::GET,    "/healthz",                                Public,               ops::healthz);
     r.add(Method::GET,    "/readyz",                                 Public,               ops::readyz);
+    r.add(Method::GET,    "/metrics",                                Public,               ops::metrics);
     r.add(Method::POST,   "/v1/signup",                              Public,               signup::signup);
     r.add(Method::POST,   "/v1/sessions",                            Public,               sessions::login);
     r.add(Method::GET,    "/v1/sessions",                            Authenticated,        sessions::list);
@@ -259,6 +260,7 @@ mod tests {
     const PUBLIC: &[(&str, &str)] = &[
         ("GET", "/healthz"),
         ("GET", "/readyz"),
+        ("GET", "/metrics"),
         ("POST", "/v1/signup"),
         ("POST", "/v1/sessions"),
     ];

@@ -249,3 +249,19 @@ impl SessionStore for SeaStore {
         }
     }
 }
+
+impl SeaStore {
+    /// Sessions not revoked and within their absolute lifetime at `now` (for the metrics gauge;
+    /// idle ones are counted until they are next looked at).
+    ///
+    /// # Errors
+    /// The database is unreachable.
+    pub async fn active_sessions(&self, now: kernel::Timestamp) -> Result<u64, sea_orm::DbErr> {
+        use sea_orm::{ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _};
+        session::Entity::find()
+            .filter(session::Column::RevokedAt.is_null())
+            .filter(session::Column::ExpiresAt.gt(now))
+            .count(&self.db)
+            .await
+    }
+}

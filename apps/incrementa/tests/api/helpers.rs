@@ -206,6 +206,13 @@ pub fn assert_problem(r: &Reply, status: u16, code: &str) {
         "{}",
         r.raw
     );
+    // OPS: every problem names the request, as the X-Request-Id header does.
+    assert_eq!(
+        r.body["request_id"].as_str(),
+        r.headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+        "{}",
+        r.raw
+    );
 }
 
 impl TestApp {

@@ -15,6 +15,7 @@ mod helpers;
 mod incidents;
 mod keys;
 mod matrix;
+mod operations;
 mod ownership;
 mod rbac;
 mod second_factor;

@@ -12,7 +12,7 @@ fn probe(method: &str, path: &str, ids: &Ids) -> (String, Option<Value>) {
     let random = uuid::Uuid::new_v4().to_string();
     let p = |s: &str| s.replace("{id}", &random);
     match (method, path) {
-        ("GET", "/healthz" | "/readyz" | "/v1/sessions" | "/v1/me" | "/v1/users") => {
+        ("GET", "/healthz" | "/readyz" | "/metrics" | "/v1/sessions" | "/v1/me" | "/v1/users") => {
             (path.into(), None)
         }
         ("POST", "/v1/signup" | "/v1/sessions") => (path.into(), Some(json!({}))),

@@ -1,0 +1,173 @@
+//! OPS hygiene through the API: metrics, request ids in problems, client IPs behind proxies.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn metrics_count_requests_by_route_and_login_outcome() {
+    let app = spawn_app().await;
+    app.signup("metrics@example.com").await;
+    let token = app.token("metrics@example.com").await;
+    app.login("metrics@example.com", "Wrong#Password1").await;
+    app.call(
+        "GET",
+        &format!("/v1/users/{}", uuid::Uuid::new_v4()),
+        Some(&token),
+        None,
+    )
+    .await;
+    let r = app.call("GET", "/metrics", None, None).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert!(
+        r.headers
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    for line in [
+        "incrementa_http_requests_total{method=\"POST\",route=\"/v1/signup\",status=\"201\"} 1",
+        "incrementa_http_requests_total{method=\"GET\",route=\"/v1/users/{id}\",status=\"404\"} 1",
+        "incrementa_logins_total{outcome=\"success\"} 1",
+        "incrementa_logins_total{outcome=\"failure\"} 1",
+        "incrementa_active_sessions 1",
+        "# TYPE incrementa_http_request_duration_seconds histogram",
+        "# TYPE incrementa_outbox_backlog gauge",
+    ] {
+        assert!(r.raw.contains(line), "{line} missing from:\n{}", r.raw);
+    }
+    // Raw paths never become labels: the id is not there.
+    assert!(!r.raw.contains("/v1/users/0") && !r.raw.contains("metrics@example.com"));
+}
+
+#[actix_web::test]
+async fn with_a_metrics_token_the_scraper_must_present_it() {
+    let app = spawn_configured(test_support::TestDb::sqlite(), |s| {
+        s.metrics_token = Some(secrecy::SecretString::from("scrape-token-0123456789"));
+    })
+    .await;
+    assert_problem(
+        &app.call("GET", "/metrics", None, None).await,
+        403,
+        "forbidden",
+    );
+    assert_problem(
+        &app.call("GET", "/metrics", Some("wrong-token-000000000"), None)
+            .await,
+        403,
+        "forbidden",
+    );
+    let ok = app
+        .call("GET", "/metrics", Some("scrape-token-0123456789"), None)
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.raw);
+}
+
+#[actix_web::test]
+async fn problems_carry_the_request_id_of_their_response() {
+    let app = spawn_app().await;
+    let client = awc::Client::default();
+    let mut res = client
+        .get(format!("{}/v1/me", app.base))
+        .insert_header(("X-Request-Id", "trace-abc-123"))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(res.headers().get("x-request-id").unwrap(), "trace-abc-123");
+    assert_eq!(body["request_id"], "trace-abc-123");
+    assert_eq!(body["code"], "unauthenticated");
+    // Not a problem: the body is left alone.
+    let health = app.call("GET", "/healthz", None, None).await;
+    assert!(health.body.get("request_id").is_none());
+}
+
+async fn login_ip(app: &TestApp, email: &str, forwarded: &str) -> String {
+    let client = awc::Client::default();
+    let res = client
+        .post(format!("{}/v1/sessions", app.base))
+        .insert_header(("X-Forwarded-For", forwarded))
+        .send_json(&json!({ "email": email, "password": PASSWORD }))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let token = app.token(email).await;
+    let sessions = app.call("GET", "/v1/sessions", Some(&token), None).await;
+    sessions.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["ip"].as_str().unwrap_or("").to_owned())
+        .find(|ip| ip != "127.0.0.1")
+        .unwrap_or_else(|| "127.0.0.1".to_owned())
+}
+
+#[actix_web::test]
+async fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+    // Default: nobody is trusted, the header is ignored.
+    let app = spawn_configured(test_support::TestDb::sqlite(), |s| s.session_limit = 5).await;
+    app.signup("xff@example.com").await;
+    assert_eq!(
+        login_ip(&app, "xff@example.com", "198.51.100.23").await,
+        "127.0.0.1"
+    );
+    // Behind a trusted proxy on loopback: the client's address is used.
+    let app = spawn_configured(test_support::TestDb::sqlite(), |s| {
+        s.session_limit = 5;
+        s.trusted_proxies = "127.0.0.1, 10.0.0.0/8".into();
+    })
+    .await;
+    app.signup("xff@example.com").await;
+    assert_eq!(
+        login_ip(&app, "xff@example.com", "198.51.100.23, 10.1.1.1").await,
+        "198.51.100.23"
+    );
+}
+
+fn config_check(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_incrementa"));
+    cmd.args(["config", "check"])
+        .env("INCREMENTA_DATA_DIR", dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("INCREMENTA_MASTER_KEY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn config_check_names_the_wrong_value_and_never_prints_secrets() {
+    let (code, out) = config_check(&[("INCREMENTA_SMTP_TLS", "ssl3")]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("smtp_tls"), "{out}");
+    let (code, out) = config_check(&[("INCREMENTA_TRUSTED_PROXIES", "10.0.0.0/40")]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("10.0.0.0/40"), "{out}");
+    let (code, out) = config_check(&[
+        ("INCREMENTA_SMTP_HOST", "smtp.example.com"),
+        ("INCREMENTA_SMTP_USERNAME", "mailer"),
+        ("INCREMENTA_SMTP_PASSWORD", "Smtp-Secret-2026"),
+        ("INCREMENTA_METRICS_TOKEN", "metrics-secret-0123456789"),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("configuration OK") && out.contains("smtp.example.com"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Smtp-Secret-2026") && !out.contains("metrics-secret-0123456789"),
+        "{out}"
+    );
+}

@@ -1,0 +1,189 @@
+//! Prometheus metrics (OPS-3): requests by route and status, latency histograms per route, login
+//! outcomes, plus gauges read from the database at scrape time (active sessions, outbox backlog).
+//! Routes are labelled by their pattern (`/v1/users/{id}`), never by raw paths, so label values
+//! stay few and carry no ids.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::web;
+use async_trait::async_trait;
+
+use crate::ApiState;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    requests: BTreeMap<(String, String, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
+    logins: BTreeMap<&'static str, u64>,
+}
+
+/// The in-process counters. Cheap to share.
+#[derive(Debug, Default)]
+pub struct Metrics(Mutex<Inner>);
+
+/// Values read at scrape time.
+#[async_trait]
+pub trait Gauges: Send + Sync {
+    /// `(name, help, value)` triples.
+    async fn read(&self) -> Vec<(&'static str, &'static str, f64)>;
+}
+
+impl Metrics {
+    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let Ok(mut inner) = self.0.lock() else {
+            return;
+        };
+        *inner
+            .requests
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+        let h = inner.latency.entry(route.to_owned()).or_default();
+        for (bound, count) in BUCKETS.iter().zip(h.counts.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        h.sum += seconds;
+        h.count += 1;
+        if method == "POST" && route == "/v1/sessions" {
+            let outcome = match status {
+                201 => "success",
+                429 => "throttled",
+                400..=499 => "failure",
+                _ => "error",
+            };
+            *inner.logins.entry(outcome).or_default() += 1;
+        }
+    }
+
+    /// The Prometheus text exposition of the counters.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let Ok(inner) = self.0.lock() else {
+            return String::new();
+        };
+        let mut out = String::new();
+        out.push_str("# HELP incrementa_http_requests_total HTTP requests by method, route pattern and status.\n");
+        out.push_str("# TYPE incrementa_http_requests_total counter\n");
+        for ((method, route, status), n) in &inner.requests {
+            let _ = writeln!(
+                out,
+                "incrementa_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str(
+            "# HELP incrementa_http_request_duration_seconds Request latency by route pattern.\n",
+        );
+        out.push_str("# TYPE incrementa_http_request_duration_seconds histogram\n");
+        for (route, h) in &inner.latency {
+            for (bound, count) in BUCKETS.iter().zip(h.counts.iter()) {
+                let _ = writeln!(
+                    out,
+                    "incrementa_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "incrementa_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "incrementa_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "incrementa_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                h.count
+            );
+        }
+        out.push_str(
+            "# HELP incrementa_logins_total Login attempts by outcome (throttled: 429).\n",
+        );
+        out.push_str("# TYPE incrementa_logins_total counter\n");
+        for (outcome, n) in &inner.logins {
+            let _ = writeln!(out, "incrementa_logins_total{{outcome=\"{outcome}\"}} {n}");
+        }
+        out
+    }
+}
+
+/// Middleware: counts every request by its route pattern and status.
+pub(crate) async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let state = req.app_data::<web::Data<ApiState>>().cloned();
+    let res = next.call(req).await?;
+    // Routing happened inside: the pattern is known only now.
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "(unmatched)".to_owned());
+    if let Some(state) = state {
+        state.metrics.observe(
+            &method,
+            &route,
+            res.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_histograms_and_login_outcomes_render_as_prometheus_text() {
+        let m = Metrics::default();
+        m.observe("GET", "/v1/users/{id}", 200, 0.003);
+        m.observe("GET", "/v1/users/{id}", 200, 0.2);
+        m.observe("POST", "/v1/sessions", 201, 0.1);
+        m.observe("POST", "/v1/sessions", 401, 0.1);
+        m.observe("POST", "/v1/sessions", 429, 0.001);
+        let text = m.render();
+        assert!(text.contains(
+            "incrementa_http_requests_total{method=\"GET\",route=\"/v1/users/{id}\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "incrementa_http_request_duration_seconds_bucket{route=\"/v1/users/{id}\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains(
+            "incrementa_http_request_duration_seconds_bucket{route=\"/v1/users/{id}\",le=\"0.25\"} 2"
+        ));
+        assert!(text.contains(
+            "incrementa_http_request_duration_seconds_count{route=\"/v1/users/{id}\"} 2"
+        ));
+        for outcome in ["success", "failure", "throttled"] {
+            assert!(
+                text.contains(&format!(
+                    "incrementa_logins_total{{outcome=\"{outcome}\"}} 1"
+                )),
+                "{outcome}"
+            );
+        }
+    }
+}
