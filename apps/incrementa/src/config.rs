@@ -105,6 +105,11 @@ pub struct Settings {
     /// `INCREMENTA_METRICS_TOKEN`: bearer token for `GET /metrics`; unset, only loopback
     /// clients may read the metrics.
     pub metrics_token: Option<SecretString>,
+    /// `INCREMENTA_BACKUP_DIR_2`: the second backup destination (e.g. a mounted remote share);
+    /// the first is `<data_dir>/backups`.
+    pub backup_dir_2: Option<PathBuf>,
+    /// `INCREMENTA_BACKUP_KEEP`: backups kept per destination (default 7).
+    pub backup_keep: usize,
 }
 
 impl Default for Settings {
@@ -142,6 +147,8 @@ impl Default for Settings {
             outbox_interval_seconds: 5,
             trusted_proxies: String::new(),
             metrics_token: None,
+            backup_dir_2: None,
+            backup_keep: 7,
         }
     }
 }
@@ -174,6 +181,8 @@ struct FileSettings {
     smtp_username: Option<String>,
     outbox_interval_seconds: Option<u64>,
     trusted_proxies: Option<String>,
+    backup_dir_2: Option<PathBuf>,
+    backup_keep: Option<usize>,
 }
 
 fn parse<T: std::str::FromStr>(
@@ -278,6 +287,12 @@ impl Settings {
             if let Some(v) = f.trusted_proxies {
                 s.trusted_proxies = v;
             }
+            if let Some(v) = f.backup_dir_2 {
+                s.backup_dir_2 = Some(v);
+            }
+            if let Some(v) = f.backup_keep {
+                s.backup_keep = v;
+            }
         }
         let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         if let Some(v) = var("INCREMENTA_BIND") {
@@ -381,6 +396,12 @@ impl Settings {
         if let Some(v) = var("INCREMENTA_SMTP_PASSWORD") {
             s.smtp_password = Some(SecretString::from(v));
         }
+        if let Some(v) = var("INCREMENTA_BACKUP_DIR_2") {
+            s.backup_dir_2 = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty());
+        }
+        if let Some(v) = var("INCREMENTA_BACKUP_KEEP") {
+            s.backup_keep = parse("INCREMENTA_BACKUP_KEEP", &v, "a whole number from 1")?;
+        }
         if let Some(v) = var("INCREMENTA_TRUSTED_PROXIES") {
             s.trusted_proxies = v;
         }
@@ -408,6 +429,9 @@ impl Settings {
                 problem: problem.to_owned(),
             })
         };
+        if !(1..=3650).contains(&self.backup_keep) {
+            return bad("backup_keep", "must be between 1 and 3650");
+        }
         if let Err(problem) = http_api::proxy::TrustedProxies::parse(&self.trusted_proxies) {
             return bad("trusted_proxies", &problem);
         }

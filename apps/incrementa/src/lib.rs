@@ -2,5 +2,6 @@
 //! tests can build the real application on port 0.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod config;
 pub mod startup;

@@ -133,6 +133,10 @@ impl Action {
     pub const INCIDENT_NOTE_ADDED: Self = Self("incident.note_added");
     /// The users affected by an incident were notified.
     pub const INCIDENT_NOTIFIED: Self = Self("incident.notified");
+    /// A backup was written to a destination.
+    pub const BACKUP_CREATED: Self = Self("backup.created");
+    /// A backup could not be written to a destination.
+    pub const BACKUP_FAILED: Self = Self("backup.failed");
 
     /// The stable name.
     #[must_use]

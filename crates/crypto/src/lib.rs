@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod audit_mac;
+mod backup;
 mod envelope;
 mod hasher;
 mod master_key;
@@ -20,6 +21,7 @@ mod sat;
 mod tokens;
 
 pub use audit_mac::HmacChain;
+pub use backup::BackupCipher;
 pub use envelope::AesCtrHmacEnvelope;
 pub use hasher::{Argon2Hasher, HashParams, legacy_hash};
 pub use master_key::{KeySource, Keyring, MasterKey};
@@ -49,6 +51,9 @@ pub enum CryptoError {
     /// The key file or variable is unusable; the message says why without the key.
     #[error("master key: {0}")]
     Key(String),
+    /// A backup stream could not be sealed or opened; the message says why.
+    #[error("backup: {0}")]
+    Backup(String),
     /// Reading or writing the key file failed.
     #[error("master key file {path}")]
     Io {

@@ -148,6 +148,12 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How many migrations this binary knows (the schema version recorded in backups).
+#[must_use]
+pub fn migration_count() -> usize {
+    Migrator::migrations().len()
+}
+
 /// The PostgreSQL advisory lock that serializes migrations ("INCR" in ASCII).
 const MIGRATION_LOCK_ID: i64 = 0x494E_4352;
 

@@ -8,6 +8,7 @@
 
 mod alerts;
 mod audit;
+mod backups;
 mod company;
 mod concurrency;
 mod errors;
