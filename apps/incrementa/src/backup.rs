@@ -508,3 +508,78 @@ pub async fn restore(settings: &Settings, file: &Path) -> Result<usize, String> 
     }
     Ok(reports.len())
 }
+
+/// The next instant the daily backup is due after `now`: today at `at` in `tz` if still ahead,
+/// else tomorrow. A local time skipped by a clock change runs an hour later; a repeated one
+/// runs at its first occurrence.
+#[must_use]
+pub fn next_run(
+    now: kernel::Timestamp,
+    at: chrono::NaiveTime,
+    tz: chrono_tz::Tz,
+) -> kernel::Timestamp {
+    use chrono::TimeZone as _;
+    let local_today = now.with_timezone(&tz).date_naive();
+    for day in local_today.iter_days().take(3) {
+        let naive = day.and_time(at);
+        let candidate = tz
+            .from_local_datetime(&naive)
+            .earliest()
+            .or_else(|| {
+                tz.from_local_datetime(&(naive + chrono::Duration::hours(1)))
+                    .earliest()
+            })
+            .map(|t| t.with_timezone(&chrono::Utc));
+        if let Some(t) = candidate.filter(|t| *t > now) {
+            return t;
+        }
+    }
+    now + chrono::Duration::days(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    #[test]
+    fn the_daily_backup_runs_at_one_in_the_morning_mexico_city_time() {
+        let tz: chrono_tz::Tz = "America/Mexico_City".parse().unwrap();
+        let one = chrono::NaiveTime::from_hms_opt(1, 0, 0).unwrap();
+        // 2026-11-21 12:00 UTC is 06:00 in Mexico City (UTC-6): next is tomorrow 01:00 local.
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
+            .unwrap();
+        assert_eq!(
+            next_run(now, one, tz),
+            chrono::Utc.with_ymd_and_hms(2026, 11, 22, 7, 0, 0).unwrap()
+        );
+        // 06:30 UTC is 00:30 local: later the same local day.
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 21, 6, 30, 0)
+            .unwrap();
+        assert_eq!(
+            next_run(now, one, tz),
+            chrono::Utc.with_ymd_and_hms(2026, 11, 21, 7, 0, 0).unwrap()
+        );
+        // Exactly at the time: the next day's.
+        let now = chrono::Utc.with_ymd_and_hms(2026, 11, 21, 7, 0, 0).unwrap();
+        assert_eq!(
+            next_run(now, one, tz),
+            chrono::Utc.with_ymd_and_hms(2026, 11, 22, 7, 0, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_local_time_skipped_by_daylight_saving_runs_an_hour_later() {
+        let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        let two_thirty = chrono::NaiveTime::from_hms_opt(2, 30, 0).unwrap();
+        // 2026-03-08: New York skips 02:00–03:00.
+        let now = chrono::Utc.with_ymd_and_hms(2026, 3, 8, 5, 0, 0).unwrap();
+        assert_eq!(
+            next_run(now, two_thirty, tz),
+            chrono::Utc.with_ymd_and_hms(2026, 3, 8, 7, 30, 0).unwrap()
+        );
+    }
+}

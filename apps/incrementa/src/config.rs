@@ -110,6 +110,10 @@ pub struct Settings {
     pub backup_dir_2: Option<PathBuf>,
     /// `INCREMENTA_BACKUP_KEEP`: backups kept per destination (default 7).
     pub backup_keep: usize,
+    /// `INCREMENTA_BACKUP_AT`: local time of the daily backup `serve` runs (`01:00`), or `off`.
+    pub backup_at: String,
+    /// `INCREMENTA_BACKUP_TIME_ZONE`: the time zone of `backup_at` (`America/Mexico_City`).
+    pub backup_time_zone: String,
 }
 
 impl Default for Settings {
@@ -149,6 +153,8 @@ impl Default for Settings {
             metrics_token: None,
             backup_dir_2: None,
             backup_keep: 7,
+            backup_at: "01:00".into(),
+            backup_time_zone: "America/Mexico_City".into(),
         }
     }
 }
@@ -183,6 +189,8 @@ struct FileSettings {
     trusted_proxies: Option<String>,
     backup_dir_2: Option<PathBuf>,
     backup_keep: Option<usize>,
+    backup_at: Option<String>,
+    backup_time_zone: Option<String>,
 }
 
 fn parse<T: std::str::FromStr>(
@@ -293,6 +301,12 @@ impl Settings {
             if let Some(v) = f.backup_keep {
                 s.backup_keep = v;
             }
+            if let Some(v) = f.backup_at {
+                s.backup_at = v;
+            }
+            if let Some(v) = f.backup_time_zone {
+                s.backup_time_zone = v;
+            }
         }
         let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         if let Some(v) = var("INCREMENTA_BIND") {
@@ -399,6 +413,12 @@ impl Settings {
         if let Some(v) = var("INCREMENTA_BACKUP_DIR_2") {
             s.backup_dir_2 = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty());
         }
+        if let Some(v) = var("INCREMENTA_BACKUP_AT") {
+            s.backup_at = v;
+        }
+        if let Some(v) = var("INCREMENTA_BACKUP_TIME_ZONE") {
+            s.backup_time_zone = v;
+        }
         if let Some(v) = var("INCREMENTA_BACKUP_KEEP") {
             s.backup_keep = parse("INCREMENTA_BACKUP_KEEP", &v, "a whole number from 1")?;
         }
@@ -422,6 +442,14 @@ impl Settings {
         Ok(s)
     }
 
+    /// The daily backup's local time and time zone; `None` when off or invalid.
+    #[must_use]
+    pub fn backup_schedule(&self) -> Option<(chrono::NaiveTime, chrono_tz::Tz)> {
+        let at = chrono::NaiveTime::parse_from_str(self.backup_at.trim(), "%H:%M").ok()?;
+        let tz = self.backup_time_zone.trim().parse::<chrono_tz::Tz>().ok()?;
+        Some((at, tz))
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |name: &'static str, problem: &str| {
             Err(ConfigError::Invalid {
@@ -429,6 +457,12 @@ impl Settings {
                 problem: problem.to_owned(),
             })
         };
+        if self.backup_at != "off" && self.backup_schedule().is_none() {
+            return bad(
+                "backup_at",
+                "must be a local time HH:MM (e.g. 01:00) or off",
+            );
+        }
         if !(1..=3650).contains(&self.backup_keep) {
             return bad("backup_keep", "must be between 1 and 3650");
         }

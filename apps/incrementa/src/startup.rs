@@ -257,6 +257,41 @@ fn spawn_outbox(worker: notify::OutboxWorker, every: std::time::Duration) {
     });
 }
 
+/// The daily backup (BAK-2) at `INCREMENTA_BACKUP_AT` in `INCREMENTA_BACKUP_TIME_ZONE`. Every
+/// server schedules it; the day's run is claimed in the database, so one process runs it.
+fn spawn_backups(settings: Settings, store: Arc<SeaStore>, clock: Arc<dyn Clock>) {
+    let Some((at, tz)) = settings.backup_schedule() else {
+        return;
+    };
+    actix_web::rt::spawn(async move {
+        loop {
+            let now = clock.now();
+            let next = crate::backup::next_run(now, at, tz);
+            let wait = (next - now).to_std().unwrap_or_default();
+            actix_web::rt::time::sleep(wait).await;
+            let day = next.with_timezone(&tz).date_naive().to_string();
+            match store.claim_daily("backup", &day).await {
+                Ok(true) => {
+                    let destinations = crate::backup::default_destinations(&settings);
+                    match crate::backup::create(&settings, &destinations).await {
+                        Ok(r) if r.failed.is_empty() => {
+                            tracing::info!(file = %r.manifest.file, "daily backup written");
+                        }
+                        Ok(r) => tracing::error!(
+                            file = %r.manifest.file,
+                            failed = r.failed.len(),
+                            "daily backup: some destinations failed"
+                        ),
+                        Err(e) => tracing::error!(error = %e, "daily backup failed"),
+                    }
+                }
+                Ok(false) => tracing::debug!(%day, "daily backup already taken by another process"),
+                Err(e) => tracing::error!(error = %e, "daily backup could not be scheduled"),
+            }
+        }
+    });
+}
+
 /// The automated review (AUD-7) every 30 seconds. Several processes may run it: the review
 /// cursor moves by compare-and-set, so each record is reviewed once.
 fn spawn_review(audit: audit::AuditService) {
@@ -414,6 +449,7 @@ impl Application {
             export_window: Duration::minutes(10),
         });
         spawn_review(audit.clone());
+        spawn_backups(settings.clone(), store.clone(), clock.clone());
         spawn_outbox(
             notify::OutboxWorker::new(
                 store.clone(),

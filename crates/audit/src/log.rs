@@ -235,7 +235,7 @@ impl AuditService {
                     .filter(|r| r.actor_id == record.actor_id)
                     .count();
             }
-            Need::Nothing => {}
+            Need::Nothing | Need::Itself => {}
         }
         Ok(ctx)
     }

@@ -80,6 +80,8 @@ pub enum Need {
     PriorLogins,
     /// Export count.
     Exports,
+    /// Nothing beyond the record itself (it alerts by what it is).
+    Itself,
 }
 
 fn detail<'a>(record: &'a serde_json::Value, key: &str) -> Option<&'a str> {
@@ -101,6 +103,7 @@ pub fn need(record: &ChainedRecord) -> Need {
             }
         }
         ("audit.exported", _) => Need::Exports,
+        ("backup.failed", _) => Need::Itself,
         _ => Need::Nothing,
     }
 }
@@ -210,6 +213,15 @@ pub fn evaluate(
                 ));
             }
         }
+        Need::Itself => {
+            let destination = detail(&details, "destination").unwrap_or("a destination");
+            out.push(alert(
+                "backup_failed",
+                "high",
+                record.target.clone().unwrap_or_default(),
+                format!("a backup could not be written to {destination}"),
+            ));
+        }
         Need::Nothing => {}
     }
     out
@@ -247,6 +259,24 @@ mod tests {
         .into_iter()
         .map(|a| a.rule)
         .collect()
+    }
+
+    #[test]
+    fn a_failed_backup_destination_raises_a_high_alert() {
+        let r = rec(
+            "backup.failed",
+            "failure",
+            serde_json::json!({ "destination": "/mnt/remote", "error": "disk full" }),
+        );
+        assert_eq!(need(&r), Need::Itself);
+        assert_eq!(rules(&r, Context::default()), ["backup_failed"]);
+        assert!(
+            rules(
+                &rec("backup.created", "success", serde_json::json!({})),
+                Context::default()
+            )
+            .is_empty()
+        );
     }
 
     #[test]

@@ -231,6 +231,47 @@ impl SeaStore {
     }
 }
 
+impl SeaStore {
+    /// Claims the run of daily job `name` for `day` (e.g. `2026-11-21`): `true` for exactly one
+    /// caller per day, across processes, so a job scheduled in every server runs once (BAK-2).
+    ///
+    /// # Errors
+    /// The database is unreachable.
+    pub async fn claim_daily(&self, name: &str, day: &str) -> Result<bool, DbErr> {
+        let backend = self.backend();
+        let insert = match backend {
+            DbBackend::Postgres => {
+                "INSERT INTO scheduled_jobs (name, last_run) VALUES ($1, '') ON CONFLICT (name) DO NOTHING"
+            }
+            _ => {
+                "INSERT INTO scheduled_jobs (name, last_run) VALUES (?, '') ON CONFLICT (name) DO NOTHING"
+            }
+        };
+        self.db
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                backend,
+                insert,
+                [name.into()],
+            ))
+            .await?;
+        let update = match backend {
+            DbBackend::Postgres => {
+                "UPDATE scheduled_jobs SET last_run = $1 WHERE name = $2 AND last_run < $1"
+            }
+            _ => "UPDATE scheduled_jobs SET last_run = ?1 WHERE name = ?2 AND last_run < ?1",
+        };
+        let done = self
+            .db
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                backend,
+                update,
+                [day.into(), name.into()],
+            ))
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 /// A stored value that does not map back to a domain value: the database was edited by hand or
 /// by a newer version.
 #[derive(Debug, thiserror::Error)]

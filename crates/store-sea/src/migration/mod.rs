@@ -10,6 +10,7 @@ mod m0005_company_config;
 mod m0006_audit_alerts;
 mod m0007_mfa;
 mod m0008_incidents_outbox;
+mod m0009_scheduled_jobs;
 
 /// The list of migrations.
 #[derive(Debug)]
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_audit_alerts::Migration),
             Box::new(m0007_mfa::Migration),
             Box::new(m0008_incidents_outbox::Migration),
+            Box::new(m0009_scheduled_jobs::Migration),
         ]
     }
 }
