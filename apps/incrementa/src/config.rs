@@ -545,6 +545,29 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `docs/configuration.md` lists every variable this file reads.
+    #[test]
+    fn every_variable_is_documented() {
+        let source = include_str!("config.rs");
+        let doc = include_str!("../../../docs/configuration.md");
+        let mut checked = 0;
+        for (i, _) in source.match_indices("var(\"") {
+            let name: String = source[i + 5..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            assert!(
+                doc.contains(&format!("`{name}`")),
+                "{name} is missing from docs/configuration.md"
+            );
+            checked += 1;
+        }
+        assert!(
+            checked > 30,
+            "only {checked} variables found: did the reading code change?"
+        );
+    }
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
