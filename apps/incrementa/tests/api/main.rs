@@ -19,6 +19,7 @@ mod matrix;
 mod operations;
 mod ownership;
 mod rbac;
+mod robustness;
 mod second_factor;
 mod sessions;
 mod signup;

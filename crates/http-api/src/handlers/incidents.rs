@@ -168,13 +168,28 @@ pub(crate) async fn notify(
     auth: Auth,
     ctx: ClientContext,
     id: web::Path<Uuid>,
-    body: web::Bytes,
+    mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    use futures_util::StreamExt as _;
+    // Read the optional body ourselves, so that too large is a problem+json like everywhere.
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| {
+            ApiError::new(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                "malformed_request",
+                "Malformed request",
+                "the body could not be read",
+            )
+        })?;
+        if body.len() + chunk.len() > crate::JSON_LIMIT {
+            return Err(crate::error::too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
     // The body is optional: empty means "send the summary".
     let body: NotifyBody = if body.iter().all(u8::is_ascii_whitespace) {
         NotifyBody::default()
-    } else if body.len() > crate::JSON_LIMIT {
-        return Err(crate::error::too_large());
     } else {
         serde_json::from_slice(&body).map_err(|_| {
             ApiError::new(
