@@ -356,7 +356,7 @@ impl http_api::Readiness for DbReadiness {
 }
 
 /// The gauges of `/metrics`, read from the database at scrape time.
-struct DbGauges(Arc<SeaStore>);
+struct DbGauges(Arc<SeaStore>, Arc<dyn Clock>);
 
 #[async_trait]
 impl http_api::metrics::Gauges for DbGauges {
@@ -369,11 +369,7 @@ impl http_api::metrics::Gauges for DbGauges {
                 n as f64,
             ));
         }
-        if let Ok(n) = self
-            .0
-            .active_sessions(kernel::Clock::now(&SystemClock))
-            .await
-        {
+        if let Ok(n) = self.0.active_sessions(self.1.now()).await {
             out.push((
                 "incrementa_active_sessions",
                 "Sessions neither revoked nor past their absolute lifetime.",
@@ -537,7 +533,7 @@ impl Application {
             trusted_proxies: http_api::proxy::TrustedProxies::parse(&settings.trusted_proxies)
                 .unwrap_or_default(),
             metrics: Arc::default(),
-            gauges: Arc::new(DbGauges(store.clone())),
+            gauges: Arc::new(DbGauges(store.clone(), clock.clone())),
             metrics_token: settings.metrics_token.clone(),
         };
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {

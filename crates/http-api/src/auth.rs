@@ -66,12 +66,9 @@ async fn with_request_id_in_problem(
     }
     let (req, res) = res.into_parts();
     let (head, body) = res.into_parts();
-    let Ok(bytes) = actix_web::body::to_bytes_limited(body, MAX_PROBLEM_BODY).await else {
+    // Problem bodies are small and already in memory; one that cannot be read is dropped.
+    let Ok(Ok(bytes)) = actix_web::body::to_bytes_limited(body, MAX_PROBLEM_BODY).await else {
         return ServiceResponse::new(req, head.set_body(BoxBody::new(())));
-    };
-    let bytes = match bytes {
-        Ok(b) => b,
-        Err(_) => return ServiceResponse::new(req, head.set_body(BoxBody::new(()))),
     };
     let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(serde_json::Value::Object(mut map)) => {

@@ -12,7 +12,6 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::audit_repo::insert_audit;
 use crate::entity::{audit_alert, incident as row, incident_timeline as line, user};
 use crate::{SeaStore, corrupt};
 
@@ -178,10 +177,9 @@ impl IncidentRepository for SeaStore {
                 .await
                 .map_err(internal)?;
         }
-        insert_audit(&txn, self.chain.as_ref(), vec![audit])
+        self.commit_with_audit(txn, vec![audit])
             .await
-            .map_err(internal)?;
-        txn.commit().await.map_err(internal)
+            .map_err(internal)
     }
 
     async fn get(&self, company: CompanyId, id: Uuid) -> Result<Option<Incident>, IncidentError> {
@@ -261,10 +259,9 @@ impl IncidentRepository for SeaStore {
             .exec_without_returning(&txn)
             .await
             .map_err(internal)?;
-        insert_audit(&txn, self.chain.as_ref(), vec![audit])
+        self.commit_with_audit(txn, vec![audit])
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
         Ok(true)
     }
 }

@@ -218,6 +218,17 @@ impl SeaStore {
         self.db.get_database_backend()
     }
 
+    /// Appends `audit` to its chains inside `txn` and commits: the last step of every change,
+    /// so the change and the records describing it land together (AUD-2).
+    async fn commit_with_audit(
+        &self,
+        txn: DatabaseTransaction,
+        audit: Vec<audit::AuditRecord>,
+    ) -> Result<(), DbErr> {
+        audit_repo::insert_audit(&txn, self.chain.as_ref(), audit).await?;
+        txn.commit().await
+    }
+
     /// A transaction that holds the write lock from its first statement on SQLite, so two
     /// writers never deadlock upgrading read locks; on PostgreSQL an ordinary READ COMMITTED
     /// transaction (callers lock the rows they serialize on).

@@ -9,7 +9,6 @@ use sea_orm::{
 };
 use vault::Sealed;
 
-use crate::audit_repo::insert_audit;
 use crate::entity::{mfa_recovery_code as code, mfa_totp as totp, user};
 use crate::{SeaStore, corrupt};
 
@@ -138,10 +137,9 @@ impl MfaRepository for SeaStore {
         if inserted == 0 {
             return Ok(false);
         }
-        insert_audit(&txn, self.chain.as_ref(), vec![audit])
+        self.commit_with_audit(txn, vec![audit])
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
         Ok(true)
     }
 
@@ -170,10 +168,9 @@ impl MfaRepository for SeaStore {
         }
         insert_codes(&txn, company, user, code_digests).await?;
         set_user_mfa(&txn, company, user, true, at).await?;
-        insert_audit(&txn, self.chain.as_ref(), vec![audit])
+        self.commit_with_audit(txn, vec![audit])
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
         Ok(true)
     }
 
@@ -221,10 +218,9 @@ impl MfaRepository for SeaStore {
         if updated.rows_affected != 1 {
             return Ok(false);
         }
-        insert_audit(&txn, self.chain.as_ref(), vec![audit])
+        self.commit_with_audit(txn, vec![audit])
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
         Ok(true)
     }
 
@@ -261,10 +257,9 @@ impl MfaRepository for SeaStore {
             return Ok(false);
         }
         insert_codes(&txn, company, user, code_digests).await?;
-        insert_audit(&txn, self.chain.as_ref(), vec![audit])
+        self.commit_with_audit(txn, vec![audit])
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
         Ok(true)
     }
 
@@ -287,10 +282,9 @@ impl MfaRepository for SeaStore {
         }
         insert_codes(&txn, company, user, &[]).await?;
         set_user_mfa(&txn, company, user, false, at).await?;
-        insert_audit(&txn, self.chain.as_ref(), vec![audit])
+        self.commit_with_audit(txn, vec![audit])
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
         Ok(true)
     }
 
