@@ -58,6 +58,10 @@ pub struct Settings {
     pub signup_limit_per_ip: u32,
     /// `INCREMENTA_SESSION_LIMIT`: active sessions per user unless the company sets its own.
     pub session_limit: u16,
+    /// `INCREMENTA_SESSION_CACHE_MS`: how long a process may serve a session from memory
+    /// (changes made through the same process are seen at once; other processes' within this
+    /// time). 0 turns the cache off.
+    pub session_cache_ms: u32,
     /// `INCREMENTA_SESSION_IDLE_MINUTES`.
     pub session_idle_minutes: i64,
     /// `INCREMENTA_SESSION_LIFETIME_MINUTES`.
@@ -129,6 +133,7 @@ impl Default for Settings {
             rate_limit_per_ip: 100,
             signup_limit_per_ip: 20,
             session_limit: 2,
+            session_cache_ms: 1000,
             session_idle_minutes: 30,
             session_lifetime_minutes: 12 * 60,
             argon2_memory_kib: 19_456,
@@ -171,6 +176,7 @@ struct FileSettings {
     rate_limit_per_ip: Option<u32>,
     signup_limit_per_ip: Option<u32>,
     session_limit: Option<u16>,
+    session_cache_ms: Option<u32>,
     session_idle_minutes: Option<i64>,
     session_lifetime_minutes: Option<i64>,
     argon2_memory_kib: Option<u32>,
@@ -246,6 +252,9 @@ impl Settings {
             }
             if let Some(v) = f.session_limit {
                 s.session_limit = v;
+            }
+            if let Some(v) = f.session_cache_ms {
+                s.session_cache_ms = v;
             }
             if let Some(v) = f.session_idle_minutes {
                 s.session_idle_minutes = v;
@@ -342,6 +351,13 @@ impl Settings {
                 "INCREMENTA_SESSION_LIMIT",
                 &v,
                 "a whole number from 1 to 100",
+            )?;
+        }
+        if let Some(v) = var("INCREMENTA_SESSION_CACHE_MS") {
+            s.session_cache_ms = parse(
+                "INCREMENTA_SESSION_CACHE_MS",
+                &v,
+                "milliseconds from 0 to 60000",
             )?;
         }
         if let Some(v) = var("INCREMENTA_SESSION_IDLE_MINUTES") {
@@ -489,6 +505,12 @@ impl Settings {
         }
         if !(1..=100).contains(&self.session_limit) {
             return bad("session_limit", "must be between 1 and 100");
+        }
+        if self.session_cache_ms > 60_000 {
+            return bad(
+                "session_cache_ms",
+                "must be between 0 (off) and 60000 milliseconds",
+            );
         }
         if !(1..=24 * 60).contains(&self.session_idle_minutes) {
             return bad("session_idle_minutes", "must be between 1 and 1440");

@@ -494,6 +494,8 @@ impl Application {
             absolute_lifetime: Duration::minutes(settings.session_lifetime_minutes),
             touch_interval: Duration::minutes(1),
             throttle: ThrottlePolicy::default(),
+            cache_ttl: Duration::milliseconds(i64::from(settings.session_cache_ms)),
+            cache_capacity: 10_000,
         };
         let mfa = mfa_service(&keyring, &store, clock.clone(), ids.clone());
         let sessions = SessionService::new(
@@ -507,6 +509,7 @@ impl Application {
                 clock: clock.clone(),
                 ids: ids.clone(),
                 mfa: Arc::new(mfa.clone()),
+                epoch: store.clone(),
             },
             Arc::new(RateLimiter::new(
                 settings.rate_limit_per_ip,

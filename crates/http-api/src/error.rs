@@ -175,6 +175,21 @@ impl ResponseError for ApiError {
     }
 }
 
+impl ApiError {
+    /// An infrastructure failure: 503 `unavailable` with `Retry-After` when the database could not
+    /// be reached ([`kernel::Unavailable`] in the cause chain), otherwise 500. Logged either way.
+    fn from_internal(err: &(dyn std::error::Error + 'static)) -> Self {
+        log_internal(err);
+        if kernel::is_unavailable(err) {
+            let mut e = Self::unavailable("the database is unreachable; retry shortly");
+            e.retry_after = Some(1);
+            e
+        } else {
+            Self::internal()
+        }
+    }
+}
+
 /// Logs an internal error with its whole cause chain (never secrets: errors carry none).
 fn log_internal(err: &(dyn std::error::Error + 'static)) {
     let mut chain = err.to_string();
@@ -223,10 +238,7 @@ impl From<AccountsError> for ApiError {
             AccountsError::Conflict { code, message } => {
                 Self::new(StatusCode::CONFLICT, code, "Conflict", message)
             }
-            AccountsError::Internal(_) => {
-                log_internal(&err);
-                Self::internal()
-            }
+            AccountsError::Internal(_) => Self::from_internal(&err),
         }
     }
 }
@@ -261,10 +273,7 @@ impl From<vault::VaultError> for ApiError {
                 );
                 Self::internal()
             }
-            _ => {
-                log_internal(&err);
-                Self::internal()
-            }
+            _ => Self::from_internal(&err),
         }
     }
 }
@@ -288,10 +297,7 @@ impl From<audit::AuditError> for ApiError {
         match err {
             audit::AuditError::Forbidden => Self::forbidden("requires the audit.read permission"),
             audit::AuditError::ReauthenticationRequired => Self::reauthentication_required(),
-            audit::AuditError::Internal(_) => {
-                log_internal(&err);
-                Self::internal()
-            }
+            audit::AuditError::Internal(_) => Self::from_internal(&err),
         }
     }
 }
@@ -326,10 +332,7 @@ impl From<SessionError> for ApiError {
                 "the code is wrong, expired or already used",
             ),
             SessionError::NotFound => Self::not_found(),
-            SessionError::Internal(_) => {
-                log_internal(&err);
-                Self::internal()
-            }
+            SessionError::Internal(_) => Self::from_internal(&err),
         }
     }
 }
@@ -362,10 +365,7 @@ impl From<mfa::MfaError> for ApiError {
                 "Invalid code",
                 "the code is wrong, expired or already used",
             ),
-            MfaError::Internal(_) => {
-                log_internal(&err);
-                Self::internal()
-            }
+            MfaError::Internal(_) => Self::from_internal(&err),
         }
     }
 }
@@ -390,10 +390,7 @@ impl From<incidents::IncidentError> for ApiError {
             )
             .with("current_status", json!(from.as_str())),
             IncidentError::Forbidden => Self::forbidden("requires the incidents.manage permission"),
-            IncidentError::Internal(_) => {
-                log_internal(&err);
-                Self::internal()
-            }
+            IncidentError::Internal(_) => Self::from_internal(&err),
         }
     }
 }

@@ -10,11 +10,13 @@ mod clock;
 mod context;
 mod ids;
 mod rate_limit;
+mod unavailable;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use context::RequestContext;
 pub use ids::{CompanyId, IdGenerator, SequentialIds, SessionId, UserId};
 pub use rate_limit::RateLimiter;
+pub use unavailable::{Unavailable, is_unavailable};
 
 /// Re-exported so users of the ports name the same duration type.
 pub use chrono::Duration;

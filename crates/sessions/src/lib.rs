@@ -10,6 +10,7 @@
 //! This crate must never depend on a database, a web framework or a cryptographic library.
 #![forbid(unsafe_code)]
 
+mod cache;
 mod error;
 mod model;
 mod ports;
@@ -20,9 +21,9 @@ pub use error::SessionError;
 pub use model::{
     AuthRecord, LoginOutcome, MfaNotice, NewSession, Session, SessionToken, SessionView, TokenHash,
 };
-pub use ports::{LoginThrottle, SessionStore, TokenIssuer};
+pub use ports::{ChangeEpoch, LoginThrottle, NoEpoch, SessionStore, TokenIssuer};
 pub use service::{Authenticated, SessionConfig, SessionPorts, SessionService};
 pub use throttle::{ThrottlePolicy, ThrottleState};
 
 #[cfg(any(test, feature = "mocks"))]
-pub use ports::{MockLoginThrottle, MockSessionStore, MockTokenIssuer};
+pub use ports::{MockChangeEpoch, MockLoginThrottle, MockSessionStore, MockTokenIssuer};

@@ -19,6 +19,33 @@ pub trait TokenIssuer: Send + Sync {
     fn hash(&self, token: &str) -> TokenHash;
 }
 
+/// A counter the storage adapter advances after every committed write, so the session cache
+/// knows when what it holds may have changed (see [`SessionConfig::cache_ttl`]).
+///
+/// Implementations MUST advance it *after* the write's commit returns and before the writing
+/// call returns; reading it is on every authenticated request's path, so it must be cheap (an
+/// atomic load).
+///
+/// [`SessionConfig::cache_ttl`]: crate::SessionConfig::cache_ttl
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait ChangeEpoch: Send + Sync {
+    /// The current value.
+    fn current(&self) -> u64;
+}
+
+/// A [`ChangeEpoch`] that never changes: for a [`SessionConfig`] whose cache is off, or for
+/// stores that cannot tell (then keep the cache off).
+///
+/// [`SessionConfig`]: crate::SessionConfig
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoEpoch;
+
+impl ChangeEpoch for NoEpoch {
+    fn current(&self) -> u64 {
+        0
+    }
+}
+
 /// Storage of sessions.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]

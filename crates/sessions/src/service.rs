@@ -13,9 +13,10 @@ use kernel::{Clock, IdGenerator, RateLimiter, RequestContext, SessionId};
 use mfa::{FactorUsed, MfaError, MfaService, SecondFactor};
 use rbac::{Actor, Role};
 
+use crate::cache::AuthCache;
 use crate::{
-    LoginOutcome, LoginThrottle, MfaNotice, NewSession, SessionError, SessionStore, SessionView,
-    ThrottlePolicy, TokenIssuer,
+    ChangeEpoch, LoginOutcome, LoginThrottle, MfaNotice, NewSession, SessionError, SessionStore,
+    SessionView, ThrottlePolicy, TokenIssuer,
 };
 
 /// Session settings (SES-1, SES-3, OPS-4).
@@ -31,6 +32,15 @@ pub struct SessionConfig {
     pub touch_interval: Duration,
     /// Per-account throttling.
     pub throttle: ThrottlePolicy,
+    /// How long an authenticated session may be served from this process's memory without
+    /// asking the store again; zero (the default here) turns the cache off. Changes made through
+    /// this process are seen at once whatever the value (the [`ChangeEpoch`] port); changes made
+    /// by *other* processes sharing the database are seen within this time.
+    ///
+    /// [`ChangeEpoch`]: crate::ChangeEpoch
+    pub cache_ttl: Duration,
+    /// Most sessions kept in that cache.
+    pub cache_capacity: usize,
 }
 
 impl Default for SessionConfig {
@@ -41,6 +51,8 @@ impl Default for SessionConfig {
             absolute_lifetime: Duration::hours(12),
             touch_interval: Duration::minutes(1),
             throttle: ThrottlePolicy::default(),
+            cache_ttl: Duration::zero(),
+            cache_capacity: 10_000,
         }
     }
 }
@@ -70,6 +82,8 @@ pub struct SessionService {
     ids: Arc<dyn IdGenerator>,
     mfa: Arc<MfaService>,
     ip_failures: Arc<RateLimiter<IpAddr>>,
+    epoch: Arc<dyn ChangeEpoch>,
+    cache: Arc<AuthCache>,
     config: SessionConfig,
 }
 
@@ -102,6 +116,8 @@ pub struct SessionPorts {
     pub ids: Arc<dyn IdGenerator>,
     /// The second factor (MFA-1..4).
     pub mfa: Arc<MfaService>,
+    /// Advances after every committed write (the session cache's invalidation).
+    pub epoch: Arc<dyn ChangeEpoch>,
 }
 
 impl SessionService {
@@ -124,6 +140,8 @@ impl SessionService {
             ids: ports.ids,
             mfa: ports.mfa,
             ip_failures,
+            epoch: ports.epoch,
+            cache: Arc::new(AuthCache::new(config.cache_ttl, config.cache_capacity)),
             config,
         }
     }
@@ -403,10 +421,18 @@ impl SessionService {
             return Err(SessionError::Unauthenticated);
         }
         let hash = self.tokens.hash(token);
-        let Some(record) = self.store.find_by_token(&hash).await? else {
-            return Err(SessionError::Unauthenticated);
-        };
         let now = self.clock.now();
+        // Read before loading: a write committed after this read makes the entry stale.
+        let epoch = self.epoch.current();
+        let record = if let Some(cached) = self.cache.get(hash.as_str(), now, epoch) {
+            cached
+        } else {
+            let Some(record) = self.store.find_by_token(&hash).await? else {
+                return Err(SessionError::Unauthenticated);
+            };
+            self.cache.put(hash.as_str(), &record, now, epoch);
+            record
+        };
         let session = &record.session;
         let user = &record.user;
         if !session.is_active(now, self.config.idle_timeout)
@@ -418,6 +444,7 @@ impl SessionService {
         }
         if now - session.last_seen_at >= self.config.touch_interval {
             self.store.touch(session.id, now).await?;
+            self.cache.touched(hash.as_str(), now);
         }
         let actor = Actor::new(
             user.id,

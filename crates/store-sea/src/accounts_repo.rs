@@ -16,7 +16,7 @@ use crate::entity::{company, company_change, session, user};
 use crate::{SeaStore, corrupt};
 
 fn internal(e: impl std::error::Error + Send + Sync + 'static) -> AccountsError {
-    AccountsError::internal(e)
+    crate::outage(e).map_or_else(AccountsError::internal, AccountsError::internal)
 }
 
 fn insert_error(e: DbErr) -> AccountsError {
@@ -190,7 +190,7 @@ impl AccountRepository for SeaStore {
         insert_audit(&txn, self.chain.as_ref(), audit)
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)
+        self.commit(txn).await.map_err(internal)
     }
 
     async fn insert_user(&self, user: &User, audit: Vec<AuditRecord>) -> Result<(), AccountsError> {
@@ -202,7 +202,7 @@ impl AccountRepository for SeaStore {
         insert_audit(&txn, self.chain.as_ref(), audit)
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)
+        self.commit(txn).await.map_err(internal)
     }
 
     async fn company(&self, id: CompanyId) -> Result<Option<Company>, AccountsError> {
@@ -280,7 +280,7 @@ impl AccountRepository for SeaStore {
         insert_audit(&txn, self.chain.as_ref(), audit)
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)
+        self.commit(txn).await.map_err(internal)
     }
 
     async fn company_changes(
@@ -400,7 +400,7 @@ impl AccountRepository for SeaStore {
         insert_audit(&txn, self.chain.as_ref(), audit)
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
+        self.commit(txn).await.map_err(internal)?;
         Ok(revoked)
     }
 }

@@ -253,7 +253,7 @@ impl SeaStore {
     async fn append_in_own_txn(&self, records: Vec<AuditRecord>) -> Result<(), DbErr> {
         let txn = self.write_txn().await?;
         insert_audit(&txn, self.chain.as_ref(), records).await?;
-        txn.commit().await
+        self.commit(txn).await
     }
 }
 
@@ -303,7 +303,10 @@ impl AuditSink for SeaStore {
 }
 
 fn log_err(e: impl std::error::Error + Send + Sync + 'static) -> AuditError {
-    AuditError::Internal(Box::new(e))
+    match crate::outage(e) {
+        Ok(lost) => AuditError::Internal(Box::new(lost)),
+        Err(e) => AuditError::Internal(Box::new(e)),
+    }
 }
 
 fn corrupt_chain(what: &'static str) -> AuditError {
@@ -564,7 +567,7 @@ impl audit::AuditLog for SeaStore {
                 .await
                 .map_err(log_err)?;
         }
-        txn.commit().await.map_err(log_err)?;
+        self.commit(txn).await.map_err(log_err)?;
         Ok(true)
     }
 
@@ -665,7 +668,7 @@ impl audit::AuditLog for SeaStore {
         .exec_without_returning(&txn)
         .await
         .map_err(log_err)?;
-        txn.commit().await.map_err(log_err)?;
+        self.commit(txn).await.map_err(log_err)?;
         Ok(deleted.rows_affected)
     }
 }

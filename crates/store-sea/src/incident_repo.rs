@@ -16,7 +16,7 @@ use crate::entity::{audit_alert, incident as row, incident_timeline as line, use
 use crate::{SeaStore, corrupt};
 
 fn internal(e: impl std::error::Error + Send + Sync + 'static) -> IncidentError {
-    IncidentError::internal(e)
+    crate::outage(e).map_or_else(IncidentError::internal, IncidentError::internal)
 }
 
 fn line_row(company: CompanyId, incident: Uuid, seq: i64, e: &TimelineEntry) -> line::ActiveModel {

@@ -182,6 +182,8 @@ pub struct SeaStore {
     db: DatabaseConnection,
     chain: std::sync::Arc<dyn audit::ChainMac>,
     audit_queues: std::sync::Arc<audit_repo::AuditQueues>,
+    /// Advanced after every write transaction ends ([`sessions::ChangeEpoch`]).
+    epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for SeaStore {
@@ -203,6 +205,7 @@ impl SeaStore {
             db,
             chain,
             audit_queues,
+            epoch: std::sync::Arc::default(),
         }
     }
 
@@ -226,7 +229,15 @@ impl SeaStore {
         audit: Vec<audit::AuditRecord>,
     ) -> Result<(), DbErr> {
         audit_repo::insert_audit(&txn, self.chain.as_ref(), audit).await?;
-        txn.commit().await
+        self.commit(txn).await
+    }
+
+    /// Commits a write transaction, then advances the change epoch (also when the commit
+    /// failed: its outcome may be unknown), so no cached session outlives a change it missed.
+    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), DbErr> {
+        let result = txn.commit().await;
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        result
     }
 
     /// A transaction that holds the write lock from its first statement on SQLite, so two
@@ -239,6 +250,12 @@ impl SeaStore {
                 ..TransactionOptions::default()
             })
             .await
+    }
+}
+
+impl sessions::ChangeEpoch for SeaStore {
+    fn current(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -294,4 +311,59 @@ pub(crate) struct CorruptRow {
 
 pub(crate) const fn corrupt(table: &'static str, what: &'static str) -> CorruptRow {
     CorruptRow { table, what }
+}
+
+/// Sorts a storage error: a lost or refused database connection becomes a
+/// [`kernel::Unavailable`] (the HTTP adapter answers 503 and the client retries), everything
+/// else stays as it is (500).
+pub(crate) fn outage<E: std::error::Error + Send + Sync + 'static>(
+    e: E,
+) -> Result<kernel::Unavailable, E> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    let mut lost = false;
+    for _ in 0..16 {
+        let Some(err) = current else { break };
+        if let Some(db) = err.downcast_ref::<DbErr>()
+            && db_outage(db)
+        {
+            lost = true;
+            break;
+        }
+        if let Some(sqlx) = err.downcast_ref::<sea_orm::sqlx::Error>()
+            && sqlx_outage(sqlx)
+        {
+            lost = true;
+            break;
+        }
+        current = err.source();
+    }
+    if lost {
+        Ok(kernel::Unavailable::new(e))
+    } else {
+        Err(e)
+    }
+}
+
+fn db_outage(e: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s)) => {
+            sqlx_outage(s)
+        }
+        _ => false,
+    }
+}
+
+fn sqlx_outage(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as E;
+    match e {
+        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,
+        // PostgreSQL: connection exceptions (08…) and operator intervention (57P01 shutdown,
+        // 57P02 crash shutdown, 57P03 cannot connect now).
+        E::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
 }

@@ -13,7 +13,7 @@ use crate::entity::{mfa_recovery_code as code, mfa_totp as totp, user};
 use crate::{SeaStore, corrupt};
 
 fn internal(e: impl std::error::Error + Send + Sync + 'static) -> MfaError {
-    MfaError::internal(e)
+    crate::outage(e).map_or_else(MfaError::internal, MfaError::internal)
 }
 
 fn to_enrolment(m: totp::Model) -> Result<TotpEnrolment, MfaError> {

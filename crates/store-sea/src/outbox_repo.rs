@@ -15,7 +15,7 @@ use crate::SeaStore;
 use crate::entity::{outbox_attempt as attempt, outbox_message as message, user};
 
 fn internal(e: impl std::error::Error + Send + Sync + 'static) -> NotifyError {
-    NotifyError::internal(e)
+    crate::outage(e).map_or_else(NotifyError::internal, NotifyError::internal)
 }
 
 /// Renders `notices` for their recipients and queues them on `conn` (the caller's transaction).
@@ -116,7 +116,7 @@ impl OutboxStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
+        self.commit(txn).await.map_err(internal)?;
         Ok(due.into_iter().map(to_message).collect())
     }
 
@@ -169,7 +169,7 @@ impl OutboxStore for SeaStore {
                 ),
         };
         update.exec(&txn).await.map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
+        self.commit(txn).await.map_err(internal)?;
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use crate::entity::{ownership_transfer as transfer, user};
 use crate::{SeaStore, corrupt};
 
 fn internal(e: impl std::error::Error + Send + Sync + 'static) -> AccountsError {
-    AccountsError::internal(e)
+    crate::outage(e).map_or_else(AccountsError::internal, AccountsError::internal)
 }
 
 fn to_transfer(m: transfer::Model) -> Result<OwnershipTransfer, AccountsError> {
@@ -63,7 +63,7 @@ impl OwnershipRepository for SeaStore {
         insert_audit(&txn, self.chain.as_ref(), audit)
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)
+        self.commit(txn).await.map_err(internal)
     }
 
     async fn transfer(
@@ -142,7 +142,7 @@ impl OwnershipRepository for SeaStore {
         insert_audit(&txn, self.chain.as_ref(), audit)
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)
+        self.commit(txn).await.map_err(internal)
     }
 
     async fn close_transfer(
@@ -169,7 +169,7 @@ impl OwnershipRepository for SeaStore {
         insert_audit(&txn, self.chain.as_ref(), audit)
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
+        self.commit(txn).await.map_err(internal)?;
         Ok(true)
     }
 }

@@ -14,7 +14,7 @@ use crate::entity::{session, user};
 use crate::{SeaStore, corrupt};
 
 fn internal(e: impl std::error::Error + Send + Sync + 'static) -> SessionError {
-    SessionError::internal(e)
+    crate::outage(e).map_or_else(SessionError::internal, SessionError::internal)
 }
 
 fn to_session(m: session::Model) -> Session {
@@ -128,7 +128,7 @@ impl SessionStore for SeaStore {
         insert_audit(&txn, self.chain.as_ref(), vec![login_audit])
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
+        self.commit(txn).await.map_err(internal)?;
         let session = Session {
             id: new.id,
             company_id: new.company_id,
@@ -187,7 +187,7 @@ impl SessionStore for SeaStore {
         insert_audit(&txn, self.chain.as_ref(), vec![audit])
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)
+        self.commit(txn).await.map_err(internal)
     }
 
     async fn touch(&self, id: SessionId, at: Timestamp) -> Result<(), SessionError> {
@@ -242,7 +242,7 @@ impl SessionStore for SeaStore {
                 revoke_sessions(&txn, self.chain.as_ref(), company, user, &[id], &revocation)
                     .await
                     .map_err(internal)?;
-                txn.commit().await.map_err(internal)?;
+                self.commit(txn).await.map_err(internal)?;
                 Ok(true)
             }
             _ => Ok(false),

@@ -8,7 +8,7 @@ use crate::SeaStore;
 use crate::entity::login_throttle;
 
 fn internal(e: impl std::error::Error + Send + Sync + 'static) -> SessionError {
-    SessionError::internal(e)
+    crate::outage(e).map_or_else(SessionError::internal, SessionError::internal)
 }
 
 fn to_state(m: &login_throttle::Model) -> ThrottleState {
@@ -74,7 +74,7 @@ impl LoginThrottle for SeaStore {
         .exec(&txn)
         .await
         .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
+        self.commit(txn).await.map_err(internal)?;
         Ok(next)
     }
 

@@ -16,7 +16,7 @@ use crate::entity::fiscal_credential as row;
 use crate::{SeaStore, corrupt};
 
 fn internal(e: impl std::error::Error + Send + Sync + 'static) -> VaultError {
-    VaultError::internal(e)
+    crate::outage(e).map_or_else(VaultError::internal, VaultError::internal)
 }
 
 fn to_credential(m: &row::Model) -> Result<FiscalCredential, VaultError> {
@@ -89,7 +89,7 @@ impl CredentialRepository for SeaStore {
         insert_audit(&txn, self.chain.as_ref(), audit)
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)
+        self.commit(txn).await.map_err(internal)
     }
 
     async fn list(&self, company: CompanyId) -> Result<Vec<FiscalCredential>, VaultError> {
@@ -138,7 +138,7 @@ impl CredentialRepository for SeaStore {
         insert_audit(&txn, self.chain.as_ref(), audit)
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)?;
+        self.commit(txn).await.map_err(internal)?;
         Ok(true)
     }
 
@@ -198,6 +198,6 @@ impl CredentialRepository for SeaStore {
         insert_audit(&txn, self.chain.as_ref(), vec![audit])
             .await
             .map_err(internal)?;
-        txn.commit().await.map_err(internal)
+        self.commit(txn).await.map_err(internal)
     }
 }

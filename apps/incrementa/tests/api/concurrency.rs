@@ -92,3 +92,48 @@ async fn two_server_processes_sharing_one_database_keep_the_cap() {
         assert_eq!(revoked.len(), 48, "{}", app.db.backend);
     }
 }
+
+/// The session cache (INCREMENTA_SESSION_CACHE_MS, default 1 s): a logout through one process is
+/// refused at once by that process and within the cache's time to live by another process that
+/// had the session cached.
+#[actix_web::test]
+async fn a_logout_in_one_process_reaches_the_other_within_the_cache_time() {
+    for app in spawn_each().await {
+        app.signup("ana@example.com").await;
+        let p1 = ServerProcess::start(&app, &[("INCREMENTA_SESSION_CACHE_MS", "1000")], None).await;
+        let p2 = ServerProcess::start(&app, &[("INCREMENTA_SESSION_CACHE_MS", "1000")], None).await;
+        let (a1, a2) = (p1.app(&app), p2.app(&app));
+        let token = a1.token("ana@example.com").await;
+        assert_eq!(
+            a2.call("GET", "/v1/me", Some(&token), None).await.status,
+            200
+        );
+        assert_eq!(
+            a1.call("GET", "/v1/me", Some(&token), None).await.status,
+            200
+        );
+        let out = a1
+            .call("DELETE", "/v1/sessions/current", Some(&token), None)
+            .await;
+        assert_eq!(out.status, 204, "{}", out.raw);
+        assert_eq!(
+            a1.call("GET", "/v1/me", Some(&token), None).await.status,
+            401,
+            "the process that revoked it refuses it at once"
+        );
+        let started = std::time::Instant::now();
+        loop {
+            let status = a2.call("GET", "/v1/me", Some(&token), None).await.status;
+            if status == 401 {
+                break;
+            }
+            assert_eq!(status, 200);
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(5),
+                "{}: the other process still accepts a logged-out session",
+                app.db.backend
+            );
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}

@@ -343,6 +343,16 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the binary with `env` on top of the test defaults and waits until `/readyz` is 200.
     pub async fn start(app: &TestApp, env: &[(&str, &str)], stderr: Option<std::fs::File>) -> Self {
+        Self::start_on(&app.db.url, &app.data_dir, env, stderr).await
+    }
+
+    /// Starts the binary on `database_url` and `data_dir`.
+    pub async fn start_on(
+        database_url: &str,
+        data_dir: &std::path::Path,
+        env: &[(&str, &str)],
+        stderr: Option<std::fs::File>,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -351,8 +361,8 @@ impl ServerProcess {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_incrementa"));
         cmd.arg("serve")
             .env("INCREMENTA_BIND", format!("127.0.0.1:{port}"))
-            .env("INCREMENTA_DATA_DIR", &app.data_dir)
-            .env("DATABASE_URL", &app.db.url)
+            .env("INCREMENTA_DATA_DIR", data_dir)
+            .env("DATABASE_URL", database_url)
             .env("INCREMENTA_WORKERS", "2")
             .env("INCREMENTA_LOG", "warn")
             .stdout(std::process::Stdio::null())
@@ -391,7 +401,12 @@ impl ServerProcess {
         }
     }
 
-    /// Stops the process now.
+    /// `true` while the process runs (it has not exited or crashed).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops the process now (SIGKILL: no graceful shutdown).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -71,6 +71,8 @@ struct Parts {
     audit: MockAuditSink,
     clock: Arc<ManualClock>,
     ip_limit: u32,
+    config: SessionConfig,
+    epoch: Arc<dyn crate::ChangeEpoch>,
 }
 
 impl Parts {
@@ -95,6 +97,8 @@ impl Parts {
             audit: MockAuditSink::new(),
             clock: Arc::new(ManualClock::new(t0())),
             ip_limit: 100,
+            config: SessionConfig::default(),
+            epoch: Arc::new(crate::NoEpoch),
         }
     }
 
@@ -118,9 +122,10 @@ impl Parts {
                     clock: Arc::new(ManualClock::new(t0())),
                     ids: Arc::new(SequentialIds::default()),
                 })),
+                epoch: self.epoch,
             },
             Arc::new(RateLimiter::new(self.ip_limit, Duration::hours(1), 1000)),
-            SessionConfig::default(),
+            self.config,
         )
     }
 }
@@ -465,6 +470,148 @@ async fn authenticate_rejects_idle_expired_revoked_and_deactivated() {
     }
 }
 
+/// A change epoch the test advances by hand.
+#[derive(Default)]
+struct Epoch(std::sync::atomic::AtomicU64);
+
+impl crate::ChangeEpoch for Epoch {
+    fn current(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Parts whose store counts lookups and answers with `answer(n)` for the n-th one.
+fn counted_parts(
+    answer: impl Fn(usize) -> AuthRecord + Send + 'static,
+) -> (Parts, Arc<std::sync::atomic::AtomicUsize>) {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let mut p = Parts::new();
+    p.store.expect_find_by_token().returning(move |_| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Some(answer(n)))
+    });
+    p.store.expect_touch().returning(|_, _| Ok(()));
+    (p, calls)
+}
+
+fn live_record() -> AuthRecord {
+    AuthRecord {
+        session: session(false, t0()),
+        user: user(true),
+    }
+}
+
+#[tokio::test]
+async fn the_session_cache_serves_repeats_until_a_change_or_its_time_to_live() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (mut p, calls) = counted_parts(|_| live_record());
+    let epoch = Arc::new(Epoch::default());
+    p.epoch = epoch.clone();
+    p.config.cache_ttl = Duration::seconds(1);
+    let clock = p.clock.clone();
+    let svc = p.build();
+    for _ in 0..3 {
+        svc.authenticate("goodtoken").await.unwrap();
+    }
+    assert_eq!(calls.load(SeqCst), 1, "repeats come from the cache");
+    // A write committed by this process: the next request asks the store again.
+    epoch.0.fetch_add(1, SeqCst);
+    svc.authenticate("goodtoken").await.unwrap();
+    assert_eq!(calls.load(SeqCst), 2);
+    clock.advance(Duration::milliseconds(999));
+    svc.authenticate("goodtoken").await.unwrap();
+    assert_eq!(calls.load(SeqCst), 2);
+    clock.advance(Duration::milliseconds(1));
+    svc.authenticate("goodtoken").await.unwrap();
+    assert_eq!(
+        calls.load(SeqCst),
+        3,
+        "an entry lives less than its time to live"
+    );
+}
+
+#[tokio::test]
+async fn a_session_revoked_by_a_local_write_is_refused_at_once() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // The store says revoked from the second lookup on (the revocation committed).
+    let (mut p, _) = counted_parts(|n| AuthRecord {
+        session: session(n > 0, t0()),
+        user: user(true),
+    });
+    let epoch = Arc::new(Epoch::default());
+    p.epoch = epoch.clone();
+    p.config.cache_ttl = Duration::seconds(60);
+    let svc = p.build();
+    svc.authenticate("goodtoken").await.unwrap();
+    epoch.0.fetch_add(1, SeqCst);
+    assert!(matches!(
+        svc.authenticate("goodtoken").await,
+        Err(SessionError::Unauthenticated)
+    ));
+}
+
+#[tokio::test]
+async fn a_session_revoked_by_another_process_is_refused_within_the_time_to_live() {
+    let (mut p, _) = counted_parts(|n| AuthRecord {
+        session: session(n > 0, t0()),
+        user: user(true),
+    });
+    p.epoch = Arc::new(Epoch::default());
+    p.config.cache_ttl = Duration::seconds(1);
+    let clock = p.clock.clone();
+    let svc = p.build();
+    svc.authenticate("goodtoken").await.unwrap();
+    clock.advance(Duration::seconds(1));
+    assert!(matches!(
+        svc.authenticate("goodtoken").await,
+        Err(SessionError::Unauthenticated)
+    ));
+}
+
+#[tokio::test]
+async fn with_the_cache_off_every_request_asks_the_store() {
+    let (p, calls) = counted_parts(|_| live_record());
+    assert_eq!(
+        p.config.cache_ttl,
+        Duration::zero(),
+        "off by default in the core"
+    );
+    let svc = p.build();
+    for _ in 0..3 {
+        svc.authenticate("goodtoken").await.unwrap();
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_refreshed_last_seen_is_kept_in_the_cache() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let touches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = touches.clone();
+    let mut p = Parts::new();
+    p.store
+        .expect_find_by_token()
+        .returning(|_| Ok(Some(live_record())));
+    p.store.expect_touch().returning(move |_, _| {
+        counter.fetch_add(1, SeqCst);
+        Ok(())
+    });
+    p.epoch = Arc::new(Epoch::default());
+    p.config.cache_ttl = Duration::seconds(30);
+    let clock = p.clock.clone();
+    let svc = p.build();
+    clock.advance(Duration::minutes(2));
+    for _ in 0..5 {
+        svc.authenticate("goodtoken").await.unwrap();
+    }
+    assert_eq!(
+        touches.load(SeqCst),
+        1,
+        "one touch, then the cached copy is fresh"
+    );
+}
+
 #[tokio::test]
 async fn malformed_tokens_never_reach_the_store() {
     let mut p = Parts::new();
@@ -579,4 +726,22 @@ fn mfa_policy_binds_owners_and_admins_without_mfa_after_the_grace_period() {
     );
     // No company row (cannot happen with foreign keys): no policy to apply.
     assert_eq!(mfa_notice(&admin, None, later), None);
+}
+
+#[test]
+fn the_session_cache_stays_within_its_capacity() {
+    let cache = crate::cache::AuthCache::new(Duration::seconds(1), 2);
+    for key in ["a", "b", "c"] {
+        cache.put(key, &live_record(), t0(), 0);
+    }
+    assert!(cache.len() <= 2);
+    assert!(
+        cache.get("c", t0(), 0).is_some(),
+        "the newest entry is kept"
+    );
+    assert!(cache.get("c", t0(), 1).is_none(), "another epoch misses");
+    assert!(
+        cache.get("c", t0() - Duration::seconds(1), 0).is_none(),
+        "a clock that went back misses"
+    );
 }

@@ -1,0 +1,60 @@
+//! Issue 10: the load tool (`apps/loadtest`), in a bounded form, against a real server process on
+//! each database. It checks behaviour only (every request answered as expected, the limits
+//! respected, memory readable); the figures are printed and recorded in docs/performance.md.
+
+use loadtest::{Limits, Plan};
+
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn bounded_load_run_gets_only_expected_answers() {
+    for app in spawn_each().await {
+        let server = ServerProcess::start(&app, &[], None).await;
+        let plan = Plan {
+            limits: Limits::new(1.0, 3_000).unwrap(),
+            login_limits: Limits::new(2.0, 24).unwrap(),
+            concurrency: 8,
+            login_concurrency: 4,
+            login_users: 2,
+            sessions: 60,
+        };
+        let report = loadtest::run(&server.base, app.db.backend, Some(server.pid()), &plan)
+            .await
+            .unwrap();
+        eprintln!("{}", report.render());
+        let names: Vec<&str> = report.phases.iter().map(|p| p.name.as_str()).collect();
+        for expected in [
+            "healthz",
+            "me",
+            "write",
+            "login",
+            "storm: logins",
+            "storm: GET /v1/me",
+        ] {
+            assert!(names.contains(&expected), "{names:?}");
+        }
+        for phase in &report.phases {
+            assert!(phase.requests > 0, "{}", phase.name);
+            assert_eq!(phase.failures(), 0, "{}\n{}", phase.name, report.render());
+            let cap = if phase.name.contains("login") || phase.name == "sessions" {
+                plan.login_limits.max_requests.max(plan.sessions)
+            } else {
+                plan.limits.max_requests
+            };
+            assert!(phase.requests <= cap, "{} exceeded its bound", phase.name);
+        }
+        let memory = report.memory.as_ref().expect("/proc is readable on Linux");
+        assert!(memory.idle_kib > 0 && memory.after_sessions_kib > 0);
+        assert!(memory.sessions_created >= plan.sessions);
+        assert!(report.argon2_bound_per_second > 0.0);
+        assert_eq!(report.goals().len(), 5, "{}", report.render());
+    }
+}
+
+#[actix_web::test]
+async fn the_load_tool_refuses_other_hosts() {
+    let err = loadtest::run("http://192.0.2.1:80", "sqlite", None, &Plan::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, loadtest::LoadError::NotLoopback(_)), "{err}");
+}

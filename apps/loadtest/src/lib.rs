@@ -1,0 +1,950 @@
+//! A bounded load generator for the IncrementaCRM security core (issue 10).
+//!
+//! It talks only to loopback addresses ([`check_loopback`] refuses anything else), every phase
+//! stops at a request count *and* a time limit, both capped by [`Limits::MAX_SECONDS`] and
+//! [`Limits::MAX_REQUESTS`], and the whole run stops by itself.
+//!
+//! One run measures, side by side on one server:
+//! - `healthz`: the unauthenticated baseline route;
+//! - `me`: an authenticated `GET /v1/me` (session lookup, permission check, handler);
+//! - `write`: `PATCH /v1/company` (a configuration change with its change row and audit record);
+//! - `login`: `POST /v1/sessions` (Argon2id verification, session cap, audit record);
+//! - `storm`: logins at full load while `GET /v1/me` runs beside them (the p99 other routes see);
+//! - memory: the server's resident set when idle and after every session the run created.
+//!
+//! The Argon2 bound (cores ÷ the time of one hash at the server's parameters) is measured in the
+//! same run, in this process, while the server is idle.
+#![forbid(unsafe_code)]
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// What can stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The target is not a loopback address.
+    #[error("refusing {0}: the load tool only talks to 127.0.0.1, ::1 or localhost")]
+    NotLoopback(String),
+    /// The target is not an `http://host:port` URL.
+    #[error("not an http://host:port URL: {0}")]
+    BadUrl(String),
+    /// A limit outside the allowed range.
+    #[error("{0}")]
+    BadLimit(String),
+    /// Preparing the run (sign-up, users, tokens) failed.
+    #[error("setup failed: {0}")]
+    Setup(String),
+    /// Starting or watching the server process failed.
+    #[error("server process: {0}")]
+    Server(String),
+}
+
+/// Refuses every target that is not `http://` on a loopback address.
+///
+/// # Errors
+/// [`LoadError::BadUrl`] or [`LoadError::NotLoopback`].
+pub fn check_loopback(url: &str) -> Result<(), LoadError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| LoadError::BadUrl(url.to_owned()))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(LoadError::BadUrl(url.to_owned()));
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(());
+    }
+    if host.is_empty() {
+        return Err(LoadError::BadUrl(url.to_owned()));
+    }
+    // Names other than `localhost` are refused unresolved: a resolver could point them anywhere.
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_loopback() => Ok(()),
+        _ => Err(LoadError::NotLoopback(url.to_owned())),
+    }
+}
+
+/// When a phase stops: whichever comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Limits {
+    /// Seconds of load.
+    pub seconds: f64,
+    /// Requests started.
+    pub max_requests: u64,
+}
+
+impl Limits {
+    /// The longest a phase may run.
+    pub const MAX_SECONDS: f64 = 600.0;
+    /// The most requests a phase may send.
+    pub const MAX_REQUESTS: u64 = 10_000_000;
+
+    /// Checked limits.
+    ///
+    /// # Errors
+    /// [`LoadError::BadLimit`] outside (0, [`Self::MAX_SECONDS`]] or (0, [`Self::MAX_REQUESTS`]].
+    pub fn new(seconds: f64, max_requests: u64) -> Result<Self, LoadError> {
+        if !(seconds > 0.0 && seconds <= Self::MAX_SECONDS) {
+            return Err(LoadError::BadLimit(format!(
+                "seconds must be in (0, {}]",
+                Self::MAX_SECONDS
+            )));
+        }
+        if max_requests == 0 || max_requests > Self::MAX_REQUESTS {
+            return Err(LoadError::BadLimit(format!(
+                "requests must be in [1, {}]",
+                Self::MAX_REQUESTS
+            )));
+        }
+        Ok(Self {
+            seconds,
+            max_requests,
+        })
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Limits of each phase (the storm and the memory phase use `login_limits`).
+    pub limits: Limits,
+    /// Limits of the login phases.
+    pub login_limits: Limits,
+    /// Concurrent clients of the request phases.
+    pub concurrency: usize,
+    /// Concurrent clients of the login phases.
+    pub login_concurrency: usize,
+    /// Users that log in (round robin).
+    pub login_users: usize,
+    /// Sessions to create before the second memory reading (0: no memory phase).
+    pub sessions: u64,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Self {
+            limits: Limits {
+                seconds: 5.0,
+                max_requests: 200_000,
+            },
+            login_limits: Limits {
+                seconds: 5.0,
+                max_requests: 2_000,
+            },
+            concurrency: 16,
+            login_concurrency: 8,
+            login_users: 4,
+            sessions: 0,
+        }
+    }
+}
+
+/// Throughput and latency of one phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Phase name.
+    pub name: String,
+    /// Requests completed.
+    pub requests: u64,
+    /// Requests that got the expected status.
+    pub ok: u64,
+    /// Count per status (0: transport error).
+    pub statuses: BTreeMap<u16, u64>,
+    /// Wall time of the phase.
+    pub seconds: f64,
+    /// Completed requests per second.
+    pub per_second: f64,
+    /// Latency percentiles in milliseconds.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+}
+
+impl Stats {
+    fn from_samples(name: &str, samples: Samples, seconds: f64) -> Self {
+        let Samples {
+            mut latencies_us,
+            statuses,
+            ok,
+        } = samples;
+        latencies_us.sort_unstable();
+        let pct = |p: f64| -> f64 {
+            if latencies_us.is_empty() {
+                return 0.0;
+            }
+            #[allow(
+                clippy::cast_precision_loss,
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss
+            )]
+            let rank = ((latencies_us.len() as f64) * p).ceil() as usize;
+            let index = rank.saturating_sub(1).min(latencies_us.len() - 1);
+            latencies_us
+                .get(index)
+                .map_or(0.0, |us| f64::from(*us) / 1000.0)
+        };
+        let requests = latencies_us.len() as u64;
+        #[allow(clippy::cast_precision_loss)]
+        let per_second = if seconds > 0.0 {
+            requests as f64 / seconds
+        } else {
+            0.0
+        };
+        Self {
+            name: name.to_owned(),
+            requests,
+            ok,
+            statuses,
+            seconds,
+            per_second,
+            p50_ms: pct(0.50),
+            p90_ms: pct(0.90),
+            p99_ms: pct(0.99),
+            max_ms: pct(1.0),
+        }
+    }
+
+    /// Requests that did not get the expected status.
+    #[must_use]
+    pub fn failures(&self) -> u64 {
+        self.requests - self.ok
+    }
+}
+
+#[derive(Debug, Default)]
+struct Samples {
+    latencies_us: Vec<u32>,
+    statuses: BTreeMap<u16, u64>,
+    ok: u64,
+}
+
+/// The memory readings (resident set, KiB).
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    /// After start-up, before the first request.
+    pub idle_kib: u64,
+    /// After the request phases.
+    pub after_load_kib: u64,
+    /// Sessions created when the last reading was taken.
+    pub sessions_created: u64,
+    /// After `sessions_created` sessions.
+    pub after_sessions_kib: u64,
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The server's base URL.
+    pub target: String,
+    /// `sqlite` or `postgres`, as the caller said.
+    pub backend: String,
+    /// The plan that ran.
+    pub plan: Plan,
+    /// Logical CPUs of this machine.
+    pub cores: usize,
+    /// Median time of one Argon2id hash at the server's default parameters, in milliseconds.
+    pub argon2_ms: f64,
+    /// cores ÷ `argon2_ms`: the most logins per second the machine can do.
+    pub argon2_bound_per_second: f64,
+    /// One entry per phase.
+    pub phases: Vec<Stats>,
+    /// Memory readings, when the server's process id was known.
+    pub memory: Option<Memory>,
+}
+
+/// One goal of issue 10 and whether this run met it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Goal {
+    /// What is compared.
+    pub name: String,
+    /// The measured value.
+    pub value: f64,
+    /// The goal.
+    pub target: f64,
+    /// `true` when the value is on the right side of the target.
+    pub met: bool,
+}
+
+impl Report {
+    /// The phase called `name`.
+    #[must_use]
+    pub fn phase(&self, name: &str) -> Option<&Stats> {
+        self.phases.iter().find(|s| s.name == name)
+    }
+
+    /// The goals of issue 10 this run can judge.
+    #[must_use]
+    pub fn goals(&self) -> Vec<Goal> {
+        let mut goals = Vec::new();
+        if let (Some(me), Some(base)) = (self.phase("me"), self.phase("healthz"))
+            && base.per_second > 0.0
+        {
+            let target = if self.backend == "postgres" { 0.3 } else { 0.5 };
+            let value = me.per_second / base.per_second;
+            goals.push(Goal {
+                name: "GET /v1/me throughput / GET /healthz throughput".into(),
+                value,
+                target,
+                met: value >= target,
+            });
+        }
+        if let Some(login) = self.phase("login")
+            && self.argon2_bound_per_second > 0.0
+        {
+            let value = login.per_second / self.argon2_bound_per_second;
+            goals.push(Goal {
+                name: "logins per second / Argon2 bound".into(),
+                value,
+                target: 0.9,
+                met: value >= 0.9,
+            });
+        }
+        if let Some(me) = self.phase("storm: GET /v1/me") {
+            goals.push(Goal {
+                name: "p99 of GET /v1/me during the login storm (ms)".into(),
+                value: me.p99_ms,
+                target: 50.0,
+                met: me.p99_ms < 50.0,
+            });
+        }
+        if let Some(memory) = &self.memory {
+            #[allow(clippy::cast_precision_loss)]
+            let idle = memory.idle_kib as f64 / 1024.0;
+            goals.push(Goal {
+                name: "idle resident memory (MiB)".into(),
+                value: idle,
+                target: 30.0,
+                met: idle < 30.0,
+            });
+            if memory.sessions_created > 0 {
+                #[allow(clippy::cast_precision_loss)]
+                let after = memory.after_sessions_kib as f64 / 1024.0;
+                goals.push(Goal {
+                    name: format!(
+                        "resident memory after {} sessions (MiB)",
+                        memory.sessions_created
+                    ),
+                    value: after,
+                    target: 30.0,
+                    met: after < 30.0,
+                });
+            }
+        }
+        goals
+    }
+
+    /// A plain-text table of the run.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "target {} ({}), {} cores, Argon2id hash {:.1} ms -> bound {:.1} logins/s\n\n",
+            self.target, self.backend, self.cores, self.argon2_ms, self.argon2_bound_per_second
+        );
+        out.push_str(&format!(
+            "{:<22} {:>8} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8}  statuses\n",
+            "phase", "requests", "failed", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+        ));
+        for s in &self.phases {
+            let statuses = s
+                .statuses
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            out.push_str(&format!(
+                "{:<22} {:>8} {:>6} {:>10.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}  {}\n",
+                s.name,
+                s.requests,
+                s.failures(),
+                s.per_second,
+                s.p50_ms,
+                s.p90_ms,
+                s.p99_ms,
+                s.max_ms,
+                statuses
+            ));
+        }
+        if let Some(m) = &self.memory {
+            out.push_str(&format!(
+                "\nresident memory: idle {} KiB, after load {} KiB, after {} sessions {} KiB\n",
+                m.idle_kib, m.after_load_kib, m.sessions_created, m.after_sessions_kib
+            ));
+        }
+        out.push_str("\ngoals (issue 10):\n");
+        for g in self.goals() {
+            out.push_str(&format!(
+                "  {:<52} {:>9.3}  goal {:>6}  {}\n",
+                g.name,
+                g.value,
+                g.target,
+                if g.met { "met" } else { "NOT met" }
+            ));
+        }
+        out
+    }
+}
+
+/// The median time of one Argon2id hash at the server's default parameters, in milliseconds.
+///
+/// # Errors
+/// [`LoadError::Setup`] when hashing fails.
+pub fn argon2_hash_ms(samples: usize) -> Result<f64, LoadError> {
+    let password = accounts::Password::new("correct horse battery staple");
+    let mut times = Vec::new();
+    for _ in 0..samples.max(1) {
+        let start = Instant::now();
+        crypto::legacy_hash(&password, crypto::HashParams::OWASP_MINIMUM)
+            .map_err(|e| LoadError::Setup(format!("argon2: {e}")))?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times.get(times.len() / 2).copied().unwrap_or(0.0))
+}
+
+/// The resident set of process `pid` in KiB (Linux `/proc`), if it can be read.
+#[must_use]
+pub fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The password every load-test account uses.
+const PASSWORD: &str = "Carga-de-prueba-2026!";
+
+/// A client of the server under test.
+#[derive(Clone)]
+struct Api {
+    base: String,
+    client: awc::Client,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("base", &self.base).finish()
+    }
+}
+
+impl Api {
+    fn new(base: &str, connections: usize) -> Self {
+        let connector = awc::Connector::new().limit(connections.max(1));
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            client: awc::Client::builder()
+                .connector(connector)
+                .timeout(Duration::from_secs(30))
+                .finish(),
+        }
+    }
+
+    /// Sends a request and returns the status (0 on a transport error) and the JSON body.
+    async fn send(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .insert_header(("User-Agent", "incrementa-loadtest/1"));
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        let sent = match body {
+            Some(b) => req.send_json(b).await,
+            None => req.send().await,
+        };
+        let Ok(mut res) = sent else {
+            return (0, Value::Null);
+        };
+        let status = res.status().as_u16();
+        let body = res
+            .body()
+            .limit(1024 * 1024)
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null);
+        (status, body)
+    }
+}
+
+/// Runs `request` from `concurrency` clients until `limits` stop it.
+async fn phase<F, Fut>(name: &str, concurrency: usize, limits: Limits, request: F) -> Stats
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(limits.seconds);
+    let issued = Rc::new(RefCell::new(0_u64));
+    let samples = Rc::new(RefCell::new(Samples::default()));
+    let workers = (0..concurrency.max(1)).map(|_| {
+        let issued = issued.clone();
+        let samples = samples.clone();
+        let request = &request;
+        async move {
+            loop {
+                let n = {
+                    let mut issued = issued.borrow_mut();
+                    if *issued >= limits.max_requests || Instant::now() >= deadline {
+                        return;
+                    }
+                    *issued += 1;
+                    *issued
+                };
+                let t0 = Instant::now();
+                let ok = request(n).await;
+                let us = u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX);
+                let mut s = samples.borrow_mut();
+                s.latencies_us.push(us);
+                if ok {
+                    s.ok += 1;
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(workers).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let samples = Rc::try_unwrap(samples)
+        .map(RefCell::into_inner)
+        .unwrap_or_default();
+    Stats::from_samples(name, samples, seconds)
+}
+
+/// A request that records its status into `statuses` and reports whether it was `expected`.
+async fn expect(
+    statuses: &RefCell<BTreeMap<u16, u64>>,
+    expected: u16,
+    reply: impl Future<Output = (u16, Value)>,
+) -> bool {
+    let (status, _) = reply.await;
+    *statuses.borrow_mut().entry(status).or_default() += 1;
+    status == expected
+}
+
+fn with_statuses(mut stats: Stats, statuses: &RefCell<BTreeMap<u16, u64>>) -> Stats {
+    stats.statuses = statuses.take();
+    stats
+}
+
+/// The accounts a run uses.
+#[derive(Debug)]
+struct Fixture {
+    owner_token: String,
+    login_emails: Vec<String>,
+}
+
+async fn setup(api: &Api, login_users: usize) -> Result<Fixture, LoadError> {
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let owner = format!("owner-{tag}@carga.example");
+    let (status, body) = api
+        .send(
+            awc::http::Method::POST,
+            "/v1/signup",
+            None,
+            Some(&json!({
+                "company_name": "Carga de Prueba", "email": owner, "password": PASSWORD,
+                "password_confirmation": PASSWORD, "name": "Dueña de Prueba", "rfc": "CPR970625MB1"
+            })),
+        )
+        .await;
+    if status != 201 {
+        return Err(LoadError::Setup(format!(
+            "sign-up answered {status}: {body}"
+        )));
+    }
+    let owner_token = login(api, &owner).await?;
+    let mut login_emails = Vec::new();
+    for i in 0..login_users.max(1) {
+        let email = format!("user{i}-{tag}@carga.example");
+        let (status, body) = api
+            .send(
+                awc::http::Method::POST,
+                "/v1/users",
+                Some(&owner_token),
+                Some(&json!({
+                    "email": email, "name": "Vendedora de Prueba", "role": "vendor",
+                    "password": PASSWORD, "password_confirmation": PASSWORD
+                })),
+            )
+            .await;
+        if status != 201 {
+            return Err(LoadError::Setup(format!(
+                "creating a user answered {status}: {body}"
+            )));
+        }
+        login_emails.push(email);
+    }
+    Ok(Fixture {
+        owner_token,
+        login_emails,
+    })
+}
+
+async fn login(api: &Api, email: &str) -> Result<String, LoadError> {
+    let (status, body) = api
+        .send(
+            awc::http::Method::POST,
+            "/v1/sessions",
+            None,
+            Some(&json!({ "email": email, "password": PASSWORD })),
+        )
+        .await;
+    body.get("token")
+        .and_then(Value::as_str)
+        .filter(|_| status == 201)
+        .map(str::to_owned)
+        .ok_or_else(|| LoadError::Setup(format!("login answered {status}: {body}")))
+}
+
+fn login_body(fixture: &Fixture, n: u64) -> Value {
+    let users = fixture.login_emails.len().max(1) as u64;
+    let index = usize::try_from(n % users).unwrap_or(0);
+    let email = fixture.login_emails.get(index).map_or("", String::as_str);
+    json!({ "email": email, "password": PASSWORD })
+}
+
+/// Runs `plan` against the server at `base` (a loopback URL). `pid` is the server's process id,
+/// for the memory readings; `backend` names its database in the report.
+///
+/// # Errors
+/// [`LoadError`] when the target is refused or the setup fails. Failed requests during the
+/// phases are counted, not raised.
+pub async fn run(
+    base: &str,
+    backend: &str,
+    pid: Option<u32>,
+    plan: &Plan,
+) -> Result<Report, LoadError> {
+    use awc::http::Method;
+    check_loopback(base)?;
+    let api = Api::new(base, plan.concurrency.max(plan.login_concurrency) * 2);
+    // Idle: started, migrated, nothing served yet.
+    let idle_kib = pid.and_then(resident_kib);
+    let fixture = setup(&api, plan.login_users).await?;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let argon2_ms = argon2_hash_ms(5)?;
+    #[allow(clippy::cast_precision_loss)]
+    let argon2_bound_per_second = if argon2_ms > 0.0 {
+        cores as f64 * 1000.0 / argon2_ms
+    } else {
+        0.0
+    };
+    let mut phases = Vec::new();
+    let token = fixture.owner_token.as_str();
+
+    let statuses = RefCell::new(BTreeMap::new());
+    let stats = phase("healthz", plan.concurrency, plan.limits, |_| {
+        expect(
+            &statuses,
+            200,
+            api.send(Method::GET, "/healthz", None, None),
+        )
+    })
+    .await;
+    phases.push(with_statuses(stats, &statuses));
+
+    let stats = phase("me", plan.concurrency, plan.limits, |_| {
+        expect(
+            &statuses,
+            200,
+            api.send(Method::GET, "/v1/me", Some(token), None),
+        )
+    })
+    .await;
+    phases.push(with_statuses(stats, &statuses));
+
+    let stats = phase("write", plan.concurrency, plan.limits, |n| {
+        let body = json!({ "legal_name": format!("Carga de Prueba {n}") });
+        let api = api.clone();
+        let statuses = &statuses;
+        async move {
+            expect(
+                statuses,
+                200,
+                api.send(Method::PATCH, "/v1/company", Some(token), Some(&body)),
+            )
+            .await
+        }
+    })
+    .await;
+    phases.push(with_statuses(stats, &statuses));
+
+    let after_load_kib = pid.and_then(resident_kib);
+    let mut sessions_created = 0_u64;
+
+    let logins = |n: u64| {
+        let body = login_body(&fixture, n);
+        let api = api.clone();
+        let statuses = &statuses;
+        async move {
+            expect(
+                statuses,
+                201,
+                api.send(Method::POST, "/v1/sessions", None, Some(&body)),
+            )
+            .await
+        }
+    };
+    let stats = phase("login", plan.login_concurrency, plan.login_limits, logins).await;
+    sessions_created += stats.ok;
+    phases.push(with_statuses(stats, &statuses));
+
+    // The storm: logins at full load, and a few clients of GET /v1/me beside them.
+    let me_statuses = RefCell::new(BTreeMap::new());
+    let me_limits = Limits {
+        seconds: plan.login_limits.seconds,
+        max_requests: plan.limits.max_requests,
+    };
+    let (storm, beside) = futures_util::future::join(
+        phase(
+            "storm: logins",
+            plan.login_concurrency,
+            plan.login_limits,
+            logins,
+        ),
+        phase("storm: GET /v1/me", 2, me_limits, |_| {
+            expect(
+                &me_statuses,
+                200,
+                api.send(Method::GET, "/v1/me", Some(token), None),
+            )
+        }),
+    )
+    .await;
+    sessions_created += storm.ok;
+    phases.push(with_statuses(storm, &statuses));
+    phases.push(with_statuses(beside, &me_statuses));
+
+    // Memory: keep creating sessions until `plan.sessions` exist, then read the resident set.
+    let remaining = plan.sessions.saturating_sub(sessions_created);
+    if remaining > 0 {
+        let limits = Limits {
+            seconds: Limits::MAX_SECONDS,
+            max_requests: remaining,
+        };
+        let stats = phase("sessions", plan.login_concurrency, limits, logins).await;
+        sessions_created += stats.ok;
+        phases.push(with_statuses(stats, &statuses));
+    }
+    let memory = match (idle_kib, after_load_kib, pid.and_then(resident_kib)) {
+        (Some(idle_kib), Some(after_load_kib), Some(after_sessions_kib)) => Some(Memory {
+            idle_kib,
+            after_load_kib,
+            sessions_created,
+            after_sessions_kib,
+        }),
+        _ => None,
+    };
+    Ok(Report {
+        target: base.to_owned(),
+        backend: backend.to_owned(),
+        plan: plan.clone(),
+        cores,
+        argon2_ms,
+        argon2_bound_per_second,
+        phases,
+        memory,
+    })
+}
+
+/// An `incrementa serve` process started by the load tool on a free loopback port, with its own
+/// data directory; killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: std::process::Child,
+    /// Its base URL.
+    pub base: String,
+    _data: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `binary serve` on `database_url` (the embedded SQLite default under a fresh data
+    /// directory when `None`) and waits up to 60 s for `/readyz`.
+    ///
+    /// # Errors
+    /// [`LoadError::Server`] when it cannot start or never becomes ready.
+    pub async fn start(
+        binary: &std::path::Path,
+        database_url: Option<&str>,
+    ) -> Result<Self, LoadError> {
+        let data = tempfile::tempdir().map_err(|e| LoadError::Server(e.to_string()))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| LoadError::Server(e.to_string()))?
+            .port();
+        let mut cmd = std::process::Command::new(binary);
+        cmd.arg("serve")
+            .env("INCREMENTA_BIND", format!("127.0.0.1:{port}"))
+            .env("INCREMENTA_DATA_DIR", data.path().join("data"))
+            .env("INCREMENTA_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        if let Some(url) = database_url {
+            cmd.env("DATABASE_URL", url);
+        } else {
+            cmd.env_remove("DATABASE_URL");
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| LoadError::Server(format!("{}: {e}", binary.display())))?;
+        let mut server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _data: data,
+        };
+        let client = awc::Client::default();
+        for _ in 0..600 {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(LoadError::Server(format!("exited early: {status}")));
+            }
+            if let Ok(res) = client.get(format!("{}/readyz", server.base)).send().await
+                && res.status() == 200
+            {
+                return Ok(server);
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        server.stop();
+        Err(LoadError::Server("not ready after 60 s".into()))
+    }
+
+    /// Its process id.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops it now.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets_are_accepted() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/",
+            "http://localhost:1",
+            "http://[::1]:8080",
+            "http://127.0.0.2",
+        ] {
+            assert!(check_loopback(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "http://10.0.0.1:8080",
+            "http://example.com",
+            "http://[2001:db8::1]:80",
+            "http://0.0.0.0:8080",
+            "http://localhost.evil.example",
+        ] {
+            assert!(
+                matches!(check_loopback(refused), Err(LoadError::NotLoopback(_))),
+                "{refused}"
+            );
+        }
+        for bad in [
+            "https://127.0.0.1",
+            "127.0.0.1:80",
+            "http://user@127.0.0.1",
+            "http://",
+        ] {
+            assert!(
+                matches!(check_loopback(bad), Err(LoadError::BadUrl(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        assert!(Limits::new(1.0, 1).is_ok());
+        assert!(Limits::new(0.0, 1).is_err());
+        assert!(Limits::new(f64::NAN, 1).is_err());
+        assert!(Limits::new(Limits::MAX_SECONDS + 1.0, 1).is_err());
+        assert!(Limits::new(1.0, 0).is_err());
+        assert!(Limits::new(1.0, Limits::MAX_REQUESTS + 1).is_err());
+    }
+
+    #[test]
+    fn percentiles_come_from_the_sorted_samples() {
+        let samples = Samples {
+            latencies_us: (1..=100).rev().map(|v| v * 1000).collect(),
+            statuses: BTreeMap::new(),
+            ok: 100,
+        };
+        let s = Stats::from_samples("x", samples, 2.0);
+        assert_eq!(s.requests, 100);
+        assert!((s.per_second - 50.0).abs() < 1e-9);
+        assert!((s.p50_ms - 50.0).abs() < 1e-9);
+        assert!((s.p99_ms - 99.0).abs() < 1e-9);
+        assert!((s.max_ms - 100.0).abs() < 1e-9);
+        assert_eq!(s.failures(), 0);
+    }
+
+    #[test]
+    fn goals_use_the_backend_ratio() {
+        let stats = |name: &str, per_second: f64| Stats {
+            name: name.into(),
+            requests: 1,
+            ok: 1,
+            statuses: BTreeMap::new(),
+            seconds: 1.0,
+            per_second,
+            p50_ms: 1.0,
+            p90_ms: 1.0,
+            p99_ms: 1.0,
+            max_ms: 1.0,
+        };
+        let mut report = Report {
+            target: "http://127.0.0.1:1".into(),
+            backend: "postgres".into(),
+            plan: Plan::default(),
+            cores: 2,
+            argon2_ms: 20.0,
+            argon2_bound_per_second: 100.0,
+            phases: vec![
+                stats("healthz", 1000.0),
+                stats("me", 400.0),
+                stats("login", 95.0),
+            ],
+            memory: None,
+        };
+        let goals = report.goals();
+        assert!(goals.iter().all(|g| g.met), "{goals:?}");
+        report.backend = "sqlite".into();
+        let goals = report.goals();
+        assert!(!goals.iter().any(|g| g.name.contains("/healthz") && g.met));
+    }
+}

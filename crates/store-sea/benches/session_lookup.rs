@@ -1,0 +1,129 @@
+//! Session validation's storage half (issue 10): hashing a presented token (SHA-256, SES-3) and
+//! loading its session with the user (`SessionStore::find_by_token`), the work of every
+//! authenticated request that the session cache does not answer. SQLite always; PostgreSQL when
+//! `TEST_DATABASE_URL` is set. Run: `cargo bench -p store-sea --bench session_lookup`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
+
+use std::sync::Arc;
+
+use accounts::{
+    AccountRepository as _, Company, CompanyName, Email, PasswordHash, PersonName,
+    RevocationReason, SessionRevocation, User,
+};
+use audit::{Action, AuditRecord, Outcome};
+use criterion::{Criterion, criterion_group, criterion_main};
+use kernel::{CompanyId, RequestContext, SessionId, UserId};
+use sessions::{NewSession, SessionStore as _, TokenIssuer as _};
+use store_sea::SeaStore;
+use test_support::TestDb;
+
+fn record(action: Action) -> AuditRecord {
+    AuditRecord::new(
+        uuid::Uuid::now_v7(),
+        kernel::Clock::now(&kernel::SystemClock),
+        action,
+        Outcome::Success,
+        &RequestContext::default(),
+    )
+}
+
+/// A store with one company, one user and one live session; returns the session's token.
+fn setup(rt: &tokio::runtime::Runtime, db: &TestDb) -> (Arc<SeaStore>, String) {
+    rt.block_on(async {
+        let conn = db.connect().await;
+        let mut ring = crypto::Keyring::default();
+        ring.insert(1, crypto::MasterKey::parse(&"42".repeat(32)).unwrap());
+        let store = Arc::new(SeaStore::new(conn, Arc::new(crypto::HmacChain::new(&ring))));
+        let now = kernel::Clock::now(&kernel::SystemClock);
+        let company = Company {
+            id: CompanyId::from_uuid(uuid::Uuid::now_v7()),
+            name: CompanyName::parse("Acme").unwrap(),
+            rfc: None,
+            session_limit: None,
+            profile: accounts::CompanyProfile::default(),
+            created_at: now,
+        };
+        let user = User {
+            id: UserId::from_uuid(uuid::Uuid::now_v7()),
+            company_id: company.id,
+            email: Email::parse("ana@example.com").unwrap(),
+            name: PersonName::parse("Ana", "name").unwrap(),
+            role: rbac::Role::Admin,
+            active: true,
+            password_hash: PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+            mfa_enabled: false,
+            grants: rbac::PermissionSet::empty(),
+            revokes: rbac::PermissionSet::empty(),
+            created_at: now,
+            updated_at: now,
+        };
+        store
+            .create_company_with_owner(&company, &user, vec![])
+            .await
+            .unwrap();
+        let (token, hash) = crypto::RandomTokens.issue();
+        let session = NewSession {
+            id: SessionId::from_uuid(uuid::Uuid::now_v7()),
+            company_id: company.id,
+            user_id: user.id,
+            token_hash: hash,
+            created_at: now,
+            expires_at: now + chrono::Duration::hours(12),
+            ip: None,
+            user_agent: None,
+            mfa_enrolment_only: false,
+        };
+        store
+            .create_capped(
+                &session,
+                2,
+                chrono::Duration::minutes(30),
+                record(Action::SESSION_LOGIN),
+                SessionRevocation {
+                    at: now,
+                    reason: RevocationReason::SessionLimit,
+                    keep: None,
+                    audit_template: record(Action::SESSION_REVOKED),
+                },
+            )
+            .await
+            .unwrap();
+        (store, token.expose().to_owned())
+    })
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let token = "Q2hvcml6byBjb24gaHVldm8geSB0b3J0aWxsYXMgZGUgaGFyaW5h";
+    c.bench_function("token hash (SHA-256, hex)", |b| {
+        b.iter(|| crypto::RandomTokens.hash(std::hint::black_box(token)));
+    });
+    let mut dbs = vec![TestDb::sqlite()];
+    if let Some(pg) = rt.block_on(TestDb::postgres()) {
+        dbs.push(pg);
+    }
+    for db in &dbs {
+        let (store, token) = setup(&rt, db);
+        let hash = crypto::RandomTokens.hash(&token);
+        c.bench_function(&format!("find_by_token ({})", db.backend), |b| {
+            // `block_on` adds about a microsecond per call; the lookup is far slower.
+            b.iter(|| rt.block_on(store.find_by_token(&hash)).unwrap().unwrap());
+        });
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50);
+    targets = bench
+}
+criterion_main!(benches);
