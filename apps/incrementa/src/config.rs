@@ -76,8 +76,9 @@ pub struct Settings {
     pub hash_concurrency: usize,
     /// `INCREMENTA_WORKERS`: HTTP worker threads (default: CPU count).
     pub workers: usize,
-    /// `INCREMENTA_DB_MAX_CONNECTIONS`.
-    pub db_max_connections: u32,
+    /// `INCREMENTA_DB_MAX_CONNECTIONS`: pool size (default: 4 on SQLite, which has one writer
+    /// at a time, 16 on PostgreSQL).
+    pub db_max_connections: Option<u32>,
     /// `INCREMENTA_AUDIT_RETENTION_DAYS`: audit records older than this are purged daily (AUD-5).
     pub audit_retention_days: i64,
     /// `INCREMENTA_ALERT_ACCOUNT_FAILURES`: failed logins per account in the window that raise an alert.
@@ -141,7 +142,7 @@ impl Default for Settings {
             argon2_parallelism: 1,
             hash_concurrency: cpus,
             workers: cpus,
-            db_max_connections: 16,
+            db_max_connections: None,
             audit_retention_days: 365,
             alert_account_failures: 5,
             alert_ip_failures: 20,
@@ -278,7 +279,7 @@ impl Settings {
                 s.workers = v;
             }
             if let Some(v) = f.db_max_connections {
-                s.db_max_connections = v;
+                s.db_max_connections = Some(v);
             }
             if let Some(v) = f.audit_retention_days {
                 s.audit_retention_days = v;
@@ -383,8 +384,11 @@ impl Settings {
             s.workers = parse("INCREMENTA_WORKERS", &v, "a whole number from 1")?;
         }
         if let Some(v) = var("INCREMENTA_DB_MAX_CONNECTIONS") {
-            s.db_max_connections =
-                parse("INCREMENTA_DB_MAX_CONNECTIONS", &v, "a whole number from 1")?;
+            s.db_max_connections = Some(parse(
+                "INCREMENTA_DB_MAX_CONNECTIONS",
+                &v,
+                "a whole number from 1",
+            )?);
         }
         if let Some(v) = var("INCREMENTA_AUDIT_RETENTION_DAYS") {
             s.audit_retention_days = parse("INCREMENTA_AUDIT_RETENTION_DAYS", &v, "days, from 1")?;
@@ -554,7 +558,7 @@ impl Settings {
         if !(1..=36_500).contains(&self.audit_retention_days) {
             return bad("audit_retention_days", "must be between 1 and 36500");
         }
-        if self.hash_concurrency == 0 || self.workers == 0 || self.db_max_connections == 0 {
+        if self.hash_concurrency == 0 || self.workers == 0 || self.db_max_connections == Some(0) {
             return bad(
                 "hash_concurrency/workers/db_max_connections",
                 "must be at least 1",

@@ -16,7 +16,7 @@ use rbac::{Actor, Role};
 use crate::cache::AuthCache;
 use crate::{
     ChangeEpoch, LoginOutcome, LoginThrottle, MfaNotice, NewSession, SessionError, SessionStore,
-    SessionView, ThrottlePolicy, TokenIssuer,
+    SessionView, ThrottlePolicy, ThrottleState, TokenIssuer,
 };
 
 /// Session settings (SES-1, SES-3, OPS-4).
@@ -230,7 +230,10 @@ impl SessionService {
                 } else {
                     None
                 };
-                self.throttle.reset(&key).await?;
+                // A clean record needs no write (most logins): one write transaction less.
+                if state != ThrottleState::default() {
+                    self.throttle.reset(&key).await?;
+                }
                 let user = if needs_rehash {
                     self.upgrade_hash(user, password, ctx).await?
                 } else {

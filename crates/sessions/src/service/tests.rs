@@ -170,6 +170,14 @@ async fn a_good_login_opens_a_capped_session_with_the_company_cap() {
             needs_rehash: false,
         })
     });
+    // Earlier failures on record: the success clears them.
+    p.throttle = MockLoginThrottle::new();
+    p.throttle.expect_state().returning(|_| {
+        Ok(ThrottleState {
+            failures: 2,
+            ..ThrottleState::default()
+        })
+    });
     p.throttle.expect_reset().times(1).returning(|_| Ok(()));
     p.store
         .expect_create_capped()
@@ -395,7 +403,8 @@ async fn weak_hashes_are_upgraded_at_login() {
         })
         .times(1)
         .returning(|_, _, _| Ok(vec![]));
-    p.throttle.expect_reset().returning(|_| Ok(()));
+    // A clean throttle record is not written on success.
+    p.throttle.expect_reset().times(0);
     p.store
         .expect_create_capped()
         .withf(|_, cap, _, _, _| *cap == 2)
