@@ -742,8 +742,9 @@ pub async fn run(
     // Memory: keep creating sessions until `plan.sessions` exist, then read the resident set.
     let remaining = plan.sessions.saturating_sub(sessions_created);
     if remaining > 0 {
+        // 100,000 logins take about 17 minutes here: this phase may run up to an hour.
         let limits = Limits {
-            seconds: Limits::MAX_SECONDS,
+            seconds: 3_600.0,
             max_requests: remaining,
         };
         let stats = phase("sessions", plan.login_concurrency, limits, logins).await;
