@@ -107,6 +107,9 @@ pub struct Settings {
     /// `INCREMENTA_TRUSTED_PROXIES`: comma-separated addresses or CIDR networks of reverse
     /// proxies whose `X-Forwarded-For` is believed (default: none).
     pub trusted_proxies: String,
+    /// `INCREMENTA_CORS_ORIGINS`: comma-separated browser origins (`https://app.example.com`)
+    /// allowed to call the API; empty (the default): no cross-origin access.
+    pub cors_origins: String,
     /// `INCREMENTA_METRICS_TOKEN`: bearer token for `GET /metrics`; unset, only loopback
     /// clients may read the metrics.
     pub metrics_token: Option<SecretString>,
@@ -156,6 +159,7 @@ impl Default for Settings {
             smtp_password: None,
             outbox_interval_seconds: 5,
             trusted_proxies: String::new(),
+            cors_origins: String::new(),
             metrics_token: None,
             backup_dir_2: None,
             backup_keep: 7,
@@ -194,6 +198,7 @@ struct FileSettings {
     smtp_username: Option<String>,
     outbox_interval_seconds: Option<u64>,
     trusted_proxies: Option<String>,
+    cors_origins: Option<String>,
     backup_dir_2: Option<PathBuf>,
     backup_keep: Option<usize>,
     backup_at: Option<String>,
@@ -304,6 +309,9 @@ impl Settings {
             }
             if let Some(v) = f.trusted_proxies {
                 s.trusted_proxies = v;
+            }
+            if let Some(v) = f.cors_origins {
+                s.cors_origins = v;
             }
             if let Some(v) = f.backup_dir_2 {
                 s.backup_dir_2 = Some(v);
@@ -445,6 +453,9 @@ impl Settings {
         if let Some(v) = var("INCREMENTA_TRUSTED_PROXIES") {
             s.trusted_proxies = v;
         }
+        if let Some(v) = var("INCREMENTA_CORS_ORIGINS") {
+            s.cors_origins = v;
+        }
         if let Some(v) = var("INCREMENTA_METRICS_TOKEN") {
             s.metrics_token = Some(SecretString::from(v)).filter(|t| t.expose_secret().len() >= 16);
             if s.metrics_token.is_none() {
@@ -488,6 +499,9 @@ impl Settings {
         }
         if let Err(problem) = http_api::proxy::TrustedProxies::parse(&self.trusted_proxies) {
             return bad("trusted_proxies", &problem);
+        }
+        if let Err(problem) = http_api::cors::AllowedOrigins::parse(&self.cors_origins) {
+            return bad("cors_origins", &problem);
         }
         if mail::TlsMode::parse(&self.smtp_tls).is_none() {
             return bad("smtp_tls", "must be starttls, tls or none");

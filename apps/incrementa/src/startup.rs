@@ -374,6 +374,13 @@ impl http_api::metrics::Gauges for DbGauges {
                 n as f64,
             ));
         }
+        if let Ok(n) = self.0.audit_appends().await {
+            out.push((
+                "incrementa_audit_appends",
+                "Audit records appended to the chains since the database was created, by all processes.",
+                n as f64,
+            ));
+        }
         if let Ok(n) = self.0.active_sessions(self.1.now()).await {
             out.push((
                 "incrementa_active_sessions",
@@ -543,6 +550,8 @@ impl Application {
             metrics: Arc::default(),
             gauges: Arc::new(DbGauges(store.clone(), clock.clone())),
             metrics_token: settings.metrics_token.clone(),
+            // Validated with the settings; an invalid list cannot get here.
+            cors: http_api::cors::AllowedOrigins::parse(&settings.cors_origins).unwrap_or_default(),
         };
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind.to_string(),

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+pub mod cors;
 mod dto;
 mod error;
 mod handlers;
@@ -71,6 +72,8 @@ pub struct ApiState {
     pub gauges: Arc<dyn metrics::Gauges>,
     /// Bearer token for `/metrics`; `None`: loopback clients only.
     pub metrics_token: Option<secrecy::SecretString>,
+    /// Browser origins allowed to call the API (empty: CORS off).
+    pub cors: cors::AllowedOrigins,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -110,6 +113,7 @@ pub fn app(
                     "default-src 'none'; frame-ancestors 'none'",
                 )),
         )
+        .wrap(middleware::from_fn(cors::cors))
         .wrap(middleware::from_fn(metrics::track))
         .wrap(middleware::from_fn(auth::request_id))
 }

@@ -33,6 +33,7 @@ struct Inner {
     requests: BTreeMap<(String, String, u16), u64>,
     latency: BTreeMap<String, Histogram>,
     logins: BTreeMap<&'static str, u64>,
+    vault: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 /// The in-process counters. Cheap to share.
@@ -71,6 +72,14 @@ impl Metrics {
                 _ => "error",
             };
             *inner.logins.entry(outcome).or_default() += 1;
+        }
+        if let Some(operation) = vault_operation(method, route) {
+            let outcome = match status {
+                200..=299 => "success",
+                500..=599 => "error",
+                _ => "refused",
+            };
+            *inner.vault.entry((operation, outcome)).or_default() += 1;
         }
     }
 
@@ -123,7 +132,26 @@ impl Metrics {
         for (outcome, n) in &inner.logins {
             let _ = writeln!(out, "incrementa_logins_total{{outcome=\"{outcome}\"}} {n}");
         }
+        out.push_str("# HELP incrementa_vault_operations_total Fiscal vault operations by kind and outcome (refused: 4xx).\n");
+        out.push_str("# TYPE incrementa_vault_operations_total counter\n");
+        for ((operation, outcome), n) in &inner.vault {
+            let _ = writeln!(
+                out,
+                "incrementa_vault_operations_total{{operation=\"{operation}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
         out
+    }
+}
+
+/// The vault operation a request is, from its method and route pattern.
+fn vault_operation(method: &str, route: &str) -> Option<&'static str> {
+    match (method, route) {
+        ("POST", "/v1/fiscal/credentials") => Some("store"),
+        ("POST", "/v1/fiscal/credentials/{id}/signatures") => Some("sign"),
+        ("DELETE", "/v1/fiscal/credentials/{id}") => Some("delete"),
+        ("GET", "/v1/fiscal/credentials" | "/v1/fiscal/credentials/{id}") => Some("read"),
+        _ => None,
     }
 }
 
@@ -164,7 +192,17 @@ mod tests {
         m.observe("POST", "/v1/sessions", 201, 0.1);
         m.observe("POST", "/v1/sessions", 401, 0.1);
         m.observe("POST", "/v1/sessions", 429, 0.001);
+        m.observe("POST", "/v1/fiscal/credentials/{id}/signatures", 200, 0.003);
+        m.observe("POST", "/v1/fiscal/credentials/{id}/signatures", 422, 0.003);
+        m.observe("POST", "/v1/fiscal/credentials", 201, 0.01);
         let text = m.render();
+        for line in [
+            "incrementa_vault_operations_total{operation=\"sign\",outcome=\"success\"} 1",
+            "incrementa_vault_operations_total{operation=\"sign\",outcome=\"refused\"} 1",
+            "incrementa_vault_operations_total{operation=\"store\",outcome=\"success\"} 1",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
         assert!(text.contains(
             "incrementa_http_requests_total{method=\"GET\",route=\"/v1/users/{id}\",status=\"200\"} 2"
         ));

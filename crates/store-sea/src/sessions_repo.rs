@@ -264,4 +264,27 @@ impl SeaStore {
             .count(&self.db)
             .await
     }
+
+    /// Audit records ever appended to the chains, by every process (the sum of the chain heads'
+    /// sequence numbers: committed appends only; retention purges do not lower it). One row per
+    /// chain is read, so it is cheap at scrape time.
+    ///
+    /// # Errors
+    /// The database error.
+    pub async fn audit_appends(&self) -> Result<u64, sea_orm::DbErr> {
+        use sea_orm::ConnectionTrait as _;
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                backend,
+                "SELECT CAST(COALESCE(SUM(seq), 0) AS BIGINT) FROM audit_chain_heads".to_owned(),
+            ))
+            .await?;
+        let total = row
+            .map(|r| r.try_get_by_index::<i64>(0))
+            .transpose()?
+            .unwrap_or(0);
+        Ok(u64::try_from(total).unwrap_or(0))
+    }
 }

@@ -38,6 +38,15 @@ async fn metrics_count_requests_by_route_and_login_outcome() {
     ] {
         assert!(r.raw.contains(line), "{line} missing from:\n{}", r.raw);
     }
+    // Sign-up, the login and the failed login each appended audit records (all processes count).
+    let appends: f64 = r
+        .raw
+        .lines()
+        .find_map(|l| l.strip_prefix("incrementa_audit_appends "))
+        .expect("incrementa_audit_appends")
+        .parse()
+        .unwrap();
+    assert!(appends >= 3.0, "{appends}");
     // Raw paths never become labels: the id is not there.
     assert!(!r.raw.contains("/v1/users/0") && !r.raw.contains("metrics@example.com"));
 }
@@ -170,4 +179,83 @@ fn config_check_names_the_wrong_value_and_never_prints_secrets() {
         !out.contains("Smtp-Secret-2026") && !out.contains("metrics-secret-0123456789"),
         "{out}"
     );
+}
+
+/// CORS: off by default; with INCREMENTA_CORS_ORIGINS only the listed origins get preflights
+/// answered and responses marked readable, and errors carry the headers too.
+#[actix_web::test]
+async fn cors_allows_only_configured_origins() {
+    let send = |base: String, method: &str, origin: &str, preflight: bool| {
+        let method = method.to_owned();
+        let origin = origin.to_owned();
+        async move {
+            let client = awc::Client::default();
+            let mut req = client
+                .request(method.parse().unwrap(), format!("{base}/v1/me"))
+                .insert_header(("Origin", origin));
+            if preflight {
+                req = req
+                    .insert_header(("Access-Control-Request-Method", "GET"))
+                    .insert_header(("Access-Control-Request-Headers", "authorization"));
+            }
+            req.send().await.unwrap()
+        }
+    };
+    let off = spawn_app().await;
+    let res = send(off.base.clone(), "GET", "https://app.example.com", false).await;
+    assert_eq!(res.status(), 401);
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+
+    let app = spawn_configured(test_support::TestDb::sqlite(), |s| {
+        s.cors_origins = "https://app.example.com".into();
+    })
+    .await;
+    let pre = send(app.base.clone(), "OPTIONS", "https://app.example.com", true).await;
+    assert_eq!(pre.status(), 204);
+    assert_eq!(
+        pre.headers().get("access-control-allow-origin").unwrap(),
+        "https://app.example.com"
+    );
+    assert!(
+        pre.headers()
+            .get("access-control-allow-headers")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("authorization")
+    );
+    assert!(
+        pre.headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+    let res = send(app.base.clone(), "GET", "https://app.example.com", false).await;
+    assert_eq!(res.status(), 401, "the answer itself is unchanged");
+    assert_eq!(
+        res.headers().get("access-control-allow-origin").unwrap(),
+        "https://app.example.com"
+    );
+    assert!(
+        res.headers()
+            .get("access-control-expose-headers")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("x-request-id")
+    );
+    for other in [
+        "https://evil.example",
+        "https://app.example.com.evil.example",
+    ] {
+        let pre = send(app.base.clone(), "OPTIONS", other, true).await;
+        assert!(
+            pre.headers().get("access-control-allow-origin").is_none(),
+            "{other}"
+        );
+        let res = send(app.base.clone(), "GET", other, false).await;
+        assert!(
+            res.headers().get("access-control-allow-origin").is_none(),
+            "{other}"
+        );
+    }
 }
