@@ -134,6 +134,21 @@ impl PasswordPolicy {
     ///
     /// `email` enables the `contains_email` rule (local parts shorter than 3 characters are
     /// ignored: they would forbid half the alphabet).
+    ///
+    /// ```
+    /// use accounts::{Email, Password, PasswordPolicy, PasswordViolation};
+    ///
+    /// let policy = PasswordPolicy::default();
+    /// let email = Email::parse("ana.lopez@example.com").unwrap();
+    /// let good = Password::new("Tlacuache#2026");
+    /// assert!(policy.check(&good, &good, Some(&email)).is_empty());
+    ///
+    /// let weak = Password::new("Password123!");
+    /// assert_eq!(
+    ///     policy.check(&weak, &Password::new("Password123?"), Some(&email)),
+    ///     [PasswordViolation::ConfirmationMismatch, PasswordViolation::TooCommon],
+    /// );
+    /// ```
     #[must_use]
     pub fn check(
         &self,

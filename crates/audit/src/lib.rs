@@ -6,6 +6,7 @@
 //! behind it (a failed login) goes to [`AuditSink::record`]. This crate must never depend on a
 //! database, a web framework or a cryptographic library.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::fmt;
 
@@ -175,6 +176,25 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
+    /// Records are built by the use case that performs the action and handed to the port that
+    /// commits the change, so the change and its record commit together:
+    ///
+    /// ```
+    /// use audit::{Action, AuditRecord, Outcome};
+    /// use kernel::{CompanyId, RequestContext, UserId};
+    ///
+    /// let ctx = RequestContext::new(Some("203.0.113.7".parse().unwrap()), Some("curl/8"), None);
+    /// let at = kernel::Timestamp::from_timestamp(1_790_000_000, 0).unwrap();
+    /// let user = UserId::from_uuid(uuid::Uuid::from_u128(2));
+    /// let record = AuditRecord::new(uuid::Uuid::from_u128(1), at, Action::USER_ROLE_CHANGED, Outcome::Success, &ctx)
+    ///     .company(CompanyId::from_uuid(uuid::Uuid::from_u128(3)))
+    ///     .actor(user)
+    ///     .target("user", user)
+    ///     .details(serde_json::json!({ "from": "vendor", "to": "manager" }));
+    /// assert_eq!(record.action.as_str(), "user.role_changed");
+    /// assert_eq!(record.target.as_deref(), Some("user:00000000-0000-0000-0000-000000000002"));
+    /// ```
+    ///
     /// A record with no target and empty details; refine it with the builder methods.
     #[must_use]
     pub fn new(

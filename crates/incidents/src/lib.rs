@@ -5,6 +5,7 @@
 //! the `incident.notified` audit record, written in the same transaction). Every change is
 //! audited. This crate must never depend on a database, a web framework or a mail library.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod model;
 mod service;

@@ -87,6 +87,14 @@ named_enum!(
 
 impl Status {
     /// The one status this one may move to (INC-1: open → contained → resolved → closed).
+    ///
+    /// ```
+    /// use incidents::Status;
+    ///
+    /// assert_eq!(Status::parse("open").and_then(Status::next), Some(Status::Contained));
+    /// assert_eq!(Status::Closed.next(), None, "closed is final");
+    /// assert_eq!(Status::parse("reopened"), None);
+    /// ```
     #[must_use]
     pub const fn next(self) -> Option<Self> {
         match self {

@@ -5,6 +5,7 @@
 //! database, a web framework or a cryptographic library, and nothing here ever may: every other
 //! crate depends on this one.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod clock;
 mod context;

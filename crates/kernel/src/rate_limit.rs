@@ -23,6 +23,20 @@ pub struct RateLimiter<K> {
 impl<K: Eq + Hash + Clone> RateLimiter<K> {
     /// `limit` events per `window`; `limit == 0` turns the limiter off.
     #[must_use]
+    ///
+    /// ```
+    /// use kernel::{Clock as _, Duration, ManualClock, RateLimiter};
+    ///
+    /// let clock = ManualClock::new(chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap());
+    /// let limiter = RateLimiter::new(2, Duration::hours(1), 10_000);
+    /// let ip: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+    /// limiter.hit(&ip, clock.now());
+    /// assert_eq!(limiter.retry_after(&ip, clock.now()), None);
+    /// limiter.hit(&ip, clock.now());
+    /// assert!(limiter.retry_after(&ip, clock.now()).is_some(), "two hits: limited");
+    /// clock.advance(Duration::hours(1));
+    /// assert_eq!(limiter.retry_after(&ip, clock.now()), None, "the window moved on");
+    /// ```
     pub fn new(limit: u32, window: Duration, max_keys: usize) -> Self {
         Self {
             limit,

@@ -10,6 +10,7 @@
 //! ten one-time recovery codes stored only as digests), the second-factor check the sessions core
 //! calls at login and re-authentication, regeneration of recovery codes, and disabling.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod error;
 mod model;
@@ -181,6 +182,17 @@ fn percent_encode(text: &str) -> String {
 
 /// The `otpauth://totp/...` URI of MFA-1, with the issuer in the label and as a parameter, as
 /// Google Authenticator's key URI format asks.
+///
+/// ```
+/// use mfa::{TotpParams, base32, base32_decode, otpauth_uri};
+///
+/// let secret = b"12345678901234567890"; // RFC 6238's test secret
+/// assert_eq!(base32(secret), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+/// assert_eq!(base32_decode("gezd gnbv gy3t qojq gezd gnbv gy3t qojq").unwrap(), secret);
+/// let uri = otpauth_uri("IncrementaCRM", "ana@example.com", secret, TotpParams::default());
+/// assert!(uri.starts_with("otpauth://totp/IncrementaCRM:ana%40example.com?"));
+/// assert!(uri.contains("secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"));
+/// ```
 #[must_use]
 pub fn otpauth_uri(issuer: &str, account: &str, secret: &[u8], params: TotpParams) -> String {
     format!(

@@ -10,6 +10,7 @@
 //! stopped mid-delivery leaves the message to be retried. This crate must never depend on a
 //! database, a web framework or a mail library.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod outbox;
 mod templates;

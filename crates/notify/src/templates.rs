@@ -19,6 +19,14 @@ verificación ni la contraseña de tu e.firma o CSD por correo.";
 const NOT_YOU: &str = "Si no fuiste tú, cambia tu contraseña de inmediato y avisa al \
 administrador de tu empresa.";
 
+/// Renders `template` for a recipient called `name` (Spanish, plain text).
+///
+/// ```
+/// let mail = notify::render(&notify::Template::PasswordChanged, "Ana");
+/// assert_eq!(mail.subject, "Tu contraseña de IncrementaCRM cambió");
+/// assert!(mail.body.starts_with("Hola, Ana:"));
+/// ```
+///
 /// Renders `template` for a recipient called `name`.
 #[must_use]
 pub fn render(template: &Template, name: &str) -> Rendered {

@@ -17,6 +17,7 @@
 //! assert_eq!(authorize(&vendor, Permission::UsersManage, Scope::Company), Decision::Deny);
 //! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod management;
 mod permission;
@@ -150,6 +151,29 @@ impl Decision {
 /// A permission held by the actor allows the company scope. Permissions ending in `.assigned`
 /// allow only records assigned to the actor; `*.all` permissions cover everybody's records, and a
 /// holder of the `.all` variant is also allowed where the `.assigned` variant is asked.
+///
+/// ```
+/// use kernel::{CompanyId, SessionId, UserId};
+/// use rbac::{Actor, Permission, Role, Scope, authorize};
+///
+/// let id = |n| uuid::Uuid::from_u128(n);
+/// let vendor = Actor::new(
+///     UserId::from_uuid(id(1)),
+///     CompanyId::from_uuid(id(2)),
+///     SessionId::from_uuid(id(3)),
+///     Role::Vendor,
+///     Role::Vendor.default_permissions(),
+/// );
+/// // A vendor reads the customers assigned to it, not everybody's, and manages no users.
+/// let own = Scope::Assigned { assignee: vendor.user_id };
+/// let other = Scope::Assigned { assignee: UserId::from_uuid(id(9)) };
+/// assert!(authorize(&vendor, Permission::CustomersReadAssigned, own).is_allowed());
+/// assert!(!authorize(&vendor, Permission::CustomersReadAssigned, other).is_allowed());
+/// assert!(!authorize(&vendor, Permission::UsersManage, Scope::Company).is_allowed());
+/// // An actor restricted to MFA enrolment is denied everything (MFA-2).
+/// let restricted = vendor.restricted_to_mfa_enrolment();
+/// assert!(!authorize(&restricted, Permission::CustomersReadAssigned, own).is_allowed());
+/// ```
 pub fn authorize(actor: &Actor, permission: Permission, scope: Scope) -> Decision {
     let held = actor.permissions.contains(permission)
         || permission

@@ -9,6 +9,7 @@
 //! minute per session. Tokens are opaque and random; only their hash is stored ([`TokenIssuer`]).
 //! This crate must never depend on a database, a web framework or a cryptographic library.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod cache;
 mod error;

@@ -37,6 +37,21 @@ pub struct ThrottleState {
 
 impl ThrottlePolicy {
     /// The state after one more failure at `now`. Pure, so every store applies the same rule.
+    ///
+    /// ```
+    /// use chrono::{Duration, TimeZone as _, Utc};
+    /// use sessions::{ThrottlePolicy, ThrottleState};
+    ///
+    /// let policy = ThrottlePolicy::default();
+    /// let now = Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap();
+    /// let mut state = ThrottleState::default();
+    /// for _ in 0..5 {
+    ///     state = policy.after_failure(state, now);
+    /// }
+    /// // The fifth failure in a row locks the account for a minute.
+    /// assert_eq!(ThrottlePolicy::remaining(&state, now), Some(Duration::minutes(1)));
+    /// assert_eq!(ThrottlePolicy::remaining(&state, now + Duration::minutes(1)), None);
+    /// ```
     #[must_use]
     pub fn after_failure(&self, state: ThrottleState, now: Timestamp) -> ThrottleState {
         let failures = state.failures.saturating_add(1);

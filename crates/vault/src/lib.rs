@@ -7,6 +7,7 @@
 //! storage is [`CredentialRepository`]. This crate must never depend on a database, a web
 //! framework or a cryptographic library.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod error;
 mod model;

@@ -75,6 +75,22 @@ pub struct AssociatedData {
 
 impl AssociatedData {
     /// The canonical bytes: fixed layout, so no two bindings share a byte string.
+    ///
+    /// ```
+    /// use kernel::CompanyId;
+    /// use vault::{AssociatedData, Purpose, SecretBytes};
+    ///
+    /// let company = CompanyId::from_uuid(uuid::Uuid::from_u128(1));
+    /// let record = uuid::Uuid::from_u128(2);
+    /// let key = AssociatedData { company, purpose: Purpose::PrivateKey, record };
+    /// let password = AssociatedData { purpose: Purpose::KeyPassword, ..key };
+    /// // Same company and record, another purpose: another binding, so an envelope of one
+    /// // cannot be opened as the other.
+    /// assert_ne!(key.to_bytes(), password.to_bytes());
+    /// assert_eq!(key.to_bytes().len(), 16 + 16 + 1 + "fiscal.private_key".len());
+    /// // Secrets never print.
+    /// assert_eq!(format!("{:?}", SecretBytes::new(b"12345678a".to_vec())), "SecretBytes(9 bytes)");
+    /// ```
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         let purpose = self.purpose.as_str().as_bytes();
