@@ -110,7 +110,9 @@ fn init_logging(filter: &str) {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
-        .with_current_span(false)
+        // The request span (request id, method, path) on every line of a request.
+        .with_current_span(true)
+        .with_span_list(false)
         .with_writer(std::io::stderr)
         .init();
 }

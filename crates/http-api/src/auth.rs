@@ -38,7 +38,25 @@ pub(crate) async fn request_id(
         .and_then(acceptable_request_id)
         .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
-    let res = next.call(req).await?.map_into_boxed_body();
+    // Every log line written while serving this request carries its id (OPS-3). The path has
+    // no query string: nothing secret travels there.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.path(),
+    );
+    let started = std::time::Instant::now();
+    let res = tracing::Instrument::instrument(next.call(req), span.clone())
+        .await?
+        .map_into_boxed_body();
+    span.in_scope(|| {
+        tracing::info!(
+            status = res.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request served"
+        );
+    });
     let mut res = with_request_id_in_problem(res, &id).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut()

@@ -154,6 +154,10 @@ impl RouteSink for Registrar<'_> {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
+        let limit = body_limit(&method, path);
+        // The method is the resource's guard (as `ServiceConfig::route` does), so another
+        // method on the same path falls through to the resource that has it.
+        let method_guard = actix_web::guard::Method(method.clone());
         let route = web::method(method).to(handler);
         let route = match access {
             Access::Public => route,
@@ -161,7 +165,43 @@ impl RouteSink for Registrar<'_> {
                 guard(access, path, req, next)
             })),
         };
-        self.cfg.route(path, route);
+        self.cfg.service(
+            web::resource(path)
+                .guard(method_guard)
+                .app_data(crate::error::json_config().limit(limit))
+                .app_data(web::PayloadConfig::new(limit))
+                .route(route),
+        );
+    }
+}
+
+/// The largest body `method path` accepts (413 `payload_too_large` beyond it): as little as
+/// the route can need, so a client cannot make the server buffer 64 KiB for a login. The upload
+/// route reads multipart with its own limits ([`crate::UPLOAD_REQUEST_LIMIT`]).
+#[must_use]
+pub fn body_limit(method: &Method, path: &str) -> usize {
+    const SMALL: usize = 4 * 1024;
+    const MEDIUM: usize = 16 * 1024;
+    match (method.as_str(), path) {
+        (
+            "POST",
+            "/v1/sessions"
+            | "/v1/sessions/current/reauthenticate"
+            | "/v1/me/mfa/totp"
+            | "/v1/me/mfa/totp/confirm"
+            | "/v1/me/mfa/recovery-codes"
+            | "/v1/ownership-transfers"
+            | "/v1/ownership-transfers/{id}/accept"
+            | "/v1/ownership-transfers/{id}/cancel"
+            | "/v1/incidents/{id}/transitions",
+        )
+        | ("PUT", "/v1/me/password" | "/v1/users/{id}/role")
+        | ("DELETE", _) => SMALL,
+        ("POST", "/v1/signup" | "/v1/users")
+        | ("PATCH", "/v1/users/{id}" | "/v1/company")
+        | ("PUT", "/v1/users/{id}/permissions") => MEDIUM,
+        ("POST", "/v1/fiscal/credentials") => crate::UPLOAD_REQUEST_LIMIT,
+        _ => crate::JSON_LIMIT,
     }
 }
 

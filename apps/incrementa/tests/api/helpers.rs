@@ -123,6 +123,33 @@ impl TestApp {
         }
     }
 
+    /// Sends `body` as `content_type` with the bearer token.
+    pub async fn send_raw_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        let client = awc::Client::default();
+        let mut res = client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .insert_header(("Content-Type", content_type))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send_body(body)
+            .await
+            .unwrap();
+        let bytes = res.body().limit(10 * 1024 * 1024).await.unwrap();
+        let raw = String::from_utf8_lossy(&bytes).into_owned();
+        Reply {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: serde_json::from_str(&raw).unwrap_or(Value::Null),
+            raw,
+        }
+    }
+
     /// Signs a company up; returns (company id, owner id).
     pub async fn signup(&self, email: &str) -> (String, String) {
         let r = self
@@ -404,6 +431,30 @@ impl ServerProcess {
     /// `true` while the process runs (it has not exited or crashed).
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Asks the process to stop (SIGTERM: graceful shutdown).
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `within` for the process to exit by itself.
+    pub async fn exited(
+        &mut self,
+        within: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// Stops the process now (SIGKILL: no graceful shutdown).

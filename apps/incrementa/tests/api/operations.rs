@@ -259,3 +259,54 @@ async fn cors_allows_only_configured_origins() {
         );
     }
 }
+
+/// Logs (OPS-3): JSON lines, every line of a request carries its request id, and neither the
+/// password nor the session token ever appears.
+#[actix_web::test]
+async fn log_lines_carry_the_request_id_and_no_secret() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let server = ServerProcess::start(
+        &app,
+        &[("INCREMENTA_LOG", "info")],
+        Some(std::fs::File::create(&log_path).unwrap()),
+    )
+    .await;
+    let p = server.app(&app);
+    p.signup("logs@example.com").await;
+    let token = p.token("logs@example.com").await;
+    let client = awc::Client::default();
+    let res = client
+        .get(format!("{}/v1/users/{}", p.base, uuid::Uuid::new_v4()))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .insert_header(("X-Request-Id", "trace-me-123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    drop(server); // flushes nothing more: lines are written as they happen
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let served = lines
+        .iter()
+        .find(|l| l["span"]["request_id"] == "trace-me-123")
+        .unwrap_or_else(|| panic!("no line with the request id in:\n{log}"));
+    assert_eq!(served["fields"]["status"], 404, "{served}");
+    assert_eq!(
+        served["span"]["path"].as_str().unwrap().len(),
+        "/v1/users/".len() + 36
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l["fields"]["message"] == "request served")
+            .all(|l| l["span"]["request_id"].is_string()),
+        "every request line names its request"
+    );
+    assert!(!log.contains(PASSWORD), "the password reached the log");
+    assert!(!log.contains(&token), "the token reached the log");
+}

@@ -470,3 +470,39 @@ async fn postgres_outage_answers_503_and_recovers_without_restart() {
     assert_eq!(verify.body["ok"], true, "{}", verify.raw);
     server.stop();
 }
+
+/// Graceful shutdown: SIGTERM while logins are in flight; every one of them is answered, the
+/// process then exits by itself with success.
+#[actix_web::test]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let app = spawn_app().await;
+    app.signup("ana@example.com").await;
+    let mut server = ServerProcess::start(&app, &[("INCREMENTA_SESSION_LIMIT", "20")], None).await;
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let logins = (0..12).map(|_| {
+        let req = client.post(format!("{}/v1/sessions", server.base));
+        async move {
+            let mut res = req
+                .send_json(&json!({ "email": "ana@example.com", "password": PASSWORD }))
+                .await
+                .unwrap();
+            let _ = res.body().await;
+            res.status().as_u16()
+        }
+    });
+    let all = join_all(logins);
+    let term = async {
+        // Twelve Argon2 verifications two at a time take far longer than this.
+        actix_web::rt::time::sleep(Duration::from_millis(30)).await;
+        server.terminate();
+    };
+    let (statuses, ()) = futures_util::future::join(all, term).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    let status = server
+        .exited(Duration::from_secs(40))
+        .await
+        .expect("the server exits after SIGTERM");
+    assert!(status.success(), "{status}");
+}

@@ -171,3 +171,65 @@ async fn hostile_bodies_get_4xx_problems_never_5xx() {
         200
     );
 }
+
+/// Routes that take no body at all.
+const BODYLESS: [(&str, &str); 4] = [
+    ("POST", "/v1/me/mfa/totp"),
+    ("POST", "/v1/me/mfa/recovery-codes"),
+    ("POST", "/v1/ownership-transfers/{id}/accept"),
+    ("POST", "/v1/ownership-transfers/{id}/cancel"),
+];
+
+/// Per-route body limits: every JSON route refuses a body one byte over its limit with 413
+/// problem+json before any handler runs, and accepts one just under it far enough to answer
+/// something else.
+#[actix_web::test]
+async fn every_json_route_enforces_its_own_body_limit() {
+    let app = spawn_configured(test_support::TestDb::sqlite(), |s| {
+        s.session_limit = 100;
+        s.rate_limit_per_ip = 0;
+    })
+    .await;
+    let [(_, owner), _, _, (vendor_id, _)] = app.company_with_roles("lim-").await;
+    let body_of = |len: usize| {
+        // {"x":"aaa…"} of exactly `len` bytes.
+        format!("{{\"x\":\"{}\"}}", "a".repeat(len - 8)).into_bytes()
+    };
+    let mut checked = 0;
+    for route in table() {
+        let method = route.method.as_str();
+        if !matches!(method, "POST" | "PUT" | "PATCH") || route.path == "/v1/fiscal/credentials" {
+            continue;
+        }
+        let limit = http_api::routes::body_limit(&route.method, route.path);
+        assert!(limit <= http_api::JSON_LIMIT, "{method} {}", route.path);
+        let path = route.path.replace("{id}", &vendor_id);
+        for (len, over) in [(limit + 1, true), (limit - 16, false)] {
+            app.reauth(&owner).await;
+            let res = app
+                .send_raw_as(&owner, method, &path, "application/json", body_of(len))
+                .await;
+            let what = format!(
+                "{method} {path} with {len} bytes (limit {limit}): {}",
+                res.raw
+            );
+            if over && BODYLESS.contains(&(method, route.path)) {
+                // The handler reads no body: it is never buffered, so there is nothing to limit.
+                assert_ne!(res.status.as_u16(), 413, "{what}");
+                assert!(res.status.as_u16() < 500, "{what}");
+            } else if over {
+                assert_problem(&res, 413, "payload_too_large");
+            } else {
+                assert_ne!(res.status.as_u16(), 413, "{what}");
+                assert!(res.status.as_u16() < 500, "{what}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 19, "{checked}");
+    assert_eq!(
+        http_api::routes::body_limit(&actix_web::http::Method::POST, "/v1/sessions"),
+        4 * 1024,
+        "a login never needs more"
+    );
+}
