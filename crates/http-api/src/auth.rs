@@ -50,8 +50,10 @@ pub(crate) async fn request_id(
     let res = tracing::Instrument::instrument(next.call(req), span.clone())
         .await?
         .map_into_boxed_body();
+    // At debug: one line per request costs a fifth of the throughput of the lightest routes
+    // (measured); operators who want access logs set `INCREMENTA_LOG=info,http_api=debug`.
     span.in_scope(|| {
-        tracing::info!(
+        tracing::debug!(
             status = res.status().as_u16(),
             ms = started.elapsed().as_secs_f64() * 1000.0,
             "request served"

@@ -106,21 +106,8 @@ impl TestApp {
         content_type: &str,
         body: Vec<u8>,
     ) -> Reply {
-        let client = awc::Client::default();
-        let mut res = client
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .insert_header(("Content-Type", content_type))
-            .send_body(body)
+        self.send_raw_with(None, method, path, content_type, body)
             .await
-            .unwrap();
-        let bytes = res.body().limit(10 * 1024 * 1024).await.unwrap();
-        let raw = String::from_utf8_lossy(&bytes).into_owned();
-        Reply {
-            status: res.status(),
-            headers: res.headers().clone(),
-            body: serde_json::from_str(&raw).unwrap_or(Value::Null),
-            raw,
-        }
     }
 
     /// Sends `body` as `content_type` with the bearer token.
@@ -132,14 +119,26 @@ impl TestApp {
         content_type: &str,
         body: Vec<u8>,
     ) -> Reply {
-        let client = awc::Client::default();
-        let mut res = client
-            .request(method.parse().unwrap(), format!("{}{path}", self.base))
-            .insert_header(("Content-Type", content_type))
-            .insert_header(("Authorization", format!("Bearer {token}")))
-            .send_body(body)
+        self.send_raw_with(Some(token), method, path, content_type, body)
             .await
-            .unwrap();
+    }
+
+    async fn send_raw_with(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
+        let client = awc::Client::default();
+        let mut req = client
+            .request(method.parse().unwrap(), format!("{}{path}", self.base))
+            .insert_header(("Content-Type", content_type));
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        let mut res = req.send_body(body).await.unwrap();
         let bytes = res.body().limit(10 * 1024 * 1024).await.unwrap();
         let raw = String::from_utf8_lossy(&bytes).into_owned();
         Reply {
@@ -320,22 +319,8 @@ impl TestApp {
     /// Uploads a credential as multipart.
     pub async fn upload(&self, token: &str, parts: &[(&str, &[u8])]) -> Reply {
         let (content_type, body) = multipart(parts);
-        let client = awc::Client::default();
-        let mut res = client
-            .post(format!("{}/v1/fiscal/credentials", self.base))
-            .insert_header(("Content-Type", content_type))
-            .insert_header(("Authorization", format!("Bearer {token}")))
-            .send_body(body)
+        self.send_raw_as(token, "POST", "/v1/fiscal/credentials", &content_type, body)
             .await
-            .unwrap();
-        let bytes = res.body().limit(10 * 1024 * 1024).await.unwrap();
-        let raw = String::from_utf8_lossy(&bytes).into_owned();
-        Reply {
-            status: res.status(),
-            headers: res.headers().clone(),
-            body: serde_json::from_str(&raw).unwrap_or(Value::Null),
-            raw,
-        }
     }
 
     /// Uploads one of the fixtures; returns the credential id.

@@ -269,7 +269,7 @@ async fn log_lines_carry_the_request_id_and_no_secret() {
     let log_path = dir.path().join("server.log");
     let server = ServerProcess::start(
         &app,
-        &[("INCREMENTA_LOG", "info")],
+        &[("INCREMENTA_LOG", "info,http_api=debug")],
         Some(std::fs::File::create(&log_path).unwrap()),
     )
     .await;
