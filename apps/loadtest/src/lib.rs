@@ -462,6 +462,35 @@ impl Api {
         }
     }
 
+    /// Sends a request and returns only its status (0 on a transport error); the body is read
+    /// and dropped, not parsed, so the load tool spends its CPU on sending.
+    async fn status(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> u16 {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .insert_header(("User-Agent", "incrementa-loadtest/1"));
+        if let Some(t) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        let sent = match body {
+            Some(b) => req.send_json(b).await,
+            None => req.send().await,
+        };
+        let Ok(mut res) = sent else {
+            return 0;
+        };
+        match res.body().limit(1024 * 1024).await {
+            Ok(_) => res.status().as_u16(),
+            Err(_) => 0,
+        }
+    }
+
     /// Sends a request and returns the status (0 on a transport error) and the JSON body.
     async fn send(
         &self,
@@ -496,11 +525,18 @@ impl Api {
     }
 }
 
-/// Runs `request` from `concurrency` clients until `limits` stop it.
-async fn phase<F, Fut>(name: &str, concurrency: usize, limits: Limits, request: F) -> Stats
+/// Runs `request` (which answers the status it got, 0 for a transport error) from
+/// `concurrency` clients until `limits` stop it; `expected` is the status that counts as ok.
+async fn phase<F, Fut>(
+    name: &str,
+    concurrency: usize,
+    limits: Limits,
+    expected: u16,
+    request: F,
+) -> Stats
 where
     F: Fn(u64) -> Fut,
-    Fut: Future<Output = bool>,
+    Fut: Future<Output = u16>,
 {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(limits.seconds);
@@ -521,11 +557,12 @@ where
                     *issued
                 };
                 let t0 = Instant::now();
-                let ok = request(n).await;
+                let status = request(n).await;
                 let us = u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX);
                 let mut s = samples.borrow_mut();
                 s.latencies_us.push(us);
-                if ok {
+                *s.statuses.entry(status).or_default() += 1;
+                if status == expected {
                     s.ok += 1;
                 }
             }
@@ -537,22 +574,6 @@ where
         .map(RefCell::into_inner)
         .unwrap_or_default();
     Stats::from_samples(name, samples, seconds)
-}
-
-/// A request that records its status into `statuses` and reports whether it was `expected`.
-async fn expect(
-    statuses: &RefCell<BTreeMap<u16, u64>>,
-    expected: u16,
-    reply: impl Future<Output = (u16, Value)>,
-) -> bool {
-    let (status, _) = reply.await;
-    *statuses.borrow_mut().entry(status).or_default() += 1;
-    status == expected
-}
-
-fn with_statuses(mut stats: Stats, statuses: &RefCell<BTreeMap<u16, u64>>) -> Stats {
-    stats.statuses = statuses.take();
-    stats
 }
 
 /// The accounts a run uses.
@@ -656,65 +677,53 @@ pub async fn run(
     let mut phases = Vec::new();
     let token = fixture.owner_token.as_str();
 
-    let statuses = RefCell::new(BTreeMap::new());
-    let stats = phase("healthz", plan.concurrency, plan.limits, |_| {
-        expect(
-            &statuses,
-            200,
-            api.send(Method::GET, "/healthz", None, None),
-        )
-    })
-    .await;
-    phases.push(with_statuses(stats, &statuses));
-
-    let stats = phase("me", plan.concurrency, plan.limits, |_| {
-        expect(
-            &statuses,
-            200,
-            api.send(Method::GET, "/v1/me", Some(token), None),
-        )
-    })
-    .await;
-    phases.push(with_statuses(stats, &statuses));
-
-    let stats = phase("write", plan.concurrency, plan.limits, |n| {
-        let body = json!({ "legal_name": format!("Carga de Prueba {n}") });
-        let api = api.clone();
-        let statuses = &statuses;
-        async move {
-            expect(
-                statuses,
-                200,
-                api.send(Method::PATCH, "/v1/company", Some(token), Some(&body)),
-            )
-            .await
-        }
-    })
-    .await;
-    phases.push(with_statuses(stats, &statuses));
+    phases.push(
+        phase("healthz", plan.concurrency, plan.limits, 200, |_| {
+            api.status(Method::GET, "/healthz", None, None)
+        })
+        .await,
+    );
+    phases.push(
+        phase("me", plan.concurrency, plan.limits, 200, |_| {
+            api.status(Method::GET, "/v1/me", Some(token), None)
+        })
+        .await,
+    );
+    phases.push(
+        phase("write", plan.concurrency, plan.limits, 200, |n| {
+            let body = json!({ "legal_name": format!("Carga de Prueba {n}") });
+            let api = &api;
+            async move {
+                api.status(Method::PATCH, "/v1/company", Some(token), Some(&body))
+                    .await
+            }
+        })
+        .await,
+    );
 
     let after_load_kib = pid.and_then(resident_kib);
     let mut sessions_created = 0_u64;
 
     let logins = |n: u64| {
         let body = login_body(&fixture, n);
-        let api = api.clone();
-        let statuses = &statuses;
+        let api = &api;
         async move {
-            expect(
-                statuses,
-                201,
-                api.send(Method::POST, "/v1/sessions", None, Some(&body)),
-            )
-            .await
+            api.status(Method::POST, "/v1/sessions", None, Some(&body))
+                .await
         }
     };
-    let stats = phase("login", plan.login_concurrency, plan.login_limits, logins).await;
+    let stats = phase(
+        "login",
+        plan.login_concurrency,
+        plan.login_limits,
+        201,
+        logins,
+    )
+    .await;
     sessions_created += stats.ok;
-    phases.push(with_statuses(stats, &statuses));
+    phases.push(stats);
 
     // The storm: logins at full load, and a few clients of GET /v1/me beside them.
-    let me_statuses = RefCell::new(BTreeMap::new());
     let me_limits = Limits {
         seconds: plan.login_limits.seconds,
         max_requests: plan.limits.max_requests,
@@ -724,32 +733,29 @@ pub async fn run(
             "storm: logins",
             plan.login_concurrency,
             plan.login_limits,
+            201,
             logins,
         ),
-        phase("storm: GET /v1/me", 2, me_limits, |_| {
-            expect(
-                &me_statuses,
-                200,
-                api.send(Method::GET, "/v1/me", Some(token), None),
-            )
+        phase("storm: GET /v1/me", 2, me_limits, 200, |_| {
+            api.status(Method::GET, "/v1/me", Some(token), None)
         }),
     )
     .await;
     sessions_created += storm.ok;
-    phases.push(with_statuses(storm, &statuses));
-    phases.push(with_statuses(beside, &me_statuses));
+    phases.push(storm);
+    phases.push(beside);
 
     // Memory: keep creating sessions until `plan.sessions` exist, then read the resident set.
     let remaining = plan.sessions.saturating_sub(sessions_created);
     if remaining > 0 {
-        // 100,000 logins take about 17 minutes here: this phase may run up to an hour.
+        // 100,000 logins take about 15 minutes here: this phase may run up to an hour.
         let limits = Limits {
             seconds: 3_600.0,
             max_requests: remaining,
         };
-        let stats = phase("sessions", plan.login_concurrency, limits, logins).await;
+        let stats = phase("sessions", plan.login_concurrency, limits, 201, logins).await;
         sessions_created += stats.ok;
-        phases.push(with_statuses(stats, &statuses));
+        phases.push(stats);
     }
     let argon2_ms = f64::midpoint(argon2_before, argon2_hash_ms(15).await?);
     #[allow(clippy::cast_precision_loss)]

@@ -179,12 +179,14 @@ impl ApiError {
     /// An infrastructure failure: 503 `unavailable` with `Retry-After` when the database could not
     /// be reached ([`kernel::Unavailable`] in the cause chain), otherwise 500. Logged either way.
     fn from_internal(err: &(dyn std::error::Error + 'static)) -> Self {
-        log_internal(err);
         if kernel::is_unavailable(err) {
+            // Expected during an outage, once per request: a warning, not an error.
+            tracing::warn!(error = %cause_chain(err), "database unavailable");
             let mut e = Self::unavailable("the database is unreachable; retry shortly");
             e.retry_after = Some(1);
             e
         } else {
+            log_internal(err);
             Self::internal()
         }
     }
@@ -192,6 +194,11 @@ impl ApiError {
 
 /// Logs an internal error with its whole cause chain (never secrets: errors carry none).
 fn log_internal(err: &(dyn std::error::Error + 'static)) {
+    tracing::error!(error = %cause_chain(err), "internal error");
+}
+
+/// `err: cause: cause…`, for the log.
+fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut chain = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -199,7 +206,7 @@ fn log_internal(err: &(dyn std::error::Error + 'static)) {
         chain.push_str(&cause.to_string());
         source = cause.source();
     }
-    tracing::error!(error = %chain, "internal error");
+    chain
 }
 
 impl From<AccountsError> for ApiError {

@@ -85,9 +85,8 @@ pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(30))
                 .create_if_missing(true)
-                // 512 KiB of page cache per connection instead of 2 MiB: with 16 connections
-                // SQLite's caches alone grew the server by 20 MiB as the file grew; the
-                // operating system caches the file anyway.
+                // 512 KiB of page cache per connection instead of 2 MiB, so the caches stay
+                // small however large the file grows; the operating system caches it anyway.
                 .pragma("cache_size", "-512")
         });
     let sqlite = url.starts_with("sqlite:");
