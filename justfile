@@ -29,6 +29,11 @@ test-pg:
 sat:
     SAT_FIXTURES_DIR={{sat_dir}} cargo test --workspace -- sat_conformance
 
+# schemathesis against the live server's /openapi.json (installs the pinned version from PyPI).
+schemathesis:
+    cargo build -p incrementa
+    scripts/schemathesis.sh "${CARGO_TARGET_DIR:-target}/debug/incrementa"
+
 # Supply-chain checks (needs `cargo install cargo-deny`).
 deny:
     cargo deny check

@@ -6,54 +6,90 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use sessions::{Session, SessionView};
+use utoipa::ToSchema;
+
+use crate::openapi::schemas;
+
+/// The page size a list route was asked for: 50 when absent, `1..=max` or a clear 400.
+pub(crate) fn page_size(limit: Option<u32>, max: u64) -> Result<u64, crate::ApiError> {
+    match limit {
+        None => Ok(50_u64.min(max)),
+        Some(n) if (1..=max).contains(&u64::from(n)) => Ok(u64::from(n)),
+        Some(_) => Err(crate::ApiError::new(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "malformed_request",
+            "Malformed request",
+            format!("limit is 1 to {max}"),
+        )),
+    }
+}
 
 pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-#[derive(Debug, Deserialize)]
+/// A new company and its Owner (`POST /v1/signup`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"company_name": "Abarrotes Lupita", "email": "lupita@example.mx", "password": "una frase larga y rara", "password_confirmation": "una frase larga y rara", "name": "Guadalupe Pérez", "rfc": "AAL010101AB1"}))]
 pub(crate) struct SignupBody {
     pub company_name: String,
     pub email: String,
+    #[schema(value_type = String, format = Password)]
     pub password: SecretString,
+    #[schema(value_type = String, format = Password)]
     pub password_confirmation: SecretString,
     pub name: String,
     #[serde(default)]
     pub rfc: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Credentials for a new session; the second factor when the user has MFA.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"email": "lupita@example.mx", "password": "una frase larga y rara"}))]
 pub(crate) struct LoginBody {
     pub email: String,
+    #[schema(value_type = String, format = Password)]
     pub password: SecretString,
+    #[schema(value_type = Option<String>, format = Password)]
     #[serde(default)]
     pub totp_code: Option<SecretString>,
+    #[schema(value_type = Option<String>, format = Password)]
     #[serde(default)]
     pub recovery_code: Option<SecretString>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The first code from the authenticator app, confirming the enrolment.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ConfirmMfaBody {
+    #[schema(value_type = String, format = Password)]
     pub code: SecretString,
 }
 
-#[derive(Debug, Deserialize)]
+/// The current password and the new one, twice.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ChangePasswordBody {
+    #[schema(value_type = String, format = Password)]
     pub current_password: SecretString,
+    #[schema(value_type = String, format = Password)]
     pub new_password: SecretString,
+    #[schema(value_type = String, format = Password)]
     pub new_password_confirmation: SecretString,
 }
 
-#[derive(Debug, Deserialize)]
+/// A user of the caller's company.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct NewUserBody {
     pub email: String,
     pub name: String,
     pub role: String,
+    #[schema(value_type = String, format = Password)]
     pub password: SecretString,
+    #[schema(value_type = String, format = Password)]
     pub password_confirmation: SecretString,
 }
 
-#[derive(Debug, Deserialize)]
+/// Fields to change; absent fields are left alone.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct UserPatchBody {
     #[serde(default)]
     pub name: Option<String>,
@@ -61,19 +97,24 @@ pub(crate) struct UserPatchBody {
     pub active: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The password again (and a TOTP code when MFA is on), to open the step-up window.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ReauthenticateBody {
+    #[schema(value_type = String, format = Password)]
     pub password: SecretString,
+    #[schema(value_type = Option<String>, format = Password)]
     #[serde(default)]
     pub totp_code: Option<SecretString>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The new role: `admin`, `manager` or `vendor`.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct RoleBody {
     pub role: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// Permissions to grant and to revoke, by name.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct PermissionsBody {
     #[serde(default)]
     pub grant: Vec<String>,
@@ -81,18 +122,28 @@ pub(crate) struct PermissionsBody {
     pub revoke: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The user who is to become the Owner.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct TransferBody {
+    #[schema(value_type = uuid::Uuid)]
     pub to_user_id: kernel::UserId,
 }
 
-#[derive(Debug, Serialize)]
+/// An ownership transfer.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct TransferDto {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(schema_with = schemas::transfer_status)]
     pub status: &'static str,
+    #[schema(format = Uuid)]
     pub from_user_id: String,
+    #[schema(format = Uuid)]
     pub to_user_id: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    /// A pending transfer not accepted by then expires.
+    #[schema(format = DateTime)]
     pub expires_at: String,
 }
 
@@ -109,10 +160,13 @@ impl From<&accounts::OwnershipTransfer> for TransferDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A company, as the sign-up answer shows it.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CompanyDto {
+    #[schema(format = Uuid)]
     pub id: String,
     pub name: String,
+    /// Registro Federal de Contribuyentes.
     pub rfc: Option<String>,
 }
 
@@ -126,16 +180,42 @@ impl From<&Company> for CompanyDto {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct UserDto {
+/// The new Owner, as the sign-up answer shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OwnerDto {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(format = Email)]
     pub email: String,
     pub name: String,
+    #[schema(schema_with = schemas::role)]
+    pub role: &'static str,
+}
+
+/// The answer to a sign-up: the company and its Owner (who logs in next).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SignupDto {
+    pub company: CompanyDto,
+    pub user: OwnerDto,
+}
+
+/// A user of the caller's company. `permissions` appears on single-user answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct UserDto {
+    #[schema(format = Uuid)]
+    pub id: String,
+    #[schema(format = Email)]
+    pub email: String,
+    pub name: String,
+    #[schema(schema_with = schemas::role)]
     pub role: &'static str,
     pub active: bool,
     pub mfa_enabled: bool,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    /// The effective permissions (role defaults with grants and revocations applied).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schemas::permission_list_optional)]
     pub permissions: Option<Vec<&'static str>>,
 }
 
@@ -154,22 +234,32 @@ impl UserDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The caller.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct MeDto {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(format = Email)]
     pub email: String,
     pub name: String,
+    #[schema(schema_with = schemas::role)]
     pub role: &'static str,
+    #[schema(format = Uuid)]
     pub company_id: String,
     pub active: bool,
     pub mfa_enabled: bool,
+    #[schema(schema_with = schemas::permission_list)]
     pub permissions: Vec<&'static str>,
 }
 
-#[derive(Debug, Serialize)]
+/// A session just created.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct NewSessionDto {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
 }
 
@@ -183,14 +273,40 @@ impl From<&Session> for NewSessionDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// The answer to a login. The token is shown once; send it as `Authorization: Bearer <token>`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct LoginDto {
+    pub token: String,
+    pub session: NewSessionDto,
+    /// Older sessions closed because the company's session limit was reached (SES-3).
+    #[schema(schema_with = schemas::uuid_list)]
+    pub revoked_session_ids: Vec<String>,
+    /// An Owner or Admin without MFA must enrol by then (MFA-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub mfa_enrolment_due: Option<String>,
+    /// An Owner or Admin without MFA must enrol now: only the enrolment routes answer until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mfa_enrolment_required: Option<bool>,
+    /// Present when a recovery code was used: how many are left.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_codes_remaining: Option<u32>,
+}
+
+/// One of the caller's open sessions.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SessionDto {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub last_seen_at: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The session making this request.
     pub current: bool,
 }
 
@@ -209,7 +325,58 @@ impl From<&SessionView> for SessionDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// Until when step-up routes are open to this session.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReauthenticatedDto {
+    #[schema(format = DateTime)]
+    pub reauthenticated_until: String,
+}
+
+/// A list.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Items<T> {
     pub items: Vec<T>,
+}
+
+/// A page of a long list: pass `next_cursor` as `cursor` for the next one (`null`: the last page).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A liveness or readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StatusDto {
+    /// `ok` (alive) or `ready`.
+    pub status: &'static str,
+}
+
+/// The TOTP enrolment of `POST /v1/me/mfa/totp`: shown once, confirmed by the first code.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TotpEnrolmentDto {
+    /// Base32 secret, for typing into the app by hand.
+    pub secret: String,
+    /// `otpauth://totp/...` URI.
+    pub otpauth_uri: String,
+    /// The URI as a QR code, PNG in base64.
+    #[schema(content_encoding = "base64", content_media_type = "image/png")]
+    pub qr_png_base64: String,
+}
+
+/// Single-use recovery codes, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RecoveryCodesDto {
+    pub recovery_codes: Vec<String>,
+}
+
+/// The caller's MFA state.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MfaStatusDto {
+    /// TOTP is confirmed.
+    pub enabled: bool,
+    /// An enrolment waits for its first code.
+    pub pending: bool,
+    /// Unused recovery codes left.
+    pub recovery_codes_remaining: u32,
 }

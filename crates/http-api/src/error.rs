@@ -441,21 +441,76 @@ pub(crate) fn too_large() -> ApiError {
     )
 }
 
+/// A JSON request body that must be an object: `web::Json` alone would also build a struct from
+/// an array (`[null, null]` fills the first two fields in order), which no client means and
+/// which could clear fields of a PATCH. Size limit, content type and syntax errors are those of
+/// [`json_config`]; the value is then checked to be an object and read into `T`.
+#[derive(Debug)]
+pub(crate) struct Body<T>(pub T);
+
+impl<T> Body<T> {
+    pub(crate) fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Body<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Body<T> {
+    type Error = actix_web::Error;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let value = web::Json::<Value>::from_request(req, payload);
+        Box::pin(async move {
+            let value = value.await?.into_inner();
+            if !value.is_object() {
+                return Err(malformed("the body must be a JSON object").into());
+            }
+            serde_json::from_value(value)
+                .map(Body)
+                .map_err(|e| malformed(describe_value_error(&e)).into())
+        })
+    }
+}
+
+fn malformed(detail: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "malformed_request",
+        "Malformed request",
+        detail,
+    )
+}
+
+/// [`describe_json_error`] for an error found after parsing, which has no position.
+fn describe_value_error(e: &serde_json::Error) -> String {
+    missing_field(e).unwrap_or_else(|| "a field has the wrong type or value".to_owned())
+}
+
+fn missing_field(e: &serde_json::Error) -> Option<String> {
+    let msg = e.to_string();
+    match msg
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+    {
+        Some((field, _)) if field.len() <= 64 => Some(format!("missing field `{field}`")),
+        _ => None,
+    }
+}
+
 /// Says where JSON went wrong and what was expected, never echoing input values (serde's
 /// "invalid type" messages quote them, and a value may be a password).
 fn describe_json_error(e: &serde_json::Error) -> String {
     let place = format!("line {} column {}", e.line(), e.column());
     match e.classify() {
-        serde_json::error::Category::Data => {
-            let msg = e.to_string();
-            match msg
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.split_once('`'))
-            {
-                Some((field, _)) if field.len() <= 64 => format!("missing field `{field}`"),
-                _ => format!("a field has the wrong type or value at {place}"),
-            }
-        }
+        serde_json::error::Category::Data => missing_field(e)
+            .unwrap_or_else(|| format!("a field has the wrong type or value at {place}")),
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
             format!("malformed JSON at {place}")
         }

@@ -14,6 +14,7 @@ mod dto;
 mod error;
 mod handlers;
 pub mod metrics;
+pub mod openapi;
 pub mod proxy;
 pub mod qr;
 pub mod routes;

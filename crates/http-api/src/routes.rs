@@ -6,7 +6,7 @@ use rbac::Permission;
 
 use crate::auth::guard;
 use crate::handlers::{
-    audit, company, fiscal, incidents, me, mfa, ops, ownership, sessions, signup, users,
+    audit, company, docs, fiscal, incidents, me, mfa, ops, ownership, sessions, signup, users,
 };
 
 /// What a route requires of its caller.
@@ -86,6 +86,9 @@ pub fn declare<S: RouteSink>(r: &mut S) {
     r.add(Method::GET,    "/healthz",                                Public,               ops::healthz);
     r.add(Method::GET,    "/readyz",                                 Public,               ops::readyz);
     r.add(Method::GET,    "/metrics",                                Public,               ops::metrics);
+    r.add(Method::GET,    "/openapi.json",                           Public,               docs::openapi_json);
+    r.add(Method::GET,    "/docs",                                   Public,               docs::page);
+    r.add(Method::GET,    "/docs/{asset}",                           Public,               docs::asset);
     r.add(Method::POST,   "/v1/signup",                              Public,               signup::signup);
     r.add(Method::POST,   "/v1/sessions",                            Public,               sessions::login);
     r.add(Method::GET,    "/v1/sessions",                            Authenticated,        sessions::list);
@@ -232,8 +235,34 @@ pub fn table() -> Vec<RouteDecl> {
     c.0
 }
 
-/// Extra rules a use case applies beyond the route's access, for the matrix's notes.
-fn note(method: &Method, path: &str) -> &'static str {
+/// The methods declared for a concrete request path, e.g. `["GET", "PATCH"]` for
+/// `/v1/users/0b5e...`: a `{param}` segment matches any one non-empty segment.
+#[must_use]
+pub fn methods_for(path: &str) -> Vec<Method> {
+    let matches = |pattern: &str| {
+        let mut want = pattern.split('/');
+        let mut got = path.split('/');
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some(w), Some(g)) if w.starts_with('{') && !g.is_empty() => {}
+                (Some(w), Some(g)) if w == g => {}
+                _ => return false,
+            }
+        }
+    };
+    let mut methods: Vec<Method> = table()
+        .into_iter()
+        .filter(|r| matches(r.path))
+        .map(|r| r.method)
+        .collect();
+    methods.dedup();
+    methods
+}
+
+/// Extra rules a use case applies beyond the route's access, for the matrix's notes and the
+/// OpenAPI document.
+pub(crate) fn further_rules(method: &Method, path: &str) -> &'static str {
     match path {
         "/v1/users" if method == Method::POST => "no `owner`, no role above one's own",
         "/v1/users/{id}" if method == Method::PATCH => {
@@ -286,7 +315,7 @@ pub fn authorization_matrix_markdown() -> String {
             mark(Role::Admin),
             mark(Role::Manager),
             mark(Role::Vendor),
-            note(&r.method, r.path)
+            further_rules(&r.method, r.path)
         ));
     }
     out
@@ -301,6 +330,9 @@ mod tests {
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
+        ("GET", "/docs/{asset}"),
         ("POST", "/v1/signup"),
         ("POST", "/v1/sessions"),
     ];
@@ -323,6 +355,20 @@ mod tests {
                 r.path
             );
         }
+    }
+
+    #[test]
+    fn methods_for_matches_parameters_and_nothing_else() {
+        let id = "0b5e4d3c-2f6a-4f7e-9a51-4b1d2c3e4f50";
+        assert_eq!(
+            methods_for(&format!("/v1/users/{id}")),
+            vec![Method::GET, Method::PATCH]
+        );
+        assert_eq!(methods_for("/v1/company"), vec![Method::GET, Method::PATCH]);
+        assert_eq!(methods_for("/v1/sessions/current"), vec![Method::DELETE]);
+        assert!(methods_for("/v1/users/").is_empty());
+        assert!(methods_for("/v1/users/x/y").is_empty());
+        assert!(methods_for("/v1/nothing").is_empty());
     }
 
     #[test]

@@ -379,3 +379,32 @@ async fn exporting_100000_records_keeps_memory_flat() {
         bytes / 1024 / 1024
     );
 }
+
+#[actix_web::test]
+async fn page_sizes_outside_the_range_are_refused() {
+    let app = spawn_app().await;
+    app.signup("pages@example.com").await;
+    let token = app.token("pages@example.com").await;
+    for path in [
+        "/v1/audit/events",
+        "/v1/audit/access-log",
+        "/v1/company/changes",
+    ] {
+        for limit in ["0", "201", "2147483648", "-1", "x"] {
+            let r = app
+                .call("GET", &format!("{path}?limit={limit}"), Some(&token), None)
+                .await;
+            assert_problem(&r, 400, "malformed_request");
+        }
+        let r = app
+            .call("GET", &format!("{path}?limit=0"), Some(&token), None)
+            .await;
+        assert!(r.raw.contains("limit is 1 to 200"), "{path}: {}", r.raw);
+        for limit in ["1", "200"] {
+            let r = app
+                .call("GET", &format!("{path}?limit={limit}"), Some(&token), None)
+                .await;
+            assert_eq!(r.status, 200, "{path}?limit={limit}: {}", r.raw);
+        }
+    }
+}

@@ -138,3 +138,76 @@ async fn the_embedded_default_keeps_its_files_private() {
     assert_eq!(mode("incrementa.db"), 0o600);
     assert!(app.port() > 0);
 }
+
+#[actix_web::test]
+async fn a_body_that_is_not_an_object_is_refused() {
+    let app = spawn_app().await;
+    app.signup("shape@example.com").await;
+    let token = app.token("shape@example.com").await;
+    let before = app.call("GET", "/v1/company", Some(&token), None).await;
+    assert_eq!(before.status, 200, "{}", before.raw);
+    // serde would read a struct from an array, field by field: `[null, null]` names no field
+    // but would set the second one (the RFC) to null.
+    app.call(
+        "PATCH",
+        "/v1/company",
+        Some(&token),
+        Some(json!({ "rfc": "TCM970625MB1" })),
+    )
+    .await;
+    for body in [
+        json!([null, null]),
+        json!(["x"]),
+        json!("x"),
+        json!(7),
+        json!(null),
+    ] {
+        let r = app
+            .call("PATCH", "/v1/company", Some(&token), Some(body.clone()))
+            .await;
+        assert_problem(&r, 400, "malformed_request");
+        assert!(r.raw.contains("JSON object"), "{body}: {}", r.raw);
+    }
+    let r = app
+        .call(
+            "POST",
+            "/v1/sessions",
+            None,
+            Some(json!(["shape@example.com", "x"])),
+        )
+        .await;
+    assert_problem(&r, 400, "malformed_request");
+    let after = app.call("GET", "/v1/company", Some(&token), None).await;
+    assert_eq!(after.body["rfc"], "TCM970625MB1", "{}", after.raw);
+}
+
+#[actix_web::test]
+async fn a_wrong_method_is_405_with_allow() {
+    let app = spawn_app().await;
+    let id = uuid::Uuid::new_v4();
+    for (method, path, allow) in [
+        ("TRACE", "/healthz".to_owned(), "GET"),
+        ("POST", "/v1/company".to_owned(), "GET, PATCH"),
+        ("PUT", format!("/v1/users/{id}"), "GET, PATCH"),
+        ("GET", "/v1/sessions/current".to_owned(), "DELETE"),
+    ] {
+        let r = app.call(method, &path, None, None).await;
+        assert_problem(&r, 405, "method_not_allowed");
+        assert_eq!(
+            r.headers.get("allow").unwrap().to_str().unwrap(),
+            allow,
+            "{method} {path}"
+        );
+    }
+    // A path that does not exist stays 404, whatever the method.
+    assert_problem(
+        &app.call("TRACE", "/v1/nothing", None, None).await,
+        404,
+        "not_found",
+    );
+    assert_problem(
+        &app.call("GET", "/v1/users/a/b", None, None).await,
+        404,
+        "not_found",
+    );
+}

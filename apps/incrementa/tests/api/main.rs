@@ -11,6 +11,7 @@ mod audit;
 mod backups;
 mod company;
 mod concurrency;
+mod docs;
 mod errors;
 mod helpers;
 mod incidents;

@@ -15,6 +15,8 @@ fn probe(method: &str, path: &str, ids: &Ids) -> (String, Option<Value>) {
         ("GET", "/healthz" | "/readyz" | "/metrics" | "/v1/sessions" | "/v1/me" | "/v1/users") => {
             (path.into(), None)
         }
+        ("GET", "/openapi.json" | "/docs") => (path.into(), None),
+        ("GET", "/docs/{asset}") => (path.replace("{asset}", "init.js"), None),
         ("POST", "/v1/signup" | "/v1/sessions") => (path.into(), Some(json!({}))),
         ("DELETE", "/v1/sessions/current") => (path.into(), None),
         // A wrong password: the probe must not open the step-up window it is testing.

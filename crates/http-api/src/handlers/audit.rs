@@ -5,21 +5,33 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use audit::{AuditFilter, ChainedRecord};
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::dto::ts;
+use crate::dto::{Items, Page, ts};
+use crate::openapi::schemas;
 use crate::{ApiError, ApiState, Auth, ClientContext};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
+    /// Only records of this user.
+    #[param(value_type = Option<uuid::Uuid>)]
     actor_id: Option<kernel::UserId>,
+    /// Only this action, e.g. `session.login`.
     action: Option<String>,
+    /// `success`, `failure` or `denied`.
     outcome: Option<String>,
+    /// Records at or after this time.
     from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Records before this time.
     to: Option<chrono::DateTime<chrono::Utc>>,
+    /// `next_cursor` of the previous page (pages only).
     cursor: Option<i64>,
-    limit: Option<u64>,
+    /// Page size, 1 to 200 (default 50; pages only).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// `ndjson` (default) or `csv` (export only).
     format: Option<String>,
 }
 
@@ -46,20 +58,81 @@ impl AuditQuery {
     }
 }
 
-fn item(r: &ChainedRecord) -> serde_json::Value {
-    json!({
-        "id": r.id.to_string(),
-        "seq": r.seq,
-        "at": ts(r.at),
-        "actor_id": r.actor_id.map(|a| a.to_string()),
-        "action": r.action,
-        "target": r.target,
-        "ip": r.ip,
-        "user_agent": r.user_agent,
-        "outcome": r.outcome,
-        "request_id": r.request_id,
-        "details": serde_json::from_str::<serde_json::Value>(&r.details).unwrap_or(serde_json::Value::Null),
-    })
+/// One audit record.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AuditItem {
+    #[schema(format = Uuid)]
+    id: String,
+    /// Position in the company's chain.
+    seq: i64,
+    #[schema(format = DateTime)]
+    at: String,
+    /// Who acted (`null`: nobody authenticated, e.g. a failed login).
+    #[schema(format = Uuid)]
+    actor_id: Option<String>,
+    /// What happened, e.g. `session.login`.
+    action: String,
+    /// What it happened to.
+    target: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    #[schema(schema_with = schemas::outcome)]
+    outcome: String,
+    request_id: Option<String>,
+    /// Further facts of the action (never secrets).
+    #[schema(value_type = Object, nullable)]
+    details: serde_json::Value,
+}
+
+fn item(r: &ChainedRecord) -> AuditItem {
+    AuditItem {
+        id: r.id.to_string(),
+        seq: r.seq,
+        at: ts(r.at),
+        actor_id: r.actor_id.map(|a| a.to_string()),
+        action: r.action.clone(),
+        target: r.target.clone(),
+        ip: r.ip.clone(),
+        user_agent: r.user_agent.clone(),
+        outcome: r.outcome.clone(),
+        request_id: r.request_id.clone(),
+        details: serde_json::from_str::<serde_json::Value>(&r.details)
+            .unwrap_or(serde_json::Value::Null),
+    }
+}
+
+/// The result of checking the company's audit chain.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct VerifyDto {
+    /// Every record checked out.
+    ok: bool,
+    /// Records checked.
+    checked: u64,
+    /// The first record that does not fit (edited, inserted, out of order, or after a gap).
+    #[schema(format = Uuid)]
+    first_broken_id: Option<String>,
+    /// Why, in a few words.
+    reason: Option<String>,
+}
+
+/// An alert raised by the audit review.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AlertDto {
+    #[schema(format = Uuid)]
+    id: String,
+    #[schema(format = DateTime)]
+    at: String,
+    /// The rule that fired.
+    rule: String,
+    #[schema(schema_with = schemas::alert_severity)]
+    severity: String,
+    summary: String,
+    /// What it is about (an email, an address, a user).
+    subject: String,
+    status: String,
+    /// The audit record that triggered it.
+    #[schema(format = Uuid)]
+    record_id: String,
 }
 
 async fn page(
@@ -76,16 +149,22 @@ async fn page(
             auth.actor(),
             &filter,
             q.cursor,
-            q.limit.unwrap_or(50),
+            crate::dto::page_size(q.limit, audit::MAX_PAGE)?,
             &ctx.0,
         )
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "items": page.items.iter().map(item).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor.map(|c| c.to_string()),
-    })))
+    Ok(HttpResponse::Ok().json(Page {
+        items: page.items.iter().map(item).collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
 }
 
+#[utoipa::path(
+    get, path = "/v1/audit/events", tag = "audit", operation_id = "audit_events",
+    summary = "Audit records, newest first",
+    params(AuditQuery),
+    responses((status = 200, description = "A page of records.", body = Page<AuditItem>)),
+)]
 pub(crate) async fn events(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -95,6 +174,12 @@ pub(crate) async fn events(
     page(&state, &auth, &ctx, &q, false).await
 }
 
+#[utoipa::path(
+    get, path = "/v1/audit/access-log", tag = "audit", operation_id = "audit_access_log",
+    summary = "Logins, logouts and session events, newest first",
+    params(AuditQuery),
+    responses((status = 200, description = "A page of records.", body = Page<AuditItem>)),
+)]
 pub(crate) async fn access_log(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -104,18 +189,25 @@ pub(crate) async fn access_log(
     page(&state, &auth, &ctx, &q, true).await
 }
 
+#[utoipa::path(
+    get, path = "/v1/audit/verify", tag = "audit", operation_id = "audit_verify",
+    summary = "Verify the company's audit chain",
+    description = "Recomputes every record's MAC and link; any edit, insertion, removal or \
+                   reordering is reported with the first record that does not fit.",
+    responses((status = 200, description = "The result (`ok: false` is still 200).", body = VerifyDto)),
+)]
 pub(crate) async fn verify(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
 ) -> Result<HttpResponse, ApiError> {
     let report = state.audit.verify_company(auth.actor(), &ctx.0).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "ok": report.ok,
-        "checked": report.checked,
-        "first_broken_id": report.first_broken_id.map(|id| id.to_string()),
-        "reason": report.reason,
-    })))
+    Ok(HttpResponse::Ok().json(VerifyDto {
+        ok: report.ok,
+        checked: report.checked,
+        first_broken_id: report.first_broken_id.map(|id| id.to_string()),
+        reason: report.reason,
+    }))
 }
 
 /// CSV field: quoted, quotes doubled; a leading `=`, `+`, `-` or `@` is prefixed with `'` so a
@@ -155,6 +247,15 @@ fn csv_line(r: &ChainedRecord) -> String {
 /// Rows per database round trip while streaming an export.
 const EXPORT_BATCH: u64 = 500;
 
+#[utoipa::path(
+    get, path = "/v1/audit/export", tag = "audit", operation_id = "audit_export",
+    summary = "Export audit records",
+    description = "Streams every matching record as NDJSON (one `AuditItem` per line) or CSV \
+                   (formula-safe). The export itself is audited.",
+    params(AuditQuery),
+    responses((status = 200, description = "The records.",
+               content((String = "application/x-ndjson"), (String = "text/csv")))),
+)]
 pub(crate) async fn export(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -203,8 +304,9 @@ pub(crate) async fn export(
                     for r in &page.items {
                         if csv {
                             chunk.push_str(&csv_line(r));
-                        } else {
-                            chunk.push_str(&item(r).to_string());
+                        } else if let Ok(line) = serde_json::to_string(&item(r)) {
+                            // A struct of strings and JSON values always serializes.
+                            chunk.push_str(&line);
                             chunk.push('\n');
                         }
                     }
@@ -232,11 +334,19 @@ pub(crate) async fn export(
         .streaming(stream))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AlertsQuery {
+    /// Only alerts with this status, e.g. `open`.
     status: Option<String>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/audit/alerts", tag = "audit", operation_id = "audit_alerts",
+    summary = "Alerts of the audit review",
+    params(AlertsQuery),
+    responses((status = 200, description = "The company's alerts.", body = Items<AlertDto>)),
+)]
 pub(crate) async fn alerts(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -247,16 +357,19 @@ pub(crate) async fn alerts(
         .audit
         .alerts(auth.actor(), q.into_inner().status, &ctx.0)
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "items": alerts.iter().map(|a| json!({
-            "id": a.id.to_string(),
-            "at": ts(a.at),
-            "rule": a.rule,
-            "severity": a.severity,
-            "summary": a.summary,
-            "subject": a.subject,
-            "status": a.status,
-            "record_id": a.record_id.to_string(),
-        })).collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Ok().json(Items {
+        items: alerts
+            .iter()
+            .map(|a| AlertDto {
+                id: a.id.to_string(),
+                at: ts(a.at),
+                rule: a.rule.clone(),
+                severity: a.severity.clone(),
+                summary: a.summary.clone(),
+                subject: a.subject.clone(),
+                status: a.status.clone(),
+                record_id: a.record_id.to_string(),
+            })
+            .collect(),
+    }))
 }

@@ -2,10 +2,11 @@
 
 use accounts::{Company, CompanyPatch};
 use actix_web::{HttpResponse, web};
-use serde::{Deserialize, Deserializer};
-use serde_json::json;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::dto::ts;
+use crate::dto::{Page, ts};
+use crate::error::Body;
 use crate::{ApiError, ApiState, Auth, ClientContext};
 
 /// `absent` → `None`, `null` → `Some(None)`, a value → `Some(Some(v))`.
@@ -15,42 +16,94 @@ fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Debug, Deserialize)]
+/// Fields to change; absent fields are left alone, `null` clears an optional one. Unknown fields
+/// are refused.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CompanyBody {
     #[serde(default)]
     name: Option<String>,
+    /// Registro Federal de Contribuyentes of a company (12 characters).
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     rfc: Option<Option<String>>,
+    /// Razón social.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     legal_name: Option<Option<String>>,
+    /// SAT tax regime code (`601`, `612`, ...).
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     tax_regime: Option<Option<String>>,
+    /// Five digits.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     postal_code: Option<Option<String>>,
+    /// MFA mandatory for Owner and Admin (MFA-2).
     #[serde(default)]
     mfa_required: Option<bool>,
+    /// Until then Owner and Admin may still log in without MFA.
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     mfa_grace_until: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    /// Open sessions per user (SES-3).
     #[serde(default)]
     session_limit: Option<u16>,
 }
 
-fn dto(c: &Company, default_limit: u16) -> serde_json::Value {
-    json!({
-        "id": c.id.to_string(),
-        "name": c.name.as_str(),
-        "rfc": c.rfc.as_ref().map(|r| r.as_str()),
-        "legal_name": c.profile.legal_name,
-        "tax_regime": c.profile.tax_regime,
-        "postal_code": c.profile.postal_code,
-        "mfa_required": c.profile.mfa_required,
-        "mfa_grace_until": c.profile.mfa_grace_until.map(ts),
-        "session_limit": c.session_limit.unwrap_or(default_limit),
-        "created_at": ts(c.created_at),
-    })
+/// The company's configuration.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CompanyConfigDto {
+    #[schema(format = Uuid)]
+    id: String,
+    name: String,
+    rfc: Option<String>,
+    legal_name: Option<String>,
+    tax_regime: Option<String>,
+    postal_code: Option<String>,
+    mfa_required: bool,
+    #[schema(format = DateTime)]
+    mfa_grace_until: Option<String>,
+    /// Open sessions per user; the oldest is closed beyond it (SES-3).
+    session_limit: u16,
+    #[schema(format = DateTime)]
+    created_at: String,
 }
 
+fn dto(c: &Company, default_limit: u16) -> CompanyConfigDto {
+    CompanyConfigDto {
+        id: c.id.to_string(),
+        name: c.name.as_str().to_owned(),
+        rfc: c.rfc.as_ref().map(|r| r.as_str().to_owned()),
+        legal_name: c.profile.legal_name.clone(),
+        tax_regime: c.profile.tax_regime.clone(),
+        postal_code: c.profile.postal_code.clone(),
+        mfa_required: c.profile.mfa_required,
+        mfa_grace_until: c.profile.mfa_grace_until.map(ts),
+        session_limit: c.session_limit.unwrap_or(default_limit),
+        created_at: ts(c.created_at),
+    }
+}
+
+/// One change to the company's configuration.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ChangeDto {
+    #[schema(format = Uuid)]
+    id: String,
+    #[schema(format = DateTime)]
+    at: String,
+    #[schema(format = Uuid)]
+    actor_id: String,
+    field: String,
+    old_value: Option<String>,
+    new_value: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/company", tag = "company", operation_id = "get_company",
+    summary = "The company's configuration",
+    responses((status = 200, description = "The configuration.", body = CompanyConfigDto)),
+)]
 pub(crate) async fn get(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -60,11 +113,19 @@ pub(crate) async fn get(
     Ok(HttpResponse::Ok().json(dto(&company, state.sessions.config().default_cap)))
 }
 
+#[utoipa::path(
+    patch, path = "/v1/company", tag = "company", operation_id = "update_company",
+    summary = "Change the company's configuration",
+    description = "Every changed field is recorded with its old and new value \
+                   (`GET /v1/company/changes`) and audited.",
+    request_body = CompanyBody,
+    responses((status = 200, description = "The configuration after the change.", body = CompanyConfigDto)),
+)]
 pub(crate) async fn update(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
-    body: web::Json<CompanyBody>,
+    body: Body<CompanyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     // `null` clears a text field: the core treats an empty text as "unset".
@@ -86,12 +147,22 @@ pub(crate) async fn update(
     Ok(HttpResponse::Ok().json(dto(&company, state.sessions.config().default_cap)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ChangesQuery {
+    /// `next_cursor` of the previous page.
     cursor: Option<uuid::Uuid>,
-    limit: Option<u64>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/company/changes", tag = "company", operation_id = "company_changes",
+    summary = "History of configuration changes, newest first",
+    params(ChangesQuery),
+    responses((status = 200, description = "A page of changes.", body = Page<ChangeDto>)),
+)]
 pub(crate) async fn changes(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -100,17 +171,25 @@ pub(crate) async fn changes(
 ) -> Result<HttpResponse, ApiError> {
     let (items, next) = state
         .accounts
-        .company_changes(auth.actor(), q.cursor, q.limit.unwrap_or(50), &ctx.0)
+        .company_changes(
+            auth.actor(),
+            q.cursor,
+            crate::dto::page_size(q.limit, accounts::MAX_CHANGES_PAGE)?,
+            &ctx.0,
+        )
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "items": items.iter().map(|c| json!({
-            "id": c.id.to_string(),
-            "at": ts(c.at),
-            "actor_id": c.actor_id.to_string(),
-            "field": c.field,
-            "old_value": c.old_value,
-            "new_value": c.new_value,
-        })).collect::<Vec<_>>(),
-        "next_cursor": next.map(|n| n.to_string()),
-    })))
+    Ok(HttpResponse::Ok().json(Page {
+        items: items
+            .iter()
+            .map(|c| ChangeDto {
+                id: c.id.to_string(),
+                at: ts(c.at),
+                actor_id: c.actor_id.to_string(),
+                field: c.field.clone(),
+                old_value: c.old_value.clone(),
+                new_value: c.new_value.clone(),
+            })
+            .collect(),
+        next_cursor: next.map(|n| n.to_string()),
+    }))
 }

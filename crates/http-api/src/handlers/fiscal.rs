@@ -6,29 +6,59 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use futures_util::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 use vault::{CredentialView, SecretBytes};
 use zeroize::Zeroizing;
 
-use crate::dto::ts;
+use crate::dto::{Items, ts};
+use crate::error::Body;
 use crate::error::too_large_upload;
+use crate::openapi::schemas;
 use crate::{ApiError, ApiState, Auth, ClientContext, UPLOAD_FILE_LIMIT, UPLOAD_REQUEST_LIMIT};
 
-#[derive(Debug, Serialize)]
-struct CredentialDto {
+/// A stored credential: what its certificate says. Never the key or its password.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CredentialDto {
+    #[schema(format = Uuid)]
     id: String,
+    /// `csd` (seal certificate) or `fiel` (e.firma).
+    #[schema(schema_with = schemas::credential_kind)]
     kind: &'static str,
+    /// The holder's RFC.
     rfc: String,
+    /// For a company's e.firma: the legal representative's RFC.
     representative_rfc: Option<String>,
     curp: Option<String>,
     legal_name: String,
+    /// NoCertificado: 20 digits.
     certificate_number: String,
     issuer: String,
+    #[schema(format = DateTime)]
     valid_from: String,
+    #[schema(format = DateTime)]
     valid_to: String,
+    /// Whole days until `valid_to` (negative once expired).
     days_to_expiry: i64,
+    /// Expires within the warning window (30 days).
     expiring_soon: bool,
+    #[schema(format = DateTime)]
     created_at: String,
+}
+
+/// The multipart form of an upload.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documents the form; the handler reads it part by part.
+pub(crate) struct UploadForm {
+    /// The certificate (`.cer`, DER), at most 64 KiB.
+    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+    certificate: Vec<u8>,
+    /// The private key (`.key`, encrypted PKCS#8 DER), at most 64 KiB.
+    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+    private_key: Vec<u8>,
+    /// The key's password (a trailing newline is ignored).
+    #[schema(value_type = String, format = Password)]
+    password: String,
 }
 
 impl From<&CredentialView> for CredentialDto {
@@ -64,7 +94,7 @@ fn bad_form(detail: impl Into<String>) -> ApiError {
 
 /// The three parts of an upload, read in memory.
 #[derive(Default)]
-struct UploadForm {
+struct UploadParts {
     certificate: Option<Vec<u8>>,
     private_key: Option<Zeroizing<Vec<u8>>>,
     password: Option<Zeroizing<Vec<u8>>>,
@@ -86,8 +116,8 @@ fn form_error(e: &actix_multipart::MultipartError) -> ApiError {
     }
 }
 
-async fn read_form(mut payload: Multipart) -> Result<UploadForm, ApiError> {
-    let mut form = UploadForm::default();
+async fn read_form(mut payload: Multipart) -> Result<UploadParts, ApiError> {
+    let mut form = UploadParts::default();
     let mut total = 0_usize;
     let mut parts = 0_usize;
     while let Some(mut field) = payload.try_next().await.map_err(|e| form_error(&e))? {
@@ -124,6 +154,15 @@ async fn read_form(mut payload: Multipart) -> Result<UploadForm, ApiError> {
     Ok(form)
 }
 
+#[utoipa::path(
+    post, path = "/v1/fiscal/credentials", tag = "fiscal", operation_id = "upload_credential",
+    summary = "Store a CSD or e.firma",
+    description = "Checks that the certificate is a SAT certificate in force, that the key opens with \
+                   the password and belongs to the certificate, then stores all three encrypted \
+                   (envelope encryption). Read in memory, never written to disk in the clear.",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, description = "Stored.", body = CredentialDto)),
+)]
 pub(crate) async fn upload(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -152,11 +191,11 @@ pub(crate) async fn upload(
     Ok(HttpResponse::Created().json(CredentialDto::from(&view)))
 }
 
-#[derive(Debug, Serialize)]
-struct Items {
-    items: Vec<CredentialDto>,
-}
-
+#[utoipa::path(
+    get, path = "/v1/fiscal/credentials", tag = "fiscal", operation_id = "list_credentials",
+    summary = "List the company's credentials",
+    responses((status = 200, description = "Every stored credential.", body = Items<CredentialDto>)),
+)]
 pub(crate) async fn list(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -168,6 +207,12 @@ pub(crate) async fn list(
     }))
 }
 
+#[utoipa::path(
+    get, path = "/v1/fiscal/credentials/{id}", tag = "fiscal", operation_id = "get_credential",
+    summary = "One credential",
+    params(("id" = uuid::Uuid, Path, description = "Credential id.")),
+    responses((status = 200, description = "The credential.", body = CredentialDto)),
+)]
 pub(crate) async fn get(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -181,6 +226,13 @@ pub(crate) async fn get(
     Ok(HttpResponse::Ok().json(CredentialDto::from(&view)))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/fiscal/credentials/{id}", tag = "fiscal", operation_id = "delete_credential",
+    summary = "Delete a credential",
+    description = "Its encrypted certificate, key and password are erased.",
+    params(("id" = uuid::Uuid, Path, description = "Credential id.")),
+    responses((status = 204, description = "Deleted.")),
+)]
 pub(crate) async fn delete(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -194,25 +246,47 @@ pub(crate) async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Deserialize)]
+/// What to sign.
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct SignBody {
+    /// The text to sign, e.g. a CFDI's cadena original, as UTF-8.
     data: String,
 }
 
+/// A signature.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SignatureDto {
+    /// Base64 of the PKCS#1 v1.5 SHA-256 signature (the CFDI `Sello`).
+    signature: String,
+    /// `RSA-SHA256`.
+    algorithm: &'static str,
+    /// NoCertificado of the signing certificate.
+    certificate_number: String,
+}
+
+#[utoipa::path(
+    post, path = "/v1/fiscal/credentials/{id}/signatures", tag = "fiscal",
+    operation_id = "sign",
+    summary = "Sign with a credential",
+    description = "Signs `data` with the credential's private key, which never leaves the server.",
+    params(("id" = uuid::Uuid, Path, description = "Credential id.")),
+    request_body = SignBody,
+    responses((status = 200, description = "The signature.", body = SignatureDto)),
+)]
 pub(crate) async fn sign(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
     id: web::Path<Uuid>,
-    body: web::Json<SignBody>,
+    body: Body<SignBody>,
 ) -> Result<HttpResponse, ApiError> {
     let signature = state
         .vault
         .sign(auth.actor(), id.into_inner(), body.data.as_bytes(), &ctx.0)
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "signature": signature.signature_base64,
-        "algorithm": signature.algorithm,
-        "certificate_number": signature.certificate_number,
-    })))
+    Ok(HttpResponse::Ok().json(SignatureDto {
+        signature: signature.signature_base64,
+        algorithm: signature.algorithm,
+        certificate_number: signature.certificate_number,
+    }))
 }

@@ -3,92 +3,163 @@
 use actix_web::{HttpResponse, web};
 use incidents::{EntryKind, Incident, NewIncident};
 use kernel::UserId;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::dto::{Items, ts};
+use crate::error::Body;
+use crate::openapi::schemas;
 use crate::{ApiError, ApiState, Auth, ClientContext};
 
-#[derive(Debug, Deserialize)]
+/// A new incident.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OpenBody {
+    #[schema(schema_with = schemas::incident_kind)]
     kind: String,
+    #[schema(schema_with = schemas::incident_severity)]
     severity: String,
     summary: String,
+    /// Users whose data or access is concerned (they can be notified).
     #[serde(default)]
     affected_user_ids: Vec<Uuid>,
+    /// The audit alert that started it, if any.
     #[serde(default)]
     alert_id: Option<Uuid>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A move to another status, with an optional note.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TransitionBody {
+    #[schema(schema_with = schemas::incident_status)]
     to: String,
     #[serde(default)]
     note: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A note for the timeline.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NoteBody {
     note: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The notice to send; without `message` the incident's summary is sent. The body may be empty.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NotifyBody {
     #[serde(default)]
     message: Option<String>,
 }
 
-fn entry_json(e: &incidents::TimelineEntry) -> Value {
-    let mut v = json!({
-        "id": e.id,
-        "at": ts(e.at),
-        "actor_id": e.actor_id.to_string(),
-        "kind": e.kind.as_str(),
-        "note": e.note,
-    });
-    match &e.kind {
-        EntryKind::Transition { from, to } => {
-            if let Some(o) = v.as_object_mut() {
-                o.insert("from".into(), json!(from.as_str()));
-                o.insert("to".into(), json!(to.as_str()));
-            }
-        }
-        EntryKind::Notified { recipients } => {
-            if let Some(o) = v.as_object_mut() {
-                o.insert("recipients".into(), json!(recipients));
-            }
-        }
-        EntryKind::Created | EntryKind::Note => {}
+/// One entry of an incident's timeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EntryDto {
+    #[schema(value_type = uuid::Uuid)]
+    id: Uuid,
+    #[schema(format = DateTime)]
+    at: String,
+    #[schema(format = Uuid)]
+    actor_id: String,
+    #[schema(schema_with = schemas::entry_kind)]
+    kind: &'static str,
+    note: Option<String>,
+    /// `transition`: the status before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schemas::incident_status)]
+    from: Option<&'static str>,
+    /// `transition`: the status after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schemas::incident_status)]
+    to: Option<&'static str>,
+    /// `notified`: how many users were notified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recipients: Option<u32>,
+}
+
+/// A security incident with its whole timeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IncidentDto {
+    #[schema(value_type = uuid::Uuid)]
+    id: Uuid,
+    #[schema(schema_with = schemas::incident_kind)]
+    kind: &'static str,
+    #[schema(schema_with = schemas::incident_severity)]
+    severity: &'static str,
+    summary: String,
+    #[schema(schema_with = schemas::incident_status)]
+    status: &'static str,
+    #[schema(schema_with = schemas::uuid_list)]
+    affected_user_ids: Vec<String>,
+    #[schema(value_type = Option<uuid::Uuid>)]
+    alert_id: Option<Uuid>,
+    #[schema(format = Uuid)]
+    created_by: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    timeline: Vec<EntryDto>,
+}
+
+/// Notices queued for delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct QueuedDto {
+    /// How many notices were queued (one per affected user).
+    queued: usize,
+}
+
+fn entry_json(e: &incidents::TimelineEntry) -> EntryDto {
+    let (from, to, recipients) = match &e.kind {
+        EntryKind::Transition { from, to } => (Some(from.as_str()), Some(to.as_str()), None),
+        EntryKind::Notified { recipients } => (None, None, Some(*recipients)),
+        EntryKind::Created | EntryKind::Note => (None, None, None),
+    };
+    EntryDto {
+        id: e.id,
+        at: ts(e.at),
+        actor_id: e.actor_id.to_string(),
+        kind: e.kind.as_str(),
+        note: e.note.clone(),
+        from,
+        to,
+        recipients,
     }
-    v
 }
 
-fn incident_json(i: &Incident) -> Value {
-    json!({
-        "id": i.id,
-        "kind": i.kind.as_str(),
-        "severity": i.severity.as_str(),
-        "summary": i.summary,
-        "status": i.status.as_str(),
-        "affected_user_ids": i.affected_user_ids.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "alert_id": i.alert_id,
-        "created_by": i.created_by.to_string(),
-        "created_at": ts(i.created_at),
-        "updated_at": ts(i.updated_at),
-        "timeline": i.timeline.iter().map(entry_json).collect::<Vec<_>>(),
-    })
+fn incident_json(i: &Incident) -> IncidentDto {
+    IncidentDto {
+        id: i.id,
+        kind: i.kind.as_str(),
+        severity: i.severity.as_str(),
+        summary: i.summary.clone(),
+        status: i.status.as_str(),
+        affected_user_ids: i
+            .affected_user_ids
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        alert_id: i.alert_id,
+        created_by: i.created_by.to_string(),
+        created_at: ts(i.created_at),
+        updated_at: ts(i.updated_at),
+        timeline: i.timeline.iter().map(entry_json).collect(),
+    }
 }
 
+#[utoipa::path(
+    post, path = "/v1/incidents", tag = "incidents", operation_id = "open_incident",
+    summary = "Open an incident",
+    request_body = OpenBody,
+    responses((status = 201, description = "Opened (status `open`).", body = IncidentDto)),
+)]
 pub(crate) async fn open(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
-    body: web::Json<OpenBody>,
+    body: Body<OpenBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let incident = state
@@ -112,13 +183,24 @@ pub(crate) async fn open(
     Ok(HttpResponse::Created().json(incident_json(&incident)))
 }
 
+#[utoipa::path(
+    get, path = "/v1/incidents", tag = "incidents", operation_id = "list_incidents",
+    summary = "List the company's incidents",
+    responses((status = 200, description = "Every incident, newest first.", body = Items<IncidentDto>)),
+)]
 pub(crate) async fn list(state: web::Data<ApiState>, auth: Auth) -> Result<HttpResponse, ApiError> {
     let all = state.incidents.list(auth.actor()).await?;
     Ok(HttpResponse::Ok().json(Items {
-        items: all.iter().map(incident_json).collect::<Vec<_>>(),
+        items: all.iter().map(incident_json).collect(),
     }))
 }
 
+#[utoipa::path(
+    get, path = "/v1/incidents/{id}", tag = "incidents", operation_id = "get_incident",
+    summary = "One incident with its timeline",
+    params(("id" = uuid::Uuid, Path, description = "Incident id.")),
+    responses((status = 200, description = "The incident.", body = IncidentDto)),
+)]
 pub(crate) async fn get(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -128,12 +210,22 @@ pub(crate) async fn get(
     Ok(HttpResponse::Ok().json(incident_json(&incident)))
 }
 
+#[utoipa::path(
+    post, path = "/v1/incidents/{id}/transitions", tag = "incidents",
+    operation_id = "transition_incident",
+    summary = "Move an incident to another status",
+    description = "Allowed moves follow the incident process; any other answers 409 \
+                   `invalid_transition` with the current status.",
+    params(("id" = uuid::Uuid, Path, description = "Incident id.")),
+    request_body = TransitionBody,
+    responses((status = 200, description = "The incident after the move.", body = IncidentDto)),
+)]
 pub(crate) async fn transition(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
     id: web::Path<Uuid>,
-    body: web::Json<TransitionBody>,
+    body: Body<TransitionBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let incident = state
@@ -149,12 +241,19 @@ pub(crate) async fn transition(
     Ok(HttpResponse::Ok().json(incident_json(&incident)))
 }
 
+#[utoipa::path(
+    post, path = "/v1/incidents/{id}/notes", tag = "incidents", operation_id = "note_incident",
+    summary = "Add a note to the timeline",
+    params(("id" = uuid::Uuid, Path, description = "Incident id.")),
+    request_body = NoteBody,
+    responses((status = 201, description = "The incident with the note.", body = IncidentDto)),
+)]
 pub(crate) async fn note(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
     id: web::Path<Uuid>,
-    body: web::Json<NoteBody>,
+    body: Body<NoteBody>,
 ) -> Result<HttpResponse, ApiError> {
     let incident = state
         .incidents
@@ -163,6 +262,15 @@ pub(crate) async fn note(
     Ok(HttpResponse::Created().json(incident_json(&incident)))
 }
 
+#[utoipa::path(
+    post, path = "/v1/incidents/{id}/notifications", tag = "incidents",
+    operation_id = "notify_incident",
+    summary = "Notify the affected users",
+    description = "Queues one email per affected user (delivered by the outbox, retried).",
+    params(("id" = uuid::Uuid, Path, description = "Incident id.")),
+    request_body(content = Option<NotifyBody>, description = "Optional; may be empty."),
+    responses((status = 202, description = "Queued.", body = QueuedDto)),
+)]
 pub(crate) async fn notify(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -191,14 +299,18 @@ pub(crate) async fn notify(
     let body: NotifyBody = if body.iter().all(u8::is_ascii_whitespace) {
         NotifyBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|_| {
-            ApiError::new(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                "malformed_request",
-                "Malformed request",
-                "the body must be a JSON object with an optional string \"message\"",
-            )
-        })?
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .filter(serde_json::Value::is_object)
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "malformed_request",
+                    "Malformed request",
+                    "the body must be a JSON object with an optional string \"message\"",
+                )
+            })?
     };
     let queued = state
         .incidents
@@ -209,5 +321,5 @@ pub(crate) async fn notify(
             &ctx.0,
         )
         .await?;
-    Ok(HttpResponse::Accepted().json(json!({ "queued": queued })))
+    Ok(HttpResponse::Accepted().json(QueuedDto { queued }))
 }

@@ -3,8 +3,14 @@ use actix_web::{HttpResponse, web};
 use secrecy::ExposeSecret;
 
 use crate::dto::{ChangePasswordBody, MeDto};
+use crate::error::Body;
 use crate::{ApiError, ApiState, Auth, ClientContext};
 
+#[utoipa::path(
+    get, path = "/v1/me", tag = "accounts", operation_id = "me",
+    summary = "The caller",
+    responses((status = 200, description = "The caller's account and effective permissions.", body = MeDto)),
+)]
 pub(crate) async fn me(auth: Auth) -> HttpResponse {
     let user = &auth.0.user;
     HttpResponse::Ok().json(MeDto {
@@ -19,11 +25,19 @@ pub(crate) async fn me(auth: Auth) -> HttpResponse {
     })
 }
 
+#[utoipa::path(
+    put, path = "/v1/me/password", tag = "accounts", operation_id = "change_password",
+    summary = "Change the caller's password",
+    description = "Needs the current password; the new one must meet the policy. The \
+                   caller's other sessions are closed.",
+    request_body = ChangePasswordBody,
+    responses((status = 204, description = "Changed.")),
+)]
 pub(crate) async fn change_password(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
-    body: web::Json<ChangePasswordBody>,
+    body: Body<ChangePasswordBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     state

@@ -2,6 +2,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod company;
+pub(crate) mod docs;
 pub(crate) mod fiscal;
 pub(crate) mod incidents;
 pub(crate) mod me;

@@ -4,16 +4,28 @@ use actix_web::{HttpResponse, web};
 use kernel::SessionId;
 use mfa::SecondFactor;
 use secrecy::ExposeSecret;
-use serde_json::json;
 use sessions::MfaNotice;
 
-use crate::dto::{Items, LoginBody, NewSessionDto, SessionDto};
+use crate::dto::{
+    Items, LoginBody, LoginDto, NewSessionDto, ReauthenticateBody, ReauthenticatedDto, SessionDto,
+};
+use crate::error::Body;
 use crate::{ApiError, ApiState, Auth, ClientContext};
 
+#[utoipa::path(
+    post, path = "/v1/sessions", tag = "sessions", operation_id = "login",
+    summary = "Log in",
+    description = "Checks the password (and the second factor of a user with MFA) and opens a \
+                   session. The token is shown once. When the company's session limit is reached, \
+                   the oldest sessions are closed and listed. Failed attempts slow down the \
+                   account and the client address (429 with `Retry-After`).",
+    request_body = LoginBody,
+    responses((status = 201, description = "A new session.", body = LoginDto)),
+)]
 pub(crate) async fn login(
     state: web::Data<ApiState>,
     ctx: ClientContext,
-    body: web::Json<LoginBody>,
+    body: Body<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let password = Password::new(body.password.expose_secret());
@@ -34,38 +46,36 @@ pub(crate) async fn login(
         .sessions
         .login_with(&body.email, &password, second.as_ref(), &ctx.0)
         .await?;
-    let mut answer = serde_json::Map::new();
-    answer.insert("token".into(), json!(outcome.token.expose()));
-    answer.insert(
-        "session".into(),
-        json!(NewSessionDto::from(&outcome.session)),
-    );
-    answer.insert(
-        "revoked_session_ids".into(),
-        json!(
-            outcome
-                .revoked_session_ids
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-        ),
-    );
     // MFA-2: tell an Owner or Admin without MFA what the company's policy asks of it.
-    match outcome.mfa_notice {
-        Some(MfaNotice::EnrolBy(until)) => {
-            answer.insert("mfa_enrolment_due".into(), json!(crate::dto::ts(until)));
-        }
-        Some(MfaNotice::EnrolmentRequired) => {
-            answer.insert("mfa_enrolment_required".into(), json!(true));
-        }
-        None => {}
-    }
-    if let Some(mfa::FactorUsed::RecoveryCode { remaining }) = outcome.factor {
-        answer.insert("recovery_codes_remaining".into(), json!(remaining));
-    }
-    Ok(HttpResponse::Created().json(answer))
+    let (mfa_enrolment_due, mfa_enrolment_required) = match outcome.mfa_notice {
+        Some(MfaNotice::EnrolBy(until)) => (Some(crate::dto::ts(until)), None),
+        Some(MfaNotice::EnrolmentRequired) => (None, Some(true)),
+        None => (None, None),
+    };
+    let recovery_codes_remaining = match outcome.factor {
+        Some(mfa::FactorUsed::RecoveryCode { remaining }) => Some(remaining),
+        _ => None,
+    };
+    Ok(HttpResponse::Created().json(LoginDto {
+        token: outcome.token.expose().to_owned(),
+        session: NewSessionDto::from(&outcome.session),
+        revoked_session_ids: outcome
+            .revoked_session_ids
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        mfa_enrolment_due,
+        mfa_enrolment_required,
+        recovery_codes_remaining,
+    }))
 }
 
+#[utoipa::path(
+    get, path = "/v1/sessions", tag = "sessions", operation_id = "list_sessions",
+    summary = "List the caller's open sessions",
+    responses((status = 200, description = "The caller's sessions; `current` marks this one.",
+               body = Items<SessionDto>)),
+)]
 pub(crate) async fn list(state: web::Data<ApiState>, auth: Auth) -> Result<HttpResponse, ApiError> {
     let views = state.sessions.list(auth.actor()).await?;
     Ok(HttpResponse::Ok().json(Items {
@@ -73,6 +83,12 @@ pub(crate) async fn list(state: web::Data<ApiState>, auth: Auth) -> Result<HttpR
     }))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/sessions/current", tag = "sessions", operation_id = "logout",
+    summary = "Log out",
+    description = "Revokes the session making the request; its token stops working at once.",
+    responses((status = 204, description = "Logged out.")),
+)]
 pub(crate) async fn logout(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -82,6 +98,12 @@ pub(crate) async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    delete, path = "/v1/sessions/{id}", tag = "sessions", operation_id = "revoke_session",
+    summary = "Revoke one of the caller's sessions",
+    params(("id" = uuid::Uuid, Path, description = "Session id.")),
+    responses((status = 204, description = "Revoked.")),
+)]
 pub(crate) async fn revoke(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -95,11 +117,20 @@ pub(crate) async fn revoke(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(
+    post, path = "/v1/sessions/current/reauthenticate", tag = "sessions",
+    operation_id = "reauthenticate",
+    summary = "Re-authenticate (step-up)",
+    description = "Confirms the password (and a TOTP code with MFA) to open the step-up window of \
+                   this session for 5 minutes: sensitive routes need it.",
+    request_body = ReauthenticateBody,
+    responses((status = 200, description = "Step-up open until the given time.", body = ReauthenticatedDto)),
+)]
 pub(crate) async fn reauthenticate(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
-    body: web::Json<crate::dto::ReauthenticateBody>,
+    body: Body<ReauthenticateBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let password = Password::new(body.password.expose_secret());
@@ -112,5 +143,7 @@ pub(crate) async fn reauthenticate(
             &ctx.0,
         )
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "reauthenticated_until": crate::dto::ts(until) })))
+    Ok(HttpResponse::Ok().json(ReauthenticatedDto {
+        reauthenticated_until: crate::dto::ts(until),
+    }))
 }

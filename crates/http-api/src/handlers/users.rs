@@ -4,8 +4,14 @@ use kernel::UserId;
 use secrecy::ExposeSecret;
 
 use crate::dto::{Items, NewUserBody, PermissionsBody, RoleBody, UserDto, UserPatchBody};
+use crate::error::Body;
 use crate::{ApiError, ApiState, Auth, ClientContext};
 
+#[utoipa::path(
+    get, path = "/v1/users", tag = "users", operation_id = "list_users",
+    summary = "List the company's users",
+    responses((status = 200, description = "Every user of the caller's company.", body = Items<UserDto>)),
+)]
 pub(crate) async fn list(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -17,11 +23,17 @@ pub(crate) async fn list(
     }))
 }
 
+#[utoipa::path(
+    post, path = "/v1/users", tag = "users", operation_id = "create_user",
+    summary = "Create a user",
+    request_body = NewUserBody,
+    responses((status = 201, description = "Created.", body = UserDto)),
+)]
 pub(crate) async fn create(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
-    body: web::Json<NewUserBody>,
+    body: Body<NewUserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let req = NewUserRequest {
@@ -38,6 +50,12 @@ pub(crate) async fn create(
     Ok(HttpResponse::Created().json(UserDto::new(&user, true)))
 }
 
+#[utoipa::path(
+    get, path = "/v1/users/{id}", tag = "users", operation_id = "get_user",
+    summary = "One user, with effective permissions",
+    params(("id" = uuid::Uuid, Path, description = "User id.")),
+    responses((status = 200, description = "The user.", body = UserDto)),
+)]
 pub(crate) async fn get(
     state: web::Data<ApiState>,
     auth: Auth,
@@ -51,12 +69,20 @@ pub(crate) async fn get(
     Ok(HttpResponse::Ok().json(UserDto::new(&user, true)))
 }
 
+#[utoipa::path(
+    patch, path = "/v1/users/{id}", tag = "users", operation_id = "update_user",
+    summary = "Rename, deactivate or reactivate a user",
+    description = "Deactivating a user closes its sessions at once.",
+    params(("id" = uuid::Uuid, Path, description = "User id.")),
+    request_body = UserPatchBody,
+    responses((status = 200, description = "The user after the change.", body = UserDto)),
+)]
 pub(crate) async fn update(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
     id: web::Path<UserId>,
-    body: web::Json<UserPatchBody>,
+    body: Body<UserPatchBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let patch = UserPatch {
@@ -70,12 +96,20 @@ pub(crate) async fn update(
     Ok(HttpResponse::Ok().json(UserDto::new(&user, true)))
 }
 
+#[utoipa::path(
+    put, path = "/v1/users/{id}/role", tag = "users", operation_id = "change_role",
+    summary = "Change a user's role",
+    description = "The user's permissions become the new role's defaults.",
+    params(("id" = uuid::Uuid, Path, description = "User id.")),
+    request_body = RoleBody,
+    responses((status = 200, description = "The user after the change.", body = UserDto)),
+)]
 pub(crate) async fn change_role(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
     id: web::Path<UserId>,
-    body: web::Json<RoleBody>,
+    body: Body<RoleBody>,
 ) -> Result<HttpResponse, ApiError> {
     let user = state
         .accounts
@@ -84,12 +118,19 @@ pub(crate) async fn change_role(
     Ok(HttpResponse::Ok().json(UserDto::new(&user, true)))
 }
 
+#[utoipa::path(
+    put, path = "/v1/users/{id}/permissions", tag = "users", operation_id = "change_permissions",
+    summary = "Grant or revoke permissions of a user",
+    params(("id" = uuid::Uuid, Path, description = "User id.")),
+    request_body = PermissionsBody,
+    responses((status = 200, description = "The user after the change.", body = UserDto)),
+)]
 pub(crate) async fn change_permissions(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
     id: web::Path<UserId>,
-    body: web::Json<PermissionsBody>,
+    body: Body<PermissionsBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let user = state
