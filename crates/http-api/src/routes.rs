@@ -251,10 +251,13 @@ pub fn methods_for(path: &str) -> Vec<Method> {
             }
         }
     };
-    let mut methods: Vec<Method> = table()
-        .into_iter()
+    // Asked on every unmatched request (scanners send many): the table is built once.
+    static TABLE: std::sync::OnceLock<Vec<RouteDecl>> = std::sync::OnceLock::new();
+    let mut methods: Vec<Method> = TABLE
+        .get_or_init(table)
+        .iter()
         .filter(|r| matches(r.path))
-        .map(|r| r.method)
+        .map(|r| r.method.clone())
         .collect();
     methods.dedup();
     methods
