@@ -215,7 +215,7 @@ pub(crate) struct UserDto {
     pub created_at: String,
     /// The effective permissions (role defaults with grants and revocations applied).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = schemas::permission_list_optional)]
+    #[schema(schema_with = schemas::permission_list)]
     pub permissions: Option<Vec<&'static str>>,
 }
 

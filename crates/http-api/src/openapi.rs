@@ -434,8 +434,9 @@ pub fn json() -> &'static str {
     })
 }
 
-/// Schemas of string fields that take one of a fixed set of values, read from the core's own
-/// lists so the document cannot fall behind them.
+/// Schemas of string fields that take one of a fixed set of values, named through the core's
+/// own types (`as_str` of each variant, or the type's `ALL` list) so a renamed value changes the
+/// document too. Alert severities and timeline entry kinds have no such type in the core.
 pub(crate) mod schemas {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, Type};
     use utoipa::openapi::{Array, KnownFormat, Object};
@@ -459,11 +460,6 @@ pub(crate) mod schemas {
             .build()
     }
 
-    /// A list of permission names, on answers that may leave it out.
-    pub(crate) fn permission_list_optional() -> Array {
-        permission_list()
-    }
-
     /// A list of ids.
     pub(crate) fn uuid_list() -> Array {
         ArrayBuilder::new()
@@ -477,17 +473,20 @@ pub(crate) mod schemas {
 
     /// The state of an ownership transfer.
     pub(crate) fn transfer_status() -> Object {
-        one_of(["pending", "completed", "cancelled", "expired"])
+        use accounts::TransferStatus as S;
+        one_of([S::Pending, S::Completed, S::Cancelled, S::Expired].map(S::as_str))
     }
 
     /// `csd` or `fiel`.
     pub(crate) fn credential_kind() -> Object {
-        one_of(["csd", "fiel"])
+        use vault::CredentialKind as K;
+        one_of([K::Csd, K::Fiel].map(K::as_str))
     }
 
     /// `success`, `failure` or `denied`.
     pub(crate) fn outcome() -> Object {
-        one_of(["success", "failure", "denied"])
+        use audit::Outcome as O;
+        one_of([O::Success, O::Failure, O::Denied].map(O::as_str))
     }
 
     /// `low`, `medium`, `high`.
