@@ -113,9 +113,14 @@ pub struct Settings {
     /// `INCREMENTA_METRICS_TOKEN`: bearer token for `GET /metrics`; unset, only loopback
     /// clients may read the metrics.
     pub metrics_token: Option<SecretString>,
-    /// `INCREMENTA_BACKUP_DIR_2`: the second backup destination (e.g. a mounted remote share);
-    /// the first is `<data_dir>/backups`.
-    pub backup_dir_2: Option<PathBuf>,
+    /// `INCREMENTA_BACKUP_REMOTE` (formerly `INCREMENTA_BACKUP_DIR_2`): the second backup
+    /// destination — a directory (e.g. a mounted share), `file:///…`, or `s3://bucket/prefix`
+    /// (credentials, region and endpoint from the usual `AWS_*` variables, never the URL); the
+    /// first is `<data_dir>/backups`.
+    pub backup_remote: Option<String>,
+    /// `INCREMENTA_BACKUP_FORMAT`: `portable` (default: rows as JSON Lines, restorable into
+    /// SQLite or PostgreSQL) or `native` (an SQLite file or a `pg_dump` script).
+    pub backup_format: String,
     /// `INCREMENTA_BACKUP_KEEP`: backups kept per destination (default 7).
     pub backup_keep: usize,
     /// `INCREMENTA_BACKUP_AT`: local time of the daily backup `serve` runs (`01:00`), or `off`.
@@ -161,7 +166,8 @@ impl Default for Settings {
             trusted_proxies: String::new(),
             cors_origins: String::new(),
             metrics_token: None,
-            backup_dir_2: None,
+            backup_remote: None,
+            backup_format: "portable".into(),
             backup_keep: 7,
             backup_at: "01:00".into(),
             backup_time_zone: "America/Mexico_City".into(),
@@ -199,7 +205,9 @@ struct FileSettings {
     outbox_interval_seconds: Option<u64>,
     trusted_proxies: Option<String>,
     cors_origins: Option<String>,
-    backup_dir_2: Option<PathBuf>,
+    #[serde(alias = "backup_dir_2")]
+    backup_remote: Option<String>,
+    backup_format: Option<String>,
     backup_keep: Option<usize>,
     backup_at: Option<String>,
     backup_time_zone: Option<String>,
@@ -313,8 +321,11 @@ impl Settings {
             if let Some(v) = f.cors_origins {
                 s.cors_origins = v;
             }
-            if let Some(v) = f.backup_dir_2 {
-                s.backup_dir_2 = Some(v);
+            if let Some(v) = f.backup_remote {
+                s.backup_remote = Some(v).filter(|v| !v.trim().is_empty());
+            }
+            if let Some(v) = f.backup_format {
+                s.backup_format = v;
             }
             if let Some(v) = f.backup_keep {
                 s.backup_keep = v;
@@ -438,8 +449,12 @@ impl Settings {
         if let Some(v) = var("INCREMENTA_SMTP_PASSWORD") {
             s.smtp_password = Some(SecretString::from(v));
         }
-        if let Some(v) = var("INCREMENTA_BACKUP_DIR_2") {
-            s.backup_dir_2 = Some(PathBuf::from(v)).filter(|p| !p.as_os_str().is_empty());
+        if let Some(v) = var("INCREMENTA_BACKUP_REMOTE").or_else(|| var("INCREMENTA_BACKUP_DIR_2"))
+        {
+            s.backup_remote = Some(v);
+        }
+        if let Some(v) = var("INCREMENTA_BACKUP_FORMAT") {
+            s.backup_format = v;
         }
         if let Some(v) = var("INCREMENTA_BACKUP_AT") {
             s.backup_at = v;
@@ -496,6 +511,14 @@ impl Settings {
         }
         if !(1..=3650).contains(&self.backup_keep) {
             return bad("backup_keep", "must be between 1 and 3650");
+        }
+        if crate::backup::SnapshotKind::parse(&self.backup_format).is_none() {
+            return bad("backup_format", "must be portable or native");
+        }
+        if let Some(spec) = &self.backup_remote
+            && let Err(problem) = crate::backup::Destination::parse(spec)
+        {
+            return bad("backup_remote", &problem);
         }
         if let Err(problem) = http_api::proxy::TrustedProxies::parse(&self.trusted_proxies) {
             return bad("trusted_proxies", &problem);

@@ -35,32 +35,42 @@ enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Encrypted backups of the whole database (BAK-1, BAK-3).
+    Backup(BackupArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BackupArgs {
+    /// Report progress on stderr (the default when stderr is a terminal).
+    #[arg(long, global = true)]
+    progress: bool,
     #[command(subcommand)]
-    Backup(BackupCommand),
+    command: BackupCommand,
 }
 
 #[derive(Debug, Subcommand)]
 enum BackupCommand {
     /// Snapshot the database while it runs, compress, encrypt, and write to every destination
-    /// (`<data_dir>/backups` and `INCREMENTA_BACKUP_DIR_2`, or the `--to` directories); keeps the
-    /// newest `INCREMENTA_BACKUP_KEEP` per destination. Exits non-zero if any destination failed.
+    /// (`<data_dir>/backups` and `INCREMENTA_BACKUP_REMOTE`, or the `--to` destinations); keeps
+    /// the newest `INCREMENTA_BACKUP_KEEP` per destination. Exits non-zero if any destination
+    /// failed.
     Create {
-        /// Destination directories instead of the configured ones (repeatable).
+        /// Destinations instead of the configured ones (repeatable): a directory,
+        /// `file:///path` or `s3://bucket/prefix`.
         #[arg(long = "to")]
-        to: Vec<PathBuf>,
+        to: Vec<String>,
     },
-    /// List the backups in the destinations, oldest first.
+    /// List the backups in the configured destinations, oldest first.
     List,
     /// Check a backup without restoring it: manifest MAC, checksum, every chunk, decompression.
     Verify {
-        /// The `.ibk` file.
-        file: PathBuf,
+        /// The `.ibk` file: a path or `s3://bucket/prefix/name.ibk`.
+        file: String,
     },
     /// Restore a backup into the configured database, which must be empty, then verify the
-    /// audit chains.
+    /// audit chains. Portable backups restore into SQLite or PostgreSQL.
     Restore {
-        /// The `.ibk` file.
-        file: PathBuf,
+        /// The `.ibk` file: a path or `s3://bucket/prefix/name.ibk`.
+        file: String,
     },
 }
 
@@ -248,55 +258,65 @@ async fn audit_cmd(settings: &Settings, cmd: AuditCommand) -> Result<(), String>
 
 /// The `backup` commands.
 #[allow(clippy::print_stdout)] // a command-line tool's answer
-async fn backup_cmd(settings: &Settings, cmd: BackupCommand) -> Result<(), String> {
+async fn backup_cmd(settings: &Settings, args: BackupArgs) -> Result<(), String> {
+    use std::io::IsTerminal as _;
+
     use incrementa::backup;
-    match cmd {
+    let progress = if args.progress || std::io::stderr().is_terminal() {
+        backup::Progress::to(|message| eprintln!("{message}"))
+    } else {
+        backup::Progress::none()
+    };
+    match args.command {
         BackupCommand::Create { to } => {
             let destinations = if to.is_empty() {
-                backup::default_destinations(settings)
+                backup::default_destinations(settings)?
             } else {
-                to
+                to.iter()
+                    .map(|d| backup::Destination::parse(d).map_err(|e| format!("--to {d}: {e}")))
+                    .collect::<Result<Vec<_>, _>>()?
             };
-            eprintln!("taking a snapshot…");
-            let report = backup::create(settings, &destinations).await?;
+            let report = backup::create(settings, &destinations, &progress).await?;
             for dest in &report.written {
-                println!("written: {}", dest.join(&report.manifest.file).display());
+                println!("written: {dest}/{}", report.manifest.file);
             }
             println!(
-                "{} bytes of database, {} bytes sealed, key {}",
-                report.manifest.snapshot_bytes,
-                report.manifest.sealed_bytes,
+                "{} of database ({} snapshot), {} sealed, key {}",
+                backup::human_bytes(report.manifest.snapshot_bytes),
+                report.manifest.snapshot.as_deref().unwrap_or("native"),
+                backup::human_bytes(report.manifest.sealed_bytes),
                 report.manifest.key_id
             );
             if !report.failed.is_empty() {
                 let failures: Vec<String> = report
                     .failed
                     .iter()
-                    .map(|(d, e)| format!("{}: {e}", d.display()))
+                    .map(|(d, e)| format!("{d}: {e}"))
                     .collect();
                 return Err(format!("some destinations failed: {}", failures.join("; ")));
             }
         }
         BackupCommand::List => {
-            for dest in backup::default_destinations(settings) {
-                for name in backup::list_dir(&dest)? {
-                    println!("{}", dest.join(format!("{name}.ibk")).display());
+            for dest in backup::default_destinations(settings)? {
+                for name in dest.list().await? {
+                    println!("{dest}/{name}.ibk");
                 }
             }
         }
         BackupCommand::Verify { file } => {
-            let m = backup::verify(settings, &file)?;
+            let m = backup::verify(settings, &file, &progress).await?;
             println!(
-                "OK: {} ({}, {} migrations, {} tables, taken {})",
+                "OK: {} ({} {}, {} migrations, {} tables, taken {})",
                 m.file,
                 m.backend,
+                m.snapshot.as_deref().unwrap_or("native"),
                 m.migrations,
                 m.tables.len(),
                 m.created_at
             );
         }
         BackupCommand::Restore { file } => {
-            let chains = backup::restore(settings, &file).await?;
+            let chains = backup::restore(settings, &file, &progress).await?;
             println!("restored; {chains} audit chain(s) verified");
         }
     }
@@ -354,7 +374,7 @@ async fn main() -> ExitCode {
         Command::Keys(cmd) => keys(&settings, cmd).await,
         Command::Audit(cmd) => audit_cmd(&settings, cmd).await,
         Command::Config(ConfigCommand::Check) => config_check(&settings),
-        Command::Backup(cmd) => backup_cmd(&settings, cmd).await,
+        Command::Backup(args) => backup_cmd(&settings, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -277,8 +277,18 @@ fn spawn_backups(settings: Settings, store: Arc<SeaStore>, clock: Arc<dyn Clock>
             let day = next.with_timezone(&tz).date_naive().to_string();
             match store.claim_daily("backup", &day).await {
                 Ok(true) => {
-                    let destinations = crate::backup::default_destinations(&settings);
-                    match crate::backup::create(&settings, &destinations).await {
+                    let result = match crate::backup::default_destinations(&settings) {
+                        Ok(destinations) => {
+                            crate::backup::create(
+                                &settings,
+                                &destinations,
+                                &crate::backup::Progress::none(),
+                            )
+                            .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match result {
                         Ok(r) if r.failed.is_empty() => {
                             tracing::info!(file = %r.manifest.file, "daily backup written");
                         }

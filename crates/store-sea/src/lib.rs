@@ -17,6 +17,7 @@ mod mfa_repo;
 mod migration;
 mod outbox_repo;
 mod ownership_repo;
+pub mod portable;
 mod sessions_repo;
 mod throttle_repo;
 mod vault_repo;
@@ -41,6 +42,27 @@ pub enum StoreError {
     /// The database refused or failed.
     #[error("database error")]
     Db(#[from] DbErr),
+    /// Reading or writing a portable snapshot failed.
+    #[error("cannot read or write the snapshot: {0}")]
+    Io(#[from] std::io::Error),
+    /// A portable snapshot is malformed or cut short.
+    #[error("the portable snapshot is invalid: {0}")]
+    Portable(String),
+    /// A restore target that already holds rows.
+    #[error(
+        "the target database is not empty (table {0} has rows): restore only into an empty database"
+    )]
+    NotEmpty(String),
+    /// A portable snapshot made by a binary with another schema version.
+    #[error(
+        "the snapshot has {snapshot} migrations and this binary {binary}: restore it with the version that made it, then upgrade"
+    )]
+    SchemaVersion {
+        /// Migrations in the snapshot.
+        snapshot: usize,
+        /// Migrations this binary knows.
+        binary: usize,
+    },
 }
 
 /// Pool settings.

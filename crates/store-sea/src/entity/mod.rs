@@ -16,5 +16,6 @@ pub mod mfa_totp;
 pub mod outbox_attempt;
 pub mod outbox_message;
 pub mod ownership_transfer;
+pub mod scheduled_job;
 pub mod session;
 pub mod user;

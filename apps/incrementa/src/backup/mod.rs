@@ -1,14 +1,22 @@
 //! Encrypted backups (BAK-1, BAK-3): `incrementa backup create | list | verify | restore`.
 //!
-//! A backup is a consistent snapshot of the whole database — SQLite: `VACUUM INTO` (a
-//! transactionally consistent copy taken while the server runs); PostgreSQL: `pg_dump`, which
-//! reads every table in one repeatable-read snapshot — compressed with zstd and sealed with
-//! [`crypto::BackupCipher`] (AES-256-CTR + HMAC-SHA-256 in 64 KiB chunks under a key derived from
-//! the master key), streamed end to end so memory stays flat. Beside each `.ibk` file lies a
-//! manifest (format, backend, schema version, row counts, sizes, SHA-256 of the sealed file)
-//! whose MAC binds it to the same key. Backups go to every destination directory; one failing
-//! does not stop the others, and each outcome is audited (`backup.created`, `backup.failed`).
-//! Restores go only into an empty database and end by verifying the audit chains.
+//! A backup is a consistent snapshot of the whole database, taken while the server runs. The
+//! default, **portable** snapshot ([`store_sea::portable`]) writes every row of every table as
+//! JSON Lines from one read transaction (PostgreSQL: read-only repeatable read) and restores
+//! into SQLite or PostgreSQL alike — the migration path from the embedded default. The
+//! **native** one is the database's own copy: SQLite `VACUUM INTO`, PostgreSQL `pg_dump` (one
+//! repeatable-read snapshot); it restores only into the same kind of database. Either is
+//! compressed with zstd and sealed with [`crypto::BackupCipher`] (AES-256-CTR + HMAC-SHA-256 in
+//! 64 KiB chunks under a key derived from the master key), streamed end to end so memory stays
+//! flat. Beside each `.ibk` file lies a manifest (format, backend, snapshot kind, schema version,
+//! row counts, sizes, SHA-256 of the sealed file) whose MAC binds it to the same key. Backups go
+//! to every [`Destination`] (directories and S3-compatible buckets); one failing does not stop
+//! the others, and each outcome is audited (`backup.created`, `backup.failed`). Restores go only
+//! into an empty database and end by verifying the audit chains.
+
+mod destination;
+
+pub use destination::{Destination, locate};
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -33,8 +41,13 @@ pub struct Manifest {
     pub file: String,
     /// When the snapshot was taken (RFC 3339).
     pub created_at: String,
-    /// `sqlite` (a database file) or `postgres` (a `pg_dump` script).
+    /// The database it was taken from: `sqlite` or `postgres`.
     pub backend: String,
+    /// `portable` (JSON Lines of every row); absent for a native snapshot (an SQLite file or a
+    /// `pg_dump` script, by `backend`). Absent fields are not serialized, so manifests written
+    /// before this field existed keep their MAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     /// Migrations applied in the snapshot.
     pub migrations: u32,
     /// Rows per table when the snapshot was taken.
@@ -54,6 +67,109 @@ struct SignedManifest {
     manifest: Manifest,
     /// HMAC of the manifest's JSON under the backup key.
     mac: String,
+}
+
+/// Which snapshot `create` takes (`INCREMENTA_BACKUP_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotKind {
+    /// Every row as JSON Lines; restores into SQLite or PostgreSQL.
+    Portable,
+    /// The database's own copy; restores into the same kind of database.
+    Native,
+}
+
+impl SnapshotKind {
+    /// `portable` or `native`.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "portable" => Some(Self::Portable),
+            "native" => Some(Self::Native),
+            _ => None,
+        }
+    }
+}
+
+/// Where long operations report how far they are (`--progress`, or stderr being a terminal).
+#[derive(Clone, Default)]
+pub struct Progress(Option<Arc<Sink>>);
+
+type Sink = dyn Fn(&str) + Send + Sync;
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress(on)"
+        } else {
+            "Progress(off)"
+        })
+    }
+}
+
+impl Progress {
+    /// Reports nothing.
+    #[must_use]
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Reports to `sink`, one message per call.
+    #[must_use]
+    pub fn to(sink: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(sink)))
+    }
+
+    /// Builds the message only when someone listens.
+    pub fn say(&self, message: impl FnOnce() -> String) {
+        if let Some(sink) = &self.0 {
+            sink(&message());
+        }
+    }
+}
+
+/// `1.5 MiB`.
+#[must_use]
+pub fn human_bytes(n: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // for display only
+    let x = n as f64;
+    if n < 1024 {
+        format!("{n} B")
+    } else if n < 1024 * 1024 {
+        format!("{:.1} KiB", x / 1024.0)
+    } else if n < 1024 * 1024 * 1024 {
+        format!("{:.1} MiB", x / (1024.0 * 1024.0))
+    } else {
+        format!("{:.2} GiB", x / (1024.0 * 1024.0 * 1024.0))
+    }
+}
+
+/// Counts bytes read and reports every tenth of `total`.
+struct ProgressReader<R> {
+    inner: R,
+    n: u64,
+    total: u64,
+    reported: u64,
+    what: &'static str,
+    progress: Progress,
+}
+
+impl<R: Read> Read for ProgressReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        if self.total > 0 && (self.n - self.reported) * 10 >= self.total {
+            self.reported = self.n;
+            let (what, n, total) = (self.what, self.n, self.total);
+            self.progress.say(|| {
+                format!(
+                    "{what}: {}% of {}",
+                    (n * 100 / total).min(100),
+                    human_bytes(total)
+                )
+            });
+        }
+        Ok(k)
+    }
 }
 
 fn io_err(what: &str, path: &Path, e: &std::io::Error) -> String {
@@ -106,15 +222,43 @@ async fn row_counts(db: &DatabaseConnection) -> Result<BTreeMap<String, i64>, St
     Ok(out)
 }
 
-/// Takes the snapshot into `path`.
-async fn snapshot(db: &DatabaseConnection, url: &str, path: &Path) -> Result<(), String> {
+/// Takes the snapshot into `path`; returns the rows per table for the manifest.
+async fn snapshot(
+    db: &DatabaseConnection,
+    url: &str,
+    kind: SnapshotKind,
+    path: &Path,
+    progress: &Progress,
+) -> Result<BTreeMap<String, i64>, String> {
+    if kind == SnapshotKind::Portable {
+        let file = tokio::fs::File::create(path)
+            .await
+            .map_err(|e| io_err("cannot write", path, &e))?;
+        let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, file);
+        let report = progress.clone();
+        let counts = store_sea::portable::export(db, &mut out, &move |table, rows| {
+            report.say(|| format!("snapshot: {table}, {rows} rows"));
+        })
+        .await
+        .map_err(|e| format!("snapshot failed: {}", error_chain(&e)))?;
+        out.into_inner()
+            .sync_all()
+            .await
+            .map_err(|e| io_err("cannot sync", path, &e))?;
+        return Ok(counts
+            .into_iter()
+            .map(|(t, n)| (t, i64::try_from(n).unwrap_or(i64::MAX)))
+            .collect());
+    }
+    // Native snapshots count rows just before the copy (informational).
+    let tables = row_counts(db).await?;
+    progress.say(|| "snapshot: copying the database".to_owned());
     match db.get_database_backend() {
         DbBackend::Sqlite => {
             let target = path.to_str().ok_or("the temporary path is not UTF-8")?;
             db.execute_unprepared(&format!("VACUUM INTO '{}'", target.replace('\'', "''")))
                 .await
                 .map_err(|e| format!("SQLite snapshot failed: {e}"))?;
-            Ok(())
         }
         _ => {
             let out = tokio::process::Command::new("pg_dump")
@@ -125,16 +269,30 @@ async fn snapshot(db: &DatabaseConnection, url: &str, path: &Path) -> Result<(),
                 .output()
                 .await
                 .map_err(|e| format!("cannot run pg_dump (is it installed?): {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(format!(
+            if !out.status.success() {
+                return Err(format!(
                     "pg_dump failed: {}",
                     String::from_utf8_lossy(&out.stderr).trim()
-                ))
+                ));
             }
         }
     }
+    Ok(tables)
+}
+
+/// An error and its sources, for the command line (`database error: …`).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// Compresses and seals `snapshot` into `sealed`; returns (snapshot bytes, sealed bytes).
@@ -142,11 +300,20 @@ fn seal_file(
     cipher: &crypto::BackupCipher,
     snapshot: &Path,
     sealed: &Path,
+    progress: &Progress,
 ) -> Result<(u64, u64), String> {
     let input = std::fs::File::open(snapshot).map_err(|e| io_err("cannot read", snapshot, &e))?;
     let snapshot_bytes = input.metadata().map(|m| m.len()).unwrap_or(0);
-    let compressed = zstd::stream::read::Encoder::new(BufReader::new(input), 3)
-        .map_err(|e| format!("zstd: {e}"))?;
+    let counted = ProgressReader {
+        inner: BufReader::new(input),
+        n: 0,
+        total: snapshot_bytes,
+        reported: 0,
+        what: "compressing and encrypting",
+        progress: progress.clone(),
+    };
+    let compressed =
+        zstd::stream::read::Encoder::new(counted, 3).map_err(|e| format!("zstd: {e}"))?;
     let output = std::fs::File::create(sealed).map_err(|e| io_err("cannot write", sealed, &e))?;
     let mut output = BufWriter::new(output);
     let written = cipher
@@ -161,17 +328,35 @@ fn seal_file(
 }
 
 /// Opens, decompresses and writes a sealed file into `out`; returns the plaintext bytes.
-fn open_file(cipher: &crypto::BackupCipher, sealed: &Path, out: impl Write) -> Result<u64, String> {
+fn open_file(
+    cipher: &crypto::BackupCipher,
+    sealed: &Path,
+    out: impl Write,
+    progress: &Progress,
+) -> Result<u64, String> {
     let input = std::fs::File::open(sealed).map_err(|e| io_err("cannot read", sealed, &e))?;
+    let total = input.metadata().map(|m| m.len()).unwrap_or(0);
+    let counted = ProgressReader {
+        inner: BufReader::new(input),
+        n: 0,
+        total,
+        reported: 0,
+        what: "decrypting and checking",
+        progress: progress.clone(),
+    };
     let mut decoder = zstd::stream::write::Decoder::new(CountingWriter { inner: out, n: 0 })
         .map_err(|e| format!("zstd: {e}"))?;
     cipher
-        .open(BufReader::new(input), &mut decoder)
+        .open(counted, &mut decoder)
         .map_err(|e| e.to_string())?;
     decoder
         .flush()
         .map_err(|e| format!("the compressed stream is corrupt: {e}"))?;
-    Ok(decoder.into_inner().n)
+    let mut inner = decoder.into_inner();
+    inner
+        .flush()
+        .map_err(|e| format!("cannot write the snapshot: {e}"))?;
+    Ok(inner.n)
 }
 
 struct CountingWriter<W> {
@@ -190,29 +375,16 @@ impl<W: Write> Write for CountingWriter<W> {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("part");
-    std::fs::write(&tmp, bytes).map_err(|e| io_err("cannot write", &tmp, &e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_err("cannot write", path, &e))
-}
-
-fn copy_atomically(from: &Path, to: &Path) -> Result<(), String> {
-    let tmp = to.with_extension("ibk.part");
-    std::fs::copy(from, &tmp).map_err(|e| io_err("cannot write", &tmp, &e))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| io_err("cannot sync", &tmp, &e))?;
-    std::fs::rename(&tmp, to).map_err(|e| io_err("cannot write", to, &e))
-}
-
-/// The destinations of `backup create`: `<data_dir>/backups` and `INCREMENTA_BACKUP_DIR_2`.
-#[must_use]
-pub fn default_destinations(settings: &Settings) -> Vec<PathBuf> {
-    let mut out = vec![settings.data_dir.join("backups")];
-    if let Some(second) = &settings.backup_dir_2 {
-        out.push(second.clone());
+/// The configured destinations: `<data_dir>/backups` and `INCREMENTA_BACKUP_REMOTE`.
+///
+/// # Errors
+/// The remote destination is not valid (configuration validation catches this first).
+pub fn default_destinations(settings: &Settings) -> Result<Vec<Destination>, String> {
+    let mut out = vec![Destination::local(&settings.data_dir.join("backups"))];
+    if let Some(second) = &settings.backup_remote {
+        out.push(Destination::parse(second)?);
     }
-    out
+    Ok(out)
 }
 
 /// What `create` did per destination.
@@ -221,16 +393,22 @@ pub struct CreateReport {
     /// The manifest written.
     pub manifest: Manifest,
     /// Destinations written.
-    pub written: Vec<PathBuf>,
+    pub written: Vec<String>,
     /// Destinations that failed, with why.
-    pub failed: Vec<(PathBuf, String)>,
+    pub failed: Vec<(String, String)>,
 }
 
 /// `backup create`: snapshot, compress, seal, write to every destination, prune, audit.
 ///
 /// # Errors
 /// When no destination received the backup (and when the snapshot itself fails).
-pub async fn create(settings: &Settings, destinations: &[PathBuf]) -> Result<CreateReport, String> {
+pub async fn create(
+    settings: &Settings,
+    destinations: &[Destination],
+    progress: &Progress,
+) -> Result<CreateReport, String> {
+    let kind = SnapshotKind::parse(&settings.backup_format)
+        .ok_or("INCREMENTA_BACKUP_FORMAT must be portable or native")?;
     let (ring, _) = startup::keyring(settings).map_err(|e| e.to_string())?;
     let cipher = Arc::new(crypto::BackupCipher::new(&ring));
     let db = startup::database(settings)
@@ -240,65 +418,90 @@ pub async fn create(settings: &Settings, destinations: &[PathBuf]) -> Result<Cre
     let now = kernel::SystemClock.now();
     let name = format!("incrementa-{}", now.format("%Y%m%dT%H%M%S%.3fZ"));
     let work = tempdir_in(&settings.data_dir)?;
-    let raw = work.join("snapshot");
-    let url = startup::database_url(settings);
-    let tables = row_counts(&db).await?;
-    snapshot(&db, &url, &raw).await?;
-    let sealed = work.join(format!("{name}.ibk"));
-    let (snapshot_bytes, sealed_bytes) = {
-        let (c, r, s) = (cipher.clone(), raw.clone(), sealed.clone());
-        tokio::task::spawn_blocking(move || seal_file(&c, &r, &s))
-            .await
-            .map_err(|e| format!("the backup worker failed: {e}"))??
-    };
-    let _ = std::fs::remove_file(&raw);
-    let manifest = Manifest {
-        format: 1,
-        file: format!("{name}.ibk"),
-        created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        backend: match db.get_database_backend() {
-            DbBackend::Sqlite => "sqlite".into(),
-            _ => "postgres".into(),
-        },
-        migrations: u32::try_from(store_sea::migration_count()).unwrap_or(0),
-        tables,
-        snapshot_bytes,
-        sealed_bytes,
-        sha256: sha256_file(&sealed)?,
-        key_id: cipher.current_key_id(),
-    };
-    let json = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
-    let mac = cipher
-        .manifest_mac(manifest.key_id, &json)
-        .ok_or("no master key")?;
-    let signed = serde_json::to_vec_pretty(&SignedManifest {
-        manifest: manifest.clone(),
-        mac,
-    })
-    .map_err(|e| e.to_string())?;
-    let mut report = CreateReport {
-        manifest: manifest.clone(),
-        written: Vec::new(),
-        failed: Vec::new(),
-    };
-    for dest in destinations {
-        let result = std::fs::create_dir_all(dest)
-            .map_err(|e| io_err("cannot create", dest, &e))
-            .and_then(|()| copy_atomically(&sealed, &dest.join(&manifest.file)))
-            .and_then(|()| write_atomically(&dest.join(format!("{name}.manifest.json")), &signed))
-            .and_then(|()| prune(dest, settings.backup_keep));
-        match result {
-            Ok(()) => report.written.push(dest.clone()),
-            Err(e) => report.failed.push((dest.clone(), e)),
+    let result = async {
+        let raw = work.join("snapshot");
+        let url = startup::database_url(settings);
+        let tables = snapshot(&db, &url, kind, &raw, progress).await?;
+        let sealed = work.join(format!("{name}.ibk"));
+        let (snapshot_bytes, sealed_bytes) = {
+            let (c, r, s, p) = (
+                cipher.clone(),
+                raw.clone(),
+                sealed.clone(),
+                progress.clone(),
+            );
+            tokio::task::spawn_blocking(move || seal_file(&c, &r, &s, &p))
+                .await
+                .map_err(|e| format!("the backup worker failed: {e}"))??
+        };
+        let _ = std::fs::remove_file(&raw);
+        let manifest = Manifest {
+            format: 1,
+            file: format!("{name}.ibk"),
+            created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            backend: match db.get_database_backend() {
+                DbBackend::Sqlite => "sqlite".into(),
+                _ => "postgres".into(),
+            },
+            snapshot: (kind == SnapshotKind::Portable).then(|| "portable".to_owned()),
+            migrations: u32::try_from(store_sea::migration_count()).unwrap_or(0),
+            tables,
+            snapshot_bytes,
+            sealed_bytes,
+            sha256: sha256_file(&sealed)?,
+            key_id: cipher.current_key_id(),
+        };
+        progress.say(|| {
+            format!(
+                "sealed: {} of database into {}",
+                human_bytes(snapshot_bytes),
+                human_bytes(sealed_bytes)
+            )
+        });
+        let json = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+        let mac = cipher
+            .manifest_mac(manifest.key_id, &json)
+            .ok_or("no master key")?;
+        let signed = serde_json::to_vec_pretty(&SignedManifest {
+            manifest: manifest.clone(),
+            mac,
+        })
+        .map_err(|e| e.to_string())?;
+        let mut report = CreateReport {
+            manifest,
+            written: Vec::new(),
+            failed: Vec::new(),
+        };
+        for dest in destinations {
+            let result = match dest.put(&name, &sealed, &signed, progress).await {
+                Ok(()) => dest.prune(settings.backup_keep).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => report.written.push(dest.to_string()),
+                Err(e) => {
+                    progress.say(|| format!("FAILED {dest}: {e}"));
+                    report.failed.push((dest.to_string(), e));
+                }
+            }
         }
+        Ok::<_, String>(report)
     }
+    .await;
     let _ = std::fs::remove_dir_all(&work);
+    let report = result?;
     let ctx = RequestContext::default();
     let ids = crypto::RandomIds;
     for dest in &report.written {
-        let record = AuditRecord::new(ids.new_id(), now, Action::BACKUP_CREATED, Outcome::Success, &ctx)
-            .target("backup", &manifest.file)
-            .details(serde_json::json!({ "destination": dest.display().to_string(), "bytes": manifest.sealed_bytes }));
+        let record = AuditRecord::new(
+            ids.new_id(),
+            now,
+            Action::BACKUP_CREATED,
+            Outcome::Success,
+            &ctx,
+        )
+        .target("backup", &report.manifest.file)
+        .details(serde_json::json!({ "destination": dest, "bytes": report.manifest.sealed_bytes }));
         store.record(record).await.map_err(|e| e.to_string())?;
     }
     for (dest, why) in &report.failed {
@@ -309,8 +512,8 @@ pub async fn create(settings: &Settings, destinations: &[PathBuf]) -> Result<Cre
             Outcome::Failure,
             &ctx,
         )
-        .target("backup", &manifest.file)
-        .details(serde_json::json!({ "destination": dest.display().to_string(), "error": why }));
+        .target("backup", &report.manifest.file)
+        .details(serde_json::json!({ "destination": dest, "error": why }));
         store.record(record).await.map_err(|e| e.to_string())?;
     }
     if report.written.is_empty() {
@@ -319,7 +522,7 @@ pub async fn create(settings: &Settings, destinations: &[PathBuf]) -> Result<Cre
             report
                 .failed
                 .iter()
-                .map(|(d, e)| format!("{}: {e}", d.display()))
+                .map(|(d, e)| format!("{d}: {e}"))
                 .collect::<Vec<_>>()
                 .join("; ")
         ));
@@ -339,40 +542,6 @@ fn tempdir_in(data_dir: &Path) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// Keeps the newest `keep` backups in `dir` (names sort by time).
-fn prune(dir: &Path, keep: usize) -> Result<(), String> {
-    let mut names = list_dir(dir)?;
-    while names.len() > keep.max(1) {
-        let oldest = names.remove(0);
-        let _ = std::fs::remove_file(dir.join(format!("{oldest}.ibk")));
-        let _ = std::fs::remove_file(dir.join(format!("{oldest}.manifest.json")));
-    }
-    Ok(())
-}
-
-/// Backup names (without extension) in `dir`, oldest first.
-///
-/// # Errors
-/// The directory cannot be read.
-pub fn list_dir(dir: &Path) -> Result<Vec<String>, String> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("cannot read", dir, &e)),
-    };
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".manifest.json"))
-                .map(str::to_owned)
-        })
-        .collect();
-    names.sort();
-    Ok(names)
-}
-
 fn manifest_path(file: &Path) -> PathBuf {
     let name = file
         .file_name()
@@ -382,21 +551,50 @@ fn manifest_path(file: &Path) -> PathBuf {
     file.with_file_name(format!("{stem}.manifest.json"))
 }
 
+/// Makes `reference` (a local `.ibk` path or a URL) a local file, fetching it into `work` when
+/// it is remote.
+async fn local_copy(reference: &str, work: &Path, progress: &Progress) -> Result<PathBuf, String> {
+    let (dest, name) = locate(reference)?;
+    match dest.local_dir() {
+        Some(dir) => Ok(dir.join(format!("{name}.ibk"))),
+        None => {
+            progress.say(|| format!("fetching {name} from {dest}"));
+            dest.fetch(&name, work).await
+        }
+    }
+}
+
 /// `backup verify`: the manifest's MAC, the file's checksum, every chunk's tag, and the
-/// compressed stream, without restoring anything. Returns the manifest.
+/// compressed stream, without restoring anything. `reference` is a local `.ibk` path or a URL
+/// (`s3://bucket/prefix/name.ibk`). Returns the manifest.
 ///
 /// # Errors
 /// A message naming the first problem.
-pub fn verify(settings: &Settings, file: &Path) -> Result<Manifest, String> {
+pub async fn verify(
+    settings: &Settings,
+    reference: &str,
+    progress: &Progress,
+) -> Result<Manifest, String> {
     let (ring, _) = startup::keyring(settings).map_err(|e| e.to_string())?;
-    let cipher = crypto::BackupCipher::new(&ring);
-    verify_into(&cipher, file, std::io::sink())
+    let cipher = Arc::new(crypto::BackupCipher::new(&ring));
+    let work = tempdir_in(&settings.data_dir)?;
+    let result = async {
+        let file = local_copy(reference, &work, progress).await?;
+        let p = progress.clone();
+        tokio::task::spawn_blocking(move || verify_into(&cipher, &file, std::io::sink(), &p))
+            .await
+            .map_err(|e| format!("the backup worker failed: {e}"))?
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
 }
 
 fn verify_into(
     cipher: &crypto::BackupCipher,
     file: &Path,
     out: impl Write,
+    progress: &Progress,
 ) -> Result<Manifest, String> {
     let mpath = manifest_path(file);
     let text = std::fs::read(&mpath).map_err(|e| io_err("cannot read the manifest", &mpath, &e))?;
@@ -425,7 +623,7 @@ fn verify_into(
             m.sha256
         ));
     }
-    let bytes = open_file(cipher, file, out)?;
+    let bytes = open_file(cipher, file, out, progress)?;
     if bytes != m.snapshot_bytes {
         return Err(format!(
             "the snapshot has {bytes} bytes, the manifest says {}",
@@ -436,48 +634,80 @@ fn verify_into(
 }
 
 /// `backup restore`: verifies the backup, then writes it into the configured database, which
-/// must be empty (no file, an empty file, or no tables); finally verifies the audit chains.
+/// must be empty; finally verifies the audit chains. A portable backup restores into SQLite or
+/// PostgreSQL, all rows in one transaction; a native one into the kind it was taken from.
 /// Returns the number of chains verified.
 ///
 /// # Errors
-/// A message naming the problem; nothing is written to a database that is not empty.
-pub async fn restore(settings: &Settings, file: &Path) -> Result<usize, String> {
+/// A message naming the problem; nothing is written to a database that is not empty, and a
+/// failed portable restore leaves nothing behind.
+pub async fn restore(
+    settings: &Settings,
+    reference: &str,
+    progress: &Progress,
+) -> Result<usize, String> {
     let (ring, _) = startup::keyring(settings).map_err(|e| e.to_string())?;
     let cipher = Arc::new(crypto::BackupCipher::new(&ring));
     let work = tempdir_in(&settings.data_dir)?;
     let raw = work.join("snapshot");
     let result = async {
+        let file = local_copy(reference, &work, progress).await?;
         let out = std::fs::File::create(&raw).map_err(|e| io_err("cannot write", &raw, &e))?;
         let manifest = {
-            let (c, f) = (cipher.clone(), file.to_owned());
-            tokio::task::spawn_blocking(move || verify_into(&c, &f, BufWriter::new(out)))
+            let (c, p) = (cipher.clone(), progress.clone());
+            tokio::task::spawn_blocking(move || verify_into(&c, &file, BufWriter::new(out), &p))
                 .await
                 .map_err(|e| format!("the backup worker failed: {e}"))??
         };
         let url = startup::database_url(settings);
-        match manifest.backend.as_str() {
-            "sqlite" => {
+        match (manifest.snapshot.as_deref(), manifest.backend.as_str()) {
+            (Some("portable"), _) => {
+                let db = store_sea::connect(&url, store_sea::PoolSettings::default())
+                    .await
+                    .map_err(|e| error_chain(&e))?;
+                let file = tokio::fs::File::open(&raw)
+                    .await
+                    .map_err(|e| io_err("cannot read", &raw, &e))?;
+                let mut input = tokio::io::BufReader::with_capacity(256 * 1024, file);
+                let report = progress.clone();
+                let loaded = store_sea::portable::import(&db, &mut input, &move |table, rows| {
+                    report.say(|| format!("restoring: {table}, {rows} rows"));
+                })
+                .await
+                .map_err(|e| error_chain(&e))?;
+                db.close().await.map_err(|e| e.to_string())?;
+                for (table, n) in &manifest.tables {
+                    let got = loaded.get(table).copied().unwrap_or(0);
+                    if i64::try_from(got).ok() != Some(*n) {
+                        return Err(format!(
+                            "restored {got} rows of {table}, the manifest says {n}"
+                        ));
+                    }
+                }
+            }
+            (None, "sqlite") => {
                 let path = url
                     .strip_prefix("sqlite://")
                     .or_else(|| url.strip_prefix("sqlite:"))
                     .map(|p| p.split('?').next().unwrap_or(p))
-                    .ok_or("a SQLite backup restores into a SQLite database (set DATABASE_URL to sqlite://…)")?;
+                    .ok_or("a native SQLite backup restores into a SQLite database (set DATABASE_URL to sqlite://…); portable backups restore into either")?;
                 let target = PathBuf::from(path);
                 if std::fs::metadata(&target).is_ok_and(|m| m.len() > 0) {
                     return Err(format!("{} exists and is not empty: restore only into an empty database", target.display()));
                 }
                 std::fs::copy(&raw, &target).map_err(|e| io_err("cannot write", &target, &e))?;
             }
-            "postgres" => {
+            (None, "postgres") => {
                 let db = store_sea::connect(&url, store_sea::PoolSettings::default())
                     .await
                     .map_err(|e| e.to_string())?;
                 if db.get_database_backend() != DbBackend::Postgres {
-                    return Err("a PostgreSQL backup restores into a PostgreSQL database".into());
+                    return Err("a native PostgreSQL backup restores into a PostgreSQL database; portable backups restore into either".into());
                 }
                 if !row_counts(&db).await?.is_empty() {
                     return Err("the target database has tables: restore only into an empty database".into());
                 }
+                progress.say(|| "restoring: loading the pg_dump script".to_owned());
                 let out = tokio::process::Command::new("psql")
                     .args(["--quiet", "--no-psqlrc", "--set", "ON_ERROR_STOP=1", "--single-transaction", "--file"])
                     .arg(&raw)
@@ -489,7 +719,11 @@ pub async fn restore(settings: &Settings, file: &Path) -> Result<usize, String> 
                     return Err(format!("psql failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
                 }
             }
-            other => return Err(format!("unknown backend {other:?} in the manifest")),
+            (snapshot, backend) => {
+                return Err(format!(
+                    "unknown snapshot {snapshot:?} of backend {backend:?} in the manifest"
+                ));
+            }
         }
         Ok(())
     }
@@ -497,6 +731,7 @@ pub async fn restore(settings: &Settings, file: &Path) -> Result<usize, String> 
     let _ = std::fs::remove_dir_all(&work);
     result?;
     // BAK-3: the restored audit log must verify.
+    progress.say(|| "verifying the audit chains".to_owned());
     let audit = startup::audit_for_cli(settings)
         .await
         .map_err(|e| e.to_string())?;

@@ -1,0 +1,260 @@
+//! BAK-1: the portable snapshot carries every table, loads into either database, and a load
+//! that fails for any reason leaves the target exactly as it was.
+
+use std::collections::BTreeSet;
+
+use ::accounts::AccountRepository as _;
+use ::audit::AuditSink as _;
+use store_sea::portable;
+
+use super::*;
+
+async fn user_tables(conn: &DatabaseConnection) -> BTreeSet<String> {
+    let sql = match conn.get_database_backend() {
+        sea_orm::DbBackend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        }
+        _ => {
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+        }
+    };
+    conn.query_all_raw(Statement::from_string(
+        conn.get_database_backend(),
+        sql.to_owned(),
+    ))
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| r.try_get_by_index::<String>(0).unwrap())
+    .filter(|t| t != "seaql_migrations")
+    .collect()
+}
+
+async fn populate(store: &SeaStore) {
+    for n in 0..3 {
+        let c = company();
+        let owner = user(&c, &format!("owner{n}@example.com"), Role::Owner);
+        store
+            .create_company_with_owner(
+                &c,
+                &owner,
+                vec![record(Action::COMPANY_CREATED, Some(c.id))],
+            )
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            store
+                .record(record(Action::SESSION_LOGIN, Some(c.id)))
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .record(record(Action::BACKUP_CREATED, None))
+        .await
+        .unwrap();
+    assert!(store.claim_daily("backup", "2026-11-21").await.unwrap());
+}
+
+async fn export(conn: &DatabaseConnection) -> (String, portable::Counts) {
+    let mut out = Vec::new();
+    let counts = portable::export(conn, &mut out, &|_, _| {}).await.unwrap();
+    (String::from_utf8(out).unwrap(), counts)
+}
+
+async fn import(
+    conn: &DatabaseConnection,
+    text: &str,
+) -> Result<portable::Counts, store_sea::StoreError> {
+    let mut input = text.as_bytes();
+    portable::import(conn, &mut input, &|_, _| {}).await
+}
+
+/// Lines without the header (which names the source backend).
+fn body(text: &str) -> Vec<&str> {
+    text.lines().skip(1).collect()
+}
+
+async fn total_rows(conn: &DatabaseConnection) -> i64 {
+    let mut n = 0;
+    for t in portable::table_names() {
+        n += count(conn, &format!("SELECT COUNT(*) FROM \"{t}\"")).await;
+    }
+    n
+}
+
+/// A connection to a database without any migration applied.
+async fn bare(db: &TestDb) -> DatabaseConnection {
+    store_sea::connect(&db.url, store_sea::PoolSettings::default())
+        .await
+        .unwrap()
+}
+
+async fn fresh(backend: &str) -> Option<TestDb> {
+    match backend {
+        "sqlite" => Some(TestDb::sqlite()),
+        _ => TestDb::postgres().await,
+    }
+}
+
+#[tokio::test]
+async fn the_portable_snapshot_carries_every_table_of_the_schema() {
+    for (db, _store, conn) in stores().await {
+        let carried: BTreeSet<String> = portable::table_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(
+            carried,
+            user_tables(&conn).await,
+            "{}: a table is missing from portable::tables()",
+            db.backend
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_portable_snapshot_loads_into_either_database_row_for_row() {
+    for (source, store, conn) in stores().await {
+        populate(&store).await;
+        let (text, counts) = export(&conn).await;
+        assert_eq!(counts["users"], 3);
+        assert_eq!(counts["audit_events"], 19);
+        assert_eq!(counts["scheduled_jobs"], 1);
+        // The same data gives the same snapshot.
+        assert_eq!(export(&conn).await.0, text, "{}", source.backend);
+        for target_backend in ["sqlite", "postgres"] {
+            let Some(target) = fresh(target_backend).await else {
+                continue;
+            };
+            let target_conn = bare(&target).await;
+            let loaded = import(&target_conn, &text).await.unwrap();
+            assert_eq!(loaded, counts, "{} → {}", source.backend, target.backend);
+            let (again, _) = export(&target_conn).await;
+            assert_eq!(
+                body(&again),
+                body(&text),
+                "{} → {}",
+                source.backend,
+                target.backend
+            );
+            // The loaded database is a working store: the chains continue where they stopped.
+            let loaded_store = SeaStore::new(target_conn.clone(), chain());
+            loaded_store
+                .record(record(Action::BACKUP_CREATED, None))
+                .await
+                .unwrap();
+            assert!(
+                !loaded_store
+                    .claim_daily("backup", "2026-11-21")
+                    .await
+                    .unwrap()
+            );
+            assert!(store_sea::migrations_current(&target_conn).await.unwrap());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_load_that_fails_leaves_the_target_untouched() {
+    for (source, store, conn) in stores().await {
+        populate(&store).await;
+        let (text, _) = export(&conn).await;
+        let lines: Vec<&str> = text.lines().collect();
+        let users_at = lines
+            .iter()
+            .position(|l| *l == r#"{"table":"users"}"#)
+            .unwrap();
+        let end = lines.len() - 1;
+        let with = |i: usize, replacement: &str| {
+            let mut l = lines.clone();
+            l[i] = replacement;
+            l.join("\n") + "\n"
+        };
+        let without = |i: usize| {
+            let mut l = lines.clone();
+            l.remove(i);
+            l.join("\n") + "\n"
+        };
+        let header = lines[0].replace(
+            &format!("\"migrations\":{}", store_sea::migration_count()),
+            "\"migrations\":3",
+        );
+        let doubled = {
+            let mut l = lines.clone();
+            l.insert(end, r#"{"table":"users"}"#);
+            l.join("\n") + "\n"
+        };
+        let cases: Vec<(&str, String, &str)> = vec![
+            (
+                "a damaged row",
+                with(users_at + 2, r#"{"id":"not a uuid"}"#),
+                "line",
+            ),
+            ("no closing line", without(end), "cut short"),
+            ("a lost row", without(users_at + 1), "closing counts"),
+            (
+                "an unknown table",
+                with(users_at, r#"{"table":"passwords"}"#),
+                "unknown table",
+            ),
+            ("a table twice", doubled, "appears twice"),
+            ("another schema version", with(0, &header), "migrations"),
+            (
+                "not a snapshot",
+                "hello\n".to_owned(),
+                "not a portable snapshot",
+            ),
+            ("nothing", String::new(), "empty"),
+        ];
+        for (what, snapshot, expected) in cases {
+            let Some(target) = fresh(source.backend).await else {
+                continue;
+            };
+            let target_conn = bare(&target).await;
+            let err = import(&target_conn, &snapshot).await.unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains(expected),
+                "{}, {what}: {message}",
+                source.backend
+            );
+            // No personal data in the message.
+            assert!(!message.contains("example.com"), "{what}: {message}");
+            // Everything rolled back, migrations included; a good snapshot then loads.
+            assert!(
+                user_tables(&target_conn).await.is_empty(),
+                "{}, {what}",
+                source.backend
+            );
+            import(&target_conn, &text).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_database_with_rows_is_refused_and_left_as_it_was() {
+    for (db, store, conn) in stores().await {
+        populate(&store).await;
+        let (text, _) = export(&conn).await;
+        let before = total_rows(&conn).await;
+        let err = import(&conn, &text).await.unwrap_err();
+        assert!(
+            matches!(err, store_sea::StoreError::NotEmpty(_)),
+            "{}: {err}",
+            db.backend
+        );
+        assert!(
+            err.to_string()
+                .contains("restore only into an empty database")
+        );
+        assert_eq!(total_rows(&conn).await, before, "{}", db.backend);
+        // A migrated but empty database is fine (a server was started once).
+        let Some(target) = fresh(db.backend).await else {
+            continue;
+        };
+        let migrated = target.connect().await;
+        import(&migrated, &text).await.unwrap();
+        assert_eq!(total_rows(&migrated).await, before);
+    }
+}
