@@ -25,6 +25,10 @@ test:
 test-pg:
     TEST_DATABASE_URL={{pg_url}} cargo test -p store-sea -p incrementa
 
+# Backup tests with the S3 destination against a local S3-compatible server (moto from PyPI).
+test-s3:
+    eval "$(scripts/s3-test-server.sh)"; trap 'kill "$S3_SERVER_PID"' EXIT; TEST_DATABASE_URL={{pg_url}} cargo test -p incrementa backup
+
 # SAT conformance tests against the real SAT files.
 sat:
     SAT_FIXTURES_DIR={{sat_dir}} cargo test --workspace -- sat_conformance

@@ -696,6 +696,52 @@ mod tests {
     }
 
     #[test]
+    fn backup_destinations_and_formats_are_checked() {
+        let s = Settings::load(None, &env(&[])).unwrap();
+        assert_eq!(
+            (s.backup_format.as_str(), s.backup_remote.as_deref()),
+            ("portable", None)
+        );
+        let s = Settings::load(
+            None,
+            &env(&[("INCREMENTA_BACKUP_REMOTE", "s3://bucket/daily")]),
+        )
+        .unwrap();
+        assert_eq!(s.backup_remote.as_deref(), Some("s3://bucket/daily"));
+        // The former name still works.
+        let s = Settings::load(None, &env(&[("INCREMENTA_BACKUP_DIR_2", "/mnt/share")])).unwrap();
+        assert_eq!(s.backup_remote.as_deref(), Some("/mnt/share"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("incrementa.toml");
+        std::fs::write(
+            &file,
+            "backup_dir_2 = \"/mnt/old\"\nbackup_format = \"native\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file), &env(&[])).unwrap();
+        assert_eq!(s.backup_remote.as_deref(), Some("/mnt/old"));
+        assert_eq!(s.backup_format, "native");
+        for (name, value, expected) in [
+            ("INCREMENTA_BACKUP_FORMAT", "zip", "portable or native"),
+            (
+                "INCREMENTA_BACKUP_REMOTE",
+                "ftp://host/x",
+                "unsupported destination scheme",
+            ),
+            (
+                "INCREMENTA_BACKUP_REMOTE",
+                "s3://key:hunter2@bucket/x",
+                "credentials",
+            ),
+        ] {
+            let err = Settings::load(None, &env(&[(name, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected) && !err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
     fn secrets_never_reach_debug() {
         let s = Settings::load(
             None,

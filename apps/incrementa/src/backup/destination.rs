@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt as _;
+use object_store::ClientConfigKey;
 use object_store::ObjectStore;
 use object_store::ObjectStoreExt as _;
+use object_store::aws::AmazonS3ConfigKey;
 use object_store::path::Path as ObjectPath;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -109,10 +111,15 @@ impl Destination {
                         max_retries: 3,
                         retry_timeout: Duration::from_secs(120),
                     })
-                    .with_client_options(
-                        object_store::ClientOptions::new()
-                            .with_connect_timeout(Duration::from_secs(10))
-                            .with_timeout(Duration::from_secs(300)),
+                    // Set key by key: replacing the client options would drop the ones read
+                    // from the environment (AWS_ALLOW_HTTP among them).
+                    .with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                        "10 seconds",
+                    )
+                    .with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                        "5 minutes",
                     )
                     .build()
                     .map_err(|e| format!("cannot use {spec}: {e}"))?;
@@ -197,7 +204,7 @@ impl Destination {
                 upload
                     .write_all(buf.get(..n).unwrap_or_default())
                     .await
-                    .map_err(|e| format!("cannot write to {self}: {e}"))?;
+                    .map_err(|e| format!("cannot write to {self}: {}", super::error_chain(&e)))?;
                 sent += n as u64;
                 if total > 0 && (sent - last_reported) * 10 >= total {
                     last_reported = sent;
@@ -210,23 +217,26 @@ impl Destination {
                     });
                 }
             }
-            upload
-                .shutdown()
-                .await
-                .map_err(|e| format!("cannot write to {self}: {e}"))
+            Ok(())
         }
         .await;
         if let Err(e) = copied {
+            // Nothing of a failed upload stays behind (S3 keeps unfinished parts otherwise).
             let _ = upload.abort().await;
             return Err(e);
         }
+        // Completes the upload; a failure here leaves nothing to abort.
+        upload
+            .shutdown()
+            .await
+            .map_err(|e| format!("cannot write to {self}: {}", super::error_chain(&e)))?;
         store
             .put(
                 &prefix.clone().join(format!("{name}.manifest.json")),
                 manifest.to_vec().into(),
             )
             .await
-            .map_err(|e| format!("cannot write to {self}: {e}"))?;
+            .map_err(|e| format!("cannot write to {self}: {}", super::error_chain(&e)))?;
         if let Kind::Local(dir) = &self.kind {
             sync_local(dir, name)?;
         }
@@ -245,7 +255,7 @@ impl Destination {
         let listing = store
             .list_with_delimiter(Some(&prefix))
             .await
-            .map_err(|e| format!("cannot list {self}: {e}"))?;
+            .map_err(|e| format!("cannot list {self}: {}", super::error_chain(&e)))?;
         let mut names: Vec<String> = listing
             .objects
             .iter()
@@ -273,7 +283,12 @@ impl Destination {
             for file in [format!("{old}.manifest.json"), format!("{old}.ibk")] {
                 match store.delete(&prefix.clone().join(file)).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(format!("cannot delete {old} from {self}: {e}")),
+                    Err(e) => {
+                        return Err(format!(
+                            "cannot delete {old} from {self}: {}",
+                            super::error_chain(&e)
+                        ));
+                    }
                 }
             }
         }
@@ -295,17 +310,15 @@ impl Destination {
                 .await
                 .map_err(|e| match e {
                     object_store::Error::NotFound { .. } => format!("{self} has no {file}"),
-                    e => format!("cannot read {file} from {self}: {e}"),
+                    e => format!("cannot read {file} from {self}: {}", super::error_chain(&e)),
                 })?;
             let mut out = tokio::fs::File::create(&target)
                 .await
                 .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
             let mut stream = object.into_stream();
-            while let Some(bytes) = stream
-                .try_next()
-                .await
-                .map_err(|e| format!("cannot read {file} from {self}: {e}"))?
-            {
+            while let Some(bytes) = stream.try_next().await.map_err(|e| {
+                format!("cannot read {file} from {self}: {}", super::error_chain(&e))
+            })? {
                 out.write_all(&bytes)
                     .await
                     .map_err(|e| format!("cannot write {}: {e}", target.display()))?;

@@ -157,7 +157,9 @@ impl<R: Read> Read for ProgressReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let k = self.inner.read(buf)?;
         self.n += k as u64;
-        if self.total > 0 && (self.n - self.reported) * 10 >= self.total {
+        // Every tenth, and once at the end (unless the last tenth just reported it).
+        let at_end = k == 0 && !buf.is_empty() && self.reported != self.n;
+        if self.total > 0 && (at_end || (self.n - self.reported) * 10 >= self.total) {
             self.reported = self.n;
             let (what, n, total) = (self.what, self.n, self.total);
             self.progress.say(|| {
@@ -281,7 +283,7 @@ async fn snapshot(
 }
 
 /// An error and its sources, for the command line (`database error: …`).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -1,6 +1,8 @@
 //! BAK-1, BAK-3 with the real binary: create to two destinations, list, verify, restore into an
-//! empty database (the audit chains verify and the restored server serves the same users), and
-//! every kind of damage refused with a clear message.
+//! empty database (the audit chains verify and the restored server serves the same users) —
+//! native and portable snapshots, and portable ones across SQLite and PostgreSQL — S3 through a
+//! local S3-compatible server when `TEST_S3_ENDPOINT` is set, and every kind of damage refused
+//! with a clear message.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,6 +12,15 @@ use incrementa::startup::Application;
 use crate::helpers::*;
 
 fn backup(data_dir: &Path, db_url: &str, args: &[&str]) -> (bool, String) {
+    backup_with(data_dir, db_url, args, &[])
+}
+
+fn backup_with(
+    data_dir: &Path,
+    db_url: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_incrementa"))
         .arg("backup")
         .args(args)
@@ -19,6 +30,9 @@ fn backup(data_dir: &Path, db_url: &str, args: &[&str]) -> (bool, String) {
         .env_remove("INCREMENTA_MASTER_KEY")
         .env_remove("INCREMENTA_MASTER_KEY_FILE")
         .env_remove("INCREMENTA_BACKUP_DIR_2")
+        .env_remove("INCREMENTA_BACKUP_REMOTE")
+        .env_remove("INCREMENTA_BACKUP_FORMAT")
+        .envs(envs.iter().copied())
         .output()
         .unwrap();
     let text = format!(
@@ -55,10 +69,10 @@ async fn populated(db: test_support::TestDb) -> TestApp {
     app
 }
 
-async fn round_trip(app: &TestApp, target_url: &str, target_dir: &Path) {
+async fn round_trip(app: &TestApp, format: &str, target_url: &str, target_dir: &Path) {
     let root = tempfile::tempdir().unwrap();
     let (a, b) = (root.path().join("local"), root.path().join("remote"));
-    let (ok, out) = backup(
+    let (ok, out) = backup_with(
         &app.data_dir,
         &app.db.url,
         &[
@@ -66,10 +80,17 @@ async fn round_trip(app: &TestApp, target_url: &str, target_dir: &Path) {
             "--to",
             a.to_str().unwrap(),
             "--to",
-            b.to_str().unwrap(),
+            &format!("file://{}", b.display()),
         ],
+        &[("INCREMENTA_BACKUP_FORMAT", format)],
     );
     assert!(ok, "{out}");
+    let expected = if format == "portable" {
+        "(portable snapshot)"
+    } else {
+        "(native snapshot)"
+    };
+    assert!(out.contains(expected), "{out}");
     let file = only_backup(&a);
     only_backup(&b);
     let (ok, out) = backup(
@@ -85,6 +106,8 @@ async fn round_trip(app: &TestApp, target_url: &str, target_dir: &Path) {
         b"Tacos",
         b"CREATE TABLE",
         b"SQLite format",
+        b"incrementa_portable",
+        b"password_hash",
     ] {
         assert!(!sealed.windows(needle.len()).any(|w| w == needle));
     }
@@ -109,29 +132,229 @@ async fn round_trip(app: &TestApp, target_url: &str, target_dir: &Path) {
     assert_eq!(res.status(), 201);
 }
 
-#[actix_web::test]
-async fn sqlite_backups_round_trip_into_an_empty_database() {
-    let app = populated(test_support::TestDb::sqlite()).await;
-    let root = tempfile::tempdir().unwrap();
-    let target_dir = sibling_data_dir(&app, root.path(), "restored");
+fn sqlite_target(app: &TestApp, root: &Path) -> (String, PathBuf) {
+    let target_dir = sibling_data_dir(app, root, "restored");
     let target_url = format!(
         "sqlite://{}?mode=rwc",
         target_dir.join("restored.db").display()
     );
-    round_trip(&app, &target_url, &target_dir).await;
+    (target_url, target_dir)
+}
+
+#[actix_web::test]
+async fn sqlite_backups_round_trip_into_an_empty_database() {
+    for format in ["portable", "native"] {
+        let app = populated(test_support::TestDb::sqlite()).await;
+        let root = tempfile::tempdir().unwrap();
+        let (target_url, target_dir) = sqlite_target(&app, root.path());
+        round_trip(&app, format, &target_url, &target_dir).await;
+    }
 }
 
 #[actix_web::test]
 async fn postgres_backups_round_trip_into_an_empty_database() {
-    let Some(source) = test_support::TestDb::postgres().await else {
-        eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL backup round trip");
+    for format in ["portable", "native"] {
+        let Some(source) = test_support::TestDb::postgres().await else {
+            eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL backup round trip");
+            return;
+        };
+        let target = test_support::TestDb::postgres().await.unwrap();
+        let app = populated(source).await;
+        let root = tempfile::tempdir().unwrap();
+        let target_dir = sibling_data_dir(&app, root.path(), "restored");
+        round_trip(&app, format, &target.url, &target_dir).await;
+    }
+}
+
+/// The migration path off the embedded default: a portable backup of SQLite restores into
+/// PostgreSQL (and back), with the audit chains intact and the users able to log in.
+#[actix_web::test]
+async fn portable_backups_move_between_sqlite_and_postgres() {
+    let Some(pg_target) = test_support::TestDb::postgres().await else {
+        eprintln!("TEST_DATABASE_URL is not set: skipping SQLite ↔ PostgreSQL restores");
         return;
     };
-    let target = test_support::TestDb::postgres().await.unwrap();
-    let app = populated(source).await;
+    let app = populated(test_support::TestDb::sqlite()).await;
     let root = tempfile::tempdir().unwrap();
-    let target_dir = sibling_data_dir(&app, root.path(), "restored");
-    round_trip(&app, &target.url, &target_dir).await;
+    let target_dir = sibling_data_dir(&app, root.path(), "to-postgres");
+    round_trip(&app, "portable", &pg_target.url, &target_dir).await;
+
+    let app = populated(test_support::TestDb::postgres().await.unwrap()).await;
+    let root = tempfile::tempdir().unwrap();
+    let (target_url, target_dir) = sqlite_target(&app, root.path());
+    round_trip(&app, "portable", &target_url, &target_dir).await;
+
+    // A native backup cannot cross over, and says what would.
+    let dir = root.path().join("native");
+    let (ok, out) = backup_with(
+        &app.data_dir,
+        &app.db.url,
+        &["create", "--to", dir.to_str().unwrap()],
+        &[("INCREMENTA_BACKUP_FORMAT", "native")],
+    );
+    assert!(ok, "{out}");
+    let other = root.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(app.data_dir.join("master.key"), other.join("master.key")).unwrap();
+    let (ok, out) = backup(
+        &other,
+        &format!("sqlite://{}?mode=rwc", other.join("x.db").display()),
+        &["restore", only_backup(&dir).to_str().unwrap()],
+    );
+    assert!(
+        !ok && out.contains("portable backups restore into either"),
+        "{out}"
+    );
+}
+
+#[actix_web::test]
+async fn progress_is_reported_on_request() {
+    let app = populated(test_support::TestDb::sqlite()).await;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("b");
+    let (ok, out) = backup(
+        &app.data_dir,
+        &app.db.url,
+        &["create", "--progress", "--to", dir.to_str().unwrap()],
+    );
+    assert!(ok, "{out}");
+    for step in [
+        "snapshot: companies, 1 rows",
+        "snapshot: users, 4 rows",
+        "compressing and encrypting: 100%",
+        "sealed: ",
+        "written to ",
+    ] {
+        assert!(out.contains(step), "{step}: {out}");
+    }
+    let (target_url, target_dir) = sqlite_target(&app, root.path());
+    let (ok, out) = backup(
+        &target_dir,
+        &target_url,
+        &["restore", "--progress", only_backup(&dir).to_str().unwrap()],
+    );
+    assert!(ok, "{out}");
+    for step in [
+        "decrypting and checking: 100%",
+        "restoring: users, 4 rows",
+        "verifying the audit chains",
+    ] {
+        assert!(out.contains(step), "{step}: {out}");
+    }
+    // Without --progress and without a terminal: only the answer.
+    let (ok, out) = backup(
+        &app.data_dir,
+        &app.db.url,
+        &["create", "--to", dir.to_str().unwrap()],
+    );
+    assert!(ok && !out.contains("snapshot:"), "{out}");
+}
+
+/// `TEST_S3_ENDPOINT` (e.g. `http://127.0.0.1:9000`, a moto or MinIO server; `.ci/run` starts
+/// one) accepts any credentials; each run uses its own bucket.
+fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT", endpoint.to_owned()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "incrementa-test".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "incrementa-test-secret".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ]
+}
+
+#[actix_web::test]
+async fn backups_go_to_an_s3_compatible_bucket_and_restore_from_it() {
+    let Ok(endpoint) = std::env::var("TEST_S3_ENDPOINT") else {
+        eprintln!("TEST_S3_ENDPOINT is not set: skipping the S3 destination test");
+        return;
+    };
+    let bucket = format!("incrementa-{}", uuid::Uuid::new_v4().simple());
+    let res = awc::Client::default()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "create bucket: {}", res.status());
+    let env = s3_env(&endpoint);
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let remote = format!("s3://{bucket}/daily/incrementa");
+
+    let app = populated(test_support::TestDb::sqlite()).await;
+    let mut with_remote = envs.clone();
+    with_remote.push(("INCREMENTA_BACKUP_REMOTE", &remote));
+    with_remote.push(("INCREMENTA_BACKUP_KEEP", "2"));
+    for _ in 0..3 {
+        let (ok, out) = backup_with(&app.data_dir, &app.db.url, &["create"], &with_remote);
+        assert!(
+            ok && out.contains(&format!("written: {remote}/incrementa-")),
+            "{out}"
+        );
+    }
+    // Both destinations listed, retention applied to each.
+    let (ok, out) = backup_with(&app.data_dir, &app.db.url, &["list"], &with_remote);
+    assert!(ok, "{out}");
+    let remote_backups: Vec<&str> = out.lines().filter(|l| l.starts_with("s3://")).collect();
+    assert_eq!(remote_backups.len(), 2, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("/backups/")).count(),
+        2,
+        "{out}"
+    );
+    let newest = remote_backups[1];
+    let (ok, out) = backup_with(&app.data_dir, &app.db.url, &["verify", newest], &envs);
+    assert!(ok && out.contains("OK: incrementa-"), "{out}");
+
+    let root = tempfile::tempdir().unwrap();
+    let (target_url, target_dir) = sqlite_target(&app, root.path());
+    let (ok, out) = backup_with(&target_dir, &target_url, &["restore", newest], &envs);
+    assert!(ok && out.contains("audit chain(s) verified"), "{out}");
+    // A backup that is not there.
+    let missing = format!("{remote}/incrementa-19990101T000000.000Z.ibk");
+    let (ok, out) = backup_with(&app.data_dir, &app.db.url, &["verify", &missing], &envs);
+    assert!(!ok && out.contains("has no incrementa-19990101"), "{out}");
+    let audit = app.audit_dump().await.join("\n");
+    assert!(audit.contains("backup.created|success"), "{audit}");
+}
+
+#[actix_web::test]
+async fn an_unreachable_bucket_fails_alone_and_is_audited() {
+    let app = populated(test_support::TestDb::sqlite()).await;
+    let root = tempfile::tempdir().unwrap();
+    let good = root.path().join("good");
+    // Nothing listens on port 9 of the loopback: the connection is refused at once.
+    let env = s3_env("http://127.0.0.1:9");
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (ok, out) = backup_with(
+        &app.data_dir,
+        &app.db.url,
+        &[
+            "create",
+            "--to",
+            "s3://nowhere/x",
+            "--to",
+            good.to_str().unwrap(),
+        ],
+        &envs,
+    );
+    assert!(
+        !ok && out.contains("some destinations failed: s3://nowhere/x"),
+        "{out}"
+    );
+    assert!(!out.contains("incrementa-test-secret"), "{out}");
+    only_backup(&good);
+    let audit = app.audit_dump().await.join("\n");
+    assert!(audit.contains("backup.failed|failure"), "{audit}");
+    assert!(!audit.contains("incrementa-test-secret"), "{audit}");
+    // Credentials in the URL are refused before anything is contacted.
+    let (ok, out) = backup(
+        &app.data_dir,
+        &app.db.url,
+        &["create", "--to", "s3://AKIA:secret@bucket/x"],
+    );
+    assert!(
+        !ok && out.contains("credentials do not belong in the destination URL"),
+        "{out}"
+    );
 }
 
 #[actix_web::test]
