@@ -697,7 +697,15 @@ pub async fn restore(
                 if std::fs::metadata(&target).is_ok_and(|m| m.len() > 0) {
                     return Err(format!("{} exists and is not empty: restore only into an empty database", target.display()));
                 }
-                std::fs::copy(&raw, &target).map_err(|e| io_err("cannot write", &target, &e))?;
+                // Copied beside the target and renamed into place: never a half-written file.
+                let part = target.with_extension("restoring");
+                std::fs::copy(&raw, &part)
+                    .and_then(|_| std::fs::File::open(&part)?.sync_all())
+                    .map_err(|e| {
+                        let _ = std::fs::remove_file(&part);
+                        io_err("cannot write", &part, &e)
+                    })?;
+                std::fs::rename(&part, &target).map_err(|e| io_err("cannot write", &target, &e))?;
             }
             (None, "postgres") => {
                 let db = store_sea::connect(&url, store_sea::PoolSettings::default())
