@@ -9,12 +9,13 @@
 //! Layout, one JSON value per line:
 //! ```text
 //! {"incrementa_portable":1,"migrations":9,"backend":"sqlite"}
-//! {"table":"companies"}
+//! {"@table":"companies"}
 //! {…one row of companies…}
-//! {"table":"users"}
+//! {"@table":"users"}
 //! …
-//! {"end":{"companies":3,"users":12,…}}
+//! {"@end":{"companies":3,"users":12,…}}
 //! ```
+//! Marker keys start with `@`, which no column name can, so a row is never taken for one.
 //! Tables are written parents first, so foreign keys hold while loading. The closing line's
 //! counts are checked against what was loaded; a missing closing line means a cut snapshot.
 
@@ -232,12 +233,12 @@ pub async fn export(
     write_json_line(out, &header).await?;
     let mut counts = Counts::new();
     for t in tables() {
-        write_json_line(out, &serde_json::json!({ "table": t.name() })).await?;
+        write_json_line(out, &serde_json::json!({ "@table": t.name() })).await?;
         let n = t.export(&txn, out, progress).await?;
         progress(t.name(), n);
         counts.insert(t.name().to_owned(), n);
     }
-    write_json_line(out, &serde_json::json!({ "end": counts })).await?;
+    write_json_line(out, &serde_json::json!({ "@end": counts })).await?;
     out.flush().await?;
     txn.rollback().await?;
     Ok(counts)
@@ -321,7 +322,7 @@ pub async fn import(
                 lines.number
             )));
         }
-        if line.starts_with("{\"table\":") || line.starts_with("{\"end\":") {
+        if line.starts_with("{\"@") {
             let marker: Marker = serde_json::from_str(&line).map_err(|e| {
                 StoreError::Portable(format!("line {}: {}", lines.number, serde_error_kind(&e)))
             })?;
@@ -405,8 +406,14 @@ async fn flush(
 #[derive(serde::Deserialize)]
 #[serde(untagged, deny_unknown_fields)]
 enum Marker {
-    Table { table: String },
-    End { end: Counts },
+    Table {
+        #[serde(rename = "@table")]
+        table: String,
+    },
+    End {
+        #[serde(rename = "@end")]
+        end: Counts,
+    },
 }
 
 /// Reads lines with a bound on their length.

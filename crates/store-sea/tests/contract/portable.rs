@@ -163,7 +163,7 @@ async fn a_load_that_fails_leaves_the_target_untouched() {
         let lines: Vec<&str> = text.lines().collect();
         let users_at = lines
             .iter()
-            .position(|l| *l == r#"{"table":"users"}"#)
+            .position(|l| *l == r#"{"@table":"users"}"#)
             .unwrap();
         let end = lines.len() - 1;
         let with = |i: usize, replacement: &str| {
@@ -182,7 +182,7 @@ async fn a_load_that_fails_leaves_the_target_untouched() {
         );
         let doubled = {
             let mut l = lines.clone();
-            l.insert(end, r#"{"table":"users"}"#);
+            l.insert(end, r#"{"@table":"users"}"#);
             l.join("\n") + "\n"
         };
         let cases: Vec<(&str, String, &str)> = vec![
@@ -195,7 +195,7 @@ async fn a_load_that_fails_leaves_the_target_untouched() {
             ("a lost row", without(users_at + 1), "closing counts"),
             (
                 "an unknown table",
-                with(users_at, r#"{"table":"passwords"}"#),
+                with(users_at, r#"{"@table":"passwords"}"#),
                 "unknown table",
             ),
             ("a table twice", doubled, "appears twice"),
