@@ -46,16 +46,22 @@ for _ in range(120):
         time.sleep(0.5)
 else:
     sys.exit("the server did not become ready")
-def post(path, body):
-    req = urllib.request.Request(base + path, json.dumps(body).encode(),
-                                 {"Content-Type": "application/json"})
+def post(path, body, token=None):
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    req = urllib.request.Request(base + path, json.dumps(body).encode(), headers)
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.load(r)
 password = "Schemathesis-run-passphrase-2026"
 post("/v1/signup", {"company_name": "Schemathesis SA", "email": "owner@schemathesis.test",
                     "password": password, "password_confirmation": password,
                     "name": "Schema Owner"})
-print(post("/v1/sessions", {"email": "owner@schemathesis.test", "password": password})["token"])
+token = post("/v1/sessions", {"email": "owner@schemathesis.test", "password": password})["token"]
+# Open the step-up window (5 minutes, longer than the run's budget), so the step-up routes are
+# exercised beyond their 403 reauthentication_required.
+post("/v1/sessions/current/reauthenticate", {"password": password}, token)
+print(token)
 PY
 )
 

@@ -265,6 +265,10 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
         ("POST", "/v1/ownership-transfers") => &[
             VALIDATION,
             ("409", "`user_inactive`: the receiving user is deactivated."),
+            (
+                "404",
+                "`not_found`: `to_user_id` is not a user of this company.",
+            ),
         ],
         ("POST", "/v1/ownership-transfers/{id}/accept" | "/v1/ownership-transfers/{id}/cancel") => {
             &[(

@@ -12,6 +12,7 @@ use crate::dto::{Items, Page, ts};
 use crate::openapi::schemas;
 use crate::{ApiError, ApiState, Auth, ClientContext};
 
+/// Filters and paging of `GET /v1/audit/events` and `GET /v1/audit/access-log`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
@@ -26,35 +27,85 @@ pub(crate) struct AuditQuery {
     from: Option<chrono::DateTime<chrono::Utc>>,
     /// Records before this time.
     to: Option<chrono::DateTime<chrono::Utc>>,
-    /// `next_cursor` of the previous page (pages only).
+    /// `next_cursor` of the previous page.
     cursor: Option<i64>,
-    /// Page size, 1 to 200 (default 50; pages only).
+    /// Page size, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
-    /// `ndjson` (default) or `csv` (export only).
+}
+
+/// Filters and format of `GET /v1/audit/export`, which streams every matching record (no
+/// paging: `limit` and `cursor` are not among its parameters).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ExportQuery {
+    /// Only records of this user.
+    #[param(value_type = Option<uuid::Uuid>)]
+    actor_id: Option<kernel::UserId>,
+    /// Only this action, e.g. `session.login`.
+    action: Option<String>,
+    /// `success`, `failure` or `denied`.
+    outcome: Option<String>,
+    /// Records at or after this time.
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Records before this time.
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    /// `ndjson` (default) or `csv`.
     format: Option<String>,
+}
+
+/// The filter both queries share; `outcome` must be one of the three.
+fn filter(
+    actor_id: Option<kernel::UserId>,
+    action: Option<&String>,
+    outcome: Option<&String>,
+    (from, to): (
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ),
+    access_only: bool,
+) -> Result<AuditFilter, ApiError> {
+    if let Some(o) = outcome
+        && !matches!(o.as_str(), "success" | "failure" | "denied")
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_request",
+            "Malformed request",
+            "outcome is success, failure or denied",
+        ));
+    }
+    Ok(AuditFilter {
+        actor_id,
+        actions: action.into_iter().cloned().collect(),
+        access_only,
+        outcome: outcome.cloned(),
+        from,
+        to,
+    })
 }
 
 impl AuditQuery {
     fn filter(&self, access_only: bool) -> Result<AuditFilter, ApiError> {
-        if let Some(o) = &self.outcome
-            && !matches!(o.as_str(), "success" | "failure" | "denied")
-        {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_request",
-                "Malformed request",
-                "outcome is success, failure or denied",
-            ));
-        }
-        Ok(AuditFilter {
-            actor_id: self.actor_id,
-            actions: self.action.iter().cloned().collect(),
+        filter(
+            self.actor_id,
+            self.action.as_ref(),
+            self.outcome.as_ref(),
+            (self.from, self.to),
             access_only,
-            outcome: self.outcome.clone(),
-            from: self.from,
-            to: self.to,
-        })
+        )
+    }
+}
+
+impl ExportQuery {
+    fn filter(&self) -> Result<AuditFilter, ApiError> {
+        filter(
+            self.actor_id,
+            self.action.as_ref(),
+            self.outcome.as_ref(),
+            (self.from, self.to),
+            false,
+        )
     }
 }
 
@@ -252,7 +303,7 @@ const EXPORT_BATCH: u64 = 500;
     summary = "Export audit records",
     description = "Streams every matching record as NDJSON (one `AuditItem` per line) or CSV \
                    (formula-safe). The export itself is audited.",
-    params(AuditQuery),
+    params(ExportQuery),
     responses((status = 200, description = "The records.",
                content((String = "application/x-ndjson"), (String = "text/csv")))),
 )]
@@ -260,7 +311,7 @@ pub(crate) async fn export(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
-    q: web::Query<AuditQuery>,
+    q: web::Query<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let format = q.format.clone().unwrap_or_else(|| "ndjson".into());
     let (content_type, header) = match format.as_str() {
@@ -278,7 +329,7 @@ pub(crate) async fn export(
             ));
         }
     };
-    let filter = q.filter(false)?;
+    let filter = q.filter()?;
     state
         .audit
         .start_export(auth.actor(), &format, &filter, &ctx.0)
