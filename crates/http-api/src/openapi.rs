@@ -623,6 +623,31 @@ mod tests {
     }
 
     #[test]
+    fn audit_routes_document_exactly_the_parameters_they_read() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let names = |path: &str| -> BTreeSet<String> {
+            doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        let filters = ["actor_id", "action", "outcome", "from", "to"];
+        let with = |extra: &[&str]| -> BTreeSet<String> {
+            filters
+                .iter()
+                .chain(extra)
+                .map(|s| (*s).to_owned())
+                .collect()
+        };
+        assert_eq!(names("/v1/audit/events"), with(&["cursor", "limit"]));
+        assert_eq!(names("/v1/audit/access-log"), with(&["cursor", "limit"]));
+        // The export streams everything: no paging parameters it would ignore.
+        assert_eq!(names("/v1/audit/export"), with(&["format"]));
+    }
+
+    #[test]
     fn every_schema_reference_resolves() {
         let text = json();
         let doc: serde_json::Value = serde_json::from_str(text).unwrap();

@@ -12,10 +12,10 @@ use crate::dto::{Items, Page, ts};
 use crate::openapi::schemas;
 use crate::{ApiError, ApiState, Auth, ClientContext};
 
-/// Filters and paging of `GET /v1/audit/events` and `GET /v1/audit/access-log`.
+/// The filters of `GET /v1/audit/events`, `/access-log` and `/export`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub(crate) struct AuditQuery {
+pub(crate) struct FilterParams {
     /// Only records of this user.
     #[param(value_type = Option<uuid::Uuid>)]
     actor_id: Option<kernel::UserId>,
@@ -27,6 +27,13 @@ pub(crate) struct AuditQuery {
     from: Option<chrono::DateTime<chrono::Utc>>,
     /// Records before this time.
     to: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Paging of `GET /v1/audit/events` and `/access-log` (the export streams everything: it has
+/// no paging parameters).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageParams {
     /// `next_cursor` of the previous page.
     cursor: Option<i64>,
     /// Page size, 1 to 200 (default 50).
@@ -34,78 +41,35 @@ pub(crate) struct AuditQuery {
     limit: Option<u32>,
 }
 
-/// Filters and format of `GET /v1/audit/export`, which streams every matching record (no
-/// paging: `limit` and `cursor` are not among its parameters).
+/// The format of `GET /v1/audit/export`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub(crate) struct ExportQuery {
-    /// Only records of this user.
-    #[param(value_type = Option<uuid::Uuid>)]
-    actor_id: Option<kernel::UserId>,
-    /// Only this action, e.g. `session.login`.
-    action: Option<String>,
-    /// `success`, `failure` or `denied`.
-    outcome: Option<String>,
-    /// Records at or after this time.
-    from: Option<chrono::DateTime<chrono::Utc>>,
-    /// Records before this time.
-    to: Option<chrono::DateTime<chrono::Utc>>,
+pub(crate) struct ExportParams {
     /// `ndjson` (default) or `csv`.
     format: Option<String>,
 }
 
-/// The filter both queries share; `outcome` must be one of the three.
-fn filter(
-    actor_id: Option<kernel::UserId>,
-    action: Option<&String>,
-    outcome: Option<&String>,
-    (from, to): (
-        Option<chrono::DateTime<chrono::Utc>>,
-        Option<chrono::DateTime<chrono::Utc>>,
-    ),
-    access_only: bool,
-) -> Result<AuditFilter, ApiError> {
-    if let Some(o) = outcome
-        && !matches!(o.as_str(), "success" | "failure" | "denied")
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_request",
-            "Malformed request",
-            "outcome is success, failure or denied",
-        ));
-    }
-    Ok(AuditFilter {
-        actor_id,
-        actions: action.into_iter().cloned().collect(),
-        access_only,
-        outcome: outcome.cloned(),
-        from,
-        to,
-    })
-}
-
-impl AuditQuery {
+impl FilterParams {
+    /// The filter; `outcome` must be one of the three.
     fn filter(&self, access_only: bool) -> Result<AuditFilter, ApiError> {
-        filter(
-            self.actor_id,
-            self.action.as_ref(),
-            self.outcome.as_ref(),
-            (self.from, self.to),
+        if let Some(o) = &self.outcome
+            && !matches!(o.as_str(), "success" | "failure" | "denied")
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                "Malformed request",
+                "outcome is success, failure or denied",
+            ));
+        }
+        Ok(AuditFilter {
+            actor_id: self.actor_id,
+            actions: self.action.iter().cloned().collect(),
             access_only,
-        )
-    }
-}
-
-impl ExportQuery {
-    fn filter(&self) -> Result<AuditFilter, ApiError> {
-        filter(
-            self.actor_id,
-            self.action.as_ref(),
-            self.outcome.as_ref(),
-            (self.from, self.to),
-            false,
-        )
+            outcome: self.outcome.clone(),
+            from: self.from,
+            to: self.to,
+        })
     }
 }
 
@@ -190,7 +154,8 @@ async fn page(
     state: &ApiState,
     auth: &Auth,
     ctx: &ClientContext,
-    q: &AuditQuery,
+    q: &FilterParams,
+    paging: &PageParams,
     access_only: bool,
 ) -> Result<HttpResponse, ApiError> {
     let filter = q.filter(access_only)?;
@@ -199,8 +164,8 @@ async fn page(
         .query(
             auth.actor(),
             &filter,
-            q.cursor,
-            crate::dto::page_size(q.limit, audit::MAX_PAGE)?,
+            paging.cursor,
+            crate::dto::page_size(paging.limit, audit::MAX_PAGE)?,
             &ctx.0,
         )
         .await?;
@@ -213,31 +178,33 @@ async fn page(
 #[utoipa::path(
     get, path = "/v1/audit/events", tag = "audit", operation_id = "audit_events",
     summary = "Audit records, newest first",
-    params(AuditQuery),
+    params(FilterParams, PageParams),
     responses((status = 200, description = "A page of records.", body = Page<AuditItem>)),
 )]
 pub(crate) async fn events(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
-    q: web::Query<AuditQuery>,
+    q: web::Query<FilterParams>,
+    paging: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    page(&state, &auth, &ctx, &q, false).await
+    page(&state, &auth, &ctx, &q, &paging, false).await
 }
 
 #[utoipa::path(
     get, path = "/v1/audit/access-log", tag = "audit", operation_id = "audit_access_log",
     summary = "Logins, logouts and session events, newest first",
-    params(AuditQuery),
+    params(FilterParams, PageParams),
     responses((status = 200, description = "A page of records.", body = Page<AuditItem>)),
 )]
 pub(crate) async fn access_log(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
-    q: web::Query<AuditQuery>,
+    q: web::Query<FilterParams>,
+    paging: web::Query<PageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    page(&state, &auth, &ctx, &q, true).await
+    page(&state, &auth, &ctx, &q, &paging, true).await
 }
 
 #[utoipa::path(
@@ -303,7 +270,7 @@ const EXPORT_BATCH: u64 = 500;
     summary = "Export audit records",
     description = "Streams every matching record as NDJSON (one `AuditItem` per line) or CSV \
                    (formula-safe). The export itself is audited.",
-    params(ExportQuery),
+    params(FilterParams, ExportParams),
     responses((status = 200, description = "The records.",
                content((String = "application/x-ndjson"), (String = "text/csv")))),
 )]
@@ -311,9 +278,10 @@ pub(crate) async fn export(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
-    q: web::Query<ExportQuery>,
+    q: web::Query<FilterParams>,
+    export: web::Query<ExportParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let format = q.format.clone().unwrap_or_else(|| "ndjson".into());
+    let format = export.format.clone().unwrap_or_else(|| "ndjson".into());
     let (content_type, header) = match format.as_str() {
         "ndjson" => ("application/x-ndjson", None),
         "csv" => (
@@ -329,7 +297,7 @@ pub(crate) async fn export(
             ));
         }
     };
-    let filter = q.filter()?;
+    let filter = q.filter(false)?;
     state
         .audit
         .start_export(auth.actor(), &format, &filter, &ctx.0)
