@@ -462,15 +462,15 @@ impl Api {
         }
     }
 
-    /// Sends a request and returns only its status (0 on a transport error); the body is read
-    /// and dropped, not parsed, so the load tool spends its CPU on sending.
-    async fn status(
+    /// Sends a request with the tool's user agent and, when given, the bearer token and a JSON
+    /// body; `None` on a transport error.
+    async fn dispatch(
         &self,
         method: awc::http::Method,
         path: &str,
         token: Option<&str>,
         body: Option<&Value>,
-    ) -> u16 {
+    ) -> Option<awc::ClientResponse> {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -482,7 +482,19 @@ impl Api {
             Some(b) => req.send_json(b).await,
             None => req.send().await,
         };
-        let Ok(mut res) = sent else {
+        sent.ok()
+    }
+
+    /// Sends a request and returns only its status (0 on a transport error); the body is read
+    /// and dropped, not parsed, so the load tool spends its CPU on sending.
+    async fn status(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> u16 {
+        let Some(mut res) = self.dispatch(method, path, token, body).await else {
             return 0;
         };
         match res.body().limit(1024 * 1024).await {
@@ -499,18 +511,7 @@ impl Api {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .insert_header(("User-Agent", "incrementa-loadtest/1"));
-        if let Some(t) = token {
-            req = req.insert_header(("Authorization", format!("Bearer {t}")));
-        }
-        let sent = match body {
-            Some(b) => req.send_json(b).await,
-            None => req.send().await,
-        };
-        let Ok(mut res) = sent else {
+        let Some(mut res) = self.dispatch(method, path, token, body).await else {
             return (0, Value::Null);
         };
         let status = res.status().as_u16();
