@@ -190,8 +190,7 @@ impl Destination {
             .map_err(|e| format!("cannot read {}: {e}", sealed.display()))?;
         let mut upload = object_store::buffered::BufWriter::new(store.clone(), ibk.clone());
         let mut buf = vec![0_u8; UPLOAD_CHUNK];
-        let mut sent = 0_u64;
-        let mut last_reported = 0_u64;
+        let mut sent = super::ByteProgress::new(format!("writing to {self}"), total, progress);
         let copied: Result<(), String> = async {
             loop {
                 let n = file
@@ -199,23 +198,14 @@ impl Destination {
                     .await
                     .map_err(|e| format!("cannot read {}: {e}", sealed.display()))?;
                 if n == 0 {
+                    sent.advance(0, true);
                     break;
                 }
                 upload
                     .write_all(buf.get(..n).unwrap_or_default())
                     .await
                     .map_err(|e| format!("cannot write to {self}: {}", super::error_chain(&e)))?;
-                sent += n as u64;
-                if total > 0 && (sent - last_reported) * 10 >= total {
-                    last_reported = sent;
-                    progress.say(|| {
-                        format!(
-                            "writing to {self}: {}% of {}",
-                            sent * 100 / total,
-                            super::human_bytes(total)
-                        )
-                    });
-                }
+                sent.advance(n as u64, false);
             }
             Ok(())
         }
