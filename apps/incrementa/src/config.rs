@@ -37,6 +37,9 @@ pub enum ConfigError {
     },
 }
 
+/// The most password hashes a process computes at once (`hash_concurrency`).
+const MAX_HASH_CONCURRENCY: usize = 256;
+
 /// Every setting of the server, typed.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -601,6 +604,13 @@ impl Settings {
                 "must be at least 1",
             );
         }
+        // One thread and, while it hashes, 19 MiB or more per concurrent hash.
+        if self.hash_concurrency > MAX_HASH_CONCURRENCY {
+            return bad(
+                "hash_concurrency",
+                "must be between 1 and 256 (each concurrent hash is a thread with its own working memory)",
+            );
+        }
         Ok(())
     }
 }
@@ -671,6 +681,14 @@ mod tests {
 
     #[test]
     fn wrong_values_are_named() {
+        let err = Settings::load(None, &env(&[("INCREMENTA_HASH_CONCURRENCY", "100000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("hash_concurrency") && err.contains("256"),
+            "{err}"
+        );
+        assert!(Settings::load(None, &env(&[("INCREMENTA_HASH_CONCURRENCY", "256")])).is_ok());
         let err = Settings::load(None, &env(&[("INCREMENTA_BIND", "localhost")]))
             .unwrap_err()
             .to_string();

@@ -370,8 +370,8 @@ impl http_api::Readiness for DbReadiness {
     }
 }
 
-/// The gauges of `/metrics`, read from the database at scrape time.
-struct DbGauges(Arc<SeaStore>, Arc<dyn Clock>);
+/// The values of `/metrics` read at scrape time: from the database, and the password hasher's.
+struct DbGauges(Arc<SeaStore>, Arc<dyn Clock>, Arc<Argon2Hasher>);
 
 #[async_trait]
 impl http_api::metrics::Gauges for DbGauges {
@@ -398,6 +398,29 @@ impl http_api::metrics::Gauges for DbGauges {
                 n as f64,
             ));
         }
+        let hashing = self.2.stats();
+        out.extend([
+            (
+                "incrementa_password_hashes_total",
+                "Argon2id hashes and verifications computed by this process.",
+                hashing.computed as f64,
+            ),
+            (
+                "incrementa_password_hash_seconds_total",
+                "Seconds this process spent computing them (divide by the count: time of one).",
+                hashing.compute_seconds,
+            ),
+            (
+                "incrementa_password_hash_wait_seconds_total",
+                "Seconds they waited for a free hashing thread, all callers together.",
+                hashing.wait_seconds,
+            ),
+            (
+                "incrementa_password_hash_queue",
+                "Hashes submitted and not yet started.",
+                hashing.queued as f64,
+            ),
+        ]);
         out
     }
 }
@@ -485,6 +508,7 @@ impl Application {
         let hasher = Arc::new(
             Argon2Hasher::new(params, settings.hash_concurrency).map_err(StartupError::Key)?,
         );
+        let gauge_hasher = hasher.clone();
         let per_ip = if settings.rate_limit_per_ip == 0 {
             0
         } else {
@@ -558,7 +582,7 @@ impl Application {
             trusted_proxies: http_api::proxy::TrustedProxies::parse(&settings.trusted_proxies)
                 .unwrap_or_default(),
             metrics: Arc::default(),
-            gauges: Arc::new(DbGauges(store.clone(), clock.clone())),
+            gauges: Arc::new(DbGauges(store.clone(), clock.clone(), gauge_hasher)),
             metrics_token: settings.metrics_token.clone(),
             // Validated with the settings; an invalid list cannot get here.
             cors: http_api::cors::AllowedOrigins::parse(&settings.cors_origins).unwrap_or_default(),

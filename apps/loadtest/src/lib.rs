@@ -261,6 +261,10 @@ pub struct Report {
     pub argon2_ms: f64,
     /// cores ÷ `argon2_ms`: the most logins per second the machine can do.
     pub argon2_bound_per_second: f64,
+    /// The server's own mean time of one hash during the login phase, in milliseconds, from its
+    /// `/metrics` (absent when the server does not serve them to this client): against
+    /// `argon2_ms` it shows how much concurrent hashes slow each other down.
+    pub server_hash_ms: Option<f64>,
     /// One entry per phase.
     pub phases: Vec<Stats>,
     /// Memory readings, when the server's process id was known.
@@ -352,9 +356,16 @@ impl Report {
     #[must_use]
     pub fn render(&self) -> String {
         let mut out = format!(
-            "target {} ({}), {} cores, Argon2id hash {:.1} ms -> bound {:.1} logins/s\n\n",
+            "target {} ({}), {} cores, Argon2id hash {:.1} ms -> bound {:.1} logins/s\n",
             self.target, self.backend, self.cores, self.argon2_ms, self.argon2_bound_per_second
         );
+        if let Some(ms) = self.server_hash_ms {
+            out.push_str(&format!(
+                "the server's own hashes during the login phase: {ms:.1} ms each ({:+.0}% against the bound's)\n",
+                (ms / self.argon2_ms - 1.0) * 100.0
+            ));
+        }
+        out.push('\n');
         out.push_str(&format!(
             "{:<22} {:>8} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8}  statuses\n",
             "phase", "requests", "failed", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
@@ -503,6 +514,22 @@ impl Api {
         }
     }
 
+    /// The server's password-hash count and seconds from `/metrics`, if it serves them to us.
+    async fn hash_counters(&self) -> Option<(f64, f64)> {
+        let mut res = self
+            .dispatch(awc::http::Method::GET, "/metrics", None, None)
+            .await?;
+        if res.status() != 200 {
+            return None;
+        }
+        let body = res.body().limit(4 * 1024 * 1024).await.ok()?;
+        let text = std::str::from_utf8(&body).ok()?;
+        Some((
+            metric(text, "incrementa_password_hashes_total")?,
+            metric(text, "incrementa_password_hash_seconds_total")?,
+        ))
+    }
+
     /// Sends a request and returns the status (0 on a transport error) and the JSON body.
     async fn send(
         &self,
@@ -524,6 +551,13 @@ impl Api {
             .unwrap_or(Value::Null);
         (status, body)
     }
+}
+
+/// The value of the unlabelled metric `name` in Prometheus text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Runs `request` (which answers the status it got, 0 for a transport error) from
@@ -673,8 +707,6 @@ pub async fn run(
     let idle_kib = pid.and_then(resident_kib);
     let fixture = setup(&api, plan.login_users).await?;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    // Measured before and after the load (a shared machine drifts), the mean of both medians.
-    let argon2_before = argon2_hash_ms(15).await?;
     let mut phases = Vec::new();
     let token = fixture.owner_token.as_str();
 
@@ -713,6 +745,11 @@ pub async fn run(
                 .await
         }
     };
+    // The bound is measured right before and right after the login phase it is compared with
+    // (the median of each, averaged): a shared machine's speed drifts by ±15% over a run, so
+    // only measurements next to the phase describe the machine the logins ran on.
+    let argon2_before = argon2_hash_ms(15).await?;
+    let hashing_before = api.hash_counters().await;
     let stats = phase(
         "login",
         plan.login_concurrency,
@@ -721,6 +758,11 @@ pub async fn run(
         logins,
     )
     .await;
+    let server_hash_ms = match (hashing_before, api.hash_counters().await) {
+        (Some((n0, s0)), Some((n1, s1))) if n1 > n0 => Some((s1 - s0) * 1000.0 / (n1 - n0)),
+        _ => None,
+    };
+    let argon2_ms = f64::midpoint(argon2_before, argon2_hash_ms(15).await?);
     sessions_created += stats.ok;
     phases.push(stats);
 
@@ -758,7 +800,6 @@ pub async fn run(
         sessions_created += stats.ok;
         phases.push(stats);
     }
-    let argon2_ms = f64::midpoint(argon2_before, argon2_hash_ms(15).await?);
     #[allow(clippy::cast_precision_loss)]
     let argon2_bound_per_second = if argon2_ms > 0.0 {
         cores as f64 * 1000.0 / argon2_ms
@@ -785,6 +826,7 @@ pub async fn run(
         cores,
         argon2_ms,
         argon2_bound_per_second,
+        server_hash_ms,
         phases,
         memory,
     })
@@ -920,6 +962,20 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_read_by_exact_name() {
+        let text = "# TYPE incrementa_password_hashes_total counter\n\
+            incrementa_password_hashes_total 12\n\
+            incrementa_password_hashes_total_x 99\n\
+            incrementa_password_hash_seconds_total 0.25\n";
+        assert_eq!(metric(text, "incrementa_password_hashes_total"), Some(12.0));
+        assert_eq!(
+            metric(text, "incrementa_password_hash_seconds_total"),
+            Some(0.25)
+        );
+        assert_eq!(metric(text, "incrementa_password_hash_queue"), None);
+    }
+
+    #[test]
     fn percentiles_come_from_the_sorted_samples() {
         let samples = Samples {
             latencies_us: (1..=100).rev().map(|v| v * 1000).collect(),
@@ -956,6 +1012,7 @@ mod tests {
             cores: 2,
             argon2_ms: 20.0,
             argon2_bound_per_second: 100.0,
+            server_hash_ms: Some(22.0),
             phases: vec![
                 stats("healthz", 1000.0),
                 stats("me", 400.0),
@@ -965,6 +1022,13 @@ mod tests {
         };
         let goals = report.goals();
         assert!(goals.iter().all(|g| g.met), "{goals:?}");
+        assert!(
+            report
+                .render()
+                .contains("22.0 ms each (+10% against the bound's)"),
+            "{}",
+            report.render()
+        );
         report.backend = "sqlite".into();
         let goals = report.goals();
         assert!(!goals.iter().any(|g| g.name.contains("/healthz") && g.met));

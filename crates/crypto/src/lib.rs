@@ -23,7 +23,7 @@ mod tokens;
 pub use audit_mac::HmacChain;
 pub use backup::BackupCipher;
 pub use envelope::AesCtrHmacEnvelope;
-pub use hasher::{Argon2Hasher, HashParams, legacy_hash};
+pub use hasher::{Argon2Hasher, HashParams, HashStats, legacy_hash};
 pub use master_key::{KeySource, Keyring, MasterKey};
 pub use otp::{HmacSha1Otp, MfaRandom};
 pub use sat::{SatInspector, fuzz_decrypt_key, fuzz_inspect, verify_signature};

@@ -43,7 +43,8 @@ pub struct Metrics(Mutex<Inner>);
 /// Values read at scrape time.
 #[async_trait]
 pub trait Gauges: Send + Sync {
-    /// `(name, help, value)` triples.
+    /// `(name, help, value)` triples; a name ending in `_total` is typed a counter, any other
+    /// a gauge.
     async fn read(&self) -> Vec<(&'static str, &'static str, f64)>;
 }
 

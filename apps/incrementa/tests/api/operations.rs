@@ -35,6 +35,10 @@ async fn metrics_count_requests_by_route_and_login_outcome() {
         "incrementa_active_sessions 1",
         "# TYPE incrementa_http_request_duration_seconds histogram",
         "# TYPE incrementa_outbox_backlog gauge",
+        "# TYPE incrementa_password_hashes_total counter",
+        "# TYPE incrementa_password_hash_seconds_total counter",
+        "# TYPE incrementa_password_hash_wait_seconds_total counter",
+        "incrementa_password_hash_queue 0",
     ] {
         assert!(r.raw.contains(line), "{line} missing from:\n{}", r.raw);
     }
@@ -47,6 +51,17 @@ async fn metrics_count_requests_by_route_and_login_outcome() {
         .parse()
         .unwrap();
     assert!(appends >= 3.0, "{appends}");
+    // The sign-up's hash and both logins' verifications, with the time they took.
+    let value = |name: &str| -> f64 {
+        r.raw
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("incrementa_password_hashes_total") >= 3.0);
+    assert!(value("incrementa_password_hash_seconds_total") > 0.0);
     // Raw paths never become labels: the id is not there.
     assert!(!r.raw.contains("/v1/users/0") && !r.raw.contains("metrics@example.com"));
 }

@@ -99,8 +99,14 @@ pub(crate) async fn metrics(
     }
     let mut text = state.metrics.render();
     for (name, help, value) in state.gauges.read().await {
+        // Prometheus' naming convention: only counters end in `_total`.
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
         text.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
     Ok(HttpResponse::Ok()
