@@ -16,6 +16,8 @@
 //! same run, in this process, while the server is idle.
 #![forbid(unsafe_code)]
 
+pub mod cpu;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -265,6 +267,9 @@ pub struct Report {
     /// `/metrics` (absent when the server does not serve them to this client): against
     /// `argon2_ms` it shows how much concurrent hashes slow each other down.
     pub server_hash_ms: Option<f64>,
+    /// Where the machine's CPU time went during the login phase, per login (absent without the
+    /// server's process id or outside Linux).
+    pub login_cpu: Option<cpu::CpuBreakdown>,
     /// One entry per phase.
     pub phases: Vec<Stats>,
     /// Memory readings, when the server's process id was known.
@@ -364,6 +369,9 @@ impl Report {
                 "the server's own hashes during the login phase: {ms:.1} ms each ({:+.0}% against the bound's)\n",
                 (ms / self.argon2_ms - 1.0) * 100.0
             ));
+        }
+        if let Some(cpu) = &self.login_cpu {
+            out.push_str(&cpu.render());
         }
         out.push('\n');
         out.push_str(&format!(
@@ -750,6 +758,7 @@ pub async fn run(
     // only measurements next to the phase describe the machine the logins ran on.
     let argon2_before = argon2_hash_ms(15).await?;
     let hashing_before = api.hash_counters().await;
+    let cpu_before = cpu::CpuSnapshot::take(pid);
     let stats = phase(
         "login",
         plan.login_concurrency,
@@ -758,6 +767,9 @@ pub async fn run(
         logins,
     )
     .await;
+    let login_cpu = pid.and_then(|_| {
+        cpu_before.until(&cpu::CpuSnapshot::take(pid), cores, stats.seconds, stats.ok)
+    });
     let server_hash_ms = match (hashing_before, api.hash_counters().await) {
         (Some((n0, s0)), Some((n1, s1))) if n1 > n0 => Some((s1 - s0) * 1000.0 / (n1 - n0)),
         _ => None,
@@ -827,6 +839,7 @@ pub async fn run(
         argon2_ms,
         argon2_bound_per_second,
         server_hash_ms,
+        login_cpu,
         phases,
         memory,
     })
@@ -1013,6 +1026,7 @@ mod tests {
             argon2_ms: 20.0,
             argon2_bound_per_second: 100.0,
             server_hash_ms: Some(22.0),
+            login_cpu: None,
             phases: vec![
                 stats("healthz", 1000.0),
                 stats("me", 400.0),
