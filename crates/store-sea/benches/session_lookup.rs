@@ -1,6 +1,8 @@
 //! Session validation's storage half (issue 10): hashing a presented token (SHA-256, SES-3) and
 //! loading its session with the user (`SessionStore::find_by_token`), the work of every
-//! authenticated request that the session cache does not answer. SQLite always; PostgreSQL when
+//! authenticated request that the session cache does not answer; and a login's write
+//! transaction at the session cap (`SessionStore::create_capped`: sequence number, live sessions,
+//! one revocation, the new session, two audit records). SQLite always; PostgreSQL when
 //! `TEST_DATABASE_URL` is set. Run: `cargo bench -p store-sea --bench session_lookup`.
 #![allow(
     clippy::unwrap_used,
@@ -32,8 +34,47 @@ fn record(action: Action) -> AuditRecord {
     )
 }
 
-/// A store with one company, one user and one live session; returns the session's token.
-fn setup(rt: &tokio::runtime::Runtime, db: &TestDb) -> (Arc<SeaStore>, String) {
+/// A new session of `user` opened now.
+fn new_session(company: CompanyId, user: UserId) -> NewSession {
+    let now = kernel::Clock::now(&kernel::SystemClock);
+    NewSession {
+        id: SessionId::from_uuid(uuid::Uuid::now_v7()),
+        company_id: company,
+        user_id: user,
+        token_hash: crypto::RandomTokens.issue().1,
+        created_at: now,
+        expires_at: now + chrono::Duration::hours(12),
+        ip: None,
+        user_agent: None,
+        mfa_enrolment_only: false,
+    }
+}
+
+/// Opens `session` with a cap of 2 sessions, as a login does.
+async fn open(store: &SeaStore, session: &NewSession) {
+    store
+        .create_capped(
+            session,
+            2,
+            chrono::Duration::minutes(30),
+            record(Action::SESSION_LOGIN),
+            SessionRevocation {
+                at: session.created_at,
+                reason: RevocationReason::SessionLimit,
+                keep: None,
+                audit_template: record(Action::SESSION_REVOKED),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// A store with one company, one user and one live session; returns the store, the session's
+/// token and the user.
+fn setup(
+    rt: &tokio::runtime::Runtime,
+    db: &TestDb,
+) -> (Arc<SeaStore>, String, (CompanyId, UserId)) {
     rt.block_on(async {
         let conn = db.connect().await;
         let mut ring = crypto::Keyring::default();
@@ -68,32 +109,11 @@ fn setup(rt: &tokio::runtime::Runtime, db: &TestDb) -> (Arc<SeaStore>, String) {
             .unwrap();
         let (token, hash) = crypto::RandomTokens.issue();
         let session = NewSession {
-            id: SessionId::from_uuid(uuid::Uuid::now_v7()),
-            company_id: company.id,
-            user_id: user.id,
             token_hash: hash,
-            created_at: now,
-            expires_at: now + chrono::Duration::hours(12),
-            ip: None,
-            user_agent: None,
-            mfa_enrolment_only: false,
+            ..new_session(company.id, user.id)
         };
-        store
-            .create_capped(
-                &session,
-                2,
-                chrono::Duration::minutes(30),
-                record(Action::SESSION_LOGIN),
-                SessionRevocation {
-                    at: now,
-                    reason: RevocationReason::SessionLimit,
-                    keep: None,
-                    audit_template: record(Action::SESSION_REVOKED),
-                },
-            )
-            .await
-            .unwrap();
-        (store, token.expose().to_owned())
+        open(&store, &session).await;
+        (store, token.expose().to_owned(), (company.id, user.id))
     })
 }
 
@@ -112,11 +132,15 @@ fn bench(c: &mut Criterion) {
         dbs.push(pg);
     }
     for db in &dbs {
-        let (store, token) = setup(&rt, db);
+        let (store, token, (company, user)) = setup(&rt, db);
         let hash = crypto::RandomTokens.hash(&token);
         c.bench_function(&format!("find_by_token ({})", db.backend), |b| {
             // `block_on` adds about a microsecond per call; the lookup is far slower.
             b.iter(|| rt.block_on(store.find_by_token(&hash)).unwrap().unwrap());
+        });
+        // From the second iteration on, every login finds two live sessions and revokes one.
+        c.bench_function(&format!("create_capped at the cap ({})", db.backend), |b| {
+            b.iter(|| rt.block_on(open(&store, &new_session(company, user))))
         });
     }
 }

@@ -109,14 +109,13 @@ fn user_row(u: &User) -> user::ActiveModel {
 /// Shared by deactivation, password change and the session cap.
 pub(crate) async fn revoke_sessions<C: ConnectionTrait>(
     conn: &C,
-    chain: &dyn audit::ChainMac,
     company: CompanyId,
     user: UserId,
     ids: &[SessionId],
     revocation: &SessionRevocation,
-) -> Result<(), DbErr> {
+) -> Result<Vec<audit::AuditRecord>, DbErr> {
     if ids.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     session::Entity::update_many()
         .col_expr(session::Column::RevokedAt, Expr::value(revocation.at))
@@ -130,11 +129,10 @@ pub(crate) async fn revoke_sessions<C: ConnectionTrait>(
         .filter(session::Column::RevokedAt.is_null())
         .exec(conn)
         .await?;
-    let records = ids
+    Ok(ids
         .iter()
         .map(|id| revocation.record_for(*id, uuid::Uuid::now_v7()))
-        .collect();
-    insert_audit(conn, chain, records).await
+        .collect())
 }
 
 /// The ids of the user's sessions that are not revoked and not past their absolute expiry.
@@ -206,8 +204,7 @@ impl AccountRepository for SeaStore {
     }
 
     async fn company(&self, id: CompanyId) -> Result<Option<Company>, AccountsError> {
-        company::Entity::find_by_id(id.as_uuid())
-            .one(&self.db)
+        crate::by_key(company::Entity::find_by_id(id.as_uuid()), &self.db)
             .await
             .map_err(internal)?
             .map(to_company)
@@ -313,23 +310,26 @@ impl AccountRepository for SeaStore {
     }
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>, AccountsError> {
-        user::Entity::find()
-            .filter(user::Column::Email.eq(email.as_str()))
-            .one(&self.db)
-            .await
-            .map_err(internal)?
-            .map(to_user)
-            .transpose()
+        crate::by_key(
+            user::Entity::find().filter(user::Column::Email.eq(email.as_str())),
+            &self.db,
+        )
+        .await
+        .map_err(internal)?
+        .map(to_user)
+        .transpose()
     }
 
     async fn user(&self, company: CompanyId, id: UserId) -> Result<Option<User>, AccountsError> {
-        user::Entity::find_by_id(id.as_uuid())
-            .filter(user::Column::CompanyId.eq(company.as_uuid()))
-            .one(&self.db)
-            .await
-            .map_err(internal)?
-            .map(to_user)
-            .transpose()
+        crate::by_key(
+            user::Entity::find_by_id(id.as_uuid())
+                .filter(user::Column::CompanyId.eq(company.as_uuid())),
+            &self.db,
+        )
+        .await
+        .map_err(internal)?
+        .map(to_user)
+        .transpose()
     }
 
     async fn users(&self, company: CompanyId) -> Result<Vec<User>, AccountsError> {
@@ -379,6 +379,8 @@ impl AccountRepository for SeaStore {
             return Err(AccountsError::NotFound);
         }
         let mut revoked = Vec::new();
+        // The revocations' records come first in the chain, then the change's: one append.
+        let mut records = Vec::new();
         if let Some(revocation) = revoke {
             revoked = live_session_ids(&txn, user.company_id, user.id, revocation.at)
                 .await
@@ -386,21 +388,14 @@ impl AccountRepository for SeaStore {
                 .into_iter()
                 .filter(|id| Some(*id) != revocation.keep)
                 .collect();
-            revoke_sessions(
-                &txn,
-                self.chain.as_ref(),
-                user.company_id,
-                user.id,
-                &revoked,
-                &revocation,
-            )
-            .await
-            .map_err(internal)?;
+            records = revoke_sessions(&txn, user.company_id, user.id, &revoked, &revocation)
+                .await
+                .map_err(internal)?;
         }
-        insert_audit(&txn, self.chain.as_ref(), audit)
+        records.extend(audit);
+        self.commit_with_audit(txn, records)
             .await
             .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)?;
         Ok(revoked)
     }
 }

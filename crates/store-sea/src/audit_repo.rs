@@ -369,10 +369,12 @@ impl audit::AuditLog for SeaStore {
     }
 
     async fn checkpoint(&self, chain: &str) -> Result<audit::Checkpoint, AuditError> {
-        let row = crate::entity::audit_checkpoint::Entity::find_by_id(chain.to_owned())
-            .one(&self.db)
-            .await
-            .map_err(log_err)?;
+        let row = crate::by_key(
+            crate::entity::audit_checkpoint::Entity::find_by_id(chain.to_owned()),
+            &self.db,
+        )
+        .await
+        .map_err(log_err)?;
         Ok(match row {
             Some(r) => audit::Checkpoint {
                 seq: r.seq,
@@ -383,8 +385,7 @@ impl audit::AuditLog for SeaStore {
     }
 
     async fn head(&self, chain: &str) -> Result<Option<(i64, [u8; 32])>, AuditError> {
-        let row = head::Entity::find_by_id(chain.to_owned())
-            .one(&self.db)
+        let row = crate::by_key(head::Entity::find_by_id(chain.to_owned()), &self.db)
             .await
             .map_err(log_err)?;
         Ok(row.map(|h| (h.seq, mac_from_hex(&h.mac).unwrap_or([0xff; 32]))))
@@ -503,13 +504,13 @@ impl audit::AuditLog for SeaStore {
     }
 
     async fn review_cursor(&self, chain: &str) -> Result<i64, AuditError> {
-        Ok(
-            crate::entity::audit_review_cursor::Entity::find_by_id(chain.to_owned())
-                .one(&self.db)
-                .await
-                .map_err(log_err)?
-                .map_or(0, |c| c.seq),
+        Ok(crate::by_key(
+            crate::entity::audit_review_cursor::Entity::find_by_id(chain.to_owned()),
+            &self.db,
         )
+        .await
+        .map_err(log_err)?
+        .map_or(0, |c| c.seq))
     }
 
     async fn save_review(

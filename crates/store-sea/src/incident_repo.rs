@@ -183,11 +183,12 @@ impl IncidentRepository for SeaStore {
     }
 
     async fn get(&self, company: CompanyId, id: Uuid) -> Result<Option<Incident>, IncidentError> {
-        let Some(m) = row::Entity::find_by_id(id)
-            .filter(row::Column::CompanyId.eq(company.as_uuid()))
-            .one(&self.db)
-            .await
-            .map_err(internal)?
+        let Some(m) = crate::by_key(
+            row::Entity::find_by_id(id).filter(row::Column::CompanyId.eq(company.as_uuid())),
+            &self.db,
+        )
+        .await
+        .map_err(internal)?
         else {
             return Ok(None);
         };

@@ -27,7 +27,7 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    DbErr, EntityTrait, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -338,6 +338,30 @@ pub(crate) const fn corrupt(table: &'static str, what: &'static str) -> CorruptR
     CorruptRow { table, what }
 }
 
+/// The row that `select` picks by a primary or unique key, read without a `LIMIT`.
+///
+/// Why not `Select::one`: it renders `LIMIT ?` with 1 bound to it, and SQLite (3.51, bundled)
+/// marks a statement whose LIMIT is a bound parameter to be prepared again whenever that
+/// parameter is bound (`computeLimitRegisters` → `sqlite3ExprIsInteger` → the statement's
+/// expmask). Every `.one()` was therefore parsed and planned afresh on each execution, past
+/// sqlx's statement cache: 8% of the server's non-hashing time under a login storm, measured
+/// with `perf`. A key needs no LIMIT. Two rows for a key mean a missing unique index: reported
+/// as corrupt data, never answered with an arbitrary one of them.
+pub(crate) async fn by_key<E, C>(select: Select<E>, conn: &C) -> Result<Option<E::Model>, DbErr>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    let mut rows = select.all(conn).await?;
+    if rows.len() > 1 {
+        return Err(DbErr::Custom(format!(
+            "corrupt data in {}: more than one row for a unique key",
+            E::default().table_name()
+        )));
+    }
+    Ok(rows.pop())
+}
+
 /// Sorts a storage error: a lost or refused database connection becomes a
 /// [`kernel::Unavailable`] (the HTTP adapter answers 503 and the client retries), everything
 /// else stays as it is (500).
@@ -390,5 +414,48 @@ fn sqlx_outage(e: &sea_orm::sqlx::Error) -> bool {
             .code()
             .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use sea_orm::{ActiveValue::Set, EntityTrait as _};
+
+    use crate::entity::audit_chain_head as head;
+
+    /// A key finds its row or nothing, on every backend; a "key" that matches two rows is an
+    /// error naming the table, never one of the rows picked at random.
+    #[tokio::test]
+    async fn by_key_reads_one_row_or_none_and_refuses_two() {
+        for db in test_support::TestDb::each().await {
+            let conn = db.connect().await;
+            let row = |chain: &str| head::ActiveModel {
+                chain: Set(chain.to_owned()),
+                seq: Set(7),
+                mac: Set("00".repeat(32)),
+            };
+            head::Entity::insert_many([row("a"), row("b")])
+                .exec_without_returning(&conn)
+                .await
+                .unwrap();
+            let found = super::by_key(head::Entity::find_by_id("a".to_owned()), &conn)
+                .await
+                .unwrap();
+            assert_eq!(found.map(|m| (m.chain, m.seq)), Some(("a".into(), 7)));
+            let missing = super::by_key(head::Entity::find_by_id("z".to_owned()), &conn)
+                .await
+                .unwrap();
+            assert!(missing.is_none(), "{}", db.backend);
+            let err = super::by_key(head::Entity::find(), &conn)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("audit_chain_heads") && err.contains("more than one row"),
+                "{}: {err}",
+                db.backend
+            );
+        }
     }
 }

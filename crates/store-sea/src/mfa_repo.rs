@@ -99,13 +99,14 @@ impl MfaRepository for SeaStore {
         company: CompanyId,
         user: UserId,
     ) -> Result<Option<TotpEnrolment>, MfaError> {
-        totp::Entity::find()
-            .filter(owned_by(company, user))
-            .one(&self.db)
-            .await
-            .map_err(internal)?
-            .map(to_enrolment)
-            .transpose()
+        crate::by_key(
+            totp::Entity::find().filter(owned_by(company, user)),
+            &self.db,
+        )
+        .await
+        .map_err(internal)?
+        .map(to_enrolment)
+        .transpose()
     }
 
     async fn save_pending(&self, e: &TotpEnrolment, audit: AuditRecord) -> Result<bool, MfaError> {

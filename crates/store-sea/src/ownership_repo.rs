@@ -71,13 +71,15 @@ impl OwnershipRepository for SeaStore {
         company: CompanyId,
         id: Uuid,
     ) -> Result<Option<OwnershipTransfer>, AccountsError> {
-        transfer::Entity::find_by_id(id)
-            .filter(transfer::Column::CompanyId.eq(company.as_uuid()))
-            .one(&self.db)
-            .await
-            .map_err(internal)?
-            .map(to_transfer)
-            .transpose()
+        crate::by_key(
+            transfer::Entity::find_by_id(id)
+                .filter(transfer::Column::CompanyId.eq(company.as_uuid())),
+            &self.db,
+        )
+        .await
+        .map_err(internal)?
+        .map(to_transfer)
+        .transpose()
     }
 
     async fn complete_transfer(

@@ -3,9 +3,7 @@ use async_trait::async_trait;
 use audit::AuditRecord;
 use kernel::{CompanyId, SessionId, Timestamp, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use sessions::{AuthRecord, NewSession, Session, SessionError, SessionStore, TokenHash};
 
 use crate::accounts_repo::{revoke_sessions, to_user};
@@ -48,29 +46,20 @@ impl SessionStore for SeaStore {
     ) -> Result<(Session, Vec<SessionId>), SessionError> {
         let txn = self.write_txn().await.map_err(internal)?;
         // Serialize on the user: on PostgreSQL this UPDATE takes the row lock that every
-        // concurrent login of the user waits for; on SQLite the IMMEDIATE transaction already
-        // holds the database's write lock. It also hands out the session's sequence number.
-        let bumped = user::Entity::update_many()
+        // concurrent login of the user waits for until the commit; on SQLite the IMMEDIATE
+        // transaction already holds the database's write lock. Its RETURNING hands out the
+        // session's sequence number in the same statement.
+        let seq = user::Entity::update_many()
             .col_expr(
                 user::Column::SessionSeq,
                 Expr::col(user::Column::SessionSeq).add(1),
             )
             .filter(user::Column::Id.eq(new.user_id.as_uuid()))
             .filter(user::Column::CompanyId.eq(new.company_id.as_uuid()))
-            .exec(&txn)
-            .await
-            .map_err(internal)?;
-        if bumped.rows_affected != 1 {
-            return Err(internal(corrupt("users", "session owner vanished")));
-        }
-        let mut query = user::Entity::find_by_id(new.user_id.as_uuid());
-        if self.backend() == DbBackend::Postgres {
-            query = query.lock_exclusive();
-        }
-        let seq = query
-            .one(&txn)
+            .exec_with_returning(&txn)
             .await
             .map_err(internal)?
+            .pop()
             .ok_or_else(|| internal(corrupt("users", "session owner vanished")))?
             .session_seq;
 
@@ -94,16 +83,9 @@ impl SessionStore for SeaStore {
             Vec::new()
         };
         revoked.reverse();
-        revoke_sessions(
-            &txn,
-            self.chain.as_ref(),
-            new.company_id,
-            new.user_id,
-            &revoked,
-            &revocation,
-        )
-        .await
-        .map_err(internal)?;
+        let mut records = revoke_sessions(&txn, new.company_id, new.user_id, &revoked, &revocation)
+            .await
+            .map_err(internal)?;
 
         let row = session::ActiveModel {
             id: Set(new.id.as_uuid()),
@@ -125,10 +107,11 @@ impl SessionStore for SeaStore {
             .exec_without_returning(&txn)
             .await
             .map_err(internal)?;
-        insert_audit(&txn, self.chain.as_ref(), vec![login_audit])
+        // The revocations' records and the login's, chained in one append.
+        records.push(login_audit);
+        self.commit_with_audit(txn, records)
             .await
             .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)?;
         let session = Session {
             id: new.id,
             company_id: new.company_id,
@@ -148,19 +131,22 @@ impl SessionStore for SeaStore {
     }
 
     async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<AuthRecord>, SessionError> {
-        let Some(row) = session::Entity::find()
-            .filter(session::Column::TokenHash.eq(hash.as_str()))
-            .one(&self.db)
-            .await
-            .map_err(internal)?
+        let Some(row) = crate::by_key(
+            session::Entity::find().filter(session::Column::TokenHash.eq(hash.as_str())),
+            &self.db,
+        )
+        .await
+        .map_err(internal)?
         else {
             return Ok(None);
         };
-        let Some(user) = user::Entity::find_by_id(row.user_id)
-            .filter(user::Column::CompanyId.eq(row.company_id))
-            .one(&self.db)
-            .await
-            .map_err(internal)?
+        let Some(user) = crate::by_key(
+            user::Entity::find_by_id(row.user_id)
+                .filter(user::Column::CompanyId.eq(row.company_id)),
+            &self.db,
+        )
+        .await
+        .map_err(internal)?
         else {
             return Ok(None);
         };
@@ -230,19 +216,23 @@ impl SessionStore for SeaStore {
         revocation: SessionRevocation,
     ) -> Result<bool, SessionError> {
         let txn = self.write_txn().await.map_err(internal)?;
-        let found = session::Entity::find_by_id(id.as_uuid())
-            .filter(session::Column::CompanyId.eq(company.as_uuid()))
-            .filter(session::Column::UserId.eq(user.as_uuid()))
-            .filter(session::Column::RevokedAt.is_null())
-            .one(&txn)
-            .await
-            .map_err(internal)?;
+        let found = crate::by_key(
+            session::Entity::find_by_id(id.as_uuid())
+                .filter(session::Column::CompanyId.eq(company.as_uuid()))
+                .filter(session::Column::UserId.eq(user.as_uuid()))
+                .filter(session::Column::RevokedAt.is_null()),
+            &txn,
+        )
+        .await
+        .map_err(internal)?;
         match found {
             Some(row) if row.expires_at > revocation.at => {
-                revoke_sessions(&txn, self.chain.as_ref(), company, user, &[id], &revocation)
+                let records = revoke_sessions(&txn, company, user, &[id], &revocation)
                     .await
                     .map_err(internal)?;
-                self.commit(txn).await.map_err(internal)?;
+                self.commit_with_audit(txn, records)
+                    .await
+                    .map_err(internal)?;
                 Ok(true)
             }
             _ => Ok(false),

@@ -22,12 +22,13 @@ fn to_state(m: &login_throttle::Model) -> ThrottleState {
 #[async_trait]
 impl LoginThrottle for SeaStore {
     async fn state(&self, key: &str) -> Result<ThrottleState, SessionError> {
-        Ok(login_throttle::Entity::find_by_id(key.to_owned())
-            .one(&self.db)
-            .await
-            .map_err(internal)?
-            .map(|m| to_state(&m))
-            .unwrap_or_default())
+        Ok(
+            crate::by_key(login_throttle::Entity::find_by_id(key.to_owned()), &self.db)
+                .await
+                .map_err(internal)?
+                .map(|m| to_state(&m))
+                .unwrap_or_default(),
+        )
     }
 
     async fn record_failure(
@@ -57,8 +58,7 @@ impl LoginThrottle for SeaStore {
         if self.backend() == DbBackend::Postgres {
             query = query.lock_exclusive();
         }
-        let current = query
-            .one(&txn)
+        let current = crate::by_key(query, &txn)
             .await
             .map_err(internal)?
             .map(|m| to_state(&m))

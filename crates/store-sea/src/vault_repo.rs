@@ -110,13 +110,14 @@ impl CredentialRepository for SeaStore {
         company: CompanyId,
         id: CredentialId,
     ) -> Result<Option<SealedCredential>, VaultError> {
-        row::Entity::find_by_id(id)
-            .filter(row::Column::CompanyId.eq(company.as_uuid()))
-            .one(&self.db)
-            .await
-            .map_err(internal)?
-            .map(to_sealed)
-            .transpose()
+        crate::by_key(
+            row::Entity::find_by_id(id).filter(row::Column::CompanyId.eq(company.as_uuid())),
+            &self.db,
+        )
+        .await
+        .map_err(internal)?
+        .map(to_sealed)
+        .transpose()
     }
 
     async fn delete(
