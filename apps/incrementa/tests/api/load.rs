@@ -48,6 +48,28 @@ async fn bounded_load_run_gets_only_expected_answers() {
         assert!(memory.sessions_created >= plan.sessions);
         assert!(report.argon2_bound_per_second > 0.0);
         assert_eq!(report.goals().len(), 5, "{}", report.render());
+        // The login phase's machine time, split from the real server's threads: its hashing
+        // threads are found by name (argon2-N) and the parts account for the time the phase had
+        // (cores × seconds; /proc/stat ticks are 10 ms, hence the tolerance).
+        let cpu = report
+            .login_cpu
+            .as_ref()
+            .expect("/proc is readable on Linux");
+        assert!(cpu.server_hashing_ms > 0.0, "{cpu:?}");
+        assert!(
+            cpu.server_other_ms > 0.0 && cpu.load_tool_ms > 0.0,
+            "{cpu:?}"
+        );
+        let accounted = cpu.server_hashing_ms
+            + cpu.server_other_ms
+            + cpu.load_tool_ms
+            + cpu.rest_ms
+            + cpu.idle_ms
+            + cpu.steal_ms;
+        assert!(
+            (0.75..=1.25).contains(&(accounted / cpu.capacity_ms)),
+            "{cpu:?}"
+        );
     }
 }
 
