@@ -130,9 +130,36 @@ fn init_logging(filter: &str) {
 /// The `keys` commands. Results go to standard output, progress to standard error.
 #[allow(clippy::print_stdout)] // a command-line tool's answer
 async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
-    let (vault, mfa, mut ring, source) = startup::vault_for_cli(settings)
+    let startup::KeysCli {
+        vault,
+        mfa,
+        mut ring,
+        source,
+        audit,
+    } = startup::vault_for_cli(settings)
         .await
         .map_err(|e| e.to_string())?;
+    // AUD-2: a change to the master keys is recorded on the platform chain once it is made
+    // (key ids and counts only, never key material). A failed record is reported as such: the
+    // change itself has happened.
+    let record = |action: audit::Action, id: u32, details: serde_json::Value| {
+        let audit = audit.clone();
+        async move {
+            use kernel::{Clock as _, IdGenerator as _};
+            let record = audit::AuditRecord::new(
+                crypto::RandomIds.new_id(),
+                kernel::SystemClock.now(),
+                action,
+                audit::Outcome::Success,
+                &kernel::RequestContext::default(),
+            )
+            .target("master_key", id)
+            .details(details);
+            audit.record(record).await.map_err(|e| {
+                format!("{action} done, but its audit record could not be written: {e}")
+            })
+        }
+    };
     let file = || {
         source.path().map(std::path::Path::to_path_buf).ok_or_else(|| {
             "the keys come from INCREMENTA_MASTER_KEY: edit that variable (ID:KEY entries, newest last; \
@@ -157,6 +184,12 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
             let path = file()?;
             let id = ring.rotate();
             ring.save(&path).map_err(|e| e.to_string())?;
+            record(
+                audit::Action::KEY_ROTATED,
+                id,
+                serde_json::json!({ "keys": ring.ids() }),
+            )
+            .await?;
             println!("added key {id} to {}.", path.display());
             println!(
                 "Next: restart every server so it knows key {id}, then run `incrementa keys rewrap`."
@@ -176,6 +209,16 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
                 .rewrap(u32::try_from(batch).unwrap_or(u32::MAX))
                 .await
                 .map_err(|e| e.to_string())?;
+            record(
+                audit::Action::KEY_REWRAPPED,
+                ring.current_id(),
+                serde_json::json!({
+                    "credentials": done.rewrapped,
+                    "totp_secrets": secrets,
+                    "skipped": done.skipped,
+                }),
+            )
+            .await?;
             println!(
                 "rewrap finished: {} credentials and {secrets} TOTP secrets now under key {}, {} skipped",
                 done.rewrapped,
@@ -207,6 +250,12 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
             }
             ring.retire(id).map_err(|e| e.to_string())?;
             ring.save(&path).map_err(|e| e.to_string())?;
+            record(
+                audit::Action::KEY_RETIRED,
+                id,
+                serde_json::json!({ "keys": ring.ids() }),
+            )
+            .await?;
             println!("key {id} removed from {}", path.display());
         }
     }

@@ -341,19 +341,48 @@ pub async fn audit_for_cli(settings: &Settings) -> Result<audit::AuditService, S
     ))
 }
 
-/// The vault, its keyring and the keyring's source, for the `keys` commands.
+/// What the `keys` commands work with.
+pub struct KeysCli {
+    /// The fiscal vault (credentials sealed with the keyring).
+    pub vault: vault::VaultService,
+    /// MFA (TOTP secrets sealed with the keyring).
+    pub mfa: mfa::MfaService,
+    /// The keyring as loaded.
+    pub ring: Keyring,
+    /// Where it came from.
+    pub source: KeySource,
+    /// Where the commands record what they did (AUD-2). Its chain MACs use the keyring as
+    /// loaded, before the command changes it, so a rotation's record is sealed with a key the
+    /// running servers already know.
+    pub audit: Arc<dyn audit::AuditSink>,
+}
+
+impl std::fmt::Debug for KeysCli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the keyring's keys.
+        f.debug_struct("KeysCli")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The vault, MFA, the keyring and its source, and an audit sink, for the `keys` commands.
 ///
 /// # Errors
 /// Key or database errors.
-pub async fn vault_for_cli(
-    settings: &Settings,
-) -> Result<(vault::VaultService, mfa::MfaService, Keyring, KeySource), StartupError> {
+pub async fn vault_for_cli(settings: &Settings) -> Result<KeysCli, StartupError> {
     let (ring, source) = keyring(settings)?;
     let db = database(settings).await?;
     let store = Arc::new(SeaStore::new(db, Arc::new(HmacChain::new(&ring))));
     let vault = vault_service(&ring, &store, Arc::new(SystemClock), Arc::new(RandomIds));
     let mfa = mfa_service(&ring, &store, Arc::new(SystemClock), Arc::new(RandomIds));
-    Ok((vault, mfa, ring, source))
+    Ok(KeysCli {
+        vault,
+        mfa,
+        ring,
+        source,
+        audit: store,
+    })
 }
 
 struct DbReadiness(DatabaseConnection);

@@ -138,6 +138,12 @@ impl Action {
     pub const BACKUP_CREATED: Self = Self("backup.created");
     /// A backup could not be written to a destination.
     pub const BACKUP_FAILED: Self = Self("backup.failed");
+    /// A new master key version was added to the vault's keyring (VAULT-7).
+    pub const KEY_ROTATED: Self = Self("key.rotated");
+    /// Stored secrets were re-encrypted under the newest master key (VAULT-7).
+    pub const KEY_REWRAPPED: Self = Self("key.rewrapped");
+    /// A master key version nothing uses any more was removed from the keyring (VAULT-7).
+    pub const KEY_RETIRED: Self = Self("key.retired");
 
     /// The stable name.
     #[must_use]
