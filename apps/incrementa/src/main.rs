@@ -184,16 +184,16 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
             let path = file()?;
             let id = ring.rotate();
             ring.save(&path).map_err(|e| e.to_string())?;
+            println!("added key {id} to {}.", path.display());
+            println!(
+                "Next: restart every server so it knows key {id}, then run `incrementa keys rewrap`."
+            );
             record(
                 audit::Action::KEY_ROTATED,
                 id,
                 serde_json::json!({ "keys": ring.ids() }),
             )
             .await?;
-            println!("added key {id} to {}.", path.display());
-            println!(
-                "Next: restart every server so it knows key {id}, then run `incrementa keys rewrap`."
-            );
         }
         KeysCommand::Rewrap { batch } => {
             let done = vault
@@ -209,6 +209,12 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
                 .rewrap(u32::try_from(batch).unwrap_or(u32::MAX))
                 .await
                 .map_err(|e| e.to_string())?;
+            println!(
+                "rewrap finished: {} credentials and {secrets} TOTP secrets now under key {}, {} skipped",
+                done.rewrapped,
+                ring.current_id(),
+                done.skipped
+            );
             record(
                 audit::Action::KEY_REWRAPPED,
                 ring.current_id(),
@@ -219,12 +225,6 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
                 }),
             )
             .await?;
-            println!(
-                "rewrap finished: {} credentials and {secrets} TOTP secrets now under key {}, {} skipped",
-                done.rewrapped,
-                ring.current_id(),
-                done.skipped
-            );
         }
         KeysCommand::Retire { id } => {
             let path = file()?;
@@ -235,10 +235,10 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
                     "{secrets} TOTP secrets are sealed with key {id}: run `incrementa keys rewrap` first"
                 ));
             }
-            let audit = startup::audit_for_cli(settings)
+            let audit_log = startup::audit_for_cli(settings)
                 .await
                 .map_err(|e| e.to_string())?;
-            let records = audit
+            let records = audit_log
                 .records_under_key(id)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -250,13 +250,13 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
             }
             ring.retire(id).map_err(|e| e.to_string())?;
             ring.save(&path).map_err(|e| e.to_string())?;
+            println!("key {id} removed from {}", path.display());
             record(
                 audit::Action::KEY_RETIRED,
                 id,
                 serde_json::json!({ "keys": ring.ids() }),
             )
             .await?;
-            println!("key {id} removed from {}", path.display());
         }
     }
     Ok(())
