@@ -11,7 +11,6 @@ use sea_orm::{
     SqlErr,
 };
 
-use crate::audit_repo::insert_audit;
 use crate::entity::{company, company_change, session, user};
 use crate::{SeaStore, corrupt};
 
@@ -185,10 +184,7 @@ impl AccountRepository for SeaStore {
             .exec_without_returning(&txn)
             .await
             .map_err(insert_error)?;
-        insert_audit(&txn, self.chain.as_ref(), audit)
-            .await
-            .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)
+        self.commit_with_audit(txn, audit).await.map_err(internal)
     }
 
     async fn insert_user(&self, user: &User, audit: Vec<AuditRecord>) -> Result<(), AccountsError> {
@@ -197,10 +193,7 @@ impl AccountRepository for SeaStore {
             .exec_without_returning(&txn)
             .await
             .map_err(insert_error)?;
-        insert_audit(&txn, self.chain.as_ref(), audit)
-            .await
-            .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)
+        self.commit_with_audit(txn, audit).await.map_err(internal)
     }
 
     async fn company(&self, id: CompanyId) -> Result<Option<Company>, AccountsError> {
@@ -274,10 +267,7 @@ impl AccountRepository for SeaStore {
                 .await
                 .map_err(internal)?;
         }
-        insert_audit(&txn, self.chain.as_ref(), audit)
-            .await
-            .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)
+        self.commit_with_audit(txn, audit).await.map_err(internal)
     }
 
     async fn company_changes(

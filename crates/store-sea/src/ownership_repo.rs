@@ -6,7 +6,6 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, QueryFilter, SqlErr};
 use uuid::Uuid;
 
-use crate::audit_repo::insert_audit;
 use crate::entity::{ownership_transfer as transfer, user};
 use crate::{SeaStore, corrupt};
 
@@ -60,10 +59,7 @@ impl OwnershipRepository for SeaStore {
                 ),
                 _ => internal(e),
             })?;
-        insert_audit(&txn, self.chain.as_ref(), audit)
-            .await
-            .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)
+        self.commit_with_audit(txn, audit).await.map_err(internal)
     }
 
     async fn transfer(
@@ -141,10 +137,7 @@ impl OwnershipRepository for SeaStore {
                 "the receiving user is deactivated",
             ));
         }
-        insert_audit(&txn, self.chain.as_ref(), audit)
-            .await
-            .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)
+        self.commit_with_audit(txn, audit).await.map_err(internal)
     }
 
     async fn close_transfer(
@@ -168,10 +161,7 @@ impl OwnershipRepository for SeaStore {
         if closed.rows_affected != 1 {
             return Ok(false);
         }
-        insert_audit(&txn, self.chain.as_ref(), audit)
-            .await
-            .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)?;
+        self.commit_with_audit(txn, audit).await.map_err(internal)?;
         Ok(true)
     }
 }

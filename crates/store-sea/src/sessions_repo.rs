@@ -7,7 +7,6 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use sessions::{AuthRecord, NewSession, Session, SessionError, SessionStore, TokenHash};
 
 use crate::accounts_repo::{revoke_sessions, to_user};
-use crate::audit_repo::insert_audit;
 use crate::entity::{session, user};
 use crate::{SeaStore, corrupt};
 
@@ -170,10 +169,9 @@ impl SessionStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(internal)?;
-        insert_audit(&txn, self.chain.as_ref(), vec![audit])
+        self.commit_with_audit(txn, vec![audit])
             .await
-            .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)
+            .map_err(internal)
     }
 
     async fn touch(&self, id: SessionId, at: Timestamp) -> Result<(), SessionError> {

@@ -11,7 +11,6 @@ use vault::{
     SealedCredential, VaultError,
 };
 
-use crate::audit_repo::insert_audit;
 use crate::entity::fiscal_credential as row;
 use crate::{SeaStore, corrupt};
 
@@ -86,10 +85,7 @@ impl CredentialRepository for SeaStore {
                 Some(SqlErr::UniqueConstraintViolation(_)) => VaultError::Duplicate,
                 _ => internal(e),
             })?;
-        insert_audit(&txn, self.chain.as_ref(), audit)
-            .await
-            .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)
+        self.commit_with_audit(txn, audit).await.map_err(internal)
     }
 
     async fn list(&self, company: CompanyId) -> Result<Vec<FiscalCredential>, VaultError> {
@@ -136,10 +132,7 @@ impl CredentialRepository for SeaStore {
         if deleted.rows_affected != 1 {
             return Ok(false);
         }
-        insert_audit(&txn, self.chain.as_ref(), audit)
-            .await
-            .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)?;
+        self.commit_with_audit(txn, audit).await.map_err(internal)?;
         Ok(true)
     }
 
@@ -196,9 +189,8 @@ impl CredentialRepository for SeaStore {
     async fn record_use(&self, audit: AuditRecord, _at: Timestamp) -> Result<(), VaultError> {
         // Chain appends always run in a write transaction: the head update must be atomic.
         let txn = self.write_txn().await.map_err(internal)?;
-        insert_audit(&txn, self.chain.as_ref(), vec![audit])
+        self.commit_with_audit(txn, vec![audit])
             .await
-            .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)
+            .map_err(internal)
     }
 }
