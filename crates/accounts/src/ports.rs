@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use audit::AuditRecord;
-use kernel::{CompanyId, SessionId, Timestamp, UserId};
+use std::sync::Arc;
+
+use kernel::{CompanyId, IdGenerator, SessionId, Timestamp, UserId};
 use uuid::Uuid;
 
 use crate::{AccountsError, Company, ConfigChange, Email, Password, PasswordHash, User};
@@ -38,8 +40,9 @@ impl RevocationReason {
 
 /// "Revoke every live session of this user (but `keep`)", done in the same transaction as the
 /// change that causes it; each revoked session gets a `session.revoked` audit record made from
-/// `audit_template`.
-#[derive(Debug, Clone)]
+/// `audit_template`, with an id from `ids` (how many sessions go is known only inside the
+/// store's transaction, so the store asks the caller's id port for each).
+#[derive(Clone)]
 pub struct SessionRevocation {
     /// When.
     pub at: Timestamp,
@@ -49,18 +52,31 @@ pub struct SessionRevocation {
     pub keep: Option<SessionId>,
     /// Actor, company, context and outcome for the per-session audit records.
     pub audit_template: AuditRecord,
+    /// Where the per-session audit records' ids come from: the caller's id port.
+    pub ids: Arc<dyn IdGenerator>,
+}
+
+impl std::fmt::Debug for SessionRevocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRevocation")
+            .field("at", &self.at)
+            .field("reason", &self.reason)
+            .field("keep", &self.keep)
+            .field("audit_template", &self.audit_template)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionRevocation {
-    /// The audit record for one revoked session.
+    /// The audit record for one revoked session, with a fresh id from [`Self::ids`].
     #[must_use]
-    pub fn record_for(&self, session: SessionId, id: Uuid) -> AuditRecord {
+    pub fn record_for(&self, session: SessionId) -> AuditRecord {
         let mut record = self
             .audit_template
             .clone()
             .target("session", session)
             .details(serde_json::json!({ "reason": self.reason.as_str() }));
-        record.id = id;
+        record.id = self.ids.new_id();
         record
     }
 }

@@ -470,6 +470,7 @@ impl AccountService {
                         .record(Action::SESSION_REVOKED, Outcome::Success, ctx)
                         .company(actor.company_id)
                         .actor(actor.user_id),
+                    ids: self.ids.clone(),
                 });
             }
         }
@@ -915,6 +916,7 @@ impl AccountService {
                 .record(Action::SESSION_REVOKED, Outcome::Success, ctx)
                 .company(actor.company_id)
                 .actor(actor.user_id),
+            ids: self.ids.clone(),
         };
         self.repo.update_user(&updated, Some(revoke), audit).await?;
         Ok(())

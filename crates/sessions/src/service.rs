@@ -395,6 +395,7 @@ impl SessionService {
                 .record(Action::SESSION_REVOKED, Outcome::Success, ctx)
                 .company(user.company_id)
                 .actor(user.id),
+            ids: self.ids.clone(),
         };
         let (session, revoked_session_ids) = self
             .store
@@ -622,6 +623,7 @@ impl SessionService {
                 .record(action, Outcome::Success, ctx)
                 .company(actor.company_id)
                 .actor(actor.user_id),
+            ids: self.ids.clone(),
         };
         if self
             .store

@@ -24,6 +24,15 @@ use sessions::{NewSession, SessionStore as _, TokenIssuer as _};
 use store_sea::SeaStore;
 use test_support::TestDb;
 
+/// Fresh time-ordered ids, as the production id port gives.
+struct V7Ids;
+
+impl kernel::IdGenerator for V7Ids {
+    fn new_id(&self) -> uuid::Uuid {
+        uuid::Uuid::now_v7()
+    }
+}
+
 fn record(action: Action) -> AuditRecord {
     AuditRecord::new(
         uuid::Uuid::now_v7(),
@@ -63,6 +72,7 @@ async fn open(store: &SeaStore, session: &NewSession) {
                 reason: RevocationReason::SessionLimit,
                 keep: None,
                 audit_template: record(Action::SESSION_REVOKED),
+                ids: std::sync::Arc::new(V7Ids),
             },
         )
         .await

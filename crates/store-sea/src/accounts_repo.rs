@@ -128,10 +128,7 @@ pub(crate) async fn revoke_sessions<C: ConnectionTrait>(
         .filter(session::Column::RevokedAt.is_null())
         .exec(conn)
         .await?;
-    Ok(ids
-        .iter()
-        .map(|id| revocation.record_for(*id, uuid::Uuid::now_v7()))
-        .collect())
+    Ok(ids.iter().map(|id| revocation.record_for(*id)).collect())
 }
 
 /// The ids of the user's sessions that are not revoked and not past their absolute expiry.

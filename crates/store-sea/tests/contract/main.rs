@@ -87,6 +87,17 @@ pub fn revocation(reason: RevocationReason, keep: Option<kernel::SessionId>) -> 
         reason,
         keep,
         audit_template: record(Action::SESSION_REVOKED, None),
+        ids: std::sync::Arc::new(V7Ids),
+    }
+}
+
+/// Fresh time-ordered ids, as the production id port gives.
+#[derive(Debug)]
+pub struct V7Ids;
+
+impl kernel::IdGenerator for V7Ids {
+    fn new_id(&self) -> uuid::Uuid {
+        uuid::Uuid::now_v7()
     }
 }
 

@@ -100,6 +100,58 @@ async fn the_cap_revokes_the_oldest_and_audits_each_revocation() {
     }
 }
 
+/// The revocations' audit records take their ids from the caller's id port (time and
+/// randomness come through ports), one fresh id per revoked session.
+#[tokio::test]
+async fn revocation_records_take_their_ids_from_the_callers_port() {
+    for (db, store, _) in stores().await {
+        let (c, u) = setup(&store).await;
+        for n in 0..3 {
+            let s = new_session(&u, t0() + chrono::Duration::seconds(n));
+            store
+                .create_capped(
+                    &s,
+                    5,
+                    IDLE,
+                    record(Action::SESSION_LOGIN, Some(c.id)),
+                    revocation(RevocationReason::SessionLimit, Some(s.id)),
+                )
+                .await
+                .unwrap();
+        }
+        // Ids 1, 2, 3… never come from the production generator, so finding them proves the
+        // store used this one.
+        let ids = std::sync::Arc::new(kernel::SequentialIds::default());
+        let last = new_session(&u, t0() + chrono::Duration::seconds(3));
+        let (_, revoked) = store
+            .create_capped(
+                &last,
+                1,
+                IDLE,
+                record(Action::SESSION_LOGIN, Some(c.id)),
+                SessionRevocation {
+                    ids: ids.clone(),
+                    audit_template: record(Action::SESSION_REVOKED, Some(c.id)),
+                    ..revocation(RevocationReason::SessionLimit, Some(last.id))
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(revoked.len(), 3, "{}", db.backend);
+        let page =
+            ::audit::AuditLog::chain_page(store.as_ref(), &::audit::chain_name(Some(c.id)), 0, 100)
+                .await
+                .unwrap();
+        let mut revocation_ids: Vec<u128> = page
+            .iter()
+            .filter(|r| r.action == Action::SESSION_REVOKED.as_str())
+            .map(|r| r.id.as_u128())
+            .collect();
+        revocation_ids.sort_unstable();
+        assert_eq!(revocation_ids, vec![1, 2, 3], "{}", db.backend);
+    }
+}
+
 #[tokio::test]
 async fn expired_and_idle_sessions_do_not_count_against_the_cap() {
     for (db, store, _) in stores().await {
