@@ -208,6 +208,31 @@ fn parse_machine(text: &str) -> Option<MachineTicks> {
 }
 
 impl CpuBreakdown {
+    /// The breakdown of several rounds of one phase taken as one: each part weighs by its
+    /// logins (every field is per login). `None` without parts or without logins.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn combine(parts: &[Self]) -> Option<Self> {
+        let logins: u64 = parts.iter().map(|p| p.logins).sum();
+        if logins == 0 {
+            return None;
+        }
+        let mean = |f: fn(&Self) -> f64| {
+            parts.iter().map(|p| f(p) * p.logins as f64).sum::<f64>() / logins as f64
+        };
+        Some(Self {
+            logins,
+            capacity_ms: mean(|p| p.capacity_ms),
+            server_hashing_ms: mean(|p| p.server_hashing_ms),
+            server_other_ms: mean(|p| p.server_other_ms),
+            load_tool_ms: mean(|p| p.load_tool_ms),
+            rest_ms: mean(|p| p.rest_ms),
+            idle_ms: mean(|p| p.idle_ms),
+            steal_ms: mean(|p| p.steal_ms),
+            hashing_waited_ms: mean(|p| p.hashing_waited_ms),
+        })
+    }
+
     /// One paragraph for the text report.
     #[must_use]
     pub fn render(&self) -> String {
@@ -231,6 +256,29 @@ impl CpuBreakdown {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_combine_weighted_by_their_logins() {
+        let part = |logins, ms: f64| CpuBreakdown {
+            logins,
+            capacity_ms: ms,
+            server_hashing_ms: ms * 0.9,
+            server_other_ms: ms * 0.1,
+            load_tool_ms: 0.0,
+            rest_ms: 0.0,
+            idle_ms: 0.0,
+            steal_ms: 0.0,
+            hashing_waited_ms: 1.0,
+        };
+        let all = CpuBreakdown::combine(&[part(30, 20.0), part(10, 40.0)]).unwrap();
+        assert_eq!(all.logins, 40);
+        // (30 × 20 + 10 × 40) ÷ 40 = 25: the phase's cores × seconds over all its logins.
+        assert!((all.capacity_ms - 25.0).abs() < 1e-9, "{all:?}");
+        assert!((all.server_hashing_ms - 22.5).abs() < 1e-9);
+        assert!((all.hashing_waited_ms - 1.0).abs() < 1e-9);
+        assert!(CpuBreakdown::combine(&[]).is_none());
+        assert!(CpuBreakdown::combine(&[part(0, 1.0)]).is_none());
+    }
 
     #[test]
     fn proc_files_are_parsed() {

@@ -13,7 +13,9 @@
 //! - memory: the server's resident set when idle and after every session the run created.
 //!
 //! The Argon2 bound (cores ÷ the time of one hash at the server's parameters) is measured in the
-//! same run, in this process, while the server is idle.
+//! same run, in this process, while the server is idle: the login phase runs in rounds with a
+//! [`HashProbe`] before, between and after them, and each round is held against the probes
+//! beside it ([`Bound::over_rounds`]), so the host's drifting speed does not decide the ratio.
 #![forbid(unsafe_code)]
 
 pub mod cpu;
@@ -131,6 +133,14 @@ pub struct Plan {
     pub login_users: usize,
     /// Sessions to create before the second memory reading (0: no memory phase).
     pub sessions: u64,
+    /// Rounds the login phase is split into, with the Argon2 bound probed between them
+    /// (1..=[`Self::MAX_LOGIN_ROUNDS`]).
+    pub login_rounds: usize,
+}
+
+impl Plan {
+    /// The most rounds a login phase is split into.
+    pub const MAX_LOGIN_ROUNDS: usize = 20;
 }
 
 impl Default for Plan {
@@ -148,6 +158,7 @@ impl Default for Plan {
             login_concurrency: 8,
             login_users: 4,
             sessions: 0,
+            login_rounds: 4,
         }
     }
 }
@@ -235,6 +246,17 @@ struct Samples {
     ok: u64,
 }
 
+impl Samples {
+    /// Adds the samples of another round of the same phase.
+    fn merge(&mut self, other: Self) {
+        self.latencies_us.extend(other.latencies_us);
+        for (status, count) in other.statuses {
+            *self.statuses.entry(status).or_default() += count;
+        }
+        self.ok += other.ok;
+    }
+}
+
 /// The memory readings (resident set, KiB).
 #[derive(Debug, Clone, Serialize)]
 pub struct Memory {
@@ -259,10 +281,17 @@ pub struct Report {
     pub plan: Plan,
     /// Logical CPUs of this machine.
     pub cores: usize,
-    /// Median time of one Argon2id hash at the server's default parameters, in milliseconds.
+    /// The time of one Argon2id hash alone at the server's default parameters, in
+    /// milliseconds, as the login phase's rounds saw it (see [`Bound::over_rounds`]).
     pub argon2_ms: f64,
-    /// cores ÷ `argon2_ms`: the most logins per second the machine can do.
+    /// cores ÷ `argon2_ms`: the goal's Argon2 bound, in logins per second.
     pub argon2_bound_per_second: f64,
+    /// The time of one hash while every core hashes, in milliseconds, likewise.
+    pub argon2_all_cores_ms: f64,
+    /// cores ÷ `argon2_all_cores_ms`: what the machine gives when it does nothing but hash.
+    pub argon2_all_cores_per_second: f64,
+    /// Every probe of the bound, in order: before the first login round and after each one.
+    pub hash_probes: Vec<HashProbe>,
     /// The server's own mean time of one hash during the login phase, in milliseconds, from its
     /// `/metrics` (absent when the server does not serve them to this client): against
     /// `argon2_ms` it shows how much concurrent hashes slow each other down.
@@ -361,9 +390,38 @@ impl Report {
     #[must_use]
     pub fn render(&self) -> String {
         let mut out = format!(
-            "target {} ({}), {} cores, Argon2id hash {:.1} ms -> bound {:.1} logins/s\n",
-            self.target, self.backend, self.cores, self.argon2_ms, self.argon2_bound_per_second
+            "target {} ({}), {} cores, Argon2id hash alone {:.1} ms -> bound {:.1} logins/s; \
+             with every core hashing {:.1} ms -> {:.1} hashes/s\n",
+            self.target,
+            self.backend,
+            self.cores,
+            self.argon2_ms,
+            self.argon2_bound_per_second,
+            self.argon2_all_cores_ms,
+            self.argon2_all_cores_per_second,
         );
+        if !self.hash_probes.is_empty() {
+            let list = |f: fn(&HashProbe) -> f64| {
+                self.hash_probes
+                    .iter()
+                    .map(|p| format!("{:.1}", f(p)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            out.push_str(&format!(
+                "probes around the login rounds (ms): alone {}; every core {}\n",
+                list(|p| p.alone_ms),
+                list(|p| p.all_cores_ms)
+            ));
+        }
+        if let Some(login) = self.phase("login")
+            && self.argon2_all_cores_per_second > 0.0
+        {
+            out.push_str(&format!(
+                "logins / the machine's hashing rate with every core hashing: {:.3} (shown, not the goal)\n",
+                login.per_second / self.argon2_all_cores_per_second
+            ));
+        }
         if let Some(ms) = self.server_hash_ms {
             out.push_str(&format!(
                 "the server's own hashes during the login phase: {ms:.1} ms each ({:+.0}% against the bound's)\n",
@@ -418,29 +476,144 @@ impl Report {
     }
 }
 
-/// The median time of one Argon2id hash at the server's default parameters, in milliseconds,
-/// through the server's own hasher (after one warm-up hash).
-///
-/// # Errors
-/// [`LoadError::Setup`] when hashing fails.
-pub async fn argon2_hash_ms(samples: usize) -> Result<f64, LoadError> {
-    use accounts::PasswordHasher as _;
-    let hasher = crypto::Argon2Hasher::new(crypto::HashParams::OWASP_MINIMUM, 1)
-        .map_err(|e| LoadError::Setup(format!("argon2: {e}")))?;
-    let password = accounts::Password::new("correct horse battery staple");
-    let mut times = Vec::new();
-    for i in 0..=samples.max(1) {
-        let start = Instant::now();
-        hasher
-            .hash(&password)
-            .await
-            .map_err(|e| LoadError::Setup(format!("argon2: {e}")))?;
-        if i > 0 {
-            times.push(start.elapsed().as_secs_f64() * 1000.0);
-        }
+/// One reading of the machine's Argon2id speed at the server's default parameters, taken
+/// through the server's own hasher in this process while the server is idle.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct HashProbe {
+    /// Median time of one hash with nothing else hashing, in milliseconds: the goal's bound is
+    /// `cores ÷` this.
+    pub alone_ms: f64,
+    /// Median time of one hash while every core hashes at once, in milliseconds: what the
+    /// hardware gives when all cores hash (shared caches, memory bandwidth and the host's clock
+    /// make it slower than a hash alone). Shown beside the bound, not the goal.
+    pub all_cores_ms: f64,
+}
+
+/// Takes [`HashProbe`]s: one hasher for hashes alone, one that hashes on every core.
+pub struct HashProber {
+    alone: crypto::Argon2Hasher,
+    all: crypto::Argon2Hasher,
+    cores: usize,
+}
+
+impl std::fmt::Debug for HashProber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashProber")
+            .field("cores", &self.cores)
+            .finish_non_exhaustive()
     }
-    times.sort_by(f64::total_cmp);
-    Ok(times.get(times.len() / 2).copied().unwrap_or(0.0))
+}
+
+impl HashProber {
+    /// Hashes alone per probe (after one warm-up hash).
+    const ALONE: usize = 5;
+    /// Rounds of `cores` simultaneous hashes per probe (after one warm-up round).
+    const ALL_CORES: usize = 3;
+
+    /// Hashers at the server's default parameters for a machine of `cores` cores.
+    ///
+    /// # Errors
+    /// [`LoadError::Setup`] when a hasher cannot be built.
+    pub fn new(cores: usize) -> Result<Self, LoadError> {
+        let build = |concurrency| {
+            crypto::Argon2Hasher::new(crypto::HashParams::OWASP_MINIMUM, concurrency)
+                .map_err(|e| LoadError::Setup(format!("argon2: {e}")))
+        };
+        Ok(Self {
+            alone: build(1)?,
+            all: build(cores.max(1))?,
+            cores: cores.max(1),
+        })
+    }
+
+    /// One probe: a few hashes alone, then a few rounds of every core hashing at once.
+    ///
+    /// # Errors
+    /// [`LoadError::Setup`] when hashing fails.
+    pub async fn probe(&self) -> Result<HashProbe, LoadError> {
+        Ok(HashProbe {
+            alone_ms: Self::median_ms(&self.alone, 1, Self::ALONE).await?,
+            all_cores_ms: Self::median_ms(&self.all, self.cores, Self::ALL_CORES).await?,
+        })
+    }
+
+    /// The median wall time of `rounds` rounds of `width` simultaneous hashes (after one
+    /// warm-up round that maps the hasher's working memory).
+    async fn median_ms(
+        hasher: &crypto::Argon2Hasher,
+        width: usize,
+        rounds: usize,
+    ) -> Result<f64, LoadError> {
+        use accounts::PasswordHasher as _;
+        let password = accounts::Password::new("correct horse battery staple");
+        let mut times = Vec::with_capacity(rounds);
+        for i in 0..=rounds.max(1) {
+            let start = Instant::now();
+            let results =
+                futures_util::future::join_all((0..width).map(|_| hasher.hash(&password))).await;
+            let elapsed = start.elapsed().as_secs_f64() * 1000.0;
+            for r in results {
+                r.map_err(|e| LoadError::Setup(format!("argon2: {e}")))?;
+            }
+            if i > 0 {
+                times.push(elapsed);
+            }
+        }
+        Ok(median(&mut times))
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The Argon2 bound over a login phase run in rounds, with a [`HashProbe`] before the first
+/// round and after each one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bound {
+    /// The time of one hash alone that the phase's bound amounts to, in milliseconds.
+    pub alone_ms: f64,
+    /// Logins per second at the bound: cores ÷ one hash alone.
+    pub per_second: f64,
+    /// The same with the time of a hash while every core hashes.
+    pub all_cores_ms: f64,
+    /// Logins per second with every core hashing and nothing else.
+    pub all_cores_per_second: f64,
+}
+
+impl Bound {
+    /// Each round `(seconds, …)` is held against the mean of the probes on either side of it
+    /// (`probes[i]` and `probes[i + 1]`): the host's speed drifts by several percent within
+    /// minutes, and only readings taken next to a round describe the machine it ran on. The
+    /// rounds' bounds add up (`cores × seconds ÷ hash` logins each) into the phase's.
+    /// `None` when a probe is missing or not positive.
+    #[must_use]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn over_rounds(cores: usize, round_seconds: &[f64], probes: &[HashProbe]) -> Option<Self> {
+        let cores = cores.max(1) as f64;
+        let (mut seconds, mut alone, mut all) = (0.0, 0.0, 0.0);
+        for (i, round) in round_seconds.iter().enumerate() {
+            let (before, after) = (probes.get(i)?, probes.get(i + 1)?);
+            let alone_ms = f64::midpoint(before.alone_ms, after.alone_ms);
+            let all_ms = f64::midpoint(before.all_cores_ms, after.all_cores_ms);
+            if !(alone_ms > 0.0 && all_ms > 0.0) {
+                return None;
+            }
+            seconds += round;
+            alone += cores * round * 1000.0 / alone_ms;
+            all += cores * round * 1000.0 / all_ms;
+        }
+        if !(seconds > 0.0 && alone > 0.0 && all > 0.0) {
+            return None;
+        }
+        Some(Self {
+            alone_ms: cores * seconds * 1000.0 / alone,
+            per_second: alone / seconds,
+            all_cores_ms: cores * seconds * 1000.0 / all,
+            all_cores_per_second: all / seconds,
+        })
+    }
 }
 
 /// The resident set of process `pid` in KiB (Linux `/proc`), if it can be read.
@@ -581,6 +754,21 @@ where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = u16>,
 {
+    let (samples, seconds) = load(concurrency, limits, expected, request).await;
+    Stats::from_samples(name, samples, seconds)
+}
+
+/// Runs `request` from `concurrency` clients until `limits`; the samples and the wall time.
+async fn load<F, Fut>(
+    concurrency: usize,
+    limits: Limits,
+    expected: u16,
+    request: F,
+) -> (Samples, f64)
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = u16>,
+{
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(limits.seconds);
     let issued = Rc::new(RefCell::new(0_u64));
@@ -616,7 +804,7 @@ where
     let samples = Rc::try_unwrap(samples)
         .map(RefCell::into_inner)
         .unwrap_or_default();
-    Stats::from_samples(name, samples, seconds)
+    (samples, seconds)
 }
 
 /// The accounts a run uses.
@@ -753,28 +941,51 @@ pub async fn run(
                 .await
         }
     };
-    // The bound is measured right before and right after the login phase it is compared with
-    // (the median of each, averaged): a shared machine's speed drifts by ±15% over a run, so
-    // only measurements next to the phase describe the machine the logins ran on.
-    let argon2_before = argon2_hash_ms(15).await?;
+    // The login phase runs in rounds with the bound probed before the first and after each
+    // one, while the server is idle: the host's speed drifts by several percent within
+    // minutes, so each round is held against readings taken right next to it.
+    let prober = HashProber::new(cores)?;
+    let rounds = plan.login_rounds.clamp(1, Plan::MAX_LOGIN_ROUNDS);
+    #[allow(clippy::cast_precision_loss)]
+    let round_limits = Limits {
+        seconds: plan.login_limits.seconds / rounds as f64,
+        max_requests: plan.login_limits.max_requests.div_ceil(rounds as u64),
+    };
+    let mut probes = vec![prober.probe().await?];
     let hashing_before = api.hash_counters().await;
-    let cpu_before = cpu::CpuSnapshot::take(pid);
-    let stats = phase(
-        "login",
-        plan.login_concurrency,
-        plan.login_limits,
-        201,
-        logins,
-    )
-    .await;
-    let login_cpu = pid.and_then(|_| {
-        cpu_before.until(&cpu::CpuSnapshot::take(pid), cores, stats.seconds, stats.ok)
-    });
+    let mut samples = Samples::default();
+    let mut round_seconds = Vec::with_capacity(rounds);
+    let mut round_cpu = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let left = plan
+            .login_limits
+            .max_requests
+            .saturating_sub(samples.latencies_us.len() as u64);
+        if left == 0 {
+            break;
+        }
+        let limits = Limits {
+            max_requests: round_limits.max_requests.min(left),
+            ..round_limits
+        };
+        let cpu_before = cpu::CpuSnapshot::take(pid);
+        let offset = samples.latencies_us.len() as u64;
+        let (round, seconds) =
+            load(plan.login_concurrency, limits, 201, |i| logins(offset + i)).await;
+        round_cpu.extend(pid.and_then(|_| {
+            cpu_before.until(&cpu::CpuSnapshot::take(pid), cores, seconds, round.ok)
+        }));
+        probes.push(prober.probe().await?);
+        round_seconds.push(seconds);
+        samples.merge(round);
+    }
     let server_hash_ms = match (hashing_before, api.hash_counters().await) {
         (Some((n0, s0)), Some((n1, s1))) if n1 > n0 => Some((s1 - s0) * 1000.0 / (n1 - n0)),
         _ => None,
     };
-    let argon2_ms = f64::midpoint(argon2_before, argon2_hash_ms(15).await?);
+    let login_cpu = cpu::CpuBreakdown::combine(&round_cpu);
+    let bound = Bound::over_rounds(cores, &round_seconds, &probes);
+    let stats = Stats::from_samples("login", samples, round_seconds.iter().sum());
     sessions_created += stats.ok;
     phases.push(stats);
 
@@ -812,12 +1023,6 @@ pub async fn run(
         sessions_created += stats.ok;
         phases.push(stats);
     }
-    #[allow(clippy::cast_precision_loss)]
-    let argon2_bound_per_second = if argon2_ms > 0.0 {
-        cores as f64 * 1000.0 / argon2_ms
-    } else {
-        0.0
-    };
     // Idle again: the server hands Argon2's working memory back 2 s after the last hash.
     if pid.is_some() {
         actix_web::rt::time::sleep(Duration::from_secs(3)).await;
@@ -836,8 +1041,11 @@ pub async fn run(
         backend: backend.to_owned(),
         plan: plan.clone(),
         cores,
-        argon2_ms,
-        argon2_bound_per_second,
+        argon2_ms: bound.map_or(0.0, |b| b.alone_ms),
+        argon2_bound_per_second: bound.map_or(0.0, |b| b.per_second),
+        argon2_all_cores_ms: bound.map_or(0.0, |b| b.all_cores_ms),
+        argon2_all_cores_per_second: bound.map_or(0.0, |b| b.all_cores_per_second),
+        hash_probes: probes,
         server_hash_ms,
         login_cpu,
         phases,
@@ -1005,6 +1213,49 @@ mod tests {
     }
 
     #[test]
+    fn each_round_is_held_against_the_probes_beside_it() {
+        let probe = |alone_ms, all_cores_ms| HashProbe {
+            alone_ms,
+            all_cores_ms,
+        };
+        // Two rounds of 2 s on 2 cores; the host slows down from 20 ms to 30 ms per hash.
+        let probes = [probe(20.0, 22.0), probe(20.0, 22.0), probe(30.0, 33.0)];
+        let bound = Bound::over_rounds(2, &[2.0, 2.0], &probes).unwrap();
+        // Round 1: 2 × 2 s ÷ 20 ms = 200 logins; round 2: 2 × 2 s ÷ 25 ms = 160 logins.
+        assert!((bound.per_second - 360.0 / 4.0).abs() < 1e-9, "{bound:?}");
+        assert!((bound.alone_ms - 2.0 * 4.0 * 1000.0 / 360.0).abs() < 1e-9);
+        // Every core hashing: 2 × 2 ÷ 22 ms + 2 × 2 ÷ 27.5 ms.
+        let all = 4000.0 / 22.0 + 4000.0 / 27.5;
+        assert!((bound.all_cores_per_second - all / 4.0).abs() < 1e-9);
+        // A single probe on each side of one round is the plain midpoint.
+        let one = Bound::over_rounds(2, &[3.0], &probes[1..]).unwrap();
+        assert!((one.alone_ms - 25.0).abs() < 1e-9 && (one.per_second - 80.0).abs() < 1e-9);
+        // A missing or broken probe gives no bound rather than a wrong one.
+        assert!(Bound::over_rounds(2, &[2.0, 2.0], &probes[..2]).is_none());
+        assert!(Bound::over_rounds(2, &[2.0], &[probe(0.0, 1.0), probe(0.0, 1.0)]).is_none());
+        assert!(Bound::over_rounds(2, &[], &probes).is_none());
+    }
+
+    #[test]
+    fn rounds_of_a_phase_merge_into_one() {
+        let mut a = Samples {
+            latencies_us: vec![1000, 3000],
+            statuses: BTreeMap::from([(201, 2)]),
+            ok: 2,
+        };
+        a.merge(Samples {
+            latencies_us: vec![2000],
+            statuses: BTreeMap::from([(201, 1), (503, 1)]),
+            ok: 1,
+        });
+        assert_eq!(a.latencies_us.len(), 3);
+        assert_eq!(a.statuses, BTreeMap::from([(201, 3), (503, 1)]));
+        assert_eq!(a.ok, 3);
+        let s = Stats::from_samples("login", a, 1.5);
+        assert!((s.per_second - 2.0).abs() < 1e-9 && (s.p50_ms - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn goals_use_the_backend_ratio() {
         let stats = |name: &str, per_second: f64| Stats {
             name: name.into(),
@@ -1025,6 +1276,12 @@ mod tests {
             cores: 2,
             argon2_ms: 20.0,
             argon2_bound_per_second: 100.0,
+            argon2_all_cores_ms: 21.0,
+            argon2_all_cores_per_second: 95.2,
+            hash_probes: vec![HashProbe {
+                alone_ms: 20.0,
+                all_cores_ms: 21.0,
+            }],
             server_hash_ms: Some(22.0),
             login_cpu: None,
             phases: vec![

@@ -55,6 +55,9 @@ struct Cli {
     /// Sessions to create before the last memory reading (0: skip).
     #[arg(long, default_value_t = 0)]
     sessions: u64,
+    /// Rounds of the login phase, with the Argon2 bound probed before, between and after them.
+    #[arg(long, default_value_t = 4)]
+    login_rounds: usize,
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -79,6 +82,7 @@ async fn run(cli: Cli) -> Result<(), LoadError> {
         login_concurrency: cli.login_concurrency.clamp(1, 1024),
         login_users: 4,
         sessions: cli.sessions.min(Limits::MAX_REQUESTS),
+        login_rounds: cli.login_rounds.clamp(1, Plan::MAX_LOGIN_ROUNDS),
     };
     let (server, base, backend) = if let Some(target) = cli.target {
         (None, target, cli.backend)

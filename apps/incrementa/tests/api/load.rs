@@ -17,6 +17,7 @@ async fn bounded_load_run_gets_only_expected_answers() {
             login_concurrency: 4,
             login_users: 2,
             sessions: 60,
+            login_rounds: 2,
         };
         let report = loadtest::run(&server.base, app.db.backend, Some(server.pid()), &plan)
             .await
@@ -47,6 +48,17 @@ async fn bounded_load_run_gets_only_expected_answers() {
         assert!(memory.idle_kib > 0 && memory.after_sessions_kib > 0);
         assert!(memory.sessions_created >= plan.sessions);
         assert!(report.argon2_bound_per_second > 0.0);
+        // The bound is probed before the first login round and after each of the two.
+        assert_eq!(report.hash_probes.len(), 3, "{}", report.render());
+        assert!(
+            report
+                .hash_probes
+                .iter()
+                .all(|p| p.alone_ms > 0.0 && p.all_cores_ms > 0.0),
+            "{:?}",
+            report.hash_probes
+        );
+        assert!(report.argon2_all_cores_per_second > 0.0);
         assert_eq!(report.goals().len(), 5, "{}", report.render());
         // The login phase's machine time, split from the real server's threads: its hashing
         // threads are found by name (argon2-N) and the parts account for the time the phase had
