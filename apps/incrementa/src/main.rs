@@ -141,8 +141,11 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     // AUD-2: a change to the master keys is recorded on the platform chain once it is made
     // (key ids and counts only, never key material). A failed record is reported as such: the
-    // change itself has happened.
-    let record = |action: audit::Action, id: u32, details: serde_json::Value| {
+    // change itself has happened. A refused retirement is recorded too, as a failure.
+    let record = |action: audit::Action,
+                  outcome: audit::Outcome,
+                  id: u32,
+                  details: serde_json::Value| {
         let audit = audit.clone();
         async move {
             use kernel::{Clock as _, IdGenerator as _};
@@ -150,14 +153,33 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
                 crypto::RandomIds.new_id(),
                 kernel::SystemClock.now(),
                 action,
-                audit::Outcome::Success,
+                outcome,
                 &kernel::RequestContext::default(),
             )
             .target("master_key", id)
             .details(details);
-            audit.record(record).await.map_err(|e| {
-                format!("{action} done, but its audit record could not be written: {e}")
+            audit.record(record).await.map_err(|e| match outcome {
+                audit::Outcome::Success => {
+                    format!("{action} done, but its audit record could not be written: {e}")
+                }
+                _ => format!("{action} refused, and its audit record could not be written: {e}"),
             })
+        }
+    };
+    // Records a refused retirement (`reason`: a stable code) and gives back what to tell the
+    // operator.
+    let refuse = |id: u32, reason: &'static str, message: String| {
+        let noted = record(
+            audit::Action::KEY_RETIRED,
+            audit::Outcome::Failure,
+            id,
+            serde_json::json!({ "refused": reason }),
+        );
+        async move {
+            match noted.await {
+                Ok(()) => message,
+                Err(e) => format!("{message}\n{e}"),
+            }
         }
     };
     let file = || {
@@ -190,6 +212,7 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
             );
             record(
                 audit::Action::KEY_ROTATED,
+                audit::Outcome::Success,
                 id,
                 serde_json::json!({ "keys": ring.ids() }),
             )
@@ -217,6 +240,7 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
             );
             record(
                 audit::Action::KEY_REWRAPPED,
+                audit::Outcome::Success,
                 ring.current_id(),
                 serde_json::json!({
                     "credentials": done.rewrapped,
@@ -228,12 +252,24 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
         }
         KeysCommand::Retire { id } => {
             let path = file()?;
-            vault.check_retirable(id).await.map_err(|e| e.to_string())?;
+            match vault.check_retirable(id).await {
+                Ok(()) => {}
+                Err(vault::VaultError::Key(message)) => {
+                    let reason = if id == ring.current_id() {
+                        "newest_key"
+                    } else {
+                        "credentials_use_key"
+                    };
+                    return Err(refuse(id, reason, message).await);
+                }
+                Err(e) => return Err(e.to_string()),
+            }
             let secrets = mfa.count_under(id).await.map_err(|e| e.to_string())?;
             if secrets > 0 {
-                return Err(format!(
+                let message = format!(
                     "{secrets} TOTP secrets are sealed with key {id}: run `incrementa keys rewrap` first"
-                ));
+                );
+                return Err(refuse(id, "totp_secrets_use_key", message).await);
             }
             let audit_log = startup::audit_for_cli(settings)
                 .await
@@ -243,16 +279,20 @@ async fn keys(settings: &Settings, cmd: KeysCommand) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             if records > 0 {
-                return Err(format!(
+                let message = format!(
                     "{records} audit records are sealed with key {id} and verify only with it; \
                      it can be retired once retention has removed them"
-                ));
+                );
+                return Err(refuse(id, "audit_records_use_key", message).await);
             }
-            ring.retire(id).map_err(|e| e.to_string())?;
+            if let Err(e) = ring.retire(id) {
+                return Err(refuse(id, "unknown_key", e.to_string()).await);
+            }
             ring.save(&path).map_err(|e| e.to_string())?;
             println!("key {id} removed from {}", path.display());
             record(
                 audit::Action::KEY_RETIRED,
+                audit::Outcome::Success,
                 id,
                 serde_json::json!({ "keys": ring.ids() }),
             )

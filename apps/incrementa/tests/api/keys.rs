@@ -107,6 +107,16 @@ async fn rotate_rewrap_retire() {
             && audit.contains(r#""totp_secrets":1"#),
         "{audit}"
     );
+    // Refused retirements change nothing but are recorded, as failures with a stable reason.
+    for reason in ["newest_key", "credentials_use_key"] {
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains("key.retired|failure|master_key:1|")
+                    && l.contains(&format!(r#""refused":"{reason}""#))),
+            "{reason}: {audit}"
+        );
+    }
     let key_text = std::fs::read_to_string(&key_file).unwrap();
     for line in key_text.lines().filter(|l| !l.trim().is_empty()) {
         let secret = line.rsplit(':').next().unwrap().trim();
@@ -142,9 +152,20 @@ async fn rotate_rewrap_retire() {
     db.execute_unprepared("DELETE FROM audit_events WHERE key_id = 1")
         .await
         .unwrap();
+    let (ok, out) = keys(&app, &["retire", "9"]);
+    assert!(!ok && out.contains("no key with id 9"), "{out}");
     let (ok, out) = keys(&app, &["retire", "1"]);
     assert!(ok, "{out}");
     let audit = app.audit_dump().await.join("\n");
+    for (key, reason) in [(1, "audit_records_use_key"), (9, "unknown_key")] {
+        assert!(
+            audit.lines().any(
+                |l| l.contains(&format!("key.retired|failure|master_key:{key}|"))
+                    && l.contains(&format!(r#""refused":"{reason}""#))
+            ),
+            "{reason}: {audit}"
+        );
+    }
     assert!(
         audit.contains("key.retired|success|master_key:1|") && audit.contains(r#""keys":[2]"#),
         "{audit}"
