@@ -579,6 +579,7 @@ impl Application {
                 hasher,
                 store: store.clone(),
                 throttle: store.clone(),
+                login_reads: Some(store.clone()),
                 tokens: Arc::new(RandomTokens),
                 audit: store.clone(),
                 clock: clock.clone(),

@@ -22,9 +22,13 @@ pub use error::SessionError;
 pub use model::{
     AuthRecord, LoginOutcome, MfaNotice, NewSession, Session, SessionToken, SessionView, TokenHash,
 };
-pub use ports::{ChangeEpoch, LoginThrottle, NoEpoch, SessionStore, TokenIssuer};
+pub use ports::{
+    ChangeEpoch, LoginReads, LoginSubject, LoginThrottle, NoEpoch, SessionStore, TokenIssuer,
+};
 pub use service::{Authenticated, SessionConfig, SessionPorts, SessionService};
 pub use throttle::{ThrottlePolicy, ThrottleState};
 
 #[cfg(any(test, feature = "mocks"))]
-pub use ports::{MockChangeEpoch, MockLoginThrottle, MockSessionStore, MockTokenIssuer};
+pub use ports::{
+    MockChangeEpoch, MockLoginReads, MockLoginThrottle, MockSessionStore, MockTokenIssuer,
+};

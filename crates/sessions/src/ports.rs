@@ -1,6 +1,6 @@
 //! Ports of the sessions core.
 
-use accounts::SessionRevocation;
+use accounts::{Company, Email, SessionRevocation, User};
 use async_trait::async_trait;
 use audit::AuditRecord;
 use kernel::{CompanyId, SessionId, Timestamp, UserId};
@@ -98,6 +98,28 @@ pub trait SessionStore: Send + Sync {
         id: SessionId,
         revocation: SessionRevocation,
     ) -> Result<bool, SessionError>;
+}
+
+/// What a login reads before it checks the password.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LoginSubject {
+    /// The throttle state of the login's key.
+    pub throttle: ThrottleState,
+    /// The user with the email, if any.
+    pub user: Option<User>,
+    /// That user's company, if there is a user and the company exists.
+    pub company: Option<Company>,
+}
+
+/// A login's reads in one round trip: the throttle state of `key`, the user with `email` and
+/// that user's company. Optional for a [`SessionService`](crate::SessionService): without it the
+/// service asks [`LoginThrottle`] and the account repository one by one. Implementations MUST
+/// answer exactly what those three reads would (same throttle state, same user, same company).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait LoginReads: Send + Sync {
+    /// The three reads, together.
+    async fn login_reads(&self, key: &str, email: &Email) -> Result<LoginSubject, SessionError>;
 }
 
 /// Per-account login throttle state, stored where every server process sees it.

@@ -15,8 +15,8 @@ use rbac::{Actor, Role};
 
 use crate::cache::AuthCache;
 use crate::{
-    ChangeEpoch, LoginOutcome, LoginThrottle, MfaNotice, NewSession, SessionError, SessionStore,
-    SessionView, ThrottlePolicy, ThrottleState, TokenIssuer,
+    ChangeEpoch, LoginOutcome, LoginReads, LoginThrottle, MfaNotice, NewSession, SessionError,
+    SessionStore, SessionView, ThrottlePolicy, ThrottleState, TokenIssuer,
 };
 
 /// Session settings (SES-1, SES-3, OPS-4).
@@ -76,6 +76,7 @@ pub struct SessionService {
     hasher: Arc<dyn PasswordHasher>,
     store: Arc<dyn SessionStore>,
     throttle: Arc<dyn LoginThrottle>,
+    login_reads: Option<Arc<dyn LoginReads>>,
     tokens: Arc<dyn TokenIssuer>,
     audit: Arc<dyn AuditSink>,
     clock: Arc<dyn Clock>,
@@ -106,6 +107,9 @@ pub struct SessionPorts {
     pub store: Arc<dyn SessionStore>,
     /// Per-account throttle.
     pub throttle: Arc<dyn LoginThrottle>,
+    /// A login's three reads (throttle, user, company) in one round trip; `None` reads them
+    /// through `throttle` and `accounts` one by one.
+    pub login_reads: Option<Arc<dyn LoginReads>>,
     /// Tokens.
     pub tokens: Arc<dyn TokenIssuer>,
     /// Audit of events with no change behind them.
@@ -134,6 +138,7 @@ impl SessionService {
             hasher: ports.hasher,
             store: ports.store,
             throttle: ports.throttle,
+            login_reads: ports.login_reads,
             tokens: ports.tokens,
             audit: ports.audit,
             clock: ports.clock,
@@ -193,17 +198,24 @@ impl SessionService {
                 .refuse_throttled(email, wait, "ip_rate_limited", ctx)
                 .await);
         }
-        let state = self.throttle.state(&key).await?;
+        let parsed = Email::parse(email).ok();
+        // The company comes with the other reads when they are made together; `None` here means
+        // "not read yet".
+        let (state, user, company) = match (&self.login_reads, &parsed) {
+            (Some(reads), Some(email)) => {
+                let subject = reads.login_reads(&key, email).await?;
+                (subject.throttle, subject.user, Some(subject.company))
+            }
+            _ => (self.throttle.state(&key).await?, None, None),
+        };
         if let Some(wait) = ThrottlePolicy::remaining(&state, now) {
             return Err(self
                 .refuse_throttled(email, wait, "account_locked", ctx)
                 .await);
         }
-
-        let parsed = Email::parse(email).ok();
-        let user = match &parsed {
-            Some(email) => self.accounts.user_by_email(email).await?,
-            None => None,
+        let user = match (&parsed, company.is_some()) {
+            (Some(email), false) => self.accounts.user_by_email(email).await?,
+            _ => user,
         };
         let too_long = password.expose().chars().count() > PasswordPolicy::default().max_len;
         let check = if too_long {
@@ -239,7 +251,10 @@ impl SessionService {
                 } else {
                     user
                 };
-                let company = self.accounts.company(user.company_id).await?;
+                let company = match company {
+                    Some(company) => company,
+                    None => self.accounts.company(user.company_id).await?,
+                };
                 let notice = mfa_notice(&user, company.as_ref(), now);
                 self.open_session(&user, company.as_ref(), notice, factor, ctx)
                     .await

@@ -61,7 +61,7 @@ fn permission_names(set: rbac::PermissionSet) -> String {
     set.names().join(",")
 }
 
-fn to_company(m: company::Model) -> Result<Company, AccountsError> {
+pub(crate) fn to_company(m: company::Model) -> Result<Company, AccountsError> {
     Ok(Company {
         id: CompanyId::from_uuid(m.id),
         name: CompanyName::parse(&m.name).map_err(|_| internal(corrupt("companies", "name")))?,

@@ -13,6 +13,7 @@ mod accounts_repo;
 mod audit_repo;
 mod entity;
 mod incident_repo;
+mod login_reads;
 mod mfa_repo;
 mod migration;
 mod outbox_repo;

@@ -11,7 +11,7 @@ fn internal(e: impl std::error::Error + Send + Sync + 'static) -> SessionError {
     crate::outage(e).map_or_else(SessionError::internal, SessionError::internal)
 }
 
-fn to_state(m: &login_throttle::Model) -> ThrottleState {
+pub(crate) fn to_state(m: &login_throttle::Model) -> ThrottleState {
     ThrottleState {
         failures: u32::try_from(m.failures).unwrap_or(0),
         lockouts: u32::try_from(m.lockouts).unwrap_or(0),

@@ -67,6 +67,7 @@ struct Parts {
     hasher: MockPasswordHasher,
     store: MockSessionStore,
     throttle: MockLoginThrottle,
+    login_reads: Option<crate::MockLoginReads>,
     tokens: MockTokenIssuer,
     audit: MockAuditSink,
     clock: Arc<ManualClock>,
@@ -93,6 +94,7 @@ impl Parts {
             hasher: MockPasswordHasher::new(),
             store: MockSessionStore::new(),
             throttle,
+            login_reads: None,
             tokens,
             audit: MockAuditSink::new(),
             clock: Arc::new(ManualClock::new(t0())),
@@ -109,6 +111,9 @@ impl Parts {
                 hasher: Arc::new(self.hasher),
                 store: Arc::new(self.store),
                 throttle: Arc::new(self.throttle),
+                login_reads: self
+                    .login_reads
+                    .map(|r| Arc::new(r) as Arc<dyn crate::LoginReads>),
                 tokens: Arc::new(self.tokens),
                 audit: Arc::new(self.audit),
                 clock: self.clock,
@@ -203,6 +208,93 @@ async fn a_good_login_opens_a_capped_session_with_the_company_cap() {
         .unwrap();
     assert_eq!(outcome.token.expose(), "tok");
     assert_eq!(outcome.revoked_session_ids.len(), 1);
+}
+
+/// With the combined read, a login makes no other read: the throttle state, the user and the
+/// company all come from it (the accounts mock has no expectations, so any call fails the test),
+/// and the company's cap and the throttle state are used as the separate reads would be.
+#[tokio::test]
+async fn the_combined_read_replaces_the_three_reads() {
+    let mut p = Parts::new();
+    p.throttle = MockLoginThrottle::new();
+    p.throttle.expect_state().times(0);
+    p.throttle.expect_reset().times(1).returning(|_| Ok(()));
+    let mut reads = crate::MockLoginReads::new();
+    reads
+        .expect_login_reads()
+        .withf(|key, email| {
+            key == throttle_key("ana@example.com") && email.as_str() == "ana@example.com"
+        })
+        .times(1)
+        .returning(|_, _| {
+            let u = user(true);
+            Ok(crate::LoginSubject {
+                throttle: ThrottleState {
+                    failures: 2,
+                    ..ThrottleState::default()
+                },
+                company: Some(Company {
+                    id: u.company_id,
+                    name: CompanyName::parse("X").unwrap(),
+                    rfc: None,
+                    session_limit: Some(4),
+                    profile: accounts::CompanyProfile::default(),
+                    created_at: t0(),
+                }),
+                user: Some(u),
+            })
+        });
+    p.login_reads = Some(reads);
+    p.hasher.expect_verify().returning(|_, h| {
+        assert!(h.is_some());
+        Ok(PasswordCheck::Match {
+            needs_rehash: false,
+        })
+    });
+    p.store
+        .expect_create_capped()
+        .withf(|_, cap, _, _, _| *cap == 4)
+        .times(1)
+        .returning(|s, _, _, _, _| {
+            let mut stored = session(false, s.created_at);
+            stored.id = s.id;
+            Ok((stored, vec![]))
+        });
+    let outcome = p
+        .build()
+        .login("ANA@example.com ", &Password::new(PW), &ctx())
+        .await
+        .unwrap();
+    assert_eq!(outcome.token.expose(), "tok");
+}
+
+/// A locked account is refused from the combined read's throttle state, before any hashing.
+#[tokio::test]
+async fn the_combined_read_locks_out_like_the_separate_one() {
+    let mut p = Parts::new();
+    p.throttle = MockLoginThrottle::new();
+    p.throttle.expect_state().times(0);
+    let mut reads = crate::MockLoginReads::new();
+    reads.expect_login_reads().times(1).returning(|_, _| {
+        Ok(crate::LoginSubject {
+            throttle: ThrottleState {
+                failures: 10,
+                locked_until: Some(t0() + Duration::minutes(5)),
+                ..ThrottleState::default()
+            },
+            user: Some(user(true)),
+            company: None,
+        })
+    });
+    p.login_reads = Some(reads);
+    p.hasher.expect_verify().times(0);
+    expect_failure_audit(&mut p, "account_locked");
+    let err = p
+        .build()
+        .login("ana@example.com", &Password::new(PW), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::RateLimited { .. }), "{err:?}");
 }
 
 #[tokio::test]

@@ -82,3 +82,65 @@ async fn stale_unlocked_throttle_state_is_purged_and_locks_are_kept() {
         assert_eq!(store.state("fresh@example.com").await.unwrap().failures, 1);
     }
 }
+
+/// `LoginReads` answers exactly what the three separate reads answer: throttle state, user by
+/// email and the user's company, with and without a throttle row, a user or a company policy.
+#[tokio::test]
+async fn the_combined_login_read_matches_the_three_reads() {
+    use ::accounts::AccountRepository;
+    use ::sessions::LoginReads;
+    for (db, store, _) in stores().await {
+        let mut c = company();
+        c.session_limit = Some(3);
+        let email = format!("{}@example.com", id().simple());
+        let u = user(&c, &email, Role::Vendor);
+        store
+            .create_company_with_owner(&c, &u, vec![])
+            .await
+            .unwrap();
+        let policy = ThrottlePolicy {
+            threshold: 2,
+            ..ThrottlePolicy::default()
+        };
+        for _ in 0..3 {
+            store.record_failure(&email, t0(), policy).await.unwrap();
+        }
+        store
+            .record_failure("nobody@example.com", t0(), policy)
+            .await
+            .unwrap();
+        for key in [email.as_str(), "nobody@example.com", "never@example.com"] {
+            let parsed = Email::parse(key).unwrap();
+            let combined = store.login_reads(key, &parsed).await.unwrap();
+            let user = store.user_by_email(&parsed).await.unwrap();
+            let company = match &user {
+                Some(u) => store.company(u.company_id).await.unwrap(),
+                None => None,
+            };
+            assert_eq!(
+                combined.throttle,
+                store.state(key).await.unwrap(),
+                "{}: {key}",
+                db.backend
+            );
+            assert_eq!(combined.user, user, "{}: {key}", db.backend);
+            assert_eq!(combined.company, company, "{}: {key}", db.backend);
+        }
+        // The cases are what they claim to be.
+        let known = store
+            .login_reads(&email, &Email::parse(&email).unwrap())
+            .await
+            .unwrap();
+        assert!(known.throttle.lockouts >= 1 && known.throttle.locked_until.is_some());
+        assert_eq!(known.user.map(|u| u.id), Some(u.id));
+        assert_eq!(known.company.and_then(|c| c.session_limit), Some(3));
+        let stranger = store
+            .login_reads(
+                "never@example.com",
+                &Email::parse("never@example.com").unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(stranger, ::sessions::LoginSubject::default());
+    }
+}
