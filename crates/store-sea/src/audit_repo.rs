@@ -45,55 +45,30 @@ pub(crate) async fn insert_audit<C: ConnectionTrait>(
         groups.entry(chain_name(r.company_id)).or_default().push(r);
     }
     let mut rows = Vec::new();
-    let mut heads = Vec::with_capacity(groups.len());
     for (name, group) in groups {
-        let last = chain_rows(conn, chain, &name, group, &mut rows).await?;
-        heads.push((name, mac_to_hex(&last)));
+        chain_rows(conn, chain, &name, group, &mut rows).await?;
     }
+    // Each head's MAC follows the record that reaches its `seq`, set by the
+    // `audit_head_follows` trigger as that row is inserted (migration m0010): no third
+    // statement per append.
     while !rows.is_empty() {
         let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
         audit_event::Entity::insert_many(std::mem::replace(&mut rows, rest))
             .exec_without_returning(conn)
             .await?;
     }
-    let mut update = head::Entity::update_many();
-    update = match heads.as_slice() {
-        [] => return Ok(()),
-        [(name, mac)] => update
-            .col_expr(head::Column::Mac, Expr::value(mac.clone()))
-            .filter(head::Column::Chain.eq(name.clone())),
-        [(first_name, first_mac), rest @ ..] => {
-            let mut case = Expr::case(
-                head::Column::Chain.eq(first_name.clone()),
-                Expr::value(first_mac.clone()),
-            );
-            for (name, mac) in rest {
-                case = case.case(
-                    head::Column::Chain.eq(name.clone()),
-                    Expr::value(mac.clone()),
-                );
-            }
-            update
-                .col_expr(
-                    head::Column::Mac,
-                    case.finally(Expr::col(head::Column::Mac)).into(),
-                )
-                .filter(head::Column::Chain.is_in(heads.iter().map(|(n, _)| n.clone())))
-        }
-    };
-    update.exec(conn).await?;
     Ok(())
 }
 
 /// Bumps the head of chain `name` past `group`, chains the records onto it and adds their rows
-/// to `rows`; returns the MAC of the last one (the chain's new head MAC).
+/// to `rows`.
 async fn chain_rows<C: ConnectionTrait>(
     conn: &C,
     chain: &dyn ChainMac,
     name: &str,
     group: Vec<AuditRecord>,
     rows: &mut Vec<audit_event::ActiveModel>,
-) -> Result<[u8; 32], DbErr> {
+) -> Result<(), DbErr> {
     let count = i64::try_from(group.len())
         .map_err(|_| DbErr::Custom("too many audit records in one transaction".into()))?;
     let bump = || {
@@ -165,7 +140,7 @@ async fn chain_rows<C: ConnectionTrait>(
             mac: Set(Some(mac_to_hex(&chained.mac))),
         });
     }
-    Ok(previous)
+    Ok(())
 }
 
 /// Group commit of standalone audit records ([`AuditSink::record`]: failed logins, denials,

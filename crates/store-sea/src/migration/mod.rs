@@ -11,6 +11,7 @@ mod m0006_audit_alerts;
 mod m0007_mfa;
 mod m0008_incidents_outbox;
 mod m0009_scheduled_jobs;
+mod m0010_audit_head_follows;
 
 /// The list of migrations.
 #[derive(Debug)]
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_mfa::Migration),
             Box::new(m0008_incidents_outbox::Migration),
             Box::new(m0009_scheduled_jobs::Migration),
+            Box::new(m0010_audit_head_follows::Migration),
         ]
     }
 }

@@ -94,6 +94,58 @@ async fn grouped_appends_keep_every_chain_whole_and_fail_only_the_bad_record() {
     }
 }
 
+/// The head's MAC follows the last record of every append, over several chains in one
+/// transaction, without the store writing it (the `audit_head_follows` trigger); a record
+/// inserted without chain fields leaves every head alone.
+#[tokio::test]
+async fn each_head_follows_the_last_record_of_its_chain() {
+    for (db, store, conn) in stores().await {
+        let a = CompanyId::from_uuid(id());
+        let b = CompanyId::from_uuid(id());
+        store.record(at(a, 0)).await.unwrap();
+        // One transaction, two chains, several records each.
+        let c = company();
+        let owner = user(&c, &format!("{}@example.com", id().simple()), Role::Owner);
+        let records: Vec<AuditRecord> = [a, b, a, b, b]
+            .iter()
+            .enumerate()
+            .map(|(n, company)| at(*company, i64::try_from(n).unwrap() + 1))
+            .collect();
+        ::accounts::AccountRepository::create_company_with_owner(
+            store.as_ref(),
+            &c,
+            &owner,
+            records,
+        )
+        .await
+        .unwrap();
+        for (company, records) in [(a, 3), (b, 3)] {
+            let chain = chain_name(Some(company));
+            let page = store.chain_page(&chain, 0, 100).await.unwrap();
+            let last = page.last().unwrap();
+            assert_eq!(page.len(), records, "{}", db.backend);
+            assert_eq!(
+                store.head(&chain).await.unwrap(),
+                Some((last.seq, last.mac)),
+                "{}: {chain}",
+                db.backend
+            );
+        }
+        let before = store.head(&chain_name(Some(a))).await.unwrap();
+        let stray = id().simple().to_string();
+        let sql = match db.backend {
+            "postgres" => format!(
+                "INSERT INTO audit_events (id, at, action, outcome, details) VALUES ('{stray}', now(), 'user.created', 'success', '{{}}')"
+            ),
+            _ => format!(
+                "INSERT INTO audit_events (id, at, action, outcome, details) VALUES (X'{stray}', '2026-11-21 12:00:00+00:00', 'user.created', 'success', '{{}}')"
+            ),
+        };
+        conn.execute_unprepared(&sql).await.unwrap();
+        assert_eq!(store.head(&chain_name(Some(a))).await.unwrap(), before);
+    }
+}
+
 #[tokio::test]
 async fn retention_purges_old_records_and_the_chain_still_verifies() {
     for (db, store, conn) in stores().await {
