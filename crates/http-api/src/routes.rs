@@ -159,9 +159,18 @@ impl RouteSink for Registrar<'_> {
     {
         let limit = body_limit(&method, path);
         // The method is the resource's guard (as `ServiceConfig::route` does), so another
-        // method on the same path falls through to the resource that has it.
-        let method_guard = actix_web::guard::Method(method.clone());
-        let route = web::method(method).to(handler);
+        // method on the same path falls through to the resource that has it. A GET route also
+        // answers HEAD (RFC 9110 §9.3.2): the same handler, access check and headers; the
+        // HTTP/1 encoder sends no body for a HEAD request.
+        let method_guard = || {
+            let exact = actix_web::guard::Method(method.clone());
+            if method == Method::GET {
+                actix_web::guard::Any(exact).or(actix_web::guard::Head())
+            } else {
+                actix_web::guard::Any(exact)
+            }
+        };
+        let route = web::route().guard(method_guard()).to(handler);
         let route = match access {
             Access::Public => route,
             _ => route.wrap(middleware::from_fn(move |req, next| {
@@ -170,7 +179,7 @@ impl RouteSink for Registrar<'_> {
         };
         self.cfg.service(
             web::resource(path)
-                .guard(method_guard)
+                .guard(method_guard())
                 .app_data(crate::error::json_config().limit(limit))
                 .app_data(web::PayloadConfig::new(limit))
                 .route(route),
@@ -235,8 +244,9 @@ pub fn table() -> Vec<RouteDecl> {
     c.0
 }
 
-/// The methods declared for a concrete request path, e.g. `["GET", "PATCH"]` for
-/// `/v1/users/0b5e...`: a `{param}` segment matches any one non-empty segment.
+/// The methods a concrete request path answers, e.g. `["GET", "HEAD", "PATCH"]` for
+/// `/v1/users/0b5e...` (every GET route answers HEAD too): a `{param}` segment matches any one
+/// non-empty segment.
 #[must_use]
 pub fn methods_for(path: &str) -> Vec<Method> {
     let matches = |pattern: &str| {
@@ -257,7 +267,10 @@ pub fn methods_for(path: &str) -> Vec<Method> {
         .get_or_init(table)
         .iter()
         .filter(|r| matches(r.path))
-        .map(|r| r.method.clone())
+        .flat_map(|r| {
+            let head = (r.method == Method::GET).then_some(Method::HEAD);
+            std::iter::once(r.method.clone()).chain(head)
+        })
         .collect();
     methods.dedup();
     methods
@@ -365,9 +378,12 @@ mod tests {
         let id = "0b5e4d3c-2f6a-4f7e-9a51-4b1d2c3e4f50";
         assert_eq!(
             methods_for(&format!("/v1/users/{id}")),
-            vec![Method::GET, Method::PATCH]
+            vec![Method::GET, Method::HEAD, Method::PATCH]
         );
-        assert_eq!(methods_for("/v1/company"), vec![Method::GET, Method::PATCH]);
+        assert_eq!(
+            methods_for("/v1/company"),
+            vec![Method::GET, Method::HEAD, Method::PATCH]
+        );
         assert_eq!(methods_for("/v1/sessions/current"), vec![Method::DELETE]);
         assert!(methods_for("/v1/users/").is_empty());
         assert!(methods_for("/v1/users/x/y").is_empty());

@@ -181,14 +181,54 @@ async fn a_body_that_is_not_an_object_is_refused() {
     assert_eq!(after.body["rfc"], "TCM970625MB1", "{}", after.raw);
 }
 
+/// RFC 9110 §9.3.2: every GET route answers HEAD with the same status and headers and no body,
+/// behind the same access check.
+#[actix_web::test]
+async fn head_answers_wherever_get_does_without_a_body() {
+    let app = spawn_app().await;
+    let [(_, owner), _, _, _] = app.company_with_roles("").await;
+    for (path, token) in [("/healthz", None), ("/v1/me", Some(owner.as_str()))] {
+        let get = app.call("GET", path, token, None).await;
+        let head = app.call("HEAD", path, token, None).await;
+        assert_eq!(get.status, 200, "{}", get.raw);
+        assert_eq!(head.status, 200, "{path}");
+        assert!(head.raw.is_empty(), "{path}: {}", head.raw);
+        assert_eq!(
+            head.headers.get("content-type"),
+            get.headers.get("content-type"),
+            "{path}"
+        );
+        assert_eq!(
+            head.headers
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok()),
+            Some(get.raw.len()),
+            "{path}"
+        );
+    }
+    // The access check runs as for GET.
+    let r = app.call("HEAD", "/v1/me", None, None).await;
+    assert_eq!(r.status, 401);
+    assert!(r.raw.is_empty());
+    assert_eq!(
+        r.headers.get("content-type").unwrap(),
+        "application/problem+json"
+    );
+    // A path without GET does not answer HEAD.
+    let r = app.call("HEAD", "/v1/sessions/current", None, None).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.headers.get("allow").unwrap(), "DELETE");
+}
+
 #[actix_web::test]
 async fn a_wrong_method_is_405_with_allow() {
     let app = spawn_app().await;
     let id = uuid::Uuid::new_v4();
     for (method, path, allow) in [
-        ("TRACE", "/healthz".to_owned(), "GET"),
-        ("POST", "/v1/company".to_owned(), "GET, PATCH"),
-        ("PUT", format!("/v1/users/{id}"), "GET, PATCH"),
+        ("TRACE", "/healthz".to_owned(), "GET, HEAD"),
+        ("POST", "/v1/company".to_owned(), "GET, HEAD, PATCH"),
+        ("PUT", format!("/v1/users/{id}"), "GET, HEAD, PATCH"),
         ("GET", "/v1/sessions/current".to_owned(), "DELETE"),
     ] {
         let r = app.call(method, &path, None, None).await;
