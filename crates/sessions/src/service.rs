@@ -199,23 +199,24 @@ impl SessionService {
                 .await);
         }
         let parsed = Email::parse(email).ok();
-        // The company comes with the other reads when they are made together; `None` here means
-        // "not read yet".
-        let (state, user, company) = match (&self.login_reads, &parsed) {
+        // With `LoginReads`, the user and the company come with the throttle state.
+        let (state, read_together) = match (&self.login_reads, &parsed) {
             (Some(reads), Some(email)) => {
                 let subject = reads.login_reads(&key, email).await?;
-                (subject.throttle, subject.user, Some(subject.company))
+                (subject.throttle, Some((subject.user, subject.company)))
             }
-            _ => (self.throttle.state(&key).await?, None, None),
+            _ => (self.throttle.state(&key).await?, None),
         };
         if let Some(wait) = ThrottlePolicy::remaining(&state, now) {
             return Err(self
                 .refuse_throttled(email, wait, "account_locked", ctx)
                 .await);
         }
-        let user = match (&parsed, company.is_some()) {
-            (Some(email), false) => self.accounts.user_by_email(email).await?,
-            _ => user,
+        // `company` is `None` until it has been read.
+        let (user, company) = match (read_together, &parsed) {
+            (Some((user, company)), _) => (user, Some(company)),
+            (None, Some(email)) => (self.accounts.user_by_email(email).await?, None),
+            (None, None) => (None, None),
         };
         let too_long = password.expose().chars().count() > PasswordPolicy::default().max_len;
         let check = if too_long {
