@@ -10,11 +10,8 @@ use sessions::{LoginReads, LoginSubject, SessionError};
 use crate::SeaStore;
 use crate::accounts_repo::{to_company, to_user};
 use crate::entity::{company, login_throttle, user};
+use crate::sessions_repo::internal;
 use crate::throttle_repo::to_state;
-
-fn internal(e: impl std::error::Error + Send + Sync + 'static) -> SessionError {
-    crate::outage(e).map_or_else(SessionError::internal, SessionError::internal)
-}
 
 /// `alias."column" AS "alias_column"` for every column of `E`.
 fn columns<E: EntityTrait>(alias: &str) -> Vec<String> {

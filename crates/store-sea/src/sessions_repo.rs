@@ -10,7 +10,8 @@ use crate::accounts_repo::{revoke_sessions, to_user};
 use crate::entity::{session, user};
 use crate::{SeaStore, corrupt};
 
-fn internal(e: impl std::error::Error + Send + Sync + 'static) -> SessionError {
+/// A storage error as the sessions core sees it (an outage stays recognisable as one).
+pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> SessionError {
     crate::outage(e).map_or_else(SessionError::internal, SessionError::internal)
 }
 

@@ -6,10 +6,7 @@ use sessions::{LoginThrottle, SessionError, ThrottlePolicy, ThrottleState};
 
 use crate::SeaStore;
 use crate::entity::login_throttle;
-
-fn internal(e: impl std::error::Error + Send + Sync + 'static) -> SessionError {
-    crate::outage(e).map_or_else(SessionError::internal, SessionError::internal)
-}
+use crate::sessions_repo::internal;
 
 pub(crate) fn to_state(m: &login_throttle::Model) -> ThrottleState {
     ThrottleState {
