@@ -73,6 +73,14 @@ pub struct PoolSettings {
     pub max_connections: u32,
     /// How long a request waits for a connection.
     pub acquire_timeout: Duration,
+    /// A pooled connection idle at least this long is pinged before it is handed out (1 s).
+    ///
+    /// SQLx pings every connection it takes back, so one that broke while in use is discarded
+    /// then; pinging every connection it hands out as well would add a round trip (on SQLite,
+    /// two thread wake-ups) to every acquire. A connection used within this time that broke
+    /// since (the database restarted in between) fails one request as an outage (503), and the
+    /// ping on release discards it. `Duration::ZERO` pings on every acquire.
+    pub ping_when_idle_for: Duration,
 }
 
 impl Default for PoolSettings {
@@ -80,6 +88,7 @@ impl Default for PoolSettings {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            ping_when_idle_for: Duration::from_secs(1),
         }
     }
 }
@@ -101,6 +110,7 @@ pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection
         .max_connections(pool.max_connections)
         .min_connections(1)
         .acquire_timeout(pool.acquire_timeout)
+        .test_before_acquire_if_idle_for(pool.ping_when_idle_for)
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)

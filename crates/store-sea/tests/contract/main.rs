@@ -13,6 +13,7 @@ mod incidents;
 mod mfa;
 mod migrations;
 mod ownership;
+mod pool;
 mod portable;
 mod sessions;
 mod throttle;
