@@ -79,7 +79,7 @@ pub struct Settings {
     pub hash_concurrency: usize,
     /// `INCREMENTA_WORKERS`: HTTP worker threads (default: CPU count).
     pub workers: usize,
-    /// `INCREMENTA_DB_MAX_CONNECTIONS`: pool size (default: 4 on SQLite, which has one writer
+    /// `INCREMENTA_DB_MAX_CONNECTIONS`: pool size (default: 2 on SQLite, which has one writer
     /// at a time, 16 on PostgreSQL).
     pub db_max_connections: Option<u32>,
     /// `INCREMENTA_AUDIT_RETENTION_DAYS`: audit records older than this are purged daily (AUD-5).

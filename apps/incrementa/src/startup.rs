@@ -94,9 +94,10 @@ pub async fn database(settings: &Settings) -> Result<DatabaseConnection, Startup
     }
     let url = database_url(settings);
     // SQLite writes one transaction at a time: more connections only add writers that sleep
-    // in the busy handler (p99 of writes 180 ms with 16, 47 ms with 4) and threads whose
-    // allocator arenas grow the process (41 MiB against 28 MiB after 3,000 logins).
-    let default_pool = if url.starts_with("sqlite:") { 4 } else { 16 };
+    // in the busy handler (p99 of writes 180 ms with 16, 46-68 ms with 4, 28-33 ms with 2) and
+    // worker threads whose allocator arenas grow the process (about 1.6 MiB each: 32 MiB with
+    // 4 against 29 MiB with 2 after 600 logins). Two leave one reader beside the writer.
+    let default_pool = if url.starts_with("sqlite:") { 2 } else { 16 };
     let pool = PoolSettings {
         max_connections: settings.db_max_connections.unwrap_or(default_pool),
         ..PoolSettings::default()
