@@ -3,7 +3,7 @@
 use std::fmt;
 
 use accounts::AccountsError;
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::{Map, Value, json};
@@ -405,31 +405,24 @@ impl From<incidents::IncidentError> for ApiError {
 pub(crate) fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(crate::JSON_LIMIT)
-        .error_handler(|err: JsonPayloadError, _req: &HttpRequest| {
-            let api = match &err {
-                JsonPayloadError::Overflow { .. }
-                | JsonPayloadError::OverflowKnownLength { .. } => too_large(),
-                JsonPayloadError::ContentType => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "Unsupported media type",
-                    "send the body as application/json",
-                ),
-                JsonPayloadError::Deserialize(e) => ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_request",
-                    "Malformed request",
-                    describe_json_error(e),
-                ),
-                _ => ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_request",
-                    "Malformed request",
-                    "the body could not be read",
-                ),
-            };
-            api.into()
-        })
+        .error_handler(|err: JsonPayloadError, _req: &HttpRequest| json_error(&err).into())
+}
+
+/// The problem for a JSON body that could not be read.
+fn json_error(err: &JsonPayloadError) -> ApiError {
+    match err {
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            too_large()
+        }
+        JsonPayloadError::ContentType => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Unsupported media type",
+            "send the body as application/json",
+        ),
+        JsonPayloadError::Deserialize(e) => malformed(describe_json_error(e)),
+        _ => malformed("the body could not be read"),
+    }
 }
 
 pub(crate) fn too_large() -> ApiError {
@@ -444,7 +437,14 @@ pub(crate) fn too_large() -> ApiError {
 /// A JSON request body that must be an object: `web::Json` alone would also build a struct from
 /// an array (`[null, null]` fills the first two fields in order), which no client means and
 /// which could clear fields of a PATCH. Size limit, content type and syntax errors are those of
-/// [`json_config`]; the value is then checked to be an object and read into `T`.
+/// [`json_config`]; the body is then checked to be an object and read straight into `T`.
+///
+/// Straight, not through a `serde_json::Value`: a `Value` copies every string of the body (a
+/// password, a TOTP secret) into heap strings that are freed without being wiped. Here the body
+/// is checked for syntax without copying its strings, read into `T` (whose secret fields are
+/// zeroizing types), and the buffer is wiped. A field given twice is refused, not settled by
+/// "the last one wins", so no two readers of one body can disagree on what it said. The chunks
+/// actix-web reads from the socket are not ours to wipe.
 #[derive(Debug)]
 pub(crate) struct Body<T>(pub T);
 
@@ -466,17 +466,51 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Body<T
     type Future = futures_util::future::LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let value = web::Json::<Value>::from_request(req, payload);
+        if !is_json(req) {
+            let err = JsonPayloadError::ContentType;
+            return Box::pin(futures_util::future::ready(Err(json_error(&err).into())));
+        }
+        // The size limit is the route's `PayloadConfig`, set beside its `JsonConfig`.
+        let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let value = value.await?.into_inner();
-            if !value.is_object() {
-                return Err(malformed("the body must be a JSON object").into());
-            }
-            serde_json::from_value(value)
-                .map(Body)
-                .map_err(|e| malformed(describe_value_error(&e)).into())
+            let bytes = bytes
+                .await
+                .map_err(|e| match e.as_error::<PayloadError>() {
+                    Some(PayloadError::Overflow) => too_large(),
+                    _ => malformed("the body could not be read"),
+                })?;
+            let parsed = parse_object(&bytes);
+            drop(wipe(bytes));
+            parsed.map(Body).map_err(Into::into)
         })
     }
+}
+
+/// The request says its body is JSON (`application/json` or a `+json` type), as `web::Json`
+/// requires.
+fn is_json(req: &HttpRequest) -> bool {
+    use actix_web::HttpMessage as _;
+    matches!(req.mime_type(), Ok(Some(m))
+        if m.subtype().as_str() == "json" || m.suffix().is_some_and(|s| s.as_str() == "json"))
+}
+
+/// `body` read into `T`: malformed JSON first (with its position), then anything but an
+/// object, then fields of the wrong type, missing or given twice.
+fn parse_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map_err(|e| malformed(describe_json_error(&e)))?;
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(malformed("the body must be a JSON object"));
+    }
+    serde_json::from_slice(body).map_err(|e| malformed(describe_json_error(&e)))
+}
+
+/// Overwrites the body with zeros when this is its only handle (the extractor's own buffer),
+/// and hands back the wiped buffer; `None` when another handle shares it.
+fn wipe(bytes: web::Bytes) -> Option<bytes::BytesMut> {
+    let mut buf = bytes.try_into_mut().ok()?;
+    zeroize::Zeroize::zeroize(buf.as_mut());
+    Some(buf)
 }
 
 fn malformed(detail: impl Into<String>) -> ApiError {
@@ -486,11 +520,6 @@ fn malformed(detail: impl Into<String>) -> ApiError {
         "Malformed request",
         detail,
     )
-}
-
-/// [`describe_json_error`] for an error found after parsing, which has no position.
-fn describe_value_error(e: &serde_json::Error) -> String {
-    missing_field(e).unwrap_or_else(|| "a field has the wrong type or value".to_owned())
 }
 
 fn missing_field(e: &serde_json::Error) -> Option<String> {
@@ -536,4 +565,77 @@ pub(crate) fn query_config() -> web::QueryConfig {
         )
         .into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Login {
+        email: String,
+        password: secrecy::SecretString,
+    }
+
+    fn detail(err: &ApiError) -> String {
+        err.detail.clone()
+    }
+
+    #[test]
+    fn an_object_is_read_into_the_type() {
+        let login: Login =
+            parse_object(br#" {"email": "ana@example.com", "password": "hunter2"}"#).unwrap();
+        assert_eq!(login.email, "ana@example.com");
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&login.password),
+            "hunter2"
+        );
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_without_echoing_either_value() {
+        let err = parse_object::<Login>(
+            br#"{"email": "ana@example.com", "password": "first-secret", "password": "second-secret"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert_eq!(err.code, "malformed_request");
+        let detail = detail(&err);
+        assert!(detail.contains("wrong type or value"), "{detail}");
+        assert!(!detail.contains("secret"), "{detail}");
+    }
+
+    #[test]
+    fn syntax_errors_come_before_the_shape_and_say_where() {
+        let err = parse_object::<Login>(b"[1, 2").unwrap_err();
+        assert!(
+            detail(&err).starts_with("malformed JSON at line 1"),
+            "{}",
+            detail(&err)
+        );
+        for body in [&b"[null, null]"[..], b"\"x\"", b"7", b"null", b"  [\"a\"]"] {
+            let err = parse_object::<Login>(body).unwrap_err();
+            assert_eq!(detail(&err), "the body must be a JSON object");
+        }
+        let err =
+            parse_object::<Login>(br#"{"email": "ana@example.com", "password": 7}"#).unwrap_err();
+        assert!(!detail(&err).contains("integer"), "{}", detail(&err));
+        let err = parse_object::<Login>(br#"{"email": "ana@example.com"}"#).unwrap_err();
+        assert_eq!(detail(&err), "missing field `password`");
+    }
+
+    #[test]
+    fn the_only_handle_on_a_body_is_wiped_and_a_shared_one_is_left_alone() {
+        let body = web::Bytes::from(br#"{"password":"hunter2"}"#.to_vec());
+        let wiped = wipe(body).expect("the only handle");
+        assert_eq!(wiped.len(), 22);
+        assert!(wiped.iter().all(|b| *b == 0));
+
+        let shared = web::Bytes::from(b"secret".to_vec());
+        let other = shared.clone();
+        assert!(wipe(shared).is_none());
+        assert_eq!(&other[..], b"secret");
+    }
 }

@@ -61,6 +61,42 @@ async fn wrong_content_type_is_415_and_oversized_bodies_are_413() {
     assert_problem(&r, 413, "payload_too_large");
 }
 
+/// A field given twice is refused, whichever copy a proxy or a log reader would believe, and
+/// neither value comes back.
+#[actix_web::test]
+async fn a_field_given_twice_is_refused() {
+    let app = spawn_app().await;
+    app.signup("twice@example.com").await;
+    let body = format!(
+        r#"{{"email":"twice@example.com","password":"wrong-guess","password":"{PASSWORD}"}}"#
+    );
+    let r = app
+        .send_raw(
+            "POST",
+            "/v1/sessions",
+            "application/json",
+            body.into_bytes(),
+        )
+        .await;
+    assert_problem(&r, 400, "malformed_request");
+    assert!(
+        !r.raw.contains("wrong-guess") && !r.raw.contains(PASSWORD),
+        "{}",
+        r.raw
+    );
+    // The same body with the field once logs in.
+    let body = format!(r#"{{"email":"twice@example.com","password":"{PASSWORD}"}}"#);
+    let r = app
+        .send_raw(
+            "POST",
+            "/v1/sessions",
+            "application/json",
+            body.into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.raw);
+}
+
 #[actix_web::test]
 async fn unknown_routes_and_unparsable_ids_are_404_problems() {
     let app = spawn_app().await;
