@@ -443,8 +443,9 @@ pub(crate) fn too_large() -> ApiError {
 /// password, a TOTP secret) into heap strings that are freed without being wiped. Here the body
 /// is checked for syntax without copying its strings, read into `T` (whose secret fields are
 /// zeroizing types), and the buffer is wiped. A field given twice is refused, not settled by
-/// "the last one wins", so no two readers of one body can disagree on what it said. The chunks
-/// actix-web reads from the socket are not ours to wipe.
+/// "the last one wins", so no two readers of one body can disagree on what it said. Not ours to
+/// wipe: the chunks actix-web reads from the socket, and serde_json's scratch buffer for a
+/// string written with escapes.
 #[derive(Debug)]
 pub(crate) struct Body<T>(pub T);
 
