@@ -3,7 +3,7 @@
 use std::fmt;
 
 use accounts::AccountsError;
-use actix_web::error::{JsonPayloadError, PathError, PayloadError, QueryPayloadError};
+use actix_web::error::{PathError, PayloadError, QueryPayloadError};
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::{Map, Value, json};
@@ -402,27 +402,13 @@ impl From<incidents::IncidentError> for ApiError {
     }
 }
 
-pub(crate) fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(crate::JSON_LIMIT)
-        .error_handler(|err: JsonPayloadError, _req: &HttpRequest| json_error(&err).into())
-}
-
-/// The problem for a JSON body that could not be read.
-fn json_error(err: &JsonPayloadError) -> ApiError {
-    match err {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            too_large()
-        }
-        JsonPayloadError::ContentType => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Unsupported media type",
-            "send the body as application/json",
-        ),
-        JsonPayloadError::Deserialize(e) => malformed(describe_json_error(e)),
-        _ => malformed("the body could not be read"),
-    }
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "Unsupported media type",
+        "send the body as application/json",
+    )
 }
 
 pub(crate) fn too_large() -> ApiError {
@@ -436,8 +422,9 @@ pub(crate) fn too_large() -> ApiError {
 
 /// A JSON request body that must be an object: `web::Json` alone would also build a struct from
 /// an array (`[null, null]` fills the first two fields in order), which no client means and
-/// which could clear fields of a PATCH. Size limit, content type and syntax errors are those of
-/// [`json_config`]; the body is then checked to be an object and read straight into `T`.
+/// which could clear fields of a PATCH. The body must be sent as JSON (else 415) and fit the
+/// route's `PayloadConfig` limit (`routes::body_limit`, else 413); it is then checked for
+/// syntax, checked to be an object and read straight into `T` (else 400).
 ///
 /// Straight, not through a `serde_json::Value`: a `Value` copies every string of the body (a
 /// password, a TOTP secret) into heap strings that are freed without being wiped. Here the body
@@ -468,10 +455,10 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Body<T
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
         if !is_json(req) {
-            let err = JsonPayloadError::ContentType;
-            return Box::pin(futures_util::future::ready(Err(json_error(&err).into())));
+            return Box::pin(futures_util::future::ready(Err(
+                unsupported_media_type().into()
+            )));
         }
-        // The size limit is the route's `PayloadConfig`, set beside its `JsonConfig`.
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             let bytes = bytes

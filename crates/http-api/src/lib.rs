@@ -97,7 +97,6 @@ pub fn app(
 > {
     App::new()
         .app_data(web::Data::new(state))
-        .app_data(error::json_config())
         .app_data(error::path_config())
         .app_data(error::query_config())
         .app_data(web::PayloadConfig::new(JSON_LIMIT))

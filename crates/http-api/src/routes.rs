@@ -180,7 +180,6 @@ impl RouteSink for Registrar<'_> {
         self.cfg.service(
             web::resource(path)
                 .guard(method_guard())
-                .app_data(crate::error::json_config().limit(limit))
                 .app_data(web::PayloadConfig::new(limit))
                 .route(route),
         );
