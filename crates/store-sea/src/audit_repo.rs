@@ -33,12 +33,7 @@ pub(crate) async fn insert_audit<C: ConnectionTrait>(
     chain: &dyn ChainMac,
     records: Vec<AuditRecord>,
 ) -> Result<(), DbErr> {
-    // INC-2: the notices these records cause commit with them.
-    let notices: Vec<notify::Notice> = records
-        .iter()
-        .flat_map(notify::notices_for_record)
-        .collect();
-    crate::outbox_repo::enqueue_notices(conn, notices).await?;
+    enqueue_notices_for(conn, &records).await?;
     let mut groups: std::collections::BTreeMap<String, Vec<AuditRecord>> =
         std::collections::BTreeMap::new();
     for r in records {
@@ -48,9 +43,28 @@ pub(crate) async fn insert_audit<C: ConnectionTrait>(
     for (name, group) in groups {
         chain_rows(conn, chain, &name, group, &mut rows).await?;
     }
-    // Each head's MAC follows the record that reaches its `seq`, set by the
-    // `audit_head_follows` trigger as that row is inserted (migration m0010): no third
-    // statement per append.
+    insert_rows(conn, rows).await
+}
+
+/// INC-2: the notices `records` cause, queued in the same transaction.
+async fn enqueue_notices_for<C: ConnectionTrait>(
+    conn: &C,
+    records: &[AuditRecord],
+) -> Result<(), DbErr> {
+    let notices: Vec<notify::Notice> = records
+        .iter()
+        .flat_map(notify::notices_for_record)
+        .collect();
+    crate::outbox_repo::enqueue_notices(conn, notices).await
+}
+
+/// Inserts chained rows in multi-row statements. Each head's MAC follows the record that
+/// reaches its `seq`, set by the `audit_head_follows` trigger as that row is inserted
+/// (migration m0010): no third statement per append.
+async fn insert_rows<C: ConnectionTrait>(
+    conn: &C,
+    mut rows: Vec<audit_event::ActiveModel>,
+) -> Result<(), DbErr> {
     while !rows.is_empty() {
         let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
         audit_event::Entity::insert_many(std::mem::replace(&mut rows, rest))
@@ -95,6 +109,42 @@ async fn chain_rows<C: ConnectionTrait>(
     let current = bumped
         .pop()
         .ok_or_else(|| DbErr::Custom("audit chain head missing".into()))?;
+    chain_onto(chain, &current, group, rows)
+}
+
+/// Appends `records`, all of chain `bumped.chain`, whose head the caller's transaction has
+/// already bumped past them (holding its row lock): `bumped` is the head as that bump returned
+/// it. Same rows, notices and head MAC as [`insert_audit`].
+pub(crate) async fn insert_onto_bumped<C: ConnectionTrait>(
+    conn: &C,
+    chain: &dyn ChainMac,
+    bumped: &head::Model,
+    records: Vec<AuditRecord>,
+) -> Result<(), DbErr> {
+    if records
+        .iter()
+        .any(|r| chain_name(r.company_id) != bumped.chain)
+    {
+        return Err(DbErr::Custom(
+            "an audit record of another chain than the bumped head".into(),
+        ));
+    }
+    enqueue_notices_for(conn, &records).await?;
+    let mut rows = Vec::new();
+    chain_onto(chain, bumped, records, &mut rows)?;
+    insert_rows(conn, rows).await
+}
+
+/// Chains `group` onto `current`, a head already bumped past it, adding their rows to `rows`.
+fn chain_onto(
+    chain: &dyn ChainMac,
+    current: &head::Model,
+    group: Vec<AuditRecord>,
+    rows: &mut Vec<audit_event::ActiveModel>,
+) -> Result<(), DbErr> {
+    let name = current.chain.as_str();
+    let count = i64::try_from(group.len())
+        .map_err(|_| DbErr::Custom("too many audit records in one transaction".into()))?;
     // The bump moved the sequence past this group; the MAC is still the previous record's.
     let mut previous = mac_from_hex(&current.mac)
         .ok_or_else(|| DbErr::Custom("audit chain head is corrupt".into()))?;

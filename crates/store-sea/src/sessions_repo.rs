@@ -3,7 +3,7 @@ use async_trait::async_trait;
 use audit::AuditRecord;
 use kernel::{CompanyId, SessionId, Timestamp, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder};
 use sessions::{AuthRecord, NewSession, Session, SessionError, SessionStore, TokenHash};
 
 use crate::accounts_repo::{revoke_sessions, to_user};
@@ -44,74 +44,17 @@ impl SessionStore for SeaStore {
         login_audit: AuditRecord,
         revocation: SessionRevocation,
     ) -> Result<(Session, Vec<SessionId>), SessionError> {
-        let txn = self.write_txn().await.map_err(internal)?;
-        // Serialize on the user: on PostgreSQL this UPDATE takes the row lock that every
-        // concurrent login of the user waits for until the commit; on SQLite the IMMEDIATE
-        // transaction already holds the database's write lock. Its RETURNING hands out the
-        // session's sequence number in the same statement.
-        let seq = user::Entity::update_many()
-            .col_expr(
-                user::Column::SessionSeq,
-                Expr::col(user::Column::SessionSeq).add(1),
-            )
-            .filter(user::Column::Id.eq(new.user_id.as_uuid()))
-            .filter(user::Column::CompanyId.eq(new.company_id.as_uuid()))
-            .exec_with_returning(&txn)
-            .await
-            .map_err(internal)?
-            .pop()
-            .ok_or_else(|| internal(corrupt("users", "session owner vanished")))?
-            .session_seq;
-
-        let live: Vec<session::Model> = session::Entity::find()
-            .filter(session::Column::UserId.eq(new.user_id.as_uuid()))
-            .filter(session::Column::RevokedAt.is_null())
-            .order_by_desc(session::Column::Seq)
-            .all(&txn)
-            .await
-            .map_err(internal)?;
-        let keep = usize::from(Ord::max(cap, 1)).saturating_sub(1);
-        let mut active: Vec<Session> = live
-            .into_iter()
-            .map(to_session)
-            .filter(|s| s.is_active(new.created_at, idle))
-            .collect();
-        // Newest first; everything past the newest `cap - 1` goes, oldest first in the answer.
-        let mut revoked: Vec<SessionId> = if active.len() > keep {
-            active.split_off(keep).into_iter().map(|s| s.id).collect()
+        let chain = audit::chain_name(Some(new.company_id));
+        let one_chain = [&login_audit, &revocation.audit_template]
+            .iter()
+            .all(|r| audit::chain_name(r.company_id) == chain);
+        let (seq, revoked) = if self.backend() == DbBackend::Postgres && one_chain {
+            self.open_capped_pg(new, cap, idle, login_audit, &revocation, chain)
+                .await?
         } else {
-            Vec::new()
+            self.open_capped_portable(new, cap, idle, login_audit, &revocation)
+                .await?
         };
-        revoked.reverse();
-        let mut records = revoke_sessions(&txn, new.company_id, new.user_id, &revoked, &revocation)
-            .await
-            .map_err(internal)?;
-
-        let row = session::ActiveModel {
-            id: Set(new.id.as_uuid()),
-            company_id: Set(new.company_id.as_uuid()),
-            user_id: Set(new.user_id.as_uuid()),
-            seq: Set(seq),
-            token_hash: Set(new.token_hash.as_str().to_owned()),
-            created_at: Set(new.created_at),
-            last_seen_at: Set(new.created_at),
-            expires_at: Set(new.expires_at),
-            ip: Set(new.ip.map(|ip| ip.to_string())),
-            user_agent: Set(new.user_agent.clone()),
-            revoked_at: Set(None),
-            revoked_reason: Set(None),
-            reauthenticated_at: Set(None),
-            mfa_enrolment_only: Set(new.mfa_enrolment_only),
-        };
-        session::Entity::insert(row)
-            .exec_without_returning(&txn)
-            .await
-            .map_err(internal)?;
-        // The revocations' records and the login's, chained in one append.
-        records.push(login_audit);
-        self.commit_with_audit(txn, records)
-            .await
-            .map_err(internal)?;
         let session = Session {
             id: new.id,
             company_id: new.company_id,
@@ -240,6 +183,173 @@ impl SessionStore for SeaStore {
 }
 
 impl SeaStore {
+    /// [`SessionStore::create_capped`] statement by statement (SQLite, and PostgreSQL when the
+    /// records span several chains): returns the session number and the revoked ids.
+    async fn open_capped_portable(
+        &self,
+        new: &NewSession,
+        cap: u16,
+        idle: chrono::Duration,
+        login_audit: AuditRecord,
+        revocation: &SessionRevocation,
+    ) -> Result<(i64, Vec<SessionId>), SessionError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        // Serialize on the user: on PostgreSQL this UPDATE takes the row lock that every
+        // concurrent login of the user waits for until the commit; on SQLite the IMMEDIATE
+        // transaction already holds the database's write lock. Its RETURNING hands out the
+        // session's sequence number in the same statement.
+        let seq = user::Entity::update_many()
+            .col_expr(
+                user::Column::SessionSeq,
+                Expr::col(user::Column::SessionSeq).add(1),
+            )
+            .filter(user::Column::Id.eq(new.user_id.as_uuid()))
+            .filter(user::Column::CompanyId.eq(new.company_id.as_uuid()))
+            .exec_with_returning(&txn)
+            .await
+            .map_err(internal)?
+            .pop()
+            .ok_or_else(|| internal(corrupt("users", "session owner vanished")))?
+            .session_seq;
+
+        let live: Vec<session::Model> = session::Entity::find()
+            .filter(session::Column::UserId.eq(new.user_id.as_uuid()))
+            .filter(session::Column::RevokedAt.is_null())
+            .order_by_desc(session::Column::Seq)
+            .all(&txn)
+            .await
+            .map_err(internal)?;
+        let keep = usize::from(Ord::max(cap, 1)).saturating_sub(1);
+        let mut active: Vec<Session> = live
+            .into_iter()
+            .map(to_session)
+            .filter(|s| s.is_active(new.created_at, idle))
+            .collect();
+        // Newest first; everything past the newest `cap - 1` goes, oldest first in the answer.
+        let mut revoked: Vec<SessionId> = if active.len() > keep {
+            active.split_off(keep).into_iter().map(|s| s.id).collect()
+        } else {
+            Vec::new()
+        };
+        revoked.reverse();
+        let mut records = revoke_sessions(&txn, new.company_id, new.user_id, &revoked, revocation)
+            .await
+            .map_err(internal)?;
+
+        let row = session::ActiveModel {
+            id: Set(new.id.as_uuid()),
+            company_id: Set(new.company_id.as_uuid()),
+            user_id: Set(new.user_id.as_uuid()),
+            seq: Set(seq),
+            token_hash: Set(new.token_hash.as_str().to_owned()),
+            created_at: Set(new.created_at),
+            last_seen_at: Set(new.created_at),
+            expires_at: Set(new.expires_at),
+            ip: Set(new.ip.map(|ip| ip.to_string())),
+            user_agent: Set(new.user_agent.clone()),
+            revoked_at: Set(None),
+            revoked_reason: Set(None),
+            reauthenticated_at: Set(None),
+            mfa_enrolment_only: Set(new.mfa_enrolment_only),
+        };
+        session::Entity::insert(row)
+            .exec_without_returning(&txn)
+            .await
+            .map_err(internal)?;
+        // The revocations' records and the login's, chained in one append.
+        records.push(login_audit);
+        self.commit_with_audit(txn, records)
+            .await
+            .map_err(internal)?;
+        Ok((seq, revoked))
+    }
+
+    /// [`SessionStore::create_capped`] on PostgreSQL: `BEGIN`, one call of
+    /// `session_open_capped` (migration m0011: the row lock, the live sessions in a fresh
+    /// snapshot, the revocations, the insert and the chain head's bump), the audit rows chained
+    /// onto the bumped head, `COMMIT`. Four round trips where the portable path takes eight.
+    async fn open_capped_pg(
+        &self,
+        new: &NewSession,
+        cap: u16,
+        idle: chrono::Duration,
+        login_audit: AuditRecord,
+        revocation: &SessionRevocation,
+        chain: String,
+    ) -> Result<(i64, Vec<SessionId>), SessionError> {
+        use sea_orm::ConnectionTrait as _;
+        let keep = i64::from(Ord::max(cap, 1)) - 1;
+        // `now < last_seen_at + idle`, as `Session::is_active` has it.
+        let idle_since = new
+            .created_at
+            .checked_sub_signed(idle)
+            .ok_or_else(|| internal(corrupt("sessions", "idle timeout out of range")))?;
+        let values: [sea_orm::Value; 16] = [
+            new.id.as_uuid().into(),
+            new.company_id.as_uuid().into(),
+            new.user_id.as_uuid().into(),
+            new.token_hash.as_str().into(),
+            new.created_at.into(),
+            new.expires_at.into(),
+            new.ip.map(|ip| ip.to_string()).into(),
+            new.user_agent.clone().into(),
+            new.mfa_enrolment_only.into(),
+            keep.into(),
+            idle_since.into(),
+            revocation.at.into(),
+            revocation.reason.as_str().into(),
+            chain.clone().into(),
+            1_i64.into(),
+            crate::audit_repo::mac_to_hex(&audit::GENESIS).into(),
+        ];
+        let txn = self.write_txn().await.map_err(internal)?;
+        let rows = txn
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT session_seq, head_seq, head_mac, revoked FROM session_open_capped(\
+                 $1::uuid, $2::uuid, $3::uuid, $4::text, $5::timestamptz, $6::timestamptz, \
+                 $7::text, $8::text, $9::boolean, $10::bigint, $11::timestamptz, \
+                 $12::timestamptz, $13::text, $14::text, $15::bigint, $16::text)",
+                values,
+            ))
+            .await
+            .map_err(internal)?;
+        let mut seq = None;
+        let mut head = None;
+        let mut revoked = Vec::new();
+        for row in &rows {
+            seq = Some(row.try_get::<i64>("", "session_seq").map_err(internal)?);
+            head = Some(crate::entity::audit_chain_head::Model {
+                chain: chain.clone(),
+                seq: row.try_get::<i64>("", "head_seq").map_err(internal)?,
+                mac: row.try_get::<String>("", "head_mac").map_err(internal)?,
+            });
+            if let Some(id) = row
+                .try_get::<Option<uuid::Uuid>>("", "revoked")
+                .map_err(internal)?
+            {
+                revoked.push(SessionId::from_uuid(id));
+            }
+        }
+        let (Some(seq), Some(head)) = (seq, head) else {
+            return Err(internal(corrupt(
+                "sessions",
+                "no row from session_open_capped",
+            )));
+        };
+        // The revocations' records and the login's, in the order the head was bumped for.
+        let mut records: Vec<AuditRecord> = revoked
+            .iter()
+            .map(|id| revocation.record_for(*id))
+            .collect();
+        records.push(login_audit);
+        crate::audit_repo::insert_onto_bumped(&txn, self.chain.as_ref(), &head, records)
+            .await
+            .map_err(internal)?;
+        self.commit(txn).await.map_err(internal)?;
+        Ok((seq, revoked))
+    }
+
     /// Sessions not revoked and within their absolute lifetime at `now` (for the metrics gauge;
     /// idle ones are counted until they are next looked at).
     ///

@@ -12,6 +12,7 @@ mod m0007_mfa;
 mod m0008_incidents_outbox;
 mod m0009_scheduled_jobs;
 mod m0010_audit_head_follows;
+mod m0011_session_open_capped;
 
 /// The list of migrations.
 #[derive(Debug)]
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_incidents_outbox::Migration),
             Box::new(m0009_scheduled_jobs::Migration),
             Box::new(m0010_audit_head_follows::Migration),
+            Box::new(m0011_session_open_capped::Migration),
         ]
     }
 }

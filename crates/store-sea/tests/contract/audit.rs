@@ -5,7 +5,7 @@ use kernel::{CompanyId, ManualClock, SequentialIds};
 
 use super::*;
 
-fn service(store: &Arc<SeaStore>, clock: Arc<ManualClock>) -> AuditService {
+pub(crate) fn service(store: &Arc<SeaStore>, clock: Arc<ManualClock>) -> AuditService {
     AuditService::new(
         store.clone(),
         store.clone(),

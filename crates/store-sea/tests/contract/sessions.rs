@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use ::accounts::AccountRepository;
 use ::sessions::{NewSession, SessionStore, TokenHash};
-use kernel::SessionId;
+use kernel::{CompanyId, SessionId};
 
 use super::*;
 
@@ -23,6 +23,45 @@ fn new_session(u: &User, at: Timestamp) -> NewSession {
 
 const IDLE: chrono::Duration = chrono::Duration::minutes(30);
 
+/// The records a login writes, as the sessions service builds them: both in the user's company
+/// chain (on PostgreSQL that is the one-call path of migration m0011).
+fn login_records(u: &User, keep: SessionId) -> (AuditRecord, SessionRevocation) {
+    (
+        record(Action::SESSION_LOGIN, Some(u.company_id)),
+        SessionRevocation {
+            audit_template: record(Action::SESSION_REVOKED, Some(u.company_id)),
+            ..revocation(RevocationReason::SessionLimit, Some(keep))
+        },
+    )
+}
+
+/// `u` logs in with `s` under `cap`.
+async fn open(
+    store: &SeaStore,
+    u: &User,
+    s: &NewSession,
+    cap: u16,
+) -> Result<(::sessions::Session, Vec<SessionId>), ::sessions::SessionError> {
+    let (login, revocation) = login_records(u, s.id);
+    store.create_capped(s, cap, IDLE, login, revocation).await
+}
+
+/// Every record of `company`'s chain verifies, and there are `expected` of them.
+async fn assert_chain_whole(
+    store: &Arc<SeaStore>,
+    company: CompanyId,
+    expected: u64,
+    backend: &str,
+) {
+    let svc = super::audit::service(store, Arc::new(kernel::ManualClock::new(t0())));
+    let report = svc
+        .verify_chain(&::audit::chain_name(Some(company)))
+        .await
+        .unwrap();
+    assert!(report.ok, "{backend}: {report:?}");
+    assert_eq!(report.checked, expected, "{backend}");
+}
+
 async fn setup(store: &SeaStore) -> (Company, User) {
     let c = company();
     let u = user(&c, &format!("{}@example.com", id().simple()), Role::Admin);
@@ -40,16 +79,7 @@ async fn the_cap_revokes_the_oldest_and_audits_each_revocation() {
         let mut ids = Vec::new();
         for n in 0..3 {
             let s = new_session(&u, t0() + chrono::Duration::seconds(n));
-            let (created, revoked) = store
-                .create_capped(
-                    &s,
-                    2,
-                    IDLE,
-                    record(Action::SESSION_LOGIN, Some(u.company_id)),
-                    revocation(RevocationReason::SessionLimit, Some(s.id)),
-                )
-                .await
-                .unwrap();
+            let (created, revoked) = open(&store, &u, &s, 2).await.unwrap();
             assert_eq!(created.seq, n + 1, "{}", db.backend);
             ids.push((s.id, revoked));
         }
@@ -108,16 +138,7 @@ async fn revocation_records_take_their_ids_from_the_callers_port() {
         let (c, u) = setup(&store).await;
         for n in 0..3 {
             let s = new_session(&u, t0() + chrono::Duration::seconds(n));
-            store
-                .create_capped(
-                    &s,
-                    5,
-                    IDLE,
-                    record(Action::SESSION_LOGIN, Some(c.id)),
-                    revocation(RevocationReason::SessionLimit, Some(s.id)),
-                )
-                .await
-                .unwrap();
+            open(&store, &u, &s, 5).await.unwrap();
         }
         // Ids 1, 2, 3… never come from the production generator, so finding them proves the
         // store used this one.
@@ -158,29 +179,11 @@ async fn expired_and_idle_sessions_do_not_count_against_the_cap() {
         let (_, u) = setup(&store).await;
         for n in 0..2 {
             let s = new_session(&u, t0() + chrono::Duration::seconds(n));
-            store
-                .create_capped(
-                    &s,
-                    2,
-                    IDLE,
-                    record(Action::SESSION_LOGIN, None),
-                    revocation(RevocationReason::SessionLimit, Some(s.id)),
-                )
-                .await
-                .unwrap();
+            open(&store, &u, &s, 2).await.unwrap();
         }
         // An hour later both are idle: a new login revokes nothing.
         let s = new_session(&u, t0() + chrono::Duration::hours(1));
-        let (_, revoked) = store
-            .create_capped(
-                &s,
-                2,
-                IDLE,
-                record(Action::SESSION_LOGIN, None),
-                revocation(RevocationReason::SessionLimit, Some(s.id)),
-            )
-            .await
-            .unwrap();
+        let (_, revoked) = open(&store, &u, &s, 2).await.unwrap();
         assert!(revoked.is_empty(), "{}", db.backend);
     }
 }
@@ -197,15 +200,7 @@ async fn fifty_concurrent_logins_leave_exactly_the_two_newest() {
             let u = u.clone();
             tasks.push(tokio::spawn(async move {
                 let s = new_session(&u, t0());
-                store
-                    .create_capped(
-                        &s,
-                        2,
-                        IDLE,
-                        record(Action::SESSION_LOGIN, Some(u.company_id)),
-                        revocation(RevocationReason::SessionLimit, Some(s.id)),
-                    )
-                    .await
+                open(&store, &u, &s, 2).await
             }));
         }
         let mut created = Vec::new();
@@ -251,7 +246,69 @@ async fn fifty_concurrent_logins_leave_exactly_the_two_newest() {
             .await,
             2
         );
+        // 50 logins and 48 revocations, chained without a gap or a fork.
+        assert_chain_whole(&store, u.company_id, 98, db.backend).await;
     }
+}
+
+/// Records outside the user's company chain (a caller other than the sessions service) are
+/// written too, each in its own chain: on PostgreSQL they take the statement-by-statement path,
+/// since the one-call path bumps only the company's head.
+#[tokio::test]
+async fn records_of_other_chains_are_appended_to_their_own_chains() {
+    for (db, store, _) in stores().await {
+        let (c, u) = setup(&store).await;
+        for n in 0..3 {
+            let s = new_session(&u, t0() + chrono::Duration::seconds(n));
+            let (created, revoked) = store
+                .create_capped(
+                    &s,
+                    2,
+                    IDLE,
+                    record(Action::SESSION_LOGIN, None),
+                    revocation(RevocationReason::SessionLimit, Some(s.id)),
+                )
+                .await
+                .unwrap();
+            assert_eq!(created.seq, n + 1, "{}", db.backend);
+            assert_eq!(revoked.len(), usize::from(n == 2), "{}", db.backend);
+        }
+        let svc = super::audit::service(&store, Arc::new(kernel::ManualClock::new(t0())));
+        let system = svc.verify_chain(&::audit::chain_name(None)).await.unwrap();
+        assert!(system.ok, "{}: {system:?}", db.backend);
+        assert_eq!(system.checked, 4, "{}: 3 logins, 1 revocation", db.backend);
+        // A login in the company's chain after them continues it from genesis.
+        let s = new_session(&u, t0() + chrono::Duration::seconds(3));
+        let (_, revoked) = open(&store, &u, &s, 2).await.unwrap();
+        assert_eq!(revoked.len(), 1, "{}", db.backend);
+        assert_chain_whole(&store, c.id, 2, db.backend).await;
+    }
+}
+
+/// On PostgreSQL a login's write is the m0011 function: without it the call fails (and leaves
+/// nothing behind), so the contract tests above prove the function, not the portable path.
+#[tokio::test]
+async fn on_postgres_a_login_is_one_function_call() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let conn = db.connect().await;
+    let store = Arc::new(SeaStore::new(conn.clone(), chain()));
+    let (_, u) = setup(&store).await;
+    let first = new_session(&u, t0());
+    open(&store, &u, &first, 2).await.unwrap();
+    conn.execute_unprepared("DROP FUNCTION session_open_capped")
+        .await
+        .unwrap();
+    let second = new_session(&u, t0() + chrono::Duration::seconds(1));
+    assert!(open(&store, &u, &second, 2).await.is_err());
+    assert_eq!(
+        count(&conn, "SELECT COUNT(*) FROM sessions").await,
+        1,
+        "the failed call rolled back"
+    );
+    assert_eq!(count(&conn, "SELECT MAX(session_seq) FROM users").await, 1);
+    assert_chain_whole(&store, u.company_id, 1, db.backend).await;
 }
 
 #[tokio::test]
@@ -262,16 +319,7 @@ async fn deactivation_revokes_everything_and_password_change_keeps_one() {
         for n in 0..2 {
             let s = new_session(&u, t0() + chrono::Duration::seconds(n));
             ids.push(s.id);
-            store
-                .create_capped(
-                    &s,
-                    5,
-                    IDLE,
-                    record(Action::SESSION_LOGIN, None),
-                    revocation(RevocationReason::SessionLimit, Some(s.id)),
-                )
-                .await
-                .unwrap();
+            open(&store, &u, &s, 5).await.unwrap();
         }
         let revoked = store
             .update_user(
@@ -318,16 +366,7 @@ async fn a_user_revokes_only_its_own_sessions_and_touch_moves_last_seen() {
         let (_, alice) = setup(&store).await;
         let (_, bob) = setup(&store).await;
         let s = new_session(&alice, t0());
-        store
-            .create_capped(
-                &s,
-                2,
-                IDLE,
-                record(Action::SESSION_LOGIN, None),
-                revocation(RevocationReason::SessionLimit, Some(s.id)),
-            )
-            .await
-            .unwrap();
+        open(&store, &alice, &s, 2).await.unwrap();
         assert!(
             !store
                 .revoke(
