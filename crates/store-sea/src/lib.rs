@@ -32,7 +32,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-pub use migration::Migrator;
+pub use migration::{Migrator, ROWS_UNCHANGED, rows_compatible};
 
 /// Errors of connecting and migrating.
 #[derive(Debug, thiserror::Error)]

@@ -257,7 +257,8 @@ async fn write_json_line(
 /// Loads a portable snapshot into `db`, all or nothing: in one transaction it applies the
 /// migrations, checks that every table is empty, inserts every row, and checks the closing
 /// counts. A database that has rows in any table is refused and left untouched; so is a
-/// snapshot taken with another number of migrations than this binary's.
+/// snapshot from a newer binary, or from an older one when a later migration changed a table
+/// (migrations that change no table, [`crate::ROWS_UNCHANGED`], do not count).
 ///
 /// # Errors
 /// [`StoreError::NotEmpty`], [`StoreError::SchemaVersion`], [`StoreError::Portable`] for a
@@ -284,7 +285,7 @@ pub async fn import(
             header.incrementa_portable
         )));
     }
-    if header.migrations != crate::migration_count() {
+    if !crate::migration::rows_compatible(header.migrations) {
         return Err(StoreError::SchemaVersion {
             snapshot: header.migrations,
             binary: crate::migration_count(),
