@@ -2,7 +2,8 @@
 //! loading its session with the user (`SessionStore::find_by_token`), the work of every
 //! authenticated request that the session cache does not answer; and a login's write
 //! transaction at the session cap (`SessionStore::create_capped`: sequence number, live sessions,
-//! one revocation, the new session, two audit records). SQLite always; PostgreSQL when
+//! one revocation, the new session, two audit records), on PostgreSQL both through the one-call
+//! function of migration m0011 and statement by statement. SQLite always; PostgreSQL when
 //! `TEST_DATABASE_URL` is set. Run: `cargo bench -p store-sea --bench session_lookup`.
 #![allow(
     clippy::unwrap_used,
@@ -33,14 +34,16 @@ impl kernel::IdGenerator for V7Ids {
     }
 }
 
-fn record(action: Action) -> AuditRecord {
-    AuditRecord::new(
+fn record(action: Action, company: Option<CompanyId>) -> AuditRecord {
+    let mut r = AuditRecord::new(
         uuid::Uuid::now_v7(),
         kernel::Clock::now(&kernel::SystemClock),
         action,
         Outcome::Success,
         &RequestContext::default(),
-    )
+    );
+    r.company_id = company;
+    r
 }
 
 /// A new session of `user` opened now.
@@ -59,19 +62,22 @@ fn new_session(company: CompanyId, user: UserId) -> NewSession {
     }
 }
 
-/// Opens `session` with a cap of 2 sessions, as a login does.
-async fn open(store: &SeaStore, session: &NewSession) {
+/// Opens `session` with a cap of 2 sessions, as a login does, its records in the company's
+/// chain (as the sessions service writes them) or, with `own_chain` false, in the system chain:
+/// on PostgreSQL that takes the statement-by-statement path the one-call function replaced.
+async fn open(store: &SeaStore, session: &NewSession, own_chain: bool) {
+    let chain = own_chain.then_some(session.company_id);
     store
         .create_capped(
             session,
             2,
             chrono::Duration::minutes(30),
-            record(Action::SESSION_LOGIN),
+            record(Action::SESSION_LOGIN, chain),
             SessionRevocation {
                 at: session.created_at,
                 reason: RevocationReason::SessionLimit,
                 keep: None,
-                audit_template: record(Action::SESSION_REVOKED),
+                audit_template: record(Action::SESSION_REVOKED, chain),
                 ids: std::sync::Arc::new(V7Ids),
             },
         )
@@ -122,7 +128,7 @@ fn setup(
             token_hash: hash,
             ..new_session(company.id, user.id)
         };
-        open(&store, &session).await;
+        open(&store, &session, true).await;
         (store, token.expose().to_owned(), (company.id, user.id))
     })
 }
@@ -150,8 +156,16 @@ fn bench(c: &mut Criterion) {
         });
         // From the second iteration on, every login finds two live sessions and revokes one.
         c.bench_function(&format!("create_capped at the cap ({})", db.backend), |b| {
-            b.iter(|| rt.block_on(open(&store, &new_session(company, user))))
+            b.iter(|| rt.block_on(open(&store, &new_session(company, user), true)));
         });
+        if db.backend == "postgres" {
+            c.bench_function(
+                "create_capped at the cap, statement by statement (postgres)",
+                |b| {
+                    b.iter(|| rt.block_on(open(&store, &new_session(company, user), false)));
+                },
+            );
+        }
     }
 }
 
