@@ -18,6 +18,15 @@ async fn user_tables(conn: &DatabaseConnection) -> BTreeSet<String> {
             "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
         }
     };
+    first_column(conn, sql)
+        .await
+        .into_iter()
+        .filter(|t| t != "seaql_migrations")
+        .collect()
+}
+
+/// The first column of every row of `sql`, as text.
+async fn first_column(conn: &DatabaseConnection, sql: &str) -> BTreeSet<String> {
     conn.query_all_raw(Statement::from_string(
         conn.get_database_backend(),
         sql.to_owned(),
@@ -26,7 +35,6 @@ async fn user_tables(conn: &DatabaseConnection) -> BTreeSet<String> {
     .unwrap()
     .into_iter()
     .map(|r| r.try_get_by_index::<String>(0).unwrap())
-    .filter(|t| t != "seaql_migrations")
     .collect()
 }
 
@@ -273,15 +281,7 @@ async fn columns(conn: &DatabaseConnection) -> BTreeSet<String> {
              WHERE table_schema = 'public' AND table_name <> 'seaql_migrations'"
         }
     };
-    conn.query_all_raw(Statement::from_string(
-        conn.get_database_backend(),
-        sql.to_owned(),
-    ))
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|r| r.try_get_by_index::<String>(0).unwrap())
-    .collect()
+    first_column(conn, sql).await
 }
 
 /// The guard on `store_sea::ROWS_UNCHANGED`: applying the migrations one at a time, each one
