@@ -62,8 +62,9 @@ pub struct Settings {
     /// `INCREMENTA_SESSION_LIMIT`: active sessions per user unless the company sets its own.
     pub session_limit: u16,
     /// `INCREMENTA_SESSION_CACHE_MS`: how long a process may serve a session from memory
-    /// (changes made through the same process are seen at once; other processes' within this
-    /// time). 0 turns the cache off.
+    /// (changes made through the same process are seen at once, and on PostgreSQL other
+    /// processes' too through change notices; on a shared SQLite file within this time). 0 turns
+    /// the cache off.
     pub session_cache_ms: u32,
     /// `INCREMENTA_SESSION_IDLE_MINUTES`.
     pub session_idle_minutes: i64,

@@ -459,6 +459,8 @@ impl http_api::metrics::Gauges for DbGauges {
 pub struct Application {
     server: Server,
     port: u16,
+    /// PostgreSQL's change notices for the session cache; following stops when this drops.
+    _changes: Option<store_sea::ChangeFollower>,
 }
 
 impl std::fmt::Debug for Application {
@@ -504,6 +506,12 @@ impl Application {
         let db = database(settings).await?;
         let chain = Arc::new(HmacChain::new(&keyring));
         let store = Arc::new(SeaStore::new(db.clone(), chain.clone()));
+        // Before any request: a session another process revokes from now on leaves this
+        // process's cache at once (ACC-1, RBAC-6); SQLite: within the cache's time to live.
+        let changes = store
+            .follow_changes(&database_url(settings))
+            .await
+            .map_err(StartupError::Database)?;
         let ids = Arc::new(RandomIds);
         let audit = audit::AuditService::new(
             store.clone(),
@@ -638,7 +646,11 @@ impl Application {
             })?
             .run();
         tracing::info!(address = %settings.bind, port, "listening");
-        Ok(Self { server, port })
+        Ok(Self {
+            server,
+            port,
+            _changes: changes,
+        })
     }
 
     /// The bound port (useful with port 0).

@@ -11,6 +11,7 @@
 
 mod accounts_repo;
 mod audit_repo;
+mod changes;
 mod entity;
 mod incident_repo;
 mod login_reads;
@@ -32,6 +33,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
+pub use changes::{CHANNEL as CHANGE_CHANNEL, ChangeFollower};
 pub use migration::{Migrator, ROWS_UNCHANGED, rows_compatible};
 
 /// Errors of connecting and migrating.

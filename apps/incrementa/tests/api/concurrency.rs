@@ -93,6 +93,70 @@ async fn two_server_processes_sharing_one_database_keep_the_cap() {
     }
 }
 
+/// ACC-1 across processes on PostgreSQL: with a one-minute session cache, a logout and a
+/// deactivation through one process are refused by the other, which had the sessions cached,
+/// within seconds: the change notices (migration m0012) reach it, not the cache's time to live.
+#[actix_web::test]
+async fn on_postgres_a_revocation_reaches_the_other_process_before_its_cache_expires() {
+    let Some(db) = test_support::TestDb::postgres().await else {
+        return;
+    };
+    let app = spawn_on(db).await;
+    app.signup("ana@example.com").await;
+    let owner = app.token("ana@example.com").await;
+    let luis_id = app.create_user(&owner, "luis@example.com", "vendor").await;
+    let minute = [("INCREMENTA_SESSION_CACHE_MS", "60000")];
+    let p1 = ServerProcess::start(&app, &minute, None).await;
+    let p2 = ServerProcess::start(&app, &minute, None).await;
+    let (a1, a2) = (p1.app(&app), p2.app(&app));
+    let refused_by_p2 = |token: String, what: &'static str| {
+        let a2 = &a2;
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let status = a2.call("GET", "/v1/me", Some(&token), None).await.status;
+                if status == 401 {
+                    break;
+                }
+                assert_eq!(status, 200);
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(10),
+                    "{what}: the other process still serves its cached session"
+                );
+                actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+
+    let token = a1.token("ana@example.com").await;
+    assert_eq!(
+        a2.call("GET", "/v1/me", Some(&token), None).await.status,
+        200
+    );
+    let out = a1
+        .call("DELETE", "/v1/sessions/current", Some(&token), None)
+        .await;
+    assert_eq!(out.status, 204, "{}", out.raw);
+    refused_by_p2(token, "a logout").await;
+
+    let luis = a1.token("luis@example.com").await;
+    assert_eq!(
+        a2.call("GET", "/v1/me", Some(&luis), None).await.status,
+        200
+    );
+    let ana = a1.token("ana@example.com").await;
+    let off = a1
+        .call(
+            "PATCH",
+            &format!("/v1/users/{luis_id}"),
+            Some(&ana),
+            Some(serde_json::json!({ "active": false })),
+        )
+        .await;
+    assert_eq!(off.status, 200, "{}", off.raw);
+    refused_by_p2(luis, "a deactivation").await;
+}
+
 /// The session cache (INCREMENTA_SESSION_CACHE_MS, default 1 s): a logout through one process is
 /// refused at once by that process and within the cache's time to live by another process that
 /// had the session cached.

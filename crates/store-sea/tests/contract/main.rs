@@ -9,6 +9,7 @@
 
 mod accounts;
 mod audit;
+mod changes;
 mod incidents;
 mod mfa;
 mod migrations;

@@ -1,0 +1,88 @@
+//! Changes committed by other server processes (PostgreSQL): the `incrementa_changes` notices of
+//! migration m0012 advance this process's change epoch, so its session cache drops what another
+//! process revoked or changed at once rather than after the cache's time to live (ACC-1, RBAC-6).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use sea_orm::DbBackend;
+use sea_orm::sqlx::postgres::PgListener;
+
+use crate::{SeaStore, StoreError};
+
+/// The channel the m0012 triggers notify.
+pub const CHANNEL: &str = "incrementa_changes";
+
+/// Longest pause between two attempts to listen again while the database is unreachable.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Following the notices; dropping it stops the task.
+#[derive(Debug)]
+pub struct ChangeFollower {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ChangeFollower {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SeaStore {
+    /// Listens on its own connection to `url` (this store's database) and advances the change
+    /// epoch for every notice, and also whenever that connection was lost or cannot be opened
+    /// (notices may have been missed then: fail towards an empty cache). Returns once the first
+    /// `LISTEN` holds, so a change committed after this call returns is seen. `None` on SQLite,
+    /// which has no notices: there the cache's time to live bounds what other processes see.
+    ///
+    /// # Errors
+    /// The first connection or `LISTEN` failed.
+    pub async fn follow_changes(&self, url: &str) -> Result<Option<ChangeFollower>, StoreError> {
+        if self.backend() != DbBackend::Postgres {
+            return Ok(None);
+        }
+        let mut listener = PgListener::connect(url).await.map_err(conn_err)?;
+        listener.listen(CHANNEL).await.map_err(conn_err)?;
+        let epoch = Arc::clone(&self.epoch);
+        Ok(Some(ChangeFollower {
+            task: tokio::spawn(follow(listener, epoch)),
+        }))
+    }
+}
+
+/// The driver's error as a connection error (its text may name the server; `StoreError`
+/// displays none of it).
+fn conn_err(e: sea_orm::sqlx::Error) -> StoreError {
+    StoreError::Db(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+        Arc::new(e),
+    )))
+}
+
+async fn follow(mut listener: PgListener, epoch: Arc<AtomicU64>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(_)) => {
+                epoch.fetch_add(1, Ordering::AcqRel);
+                backoff = Duration::from_millis(100);
+            }
+            // The connection was lost and opened again (listening anew): what was notified in
+            // between is unknown.
+            Ok(None) => {
+                epoch.fetch_add(1, Ordering::AcqRel);
+                tracing::warn!("change notices: connection lost and reopened");
+            }
+            Err(e) => {
+                epoch.fetch_add(1, Ordering::AcqRel);
+                // The driver's text may name the server: only whether it looks like an outage.
+                tracing::warn!(
+                    outage = crate::sqlx_outage(&e),
+                    "change notices: cannot listen; retrying"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
