@@ -5,8 +5,7 @@
 use std::time::{Duration, Instant};
 
 use ::accounts::AccountRepository as _;
-use ::sessions::{ChangeEpoch as _, NewSession, SessionStore as _, TokenHash};
-use kernel::SessionId;
+use ::sessions::{ChangeEpoch as _, SessionStore as _};
 
 use super::*;
 
@@ -23,21 +22,6 @@ async fn epoch_passes(store: &SeaStore, after: u64, what: &str) -> u64 {
             "{what}: the follower's epoch stayed at {now}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn session_of(u: &User) -> NewSession {
-    let sid = id();
-    NewSession {
-        id: SessionId::from_uuid(sid),
-        company_id: u.company_id,
-        user_id: u.id,
-        token_hash: TokenHash::new(format!("hash-{sid}")),
-        created_at: t0(),
-        expires_at: t0() + chrono::Duration::hours(12),
-        ip: None,
-        user_agent: None,
-        mfa_enrolment_only: false,
     }
 }
 
@@ -64,7 +48,7 @@ async fn another_processs_session_and_user_writes_reach_the_follower() {
         .unwrap();
     let after_user = epoch_passes(&follower, start, "a new user").await;
 
-    let s = session_of(&u);
+    let s = super::sessions::new_session(&u, t0());
     writer
         .create_capped(
             &s,

@@ -6,7 +6,7 @@ use kernel::{CompanyId, SessionId};
 
 use super::*;
 
-fn new_session(u: &User, at: Timestamp) -> NewSession {
+pub(crate) fn new_session(u: &User, at: Timestamp) -> NewSession {
     let sid = id();
     NewSession {
         id: SessionId::from_uuid(sid),
