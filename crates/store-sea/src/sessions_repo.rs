@@ -49,7 +49,7 @@ impl SessionStore for SeaStore {
             .iter()
             .all(|r| audit::chain_name(r.company_id) == chain);
         let (seq, revoked) = if self.backend() == DbBackend::Postgres && one_chain {
-            self.open_capped_pg(new, cap, idle, login_audit, &revocation, chain)
+            self.open_capped_chained(new, cap, idle, login_audit, &revocation, chain)
                 .await?
         } else {
             self.open_capped_portable(new, cap, idle, login_audit, &revocation)
@@ -262,6 +262,159 @@ impl SeaStore {
             .await
             .map_err(internal)?;
         Ok((seq, revoked))
+    }
+
+    /// [`SessionStore::create_capped`] on PostgreSQL without a transaction: on one connection, a
+    /// peek of `session_open_chained` (migration m0013) returns the sessions the login would
+    /// revoke and the chain head; the records are chained onto that head here (the key never
+    /// reaches the database); one more call writes the session and the records in one statement
+    /// if nothing changed meanwhile, or returns what changed, and the records are chained again.
+    /// Three round trips (peek, write, the pool's ping) where the locking path takes five. After
+    /// `login_attempts` calls without getting through (a busy chain), the locking path
+    /// [`Self::open_capped_pg`], which waits its turn.
+    async fn open_capped_chained(
+        &self,
+        new: &NewSession,
+        cap: u16,
+        idle: chrono::Duration,
+        login_audit: AuditRecord,
+        revocation: &SessionRevocation,
+        chain: String,
+    ) -> Result<(i64, Vec<SessionId>), SessionError> {
+        use sea_orm::sqlx::Row as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        // Records that queue notices need the outbox in the same transaction: the locking path.
+        let quiet = notify::notices_for_record(&login_audit).is_empty()
+            && notify::notices_for_record(
+                &revocation.audit_template.clone().target("session", new.id),
+            )
+            .is_empty();
+        if self.login_attempts < 2 || !quiet {
+            return self
+                .open_capped_pg(new, cap, idle, login_audit, revocation, chain)
+                .await;
+        }
+        let keep = i64::from(Ord::max(cap, 1)) - 1;
+        let idle_since = new
+            .created_at
+            .checked_sub_signed(idle)
+            .ok_or_else(|| internal(corrupt("sessions", "idle timeout out of range")))?;
+        let genesis = crate::audit_repo::mac_to_hex(&audit::GENESIS);
+        let mut conn = self
+            .db
+            .get_postgres_connection_pool()
+            .acquire()
+            .await
+            .map_err(internal)?;
+        // `None`: the peek; then what the last call found.
+        let mut found: Option<(i64, String, Vec<uuid::Uuid>)> = None;
+        // One record per revoked session across attempts: its id comes from the caller's port.
+        let mut made: Vec<(uuid::Uuid, AuditRecord)> = Vec::new();
+        let mut wrote = false;
+        let mut outcome = None;
+        for _ in 0..self.login_attempts {
+            let records = match &found {
+                None => None,
+                Some((head_seq, head_mac, revoked)) => {
+                    let mut group = Vec::with_capacity(revoked.len() + 1);
+                    for id in revoked {
+                        let record = match made.iter().find(|(made_for, _)| made_for == id) {
+                            Some((_, record)) => record.clone(),
+                            None => {
+                                let record = revocation.record_for(SessionId::from_uuid(*id));
+                                made.push((*id, record.clone()));
+                                record
+                            }
+                        };
+                        group.push(record);
+                    }
+                    group.push(login_audit.clone());
+                    let count = i64::try_from(group.len())
+                        .map_err(|_| internal(corrupt("audit_events", "too many records")))?;
+                    let bumped = crate::entity::audit_chain_head::Model {
+                        chain: chain.clone(),
+                        seq: head_seq.saturating_add(count),
+                        mac: head_mac.clone(),
+                    };
+                    let chained =
+                        crate::audit_repo::chained_onto(self.chain.as_ref(), &bumped, group)
+                            .map_err(internal)?;
+                    Some(crate::audit_repo::chained_json(&chain, &chained))
+                }
+            };
+            let writing = records.is_some();
+            let expected = found.take();
+            let query = sea_orm::sqlx::query(
+                "SELECT opened, session_seq, head_seq, head_mac, revoked FROM \
+                 session_open_chained($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                 $14, $15, $16, $17, $18, $19::text::jsonb)",
+            )
+            .bind(new.id.as_uuid())
+            .bind(new.company_id.as_uuid())
+            .bind(new.user_id.as_uuid())
+            .bind(new.token_hash.as_str())
+            .bind(new.created_at)
+            .bind(new.expires_at)
+            .bind(new.ip.map(|ip| ip.to_string()))
+            .bind(new.user_agent.as_deref())
+            .bind(new.mfa_enrolment_only)
+            .bind(keep)
+            .bind(idle_since)
+            .bind(revocation.at)
+            .bind(revocation.reason.as_str())
+            .bind(chain.as_str())
+            .bind(genesis.as_str())
+            .bind(expected.as_ref().map(|e| e.0))
+            .bind(expected.as_ref().map(|e| e.1.as_str()))
+            .bind(expected.as_ref().map(|e| e.2.clone()))
+            .bind(records);
+            wrote |= writing;
+            let row = match query.fetch_one(&mut *conn).await {
+                Ok(row) => row,
+                Err(e) => {
+                    outcome = Some(Err(internal(e)));
+                    break;
+                }
+            };
+            let read = (|| -> Result<_, sea_orm::sqlx::Error> {
+                Ok((
+                    row.try_get::<bool, _>("opened")?,
+                    row.try_get::<Option<i64>, _>("session_seq")?,
+                    row.try_get::<i64, _>("head_seq")?,
+                    row.try_get::<String, _>("head_mac")?,
+                    row.try_get::<Vec<uuid::Uuid>, _>("revoked")?,
+                ))
+            })();
+            let (opened, seq, head_seq, head_mac, revoked) = match read {
+                Ok(r) => r,
+                Err(e) => {
+                    outcome = Some(Err(internal(e)));
+                    break;
+                }
+            };
+            if opened {
+                outcome = Some(seq.map_or_else(
+                    || Err(internal(corrupt("sessions", "opened without a number"))),
+                    |seq| Ok((seq, revoked.into_iter().map(SessionId::from_uuid).collect())),
+                ));
+                break;
+            }
+            if writing {
+                self.login_stats.conflicts.fetch_add(1, Relaxed);
+            }
+            found = Some((head_seq, head_mac, revoked));
+        }
+        drop(conn);
+        if wrote {
+            // As after a commit (also when its outcome is unknown): no cached session outlives it.
+            self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        if let Some(outcome) = outcome {
+            return outcome;
+        }
+        self.login_stats.fallbacks.fetch_add(1, Relaxed);
+        self.open_capped_pg(new, cap, idle, login_audit, revocation, chain)
+            .await
     }
 
     /// [`SessionStore::create_capped`] on PostgreSQL: `BEGIN`, one call of
