@@ -2,9 +2,8 @@
 //! loading its session with the user (`SessionStore::find_by_token`), the work of every
 //! authenticated request that the session cache does not answer; and a login's write
 //! transaction at the session cap (`SessionStore::create_capped`: sequence number, live sessions,
-//! one revocation, the new session, two audit records), on PostgreSQL through the one-statement
-//! write of migration m0013 (no transaction), the locking path (m0011's function in a
-//! transaction) and statement by statement. SQLite always; PostgreSQL when
+//! one revocation, the new session, two audit records), on PostgreSQL both through the one-call
+//! function of migration m0011 and statement by statement. SQLite always; PostgreSQL when
 //! `TEST_DATABASE_URL` is set. Run: `cargo bench -p store-sea --bench session_lookup`.
 #![allow(
     clippy::unwrap_used,
@@ -160,10 +159,6 @@ fn bench(c: &mut Criterion) {
             b.iter(|| rt.block_on(open(&store, &new_session(company, user), true)));
         });
         if db.backend == "postgres" {
-            let locking = (*store).clone().with_login_attempts(0);
-            c.bench_function("create_capped at the cap, locking path (postgres)", |b| {
-                b.iter(|| rt.block_on(open(&locking, &new_session(company, user), true)));
-            });
             c.bench_function(
                 "create_capped at the cap, statement by statement (postgres)",
                 |b| {

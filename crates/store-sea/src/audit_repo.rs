@@ -143,35 +143,6 @@ fn chain_onto(
     rows: &mut Vec<audit_event::ActiveModel>,
 ) -> Result<(), DbErr> {
     let name = current.chain.as_str();
-    let chained = chained_onto(chain, current, group)?;
-    rows.reserve(chained.len());
-    rows.extend(chained.into_iter().map(|c| audit_event::ActiveModel {
-        id: Set(c.id),
-        company_id: Set(c.company_id.map(|c| c.as_uuid())),
-        at: Set(c.at),
-        actor_id: Set(c.actor_id.map(|a| a.as_uuid())),
-        action: Set(c.action),
-        target: Set(c.target),
-        outcome: Set(c.outcome),
-        ip: Set(c.ip),
-        user_agent: Set(c.user_agent),
-        request_id: Set(c.request_id),
-        details: Set(c.details),
-        chain: Set(Some(name.to_owned())),
-        seq: Set(Some(c.seq)),
-        key_id: Set(Some(i64::from(c.key_id))),
-        mac: Set(Some(mac_to_hex(&c.mac))),
-    }));
-    Ok(())
-}
-
-/// `group` as the records that follow the MAC of `current`, a head whose `seq` is already past
-/// them (the last one takes `current.seq`): sequence numbers and MACs under the current key.
-pub(crate) fn chained_onto(
-    chain: &dyn ChainMac,
-    current: &head::Model,
-    group: Vec<AuditRecord>,
-) -> Result<Vec<ChainedRecord>, DbErr> {
     let count = i64::try_from(group.len())
         .map_err(|_| DbErr::Custom("too many audit records in one transaction".into()))?;
     // The bump moved the sequence past this group; the MAC is still the previous record's.
@@ -179,7 +150,7 @@ pub(crate) fn chained_onto(
         .ok_or_else(|| DbErr::Custom("audit chain head is corrupt".into()))?;
     let key_id = chain.current_key_id();
     let first = current.seq - count + 1;
-    let mut out = Vec::with_capacity(group.len());
+    rows.reserve(group.len());
     for (seq, r) in (first..).zip(group) {
         let mut chained = ChainedRecord {
             seq,
@@ -201,38 +172,25 @@ pub(crate) fn chained_onto(
             .mac(key_id, &previous, &chained.canonical_bytes())
             .ok_or_else(|| DbErr::Custom("the audit chain key is not configured".into()))?;
         previous = chained.mac;
-        out.push(chained);
+        rows.push(audit_event::ActiveModel {
+            id: Set(chained.id),
+            company_id: Set(chained.company_id.map(|c| c.as_uuid())),
+            at: Set(chained.at),
+            actor_id: Set(chained.actor_id.map(|a| a.as_uuid())),
+            action: Set(chained.action),
+            target: Set(chained.target),
+            outcome: Set(chained.outcome),
+            ip: Set(chained.ip),
+            user_agent: Set(chained.user_agent),
+            request_id: Set(chained.request_id),
+            details: Set(chained.details),
+            chain: Set(Some(name.to_owned())),
+            seq: Set(Some(chained.seq)),
+            key_id: Set(Some(i64::from(key_id))),
+            mac: Set(Some(mac_to_hex(&chained.mac))),
+        });
     }
-    Ok(out)
-}
-
-/// The records that `session_open_chained` (migration m0013) inserts, as its JSON argument:
-/// `chained` in order, all of chain `name`. Timestamps keep their microseconds, as the MACs
-/// cover them.
-pub(crate) fn chained_json(name: &str, chained: &[ChainedRecord]) -> String {
-    let rows: Vec<serde_json::Value> = chained
-        .iter()
-        .map(|c| {
-            serde_json::json!({
-                "id": c.id,
-                "company_id": c.company_id.map(|c| c.as_uuid()),
-                "at": c.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "actor_id": c.actor_id.map(|a| a.as_uuid()),
-                "action": c.action,
-                "target": c.target,
-                "outcome": c.outcome,
-                "ip": c.ip,
-                "user_agent": c.user_agent,
-                "request_id": c.request_id,
-                "details": c.details,
-                "chain": name,
-                "seq": c.seq,
-                "key_id": i64::from(c.key_id),
-                "mac": mac_to_hex(&c.mac),
-            })
-        })
-        .collect();
-    serde_json::Value::Array(rows).to_string()
+    Ok(())
 }
 
 /// Group commit of standalone audit records ([`AuditSink::record`]: failed logins, denials,

@@ -222,27 +222,6 @@ pub struct SeaStore {
     audit_queues: std::sync::Arc<audit_repo::AuditQueues>,
     /// Advanced after every write transaction ends ([`sessions::ChangeEpoch`]).
     epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// Calls of `session_open_chained` a PostgreSQL login makes (its peek included) before it
-    /// takes the locking path ([`Self::with_login_attempts`]).
-    login_attempts: u8,
-    login_stats: std::sync::Arc<LoginWriteCounters>,
-}
-
-#[derive(Debug, Default)]
-struct LoginWriteCounters {
-    conflicts: std::sync::atomic::AtomicU64,
-    fallbacks: std::sync::atomic::AtomicU64,
-}
-
-/// How often PostgreSQL logins found their chain head or their user's sessions changed between
-/// the peek and the write (each costs one more call) and how often they gave up and took the
-/// locking path, since the store was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LoginWriteStats {
-    /// Compare-and-set calls that found something else than expected.
-    pub conflicts: u64,
-    /// Logins written by the locking path after [`SeaStore::with_login_attempts`] calls.
-    pub fallbacks: u64,
 }
 
 impl std::fmt::Debug for SeaStore {
@@ -265,31 +244,6 @@ impl SeaStore {
             chain,
             audit_queues,
             epoch: std::sync::Arc::default(),
-            login_attempts: Self::LOGIN_ATTEMPTS,
-            login_stats: std::sync::Arc::default(),
-        }
-    }
-
-    /// Calls a PostgreSQL login makes by default: the peek and three compare-and-sets.
-    pub const LOGIN_ATTEMPTS: u8 = 4;
-
-    /// How many calls of the one-statement login write (migration m0013: a peek, then
-    /// compare-and-sets) a PostgreSQL login makes before it writes through the locking path
-    /// (m0011's function inside a transaction), which always gets through. Below 2 every login
-    /// locks. SQLite ignores it.
-    #[must_use]
-    pub const fn with_login_attempts(mut self, attempts: u8) -> Self {
-        self.login_attempts = attempts;
-        self
-    }
-
-    /// Conflicts and fallbacks of the one-statement login write so far.
-    #[must_use]
-    pub fn login_write_stats(&self) -> LoginWriteStats {
-        use std::sync::atomic::Ordering::Relaxed;
-        LoginWriteStats {
-            conflicts: self.login_stats.conflicts.load(Relaxed),
-            fallbacks: self.login_stats.fallbacks.load(Relaxed),
         }
     }
 

@@ -72,23 +72,9 @@ async fn setup(store: &SeaStore) -> (Company, User) {
     (c, u)
 }
 
-/// The stores every login test runs on: SQLite, PostgreSQL (the one-statement write of
-/// migration m0013), and PostgreSQL with every login on the locking path (m0011's function in a
-/// transaction), which a login takes when its chain stays too busy for the first.
-async fn session_stores() -> Vec<(TestDb, Arc<SeaStore>, DatabaseConnection)> {
-    let mut out = stores().await;
-    if let Some(mut db) = TestDb::postgres().await {
-        db.backend = "postgres, locking path";
-        let conn = db.connect().await;
-        let store = SeaStore::new(conn.clone(), chain()).with_login_attempts(0);
-        out.push((db, Arc::new(store), conn));
-    }
-    out
-}
-
 #[tokio::test]
 async fn the_cap_revokes_the_oldest_and_audits_each_revocation() {
-    for (db, store, conn) in session_stores().await {
+    for (db, store, conn) in stores().await {
         let (_, u) = setup(&store).await;
         let mut ids = Vec::new();
         for n in 0..3 {
@@ -148,7 +134,7 @@ async fn the_cap_revokes_the_oldest_and_audits_each_revocation() {
 /// randomness come through ports), one fresh id per revoked session.
 #[tokio::test]
 async fn revocation_records_take_their_ids_from_the_callers_port() {
-    for (db, store, _) in session_stores().await {
+    for (db, store, _) in stores().await {
         let (c, u) = setup(&store).await;
         for n in 0..3 {
             let s = new_session(&u, t0() + chrono::Duration::seconds(n));
@@ -189,7 +175,7 @@ async fn revocation_records_take_their_ids_from_the_callers_port() {
 
 #[tokio::test]
 async fn expired_and_idle_sessions_do_not_count_against_the_cap() {
-    for (db, store, _) in session_stores().await {
+    for (db, store, _) in stores().await {
         let (_, u) = setup(&store).await;
         for n in 0..2 {
             let s = new_session(&u, t0() + chrono::Duration::seconds(n));
@@ -206,7 +192,7 @@ async fn expired_and_idle_sessions_do_not_count_against_the_cap() {
 /// and every other session is named as revoked exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_logins_leave_exactly_the_two_newest() {
-    for (db, store, conn) in session_stores().await {
+    for (db, store, conn) in stores().await {
         let (_, u) = setup(&store).await;
         let mut tasks = Vec::new();
         for _ in 0..50 {
@@ -270,7 +256,7 @@ async fn fifty_concurrent_logins_leave_exactly_the_two_newest() {
 /// since the one-call path bumps only the company's head.
 #[tokio::test]
 async fn records_of_other_chains_are_appended_to_their_own_chains() {
-    for (db, store, _) in session_stores().await {
+    for (db, store, _) in stores().await {
         let (c, u) = setup(&store).await;
         for n in 0..3 {
             let s = new_session(&u, t0() + chrono::Duration::seconds(n));
@@ -299,99 +285,10 @@ async fn records_of_other_chains_are_appended_to_their_own_chains() {
     }
 }
 
-/// On PostgreSQL a login's write is m0013's function, or m0011's on the locking path: without
-/// it the call fails (and leaves nothing behind), so the contract tests above prove the
-/// functions, not the portable path.
+/// On PostgreSQL a login's write is the m0011 function: without it the call fails (and leaves
+/// nothing behind), so the contract tests above prove the function, not the portable path.
 #[tokio::test]
 async fn on_postgres_a_login_is_one_function_call() {
-    for (function, attempts) in [
-        ("session_open_chained", SeaStore::LOGIN_ATTEMPTS),
-        ("session_open_capped", 0),
-    ] {
-        let Some(db) = TestDb::postgres().await else {
-            return;
-        };
-        let conn = db.connect().await;
-        let store = Arc::new(SeaStore::new(conn.clone(), chain()).with_login_attempts(attempts));
-        let (_, u) = setup(&store).await;
-        let first = new_session(&u, t0());
-        open(&store, &u, &first, 2).await.unwrap();
-        conn.execute_unprepared(&format!("DROP FUNCTION {function}"))
-            .await
-            .unwrap();
-        let second = new_session(&u, t0() + chrono::Duration::seconds(1));
-        assert!(open(&store, &u, &second, 2).await.is_err(), "{function}");
-        assert_eq!(
-            count(&conn, "SELECT COUNT(*) FROM sessions").await,
-            1,
-            "{function}: the failed call left nothing"
-        );
-        assert_eq!(count(&conn, "SELECT MAX(session_seq) FROM users").await, 1);
-        assert_chain_whole(&store, u.company_id, 1, db.backend).await;
-        assert_eq!(
-            store.login_write_stats(),
-            store_sea::LoginWriteStats::default()
-        );
-    }
-}
-
-/// Calls m0013's function as the store does, with `expect` (head seq, head MAC, sessions to
-/// revoke as a PostgreSQL array literal) and the records' JSON.
-async fn call_chained<C: ConnectionTrait>(
-    conn: &C,
-    u: &User,
-    s: &NewSession,
-    expect: (i64, &str, &str),
-    records: &str,
-) -> Result<Option<sea_orm::QueryResult>, sea_orm::DbErr> {
-    conn.query_one_raw(Statement::from_sql_and_values(
-        sea_orm::DbBackend::Postgres,
-        "SELECT opened, session_seq, head_seq, head_mac, revoked::text AS revoked \
-         FROM session_open_chained($1::uuid, $2::uuid, $3::uuid, $4::text, $5::timestamptz, \
-         $6::timestamptz, NULL, NULL, false, 0, $7::timestamptz, $5::timestamptz, \
-         'session_limit', $8::text, $9::text, $10::bigint, $11::text, $12::text::uuid[], \
-         $13::text::jsonb)",
-        [
-            s.id.as_uuid().into(),
-            u.company_id.as_uuid().into(),
-            u.id.as_uuid().into(),
-            s.token_hash.as_str().into(),
-            s.created_at.into(),
-            s.expires_at.into(),
-            (s.created_at - IDLE).into(),
-            ::audit::chain_name(Some(u.company_id)).into(),
-            "00".repeat(32).into(),
-            expect.0.into(),
-            expect.1.into(),
-            expect.2.into(),
-            records.into(),
-        ],
-    ))
-    .await
-}
-
-/// The head of `u`'s company chain: (seq, MAC in hex).
-async fn chain_head(conn: &DatabaseConnection, u: &User) -> (i64, String) {
-    let row = conn
-        .query_one_raw(Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT seq, mac FROM audit_chain_heads WHERE chain = $1",
-            [::audit::chain_name(Some(u.company_id)).into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    (
-        row.try_get::<i64>("", "seq").unwrap(),
-        row.try_get::<String>("", "mac").unwrap(),
-    )
-}
-
-/// What m0013's compare-and-set refuses leaves every table as it was: a head or a set of
-/// sessions to revoke other than the caller's is answered with what is there now, and records
-/// that do not continue the head exactly fail the whole statement.
-#[tokio::test]
-async fn the_one_statement_write_changes_nothing_unless_everything_matches() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
@@ -400,214 +297,23 @@ async fn the_one_statement_write_changes_nothing_unless_everything_matches() {
     let (_, u) = setup(&store).await;
     let first = new_session(&u, t0());
     open(&store, &u, &first, 2).await.unwrap();
-    let (seq, mac) = chain_head(&conn, &u).await;
-    let tables = "SELECT (SELECT COUNT(*) FROM sessions) * 10000 \
-                  + (SELECT COUNT(*) FROM audit_events) * 100 \
-                  + (SELECT MAX(session_seq) FROM users)";
-    let before = count(&conn, tables).await;
+    conn.execute_unprepared("DROP FUNCTION session_open_capped")
+        .await
+        .unwrap();
     let second = new_session(&u, t0() + chrono::Duration::seconds(1));
-    let record = |n: i64| {
-        serde_json::json!({
-            "id": id(), "company_id": u.company_id.as_uuid(), "at": "2026-11-21T12:00:01Z",
-            "action": "session.login", "outcome": "success", "details": "{}",
-            "chain": ::audit::chain_name(Some(u.company_id)), "seq": n, "key_id": 1,
-            "mac": "11".repeat(32),
-        })
-    };
-    let one = serde_json::json!([record(seq + 1)]).to_string();
-    let revoked_first = format!("{{{}}}", first.id);
-
-    // The head moved on (or was never what the caller thought).
-    let row = call_chained(&conn, &u, &second, (seq - 1, &mac, &revoked_first), &one)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(!row.try_get::<bool>("", "opened").unwrap());
-    assert_eq!(row.try_get::<i64>("", "head_seq").unwrap(), seq);
-    assert_eq!(row.try_get::<String>("", "head_mac").unwrap(), mac);
+    assert!(open(&store, &u, &second, 2).await.is_err());
     assert_eq!(
-        row.try_get::<String>("", "revoked").unwrap(),
-        revoked_first,
-        "the session a login under a cap of 1 would revoke"
+        count(&conn, "SELECT COUNT(*) FROM sessions").await,
+        1,
+        "the failed call rolled back"
     );
-    // Another MAC at the same place, or other sessions to revoke.
-    for expect in [
-        (seq, "ff".repeat(32), revoked_first.clone()),
-        (seq, mac.clone(), "{}".to_owned()),
-    ] {
-        let row = call_chained(&conn, &u, &second, (expect.0, &expect.1, &expect.2), &one)
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(!row.try_get::<bool>("", "opened").unwrap(), "{expect:?}");
-    }
-    // Everything matches, but the records skip a number, repeat one, belong to another chain,
-    // or leave out the revocation's.
-    let mut elsewhere = record(seq + 1);
-    elsewhere["chain"] = "platform".into();
-    for records in [
-        serde_json::json!([record(seq + 1), record(seq + 3)]),
-        serde_json::json!([record(seq + 1), record(seq + 1)]),
-        serde_json::json!([elsewhere, record(seq + 2)]),
-        serde_json::json!([record(seq + 1)]),
-    ] {
-        let err = call_chained(
-            &conn,
-            &u,
-            &second,
-            (seq, &mac, &revoked_first),
-            &records.to_string(),
-        )
-        .await
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("do not continue their chain"),
-            "{err}"
-        );
-    }
-    assert_eq!(count(&conn, tables).await, before, "nothing was written");
-    assert_eq!(chain_head(&conn, &u).await, (seq, mac));
+    assert_eq!(count(&conn, "SELECT MAX(session_seq) FROM users").await, 1);
     assert_chain_whole(&store, u.company_id, 1, db.backend).await;
-}
-
-/// Holds `u`'s chain head locked until `store`'s next login waits for it, then appends a valid
-/// record to the chain and commits: the login finds the head moved between its peek and its
-/// write.
-async fn race_a_login(conn: &DatabaseConnection, store: &Arc<SeaStore>, u: &User, at: Timestamp) {
-    use sea_orm::TransactionTrait as _;
-    let name = ::audit::chain_name(Some(u.company_id));
-    let txn = conn.begin().await.unwrap();
-    let row = txn
-        .query_one_raw(Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT seq, mac FROM audit_chain_heads WHERE chain = $1 FOR UPDATE",
-            [name.clone().into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    let (seq, mac) = (
-        row.try_get::<i64>("", "seq").unwrap(),
-        row.try_get::<String>("", "mac").unwrap(),
-    );
-    let login = {
-        let (store, u) = (store.clone(), u.clone());
-        tokio::spawn(async move {
-            let s = new_session(&u, at);
-            open(&store, &u, &s, 2).await
-        })
-    };
-    let waiting = "SELECT COUNT(*) FROM pg_stat_activity \
-                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
-    let mut polls = 0;
-    while count(conn, waiting).await == 0 {
-        polls += 1;
-        assert!(polls < 500, "the login never waited for the chain head");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    let mut record = ::audit::ChainedRecord {
-        seq: seq + 1,
-        id: id(),
-        company_id: Some(u.company_id),
-        at: t0(),
-        actor_id: None,
-        action: "company.updated".into(),
-        target: None,
-        outcome: "success".into(),
-        ip: None,
-        user_agent: None,
-        request_id: None,
-        details: "{}".into(),
-        key_id: chain().current_key_id(),
-        mac: ::audit::GENESIS,
-    };
-    let mut previous = [0_u8; 32];
-    hex::decode_to_slice(&mac, &mut previous).unwrap();
-    record.mac = chain()
-        .mac(record.key_id, &previous, &record.canonical_bytes())
-        .unwrap();
-    txn.execute_raw(Statement::from_sql_and_values(
-        sea_orm::DbBackend::Postgres,
-        "UPDATE audit_chain_heads SET seq = seq + 1 WHERE chain = $1",
-        [name.clone().into()],
-    ))
-    .await
-    .unwrap();
-    txn.execute_raw(Statement::from_sql_and_values(
-        sea_orm::DbBackend::Postgres,
-        "INSERT INTO audit_events (id, company_id, at, action, outcome, details, chain, seq, \
-         key_id, mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        [
-            record.id.into(),
-            u.company_id.as_uuid().into(),
-            record.at.into(),
-            record.action.clone().into(),
-            record.outcome.clone().into(),
-            record.details.clone().into(),
-            name.into(),
-            record.seq.into(),
-            i64::from(record.key_id).into(),
-            hex::encode(record.mac).into(),
-        ],
-    ))
-    .await
-    .unwrap();
-    txn.commit().await.unwrap();
-    login.await.unwrap().unwrap();
-}
-
-/// A login whose chain moved between its peek and its write chains its records again and writes
-/// them on the next call; after `with_login_attempts` calls it takes the locking path. Either
-/// way the chain stays whole and the cap holds.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_login_that_loses_the_race_for_its_chain_retries_then_locks() {
-    let Some(db) = TestDb::postgres().await else {
-        return;
-    };
-    let conn = db.connect().await;
-    let retrying = Arc::new(SeaStore::new(conn.clone(), chain()));
-    let (_, u) = setup(&retrying).await;
-    open(&retrying, &u, &new_session(&u, t0()), 2)
-        .await
-        .unwrap();
-    open(&retrying, &u, &new_session(&u, t0()), 2)
-        .await
-        .unwrap();
-
-    race_a_login(&conn, &retrying, &u, t0() + chrono::Duration::seconds(1)).await;
-    assert_eq!(
-        retrying.login_write_stats(),
-        store_sea::LoginWriteStats {
-            conflicts: 1,
-            fallbacks: 0
-        }
-    );
-    // Two logins, then one that revoked the oldest, the racing record between them.
-    assert_chain_whole(&retrying, u.company_id, 5, db.backend).await;
-
-    let once = Arc::new(SeaStore::new(conn.clone(), chain()).with_login_attempts(2));
-    race_a_login(&conn, &once, &u, t0() + chrono::Duration::seconds(2)).await;
-    assert_eq!(
-        once.login_write_stats(),
-        store_sea::LoginWriteStats {
-            conflicts: 1,
-            fallbacks: 1
-        }
-    );
-    assert_chain_whole(&retrying, u.company_id, 8, db.backend).await;
-    assert_eq!(
-        count(
-            &conn,
-            "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL"
-        )
-        .await,
-        2
-    );
 }
 
 #[tokio::test]
 async fn deactivation_revokes_everything_and_password_change_keeps_one() {
-    for (db, store, conn) in session_stores().await {
+    for (db, store, conn) in stores().await {
         let (_, u) = setup(&store).await;
         let mut ids = Vec::new();
         for n in 0..2 {
@@ -656,7 +362,7 @@ async fn deactivation_revokes_everything_and_password_change_keeps_one() {
 
 #[tokio::test]
 async fn a_user_revokes_only_its_own_sessions_and_touch_moves_last_seen() {
-    for (db, store, _) in session_stores().await {
+    for (db, store, _) in stores().await {
         let (_, alice) = setup(&store).await;
         let (_, bob) = setup(&store).await;
         let s = new_session(&alice, t0());
