@@ -4,9 +4,9 @@
 //! Correctness rests on two rules:
 //! - **Local changes are seen at once.** Every entry remembers the [`ChangeEpoch`] value read
 //!   *before* its record was loaded; an entry is used only while the epoch is unchanged. The
-//!   storage adapter advances the epoch after every committed write, so a logout, a revocation, a
-//!   role change or a deactivation made by this process invalidates every entry it could affect
-//!   before the writing request returns.
+//!   storage adapter advances the epoch after every committed write that may change a session or
+//!   a user, so a logout, a revocation, a role change or a deactivation made by this process
+//!   invalidates every entry it could affect before the writing request returns.
 //! - **Other processes' changes are seen within the time to live** (default 1 s in the server;
 //!   0 turns the cache off). Each entry is used at most that long after it was loaded.
 //!

@@ -19,11 +19,14 @@ pub trait TokenIssuer: Send + Sync {
     fn hash(&self, token: &str) -> TokenHash;
 }
 
-/// A counter the storage adapter advances after every committed write, so the session cache
-/// knows when what it holds may have changed (see [`SessionConfig::cache_ttl`]).
+/// A counter the storage adapter advances after every committed write that may change a session
+/// or its user, so the session cache knows when what it holds may have changed (see
+/// [`SessionConfig::cache_ttl`]).
 ///
 /// Implementations MUST advance it *after* the write's commit returns and before the writing
-/// call returns; reading it is on every authenticated request's path, so it must be cheap (an
+/// call returns, for every write that may change what [`SessionStore::find_by_token`] returns,
+/// and when unsure; they MAY leave it for writes that cannot (audit records, the login
+/// throttle). Reading it is on every authenticated request's path, so it must be cheap (an
 /// atomic load).
 ///
 /// [`SessionConfig::cache_ttl`]: crate::SessionConfig::cache_ttl

@@ -120,7 +120,8 @@ pub struct SessionPorts {
     pub ids: Arc<dyn IdGenerator>,
     /// The second factor (MFA-1..4).
     pub mfa: Arc<MfaService>,
-    /// Advances after every committed write (the session cache's invalidation).
+    /// Advances after every committed write that may change a session or a user (the session
+    /// cache's invalidation).
     pub epoch: Arc<dyn ChangeEpoch>,
 }
 

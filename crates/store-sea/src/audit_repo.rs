@@ -278,7 +278,7 @@ impl SeaStore {
     async fn append_in_own_txn(&self, records: Vec<AuditRecord>) -> Result<(), DbErr> {
         let txn = self.write_txn().await?;
         insert_audit(&txn, self.chain.as_ref(), records).await?;
-        self.commit(txn).await
+        self.commit_outside_sessions(txn).await
     }
 }
 

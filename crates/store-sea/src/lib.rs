@@ -220,7 +220,8 @@ pub struct SeaStore {
     db: DatabaseConnection,
     chain: std::sync::Arc<dyn audit::ChainMac>,
     audit_queues: std::sync::Arc<audit_repo::AuditQueues>,
-    /// Advanced after every write transaction ends ([`sessions::ChangeEpoch`]).
+    /// Advanced after every write transaction that may change a session or a user ends
+    /// ([`sessions::ChangeEpoch`]).
     epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -276,6 +277,14 @@ impl SeaStore {
         let result = txn.commit().await;
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         result
+    }
+
+    /// Commits a write that changes neither `users` nor `sessions` (audit records, the login
+    /// throttle) and leaves the change epoch where it is: the session cache holds rows of those
+    /// two tables only, so nothing it holds went stale, and appending an audit record (every
+    /// failed login, every denial) no longer empties it.
+    async fn commit_outside_sessions(&self, txn: DatabaseTransaction) -> Result<(), DbErr> {
+        txn.commit().await
     }
 
     /// A transaction that holds the write lock from its first statement on SQLite, so two

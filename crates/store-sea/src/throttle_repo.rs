@@ -71,7 +71,7 @@ impl LoginThrottle for SeaStore {
         .exec(&txn)
         .await
         .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)?;
+        self.commit_outside_sessions(txn).await.map_err(internal)?;
         Ok(next)
     }
 

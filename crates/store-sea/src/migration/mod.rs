@@ -14,6 +14,7 @@ mod m0009_scheduled_jobs;
 mod m0010_audit_head_follows;
 mod m0011_session_open_capped;
 mod m0012_change_notices;
+mod m0013_change_notices_narrowed;
 
 /// Migrations that add, drop or alter no table or column and change no row (triggers,
 /// functions): a portable snapshot made before them holds exactly the rows one made after them
@@ -25,6 +26,7 @@ pub const ROWS_UNCHANGED: &[&str] = &[
     "m0010_audit_head_follows",
     "m0011_session_open_capped",
     "m0012_change_notices",
+    "m0013_change_notices_narrowed",
 ];
 
 /// Whether a portable snapshot made by a binary with `snapshot` migrations loads into this
@@ -61,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_audit_head_follows::Migration),
             Box::new(m0011_session_open_capped::Migration),
             Box::new(m0012_change_notices::Migration),
+            Box::new(m0013_change_notices_narrowed::Migration),
         ]
     }
 }

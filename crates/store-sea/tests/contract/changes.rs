@@ -1,5 +1,5 @@
-//! Change notices across processes (PostgreSQL, migration m0012): a store following them sees
-//! another store's committed session and user writes at once, and a lost listening connection
+//! Change notices across processes (PostgreSQL, migrations m0012 and m0013): a store following
+//! them sees another store's committed session and user changes at once, and a lost listening connection
 //! counts as a change (notices may have been missed) before listening resumes.
 
 use std::time::{Duration, Instant};
@@ -25,6 +25,33 @@ async fn epoch_passes(store: &SeaStore, after: u64, what: &str) -> u64 {
     }
 }
 
+/// Waits for the next notice and checks it is the only one since `after`: notices arrive in
+/// commit order, so anything committed before the write that sent it did not notify.
+async fn exactly_one_more(store: &SeaStore, after: u64, what: &str) -> u64 {
+    let now = epoch_passes(store, after, what).await;
+    assert_eq!(now, after + 1, "{what}: an earlier write notified too");
+    now
+}
+
+/// A login to `s` under `cap`, its records in `c`'s chain.
+async fn login(
+    store: &SeaStore,
+    c: &Company,
+    s: &::sessions::NewSession,
+    cap: u16,
+) -> (::sessions::Session, Vec<kernel::SessionId>) {
+    store
+        .create_capped(
+            s,
+            cap,
+            chrono::Duration::minutes(30),
+            record(Action::SESSION_LOGIN, Some(c.id)),
+            revocation(RevocationReason::SessionLimit, Some(s.id)),
+        )
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_processs_session_and_user_writes_reach_the_follower() {
     let Some(db) = TestDb::postgres().await else {
@@ -38,36 +65,86 @@ async fn another_processs_session_and_user_writes_reach_the_follower() {
         .await
         .unwrap()
         .expect("PostgreSQL follows notices");
+    let start = follower.current();
 
+    // None of these can change a cached session (migration m0013): a new user, a login below
+    // the cap (a new row, and the user's session counter), a request's touch.
     let c = company();
     let u = user(&c, "ana@example.com", Role::Owner);
-    let start = follower.current();
     writer
         .create_company_with_owner(&c, &u, vec![])
         .await
         .unwrap();
-    let after_user = epoch_passes(&follower, start, "a new user").await;
-
-    let s = super::sessions::new_session(&u, t0());
+    let first = super::sessions::new_session(&u, t0());
+    login(&writer, &c, &first, 2).await;
     writer
-        .create_capped(
-            &s,
-            2,
-            chrono::Duration::minutes(30),
-            record(Action::SESSION_LOGIN, Some(c.id)),
-            revocation(RevocationReason::SessionLimit, Some(s.id)),
-        )
+        .touch(first.id, t0() + chrono::Duration::minutes(1))
         .await
         .unwrap();
-    let after_login = epoch_passes(&follower, after_user, "a login").await;
+
+    // These can, and each reaches the follower once.
+    let mut admin = u.clone();
+    admin.role = Role::Admin;
+    writer.update_user(&admin, None, vec![]).await.unwrap();
+    let after_role = exactly_one_more(&follower, start, "a role change").await;
+
+    let second = super::sessions::new_session(&u, t0() + chrono::Duration::minutes(2));
+    let (_, revoked) = login(&writer, &c, &second, 1).await;
+    assert_eq!(revoked, vec![first.id]);
+    let after_cap = exactly_one_more(&follower, after_role, "a login that revoked one").await;
 
     assert!(
         writer
-            .revoke(c.id, u.id, s.id, revocation(RevocationReason::Logout, None))
+            .revoke(
+                c.id,
+                u.id,
+                second.id,
+                revocation(RevocationReason::Logout, None)
+            )
             .await
             .unwrap()
     );
-    epoch_passes(&follower, after_login, "a logout").await;
+    exactly_one_more(&follower, after_cap, "a logout").await;
+}
+
+/// The store's own epoch (both databases) moves after every write that may change a session or
+/// a user, and stays for writes that cannot: audit records and the login throttle, which every
+/// failed login and every denial write.
+#[tokio::test]
+async fn the_epoch_moves_for_session_and_user_writes_only() {
+    for db in TestDb::each().await {
+        let store = SeaStore::new(db.connect().await, chain());
+        let c = company();
+        let u = user(&c, &format!("{}@example.com", id().simple()), Role::Owner);
+        store
+            .create_company_with_owner(&c, &u, vec![])
+            .await
+            .unwrap();
+        let before = store.current();
+        ::audit::AuditSink::record(&store, record(Action::SESSION_LOGIN, Some(c.id)))
+            .await
+            .unwrap();
+        ::audit::AuditSink::record(&store, record(Action::SESSION_LOGIN, None))
+            .await
+            .unwrap();
+        ::sessions::LoginThrottle::record_failure(
+            &store,
+            "ana@example.com",
+            t0(),
+            ::sessions::ThrottlePolicy::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.current(), before, "{}", db.backend);
+
+        login(&store, &c, &super::sessions::new_session(&u, t0()), 2).await;
+        let after_login = store.current();
+        assert!(after_login > before, "{}", db.backend);
+        let mut off = u.clone();
+        off.active = false;
+        store.update_user(&off, None, vec![]).await.unwrap();
+        assert!(store.current() > after_login, "{}", db.backend);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,6 +154,12 @@ async fn a_lost_listening_connection_counts_as_a_change_and_listening_resumes() 
     };
     let writer = SeaStore::new(db.connect().await, chain());
     let follower = SeaStore::new(db.connect().await, chain());
+    let c = company();
+    let u = user(&c, "ana@example.com", Role::Owner);
+    writer
+        .create_company_with_owner(&c, &u, vec![])
+        .await
+        .unwrap();
     let _following = follower.follow_changes(&db.url).await.unwrap().unwrap();
     let admin = db.connect().await;
     let start = follower.current();
@@ -111,12 +194,9 @@ async fn a_lost_listening_connection_counts_as_a_change_and_listening_resumes() 
         }
         settled = now;
     }
-    let c = company();
-    let u = user(&c, "ana@example.com", Role::Owner);
-    writer
-        .create_company_with_owner(&c, &u, vec![])
-        .await
-        .unwrap();
+    let mut admin = u.clone();
+    admin.role = Role::Admin;
+    writer.update_user(&admin, None, vec![]).await.unwrap();
     epoch_passes(&follower, settled, "a write after the loss").await;
 }
 
