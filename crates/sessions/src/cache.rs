@@ -3,22 +3,26 @@
 //!
 //! Correctness rests on two rules:
 //! - **Local changes are seen at once.** Every entry remembers the [`ChangeEpoch`] value read
-//!   *before* its record was loaded; an entry is used only while the epoch is unchanged. The
+//!   *before* its record was loaded; an entry is used only while no write that may change its
+//!   user or the user's sessions advanced the epoch since ([`ChangeEpoch::changed_since`]). The
 //!   storage adapter advances the epoch after every committed write that may change a session or
 //!   a user, so a logout, a revocation, a role change or a deactivation made by this process
-//!   invalidates every entry it could affect before the writing request returns.
+//!   invalidates every entry it could affect before the writing request returns, and only those
+//!   when it can tell which user a write changed.
 //! - **Other processes' changes are seen within the time to live** (default 1 s in the server;
 //!   0 turns the cache off). Each entry is used at most that long after it was loaded.
 //!
 //! The cache holds no secret: it is keyed by the token's SHA-256, not by the token.
 //!
 //! [`ChangeEpoch`]: crate::ChangeEpoch
+//! [`ChangeEpoch::changed_since`]: crate::ChangeEpoch::changed_since
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use kernel::{Duration, Timestamp};
 
+use crate::ChangeEpoch;
 use crate::model::AuthRecord;
 
 #[derive(Debug)]
@@ -49,22 +53,39 @@ impl AuthCache {
         self.ttl > Duration::zero() && self.capacity > 0
     }
 
-    /// The record cached under `key`, if it was loaded under `epoch` less than the time to live
-    /// before `now`.
-    pub(crate) fn get(&self, key: &str, now: Timestamp, epoch: u64) -> Option<AuthRecord> {
+    /// The record cached under `key`, if nothing that may change it was written since it was
+    /// loaded (per `epochs`) and it was loaded less than the time to live before `now`.
+    pub(crate) fn get(
+        &self,
+        key: &str,
+        now: Timestamp,
+        epochs: &dyn ChangeEpoch,
+    ) -> Option<AuthRecord> {
         if !self.enabled() {
             return None;
         }
         // A poisoned lock only means a panic elsewhere: fall back to the database.
         let entries = self.entries.lock().ok()?;
         let entry = entries.get(key)?;
-        let fresh =
-            entry.epoch == epoch && now >= entry.loaded_at && now - entry.loaded_at < self.ttl;
+        let fresh = self.fresh(entry, now, epochs);
         fresh.then(|| entry.record.clone())
     }
 
-    /// Keeps `record`, loaded after reading `epoch`, as of `now`.
-    pub(crate) fn put(&self, key: &str, record: &AuthRecord, now: Timestamp, epoch: u64) {
+    fn fresh(&self, entry: &Entry, now: Timestamp, epochs: &dyn ChangeEpoch) -> bool {
+        now >= entry.loaded_at
+            && now - entry.loaded_at < self.ttl
+            && !epochs.changed_since(entry.record.session.user_id, entry.epoch)
+    }
+
+    /// Keeps `record`, loaded after reading `epoch` from `epochs`, as of `now`.
+    pub(crate) fn put(
+        &self,
+        key: &str,
+        record: &AuthRecord,
+        now: Timestamp,
+        epoch: u64,
+        epochs: &dyn ChangeEpoch,
+    ) {
         if !self.enabled() {
             return;
         }
@@ -72,8 +93,7 @@ impl AuthCache {
             return;
         };
         if entries.len() >= self.capacity && !entries.contains_key(key) {
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.epoch == epoch && now - e.loaded_at < ttl);
+            entries.retain(|_, e| self.fresh(e, now, epochs));
             if entries.len() >= self.capacity {
                 entries.clear();
             }

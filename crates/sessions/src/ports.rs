@@ -32,8 +32,17 @@ pub trait TokenIssuer: Send + Sync {
 /// [`SessionConfig::cache_ttl`]: crate::SessionConfig::cache_ttl
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait ChangeEpoch: Send + Sync {
-    /// The current value.
+    /// The current value, read before a session is loaded.
     fn current(&self) -> u64;
+
+    /// Whether a write that may change `user` or one of its sessions, or a write the adapter
+    /// cannot attribute to users, advanced the epoch past `since` (a value of
+    /// [`Self::current`]). Adapters that track writes per user answer `false` for a write that
+    /// touched only other users, so one user's login does not empty every cached session; it
+    /// MUST be `true` whenever in doubt. By default: any write at all.
+    fn changed_since(&self, _user: kernel::UserId, since: u64) -> bool {
+        self.current() != since
+    }
 }
 
 /// A [`ChangeEpoch`] that never changes: for a [`SessionConfig`] whose cache is off, or for

@@ -445,13 +445,14 @@ impl SessionService {
         let now = self.clock.now();
         // Read before loading: a write committed after this read makes the entry stale.
         let epoch = self.epoch.current();
-        let record = if let Some(cached) = self.cache.get(hash.as_str(), now, epoch) {
+        let record = if let Some(cached) = self.cache.get(hash.as_str(), now, self.epoch.as_ref()) {
             cached
         } else {
             let Some(record) = self.store.find_by_token(&hash).await? else {
                 return Err(SessionError::Unauthenticated);
             };
-            self.cache.put(hash.as_str(), &record, now, epoch);
+            self.cache
+                .put(hash.as_str(), &record, now, epoch, self.epoch.as_ref());
             record
         };
         let session = &record.session;

@@ -264,7 +264,9 @@ impl AccountRepository for SeaStore {
                 .await
                 .map_err(internal)?;
         }
-        self.commit_with_audit(txn, audit).await.map_err(internal)
+        self.commit_with_audit_as(txn, audit, crate::Changed::NoSessionOrUser)
+            .await
+            .map_err(internal)
     }
 
     async fn company_changes(
@@ -380,7 +382,7 @@ impl AccountRepository for SeaStore {
                 .map_err(internal)?;
         }
         records.extend(audit);
-        self.commit_with_audit(txn, records)
+        self.commit_with_audit_as(txn, records, crate::Changed::Users(&[user.id]))
             .await
             .map_err(internal)?;
         Ok(revoked)

@@ -278,7 +278,7 @@ impl SeaStore {
     async fn append_in_own_txn(&self, records: Vec<AuditRecord>) -> Result<(), DbErr> {
         let txn = self.write_txn().await?;
         insert_audit(&txn, self.chain.as_ref(), records).await?;
-        self.commit_outside_sessions(txn).await
+        self.commit_as(txn, crate::Changed::NoSessionOrUser).await
     }
 }
 
@@ -593,7 +593,9 @@ impl audit::AuditLog for SeaStore {
                 .await
                 .map_err(log_err)?;
         }
-        self.commit(txn).await.map_err(log_err)?;
+        self.commit_as(txn, crate::Changed::NoSessionOrUser)
+            .await
+            .map_err(log_err)?;
         Ok(true)
     }
 
@@ -694,7 +696,9 @@ impl audit::AuditLog for SeaStore {
         .exec_without_returning(&txn)
         .await
         .map_err(log_err)?;
-        self.commit(txn).await.map_err(log_err)?;
+        self.commit_as(txn, crate::Changed::NoSessionOrUser)
+            .await
+            .map_err(log_err)?;
         Ok(deleted.rows_affected)
     }
 }

@@ -3,12 +3,12 @@
 //! process revoked or changed at once rather than after the cache's time to live (ACC-1, RBAC-6).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sea_orm::DbBackend;
 use sea_orm::sqlx::postgres::PgListener;
 
+use crate::epochs::Epochs;
 use crate::{SeaStore, StoreError};
 
 /// The channel the m0012 triggers notify.
@@ -59,22 +59,26 @@ fn conn_err(e: sea_orm::sqlx::Error) -> StoreError {
     )))
 }
 
-async fn follow(mut listener: PgListener, epoch: Arc<AtomicU64>) {
+async fn follow(mut listener: PgListener, epoch: Arc<Epochs>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match listener.try_recv().await {
-            Ok(Some(_)) => {
-                epoch.fetch_add(1, Ordering::AcqRel);
+            Ok(Some(notice)) => {
+                // The changed user's id (m0013); anything else counts for everyone.
+                match uuid::Uuid::parse_str(notice.payload()) {
+                    Ok(user) => epoch.changed_users(&[kernel::UserId::from_uuid(user)]),
+                    Err(_) => epoch.changed_everyone(),
+                }
                 backoff = Duration::from_millis(100);
             }
             // The connection was lost and opened again (listening anew): what was notified in
             // between is unknown.
             Ok(None) => {
-                epoch.fetch_add(1, Ordering::AcqRel);
+                epoch.changed_everyone();
                 tracing::warn!("change notices: connection lost and reopened");
             }
             Err(e) => {
-                epoch.fetch_add(1, Ordering::AcqRel);
+                epoch.changed_everyone();
                 // The driver's text may name the server: only whether it looks like an outage.
                 tracing::warn!(
                     outage = crate::sqlx_outage(&e),

@@ -177,7 +177,7 @@ impl IncidentRepository for SeaStore {
                 .await
                 .map_err(internal)?;
         }
-        self.commit_with_audit(txn, vec![audit])
+        self.commit_with_audit_as(txn, vec![audit], crate::Changed::NoSessionOrUser)
             .await
             .map_err(internal)
     }
@@ -260,7 +260,7 @@ impl IncidentRepository for SeaStore {
             .exec_without_returning(&txn)
             .await
             .map_err(internal)?;
-        self.commit_with_audit(txn, vec![audit])
+        self.commit_with_audit_as(txn, vec![audit], crate::Changed::NoSessionOrUser)
             .await
             .map_err(internal)?;
         Ok(true)

@@ -13,6 +13,7 @@ mod accounts_repo;
 mod audit_repo;
 mod changes;
 mod entity;
+pub mod epochs;
 mod incident_repo;
 mod login_reads;
 mod mfa_repo;
@@ -222,7 +223,7 @@ pub struct SeaStore {
     audit_queues: std::sync::Arc<audit_repo::AuditQueues>,
     /// Advanced after every write transaction that may change a session or a user ends
     /// ([`sessions::ChangeEpoch`]).
-    epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    epoch: std::sync::Arc<epochs::Epochs>,
 }
 
 impl std::fmt::Debug for SeaStore {
@@ -267,24 +268,32 @@ impl SeaStore {
         txn: DatabaseTransaction,
         audit: Vec<audit::AuditRecord>,
     ) -> Result<(), DbErr> {
+        self.commit_with_audit_as(txn, audit, Changed::Anything)
+            .await
+    }
+
+    /// [`Self::commit_with_audit`] for a write that changed what `changed` says.
+    async fn commit_with_audit_as(
+        &self,
+        txn: DatabaseTransaction,
+        audit: Vec<audit::AuditRecord>,
+        changed: Changed<'_>,
+    ) -> Result<(), DbErr> {
         audit_repo::insert_audit(&txn, self.chain.as_ref(), audit).await?;
-        self.commit(txn).await
+        self.commit_as(txn, changed).await
     }
 
-    /// Commits a write transaction, then advances the change epoch (also when the commit
-    /// failed: its outcome may be unknown), so no cached session outlives a change it missed.
-    async fn commit(&self, txn: DatabaseTransaction) -> Result<(), DbErr> {
+    /// Commits a write transaction, then advances the change epoch as `changed` says (also when
+    /// the commit failed: its outcome may be unknown), so no cached session outlives a change it
+    /// missed.
+    async fn commit_as(&self, txn: DatabaseTransaction, changed: Changed<'_>) -> Result<(), DbErr> {
         let result = txn.commit().await;
-        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        match changed {
+            Changed::Anything => self.epoch.changed_everyone(),
+            Changed::Users(users) => self.epoch.changed_users(users),
+            Changed::NoSessionOrUser => {}
+        }
         result
-    }
-
-    /// Commits a write that changes neither `users` nor `sessions` (audit records, the login
-    /// throttle) and leaves the change epoch where it is: the session cache holds rows of those
-    /// two tables only, so nothing it holds went stale, and appending an audit record (every
-    /// failed login, every denial) no longer empties it.
-    async fn commit_outside_sessions(&self, txn: DatabaseTransaction) -> Result<(), DbErr> {
-        txn.commit().await
     }
 
     /// A transaction that holds the write lock from its first statement on SQLite, so two
@@ -300,9 +309,28 @@ impl SeaStore {
     }
 }
 
+/// What a write changed, as far as the session cache cares (it holds `sessions` and `users`
+/// rows only; see [`epochs`]). When unsure: `Anything`.
+#[derive(Debug, Clone, Copy)]
+enum Changed<'a> {
+    /// Possibly any session or user.
+    Anything,
+    /// These users' rows or sessions, and no one else's: the cached sessions of other users
+    /// stay.
+    Users(&'a [kernel::UserId]),
+    /// Neither table (audit records, the login throttle, company settings, the vault, incidents,
+    /// the outbox): nothing cached went stale, so every failed login, denial or configuration
+    /// change no longer empties the cache.
+    NoSessionOrUser,
+}
+
 impl sessions::ChangeEpoch for SeaStore {
     fn current(&self) -> u64 {
-        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+        self.epoch.current()
+    }
+
+    fn changed_since(&self, user: kernel::UserId, since: u64) -> bool {
+        self.epoch.changed_since(user, since)
     }
 }
 

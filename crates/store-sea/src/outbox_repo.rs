@@ -116,7 +116,9 @@ impl OutboxStore for SeaStore {
             .exec(&txn)
             .await
             .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)?;
+        self.commit_as(txn, crate::Changed::NoSessionOrUser)
+            .await
+            .map_err(internal)?;
         Ok(due.into_iter().map(to_message).collect())
     }
 
@@ -169,7 +171,9 @@ impl OutboxStore for SeaStore {
                 ),
         };
         update.exec(&txn).await.map_err(internal)?;
-        self.commit(txn).await.map_err(internal)?;
+        self.commit_as(txn, crate::Changed::NoSessionOrUser)
+            .await
+            .map_err(internal)?;
         Ok(())
     }
 

@@ -172,7 +172,7 @@ impl SessionStore for SeaStore {
                 let records = revoke_sessions(&txn, company, user, &[id], &revocation)
                     .await
                     .map_err(internal)?;
-                self.commit_with_audit(txn, records)
+                self.commit_with_audit_as(txn, records, crate::Changed::Users(&[user]))
                     .await
                     .map_err(internal)?;
                 Ok(true)
@@ -258,7 +258,7 @@ impl SeaStore {
             .map_err(internal)?;
         // The revocations' records and the login's, chained in one append.
         records.push(login_audit);
-        self.commit_with_audit(txn, records)
+        self.commit_with_audit_as(txn, records, crate::Changed::Users(&[new.user_id]))
             .await
             .map_err(internal)?;
         Ok((seq, revoked))
@@ -346,7 +346,9 @@ impl SeaStore {
         crate::audit_repo::insert_onto_bumped(&txn, self.chain.as_ref(), &head, records)
             .await
             .map_err(internal)?;
-        self.commit(txn).await.map_err(internal)?;
+        self.commit_as(txn, crate::Changed::Users(&[new.user_id]))
+            .await
+            .map_err(internal)?;
         Ok((seq, revoked))
     }
 

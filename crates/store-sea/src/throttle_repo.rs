@@ -71,7 +71,9 @@ impl LoginThrottle for SeaStore {
         .exec(&txn)
         .await
         .map_err(internal)?;
-        self.commit_outside_sessions(txn).await.map_err(internal)?;
+        self.commit_as(txn, crate::Changed::NoSessionOrUser)
+            .await
+            .map_err(internal)?;
         Ok(next)
     }
 

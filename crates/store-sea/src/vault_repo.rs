@@ -85,7 +85,9 @@ impl CredentialRepository for SeaStore {
                 Some(SqlErr::UniqueConstraintViolation(_)) => VaultError::Duplicate,
                 _ => internal(e),
             })?;
-        self.commit_with_audit(txn, audit).await.map_err(internal)
+        self.commit_with_audit_as(txn, audit, crate::Changed::NoSessionOrUser)
+            .await
+            .map_err(internal)
     }
 
     async fn list(&self, company: CompanyId) -> Result<Vec<FiscalCredential>, VaultError> {
@@ -132,7 +134,9 @@ impl CredentialRepository for SeaStore {
         if deleted.rows_affected != 1 {
             return Ok(false);
         }
-        self.commit_with_audit(txn, audit).await.map_err(internal)?;
+        self.commit_with_audit_as(txn, audit, crate::Changed::NoSessionOrUser)
+            .await
+            .map_err(internal)?;
         Ok(true)
     }
 
@@ -189,7 +193,7 @@ impl CredentialRepository for SeaStore {
     async fn record_use(&self, audit: AuditRecord, _at: Timestamp) -> Result<(), VaultError> {
         // Chain appends always run in a write transaction: the head update must be atomic.
         let txn = self.write_txn().await.map_err(internal)?;
-        self.commit_with_audit(txn, vec![audit])
+        self.commit_with_audit_as(txn, vec![audit], crate::Changed::NoSessionOrUser)
             .await
             .map_err(internal)
     }

@@ -832,17 +832,72 @@ fn mfa_policy_binds_owners_and_admins_without_mfa_after_the_grace_period() {
 #[test]
 fn the_session_cache_stays_within_its_capacity() {
     let cache = crate::cache::AuthCache::new(Duration::seconds(1), 2);
+    let epochs = Epoch::default();
     for key in ["a", "b", "c"] {
-        cache.put(key, &live_record(), t0(), 0);
+        cache.put(key, &live_record(), t0(), 0, &epochs);
     }
     assert!(cache.len() <= 2);
     assert!(
-        cache.get("c", t0(), 0).is_some(),
+        cache.get("c", t0(), &epochs).is_some(),
         "the newest entry is kept"
     );
-    assert!(cache.get("c", t0(), 1).is_none(), "another epoch misses");
     assert!(
-        cache.get("c", t0() - Duration::seconds(1), 0).is_none(),
+        cache
+            .get("c", t0() - Duration::seconds(1), &epochs)
+            .is_none(),
         "a clock that went back misses"
     );
+    epochs.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        cache.get("c", t0(), &epochs).is_none(),
+        "a later write misses"
+    );
+}
+
+/// Epochs that know which users a write changed.
+#[derive(Default)]
+struct UserEpochs {
+    now: std::sync::atomic::AtomicU64,
+    changed: std::sync::Mutex<Vec<(kernel::UserId, u64)>>,
+}
+
+impl UserEpochs {
+    fn write(&self, user: kernel::UserId) {
+        let at = self.now.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        self.changed.lock().unwrap().push((user, at));
+    }
+}
+
+impl crate::ChangeEpoch for UserEpochs {
+    fn current(&self) -> u64 {
+        self.now.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn changed_since(&self, user: kernel::UserId, since: u64) -> bool {
+        self.changed
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(u, at)| *u == user && *at > since)
+    }
+}
+
+/// One user's change empties that user's cached sessions only, when the epochs can tell whose
+/// it was; entries loaded after the change are fresh again.
+#[test]
+fn a_change_to_one_user_leaves_other_users_cached_sessions() {
+    use crate::ChangeEpoch as _;
+    let cache = crate::cache::AuthCache::new(Duration::seconds(1), 10);
+    let epochs = UserEpochs::default();
+    let ana = live_record();
+    let mut bea = live_record();
+    bea.user.id = kernel::UserId::from_uuid(uuid::Uuid::from_u128(0xbea));
+    bea.session.user_id = bea.user.id;
+    cache.put("ana", &ana, t0(), epochs.current(), &epochs);
+    cache.put("bea", &bea, t0(), epochs.current(), &epochs);
+    epochs.write(bea.user.id);
+    assert!(cache.get("ana", t0(), &epochs).is_some());
+    assert!(cache.get("bea", t0(), &epochs).is_none());
+    cache.put("bea", &bea, t0(), epochs.current(), &epochs);
+    assert!(cache.get("bea", t0(), &epochs).is_some());
 }

@@ -15,19 +15,36 @@ pub struct Migration;
 /// notifies by default), a delete always notifies, and an insert never does. A revocation,
 /// a step-up, a role, permission, password, MFA or deactivation change still reach every
 /// process at once.
-const REPLACE: [&str; 6] = [
+///
+/// The notice's payload is the changed user's id (the session's owner), so a follower empties
+/// that user's cached sessions rather than all of them (`store_sea::epochs`); PostgreSQL still
+/// folds identical notices of one transaction into one. A follower treats any other payload as
+/// a change for everyone.
+const REPLACE: [&str; 8] = [
+    "CREATE FUNCTION incrementa_notify_user_change() RETURNS trigger LANGUAGE plpgsql AS $$ \
+     DECLARE changed record; \
+     BEGIN \
+       IF TG_OP = 'DELETE' THEN changed := OLD; ELSE changed := NEW; END IF; \
+       IF TG_TABLE_NAME = 'users' THEN \
+         PERFORM pg_notify('incrementa_changes', changed.id::text); \
+       ELSE \
+         PERFORM pg_notify('incrementa_changes', changed.user_id::text); \
+       END IF; \
+       RETURN NULL; \
+     END $$",
     "DROP TRIGGER sessions_notify_change ON sessions",
     "DROP TRIGGER users_notify_change ON users",
     "CREATE TRIGGER sessions_notify_change AFTER UPDATE ON sessions FOR EACH ROW \
      WHEN ((to_jsonb(OLD) - 'last_seen_at') IS DISTINCT FROM (to_jsonb(NEW) - 'last_seen_at')) \
-     EXECUTE FUNCTION incrementa_notify_change()",
+     EXECUTE FUNCTION incrementa_notify_user_change()",
     "CREATE TRIGGER sessions_notify_removal AFTER DELETE ON sessions \
-     FOR EACH ROW EXECUTE FUNCTION incrementa_notify_change()",
+     FOR EACH ROW EXECUTE FUNCTION incrementa_notify_user_change()",
     "CREATE TRIGGER users_notify_change AFTER UPDATE ON users FOR EACH ROW \
      WHEN ((to_jsonb(OLD) - 'session_seq') IS DISTINCT FROM (to_jsonb(NEW) - 'session_seq')) \
-     EXECUTE FUNCTION incrementa_notify_change()",
+     EXECUTE FUNCTION incrementa_notify_user_change()",
     "CREATE TRIGGER users_notify_removal AFTER DELETE ON users \
-     FOR EACH ROW EXECUTE FUNCTION incrementa_notify_change()",
+     FOR EACH ROW EXECUTE FUNCTION incrementa_notify_user_change()",
+    "DROP FUNCTION incrementa_notify_change()",
 ];
 
 #[async_trait::async_trait]

@@ -25,6 +25,16 @@ async fn epoch_passes(store: &SeaStore, after: u64, what: &str) -> u64 {
     }
 }
 
+/// An id in another stripe of the change epochs than `user`'s.
+fn elsewhere(user: kernel::UserId) -> kernel::UserId {
+    loop {
+        let other = kernel::UserId::from_uuid(id());
+        if store_sea::epochs::stripe(other) != store_sea::epochs::stripe(user) {
+            return other;
+        }
+    }
+}
+
 /// Waits for the next notice and checks it is the only one since `after`: notices arrive in
 /// commit order, so anything committed before the write that sent it did not notify.
 async fn exactly_one_more(store: &SeaStore, after: u64, what: &str) -> u64 {
@@ -87,6 +97,9 @@ async fn another_processs_session_and_user_writes_reach_the_follower() {
     admin.role = Role::Admin;
     writer.update_user(&admin, None, vec![]).await.unwrap();
     let after_role = exactly_one_more(&follower, start, "a role change").await;
+    // The notice names the user: other users' cached sessions stay.
+    assert!(follower.changed_since(u.id, start));
+    assert!(!follower.changed_since(elsewhere(u.id), start));
 
     let second = super::sessions::new_session(&u, t0() + chrono::Duration::minutes(2));
     let (_, revoked) = login(&writer, &c, &second, 1).await;
@@ -108,8 +121,9 @@ async fn another_processs_session_and_user_writes_reach_the_follower() {
 }
 
 /// The store's own epoch (both databases) moves after every write that may change a session or
-/// a user, and stays for writes that cannot: audit records and the login throttle, which every
-/// failed login and every denial write.
+/// a user, marking only the users a write names where it can, and stays for writes that cannot
+/// change either: audit records, the login throttle (every failed login and every denial write
+/// them) and company settings.
 #[tokio::test]
 async fn the_epoch_moves_for_session_and_user_writes_only() {
     for db in TestDb::each().await {
@@ -135,15 +149,44 @@ async fn the_epoch_moves_for_session_and_user_writes_only() {
         )
         .await
         .unwrap();
+        let mut renamed = c.clone();
+        renamed.name = ::accounts::CompanyName::parse("Renamed").unwrap();
+        store
+            .update_company(
+                &renamed,
+                vec![],
+                vec![record(Action::SESSION_LOGIN, Some(c.id))],
+            )
+            .await
+            .unwrap();
         assert_eq!(store.current(), before, "{}", db.backend);
 
-        login(&store, &c, &super::sessions::new_session(&u, t0()), 2).await;
+        let s = super::sessions::new_session(&u, t0());
+        login(&store, &c, &s, 2).await;
         let after_login = store.current();
         assert!(after_login > before, "{}", db.backend);
+        // A login, a user change and a logout mark their user only.
+        let other = elsewhere(u.id);
+        assert!(store.changed_since(u.id, before), "{}", db.backend);
+        assert!(!store.changed_since(other, before), "{}", db.backend);
         let mut off = u.clone();
         off.active = false;
         store.update_user(&off, None, vec![]).await.unwrap();
-        assert!(store.current() > after_login, "{}", db.backend);
+        assert!(store.changed_since(u.id, after_login), "{}", db.backend);
+        let after_update = store.current();
+        store
+            .revoke(c.id, u.id, s.id, revocation(RevocationReason::Logout, None))
+            .await
+            .unwrap();
+        assert!(store.changed_since(u.id, after_update), "{}", db.backend);
+        assert!(!store.changed_since(other, before), "{}", db.backend);
+        // A write the store cannot attribute to users marks everyone.
+        let after_logout = store.current();
+        store
+            .mark_reauthenticated(s.id, t0(), record(Action::SESSION_LOGIN, Some(c.id)))
+            .await
+            .unwrap();
+        assert!(store.changed_since(other, after_logout), "{}", db.backend);
     }
 }
 
