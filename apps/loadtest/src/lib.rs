@@ -136,11 +136,17 @@ pub struct Plan {
     /// Rounds the login phase is split into, with the Argon2 bound probed between them
     /// (1..=[`Self::MAX_LOGIN_ROUNDS`]).
     pub login_rounds: usize,
+    /// Users with one session each that the storm's `GET /v1/me` goes round (0: the owner's
+    /// session alone; at most [`Self::MAX_READERS`]). Many sessions read while others log in
+    /// is what a busy deployment looks like to the session cache.
+    pub readers: usize,
 }
 
 impl Plan {
     /// The most rounds a login phase is split into.
     pub const MAX_LOGIN_ROUNDS: usize = 20;
+    /// The most readers: each costs two hashes to set up.
+    pub const MAX_READERS: usize = 1_000;
 }
 
 impl Default for Plan {
@@ -159,6 +165,7 @@ impl Default for Plan {
             login_users: 4,
             sessions: 0,
             login_rounds: 4,
+            readers: 0,
         }
     }
 }
@@ -812,9 +819,11 @@ where
 struct Fixture {
     owner_token: String,
     login_emails: Vec<String>,
+    /// Sessions of users who never log in during the phases.
+    reader_tokens: Vec<String>,
 }
 
-async fn setup(api: &Api, login_users: usize) -> Result<Fixture, LoadError> {
+async fn setup(api: &Api, login_users: usize, readers: usize) -> Result<Fixture, LoadError> {
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let owner = format!("owner-{tag}@carga.example");
     let (status, body) = api
@@ -837,28 +846,54 @@ async fn setup(api: &Api, login_users: usize) -> Result<Fixture, LoadError> {
     let mut login_emails = Vec::new();
     for i in 0..login_users.max(1) {
         let email = format!("user{i}-{tag}@carga.example");
-        let (status, body) = api
-            .send(
-                awc::http::Method::POST,
-                "/v1/users",
-                Some(&owner_token),
-                Some(&json!({
-                    "email": email, "name": "Vendedora de Prueba", "role": "vendor",
-                    "password": PASSWORD, "password_confirmation": PASSWORD
-                })),
-            )
-            .await;
-        if status != 201 {
-            return Err(LoadError::Setup(format!(
-                "creating a user answered {status}: {body}"
-            )));
-        }
+        add_user(api, &owner_token, &email).await?;
         login_emails.push(email);
+    }
+    let mut reader_tokens = Vec::with_capacity(readers);
+    for i in 0..readers {
+        let email = format!("reader{i}-{tag}@carga.example");
+        add_user(api, &owner_token, &email).await?;
+        reader_tokens.push(login(api, &email).await?);
     }
     Ok(Fixture {
         owner_token,
         login_emails,
+        reader_tokens,
     })
+}
+
+async fn add_user(api: &Api, owner_token: &str, email: &str) -> Result<(), LoadError> {
+    let (status, body) = api
+        .send(
+            awc::http::Method::POST,
+            "/v1/users",
+            Some(owner_token),
+            Some(&json!({
+                "email": email, "name": "Vendedora de Prueba", "role": "vendor",
+                "password": PASSWORD, "password_confirmation": PASSWORD
+            })),
+        )
+        .await;
+    if status == 201 {
+        Ok(())
+    } else {
+        Err(LoadError::Setup(format!(
+            "creating a user answered {status}: {body}"
+        )))
+    }
+}
+
+/// The token the storm's `n`-th `GET /v1/me` presents: the readers' in turn, or the owner's.
+fn reader_token(fixture: &Fixture, n: u64) -> &str {
+    let readers = fixture.reader_tokens.len() as u64;
+    if readers == 0 {
+        return &fixture.owner_token;
+    }
+    let index = usize::try_from(n % readers).unwrap_or(0);
+    fixture
+        .reader_tokens
+        .get(index)
+        .map_or(fixture.owner_token.as_str(), String::as_str)
 }
 
 async fn login(api: &Api, email: &str) -> Result<String, LoadError> {
@@ -901,7 +936,7 @@ pub async fn run(
     let api = Api::new(base, plan.concurrency.max(plan.login_concurrency) * 2);
     // Idle: started, migrated, nothing served yet.
     let idle_kib = pid.and_then(resident_kib);
-    let fixture = setup(&api, plan.login_users).await?;
+    let fixture = setup(&api, plan.login_users, plan.readers).await?;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let mut phases = Vec::new();
     let token = fixture.owner_token.as_str();
@@ -1002,8 +1037,8 @@ pub async fn run(
             201,
             logins,
         ),
-        phase("storm: GET /v1/me", 2, me_limits, 200, |_| {
-            api.status(Method::GET, "/v1/me", Some(token), None)
+        phase("storm: GET /v1/me", 2, me_limits, 200, |n| {
+            api.status(Method::GET, "/v1/me", Some(reader_token(&fixture, n)), None)
         }),
     )
     .await;
@@ -1170,6 +1205,19 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_storm_goes_round_the_readers_or_uses_the_owner() {
+        let mut fixture = Fixture {
+            owner_token: "owner".into(),
+            login_emails: vec![],
+            reader_tokens: vec![],
+        };
+        assert_eq!(reader_token(&fixture, 7), "owner");
+        fixture.reader_tokens = vec!["a".into(), "b".into(), "c".into()];
+        let seen: Vec<&str> = (0..4).map(|n| reader_token(&fixture, n)).collect();
+        assert_eq!(seen, ["a", "b", "c", "a"]);
     }
 
     #[test]

@@ -58,6 +58,10 @@ struct Cli {
     /// Rounds of the login phase, with the Argon2 bound probed before, between and after them.
     #[arg(long, default_value_t = 4)]
     login_rounds: usize,
+    /// Users with one session each that the storm's `GET /v1/me` spreads over (0: the owner's
+    /// session alone). At most 1000.
+    #[arg(long, default_value_t = 0)]
+    readers: usize,
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -83,6 +87,7 @@ async fn run(cli: Cli) -> Result<(), LoadError> {
         login_users: 4,
         sessions: cli.sessions.min(Limits::MAX_REQUESTS),
         login_rounds: cli.login_rounds.clamp(1, Plan::MAX_LOGIN_ROUNDS),
+        readers: cli.readers.min(Plan::MAX_READERS),
     };
     let (server, base, backend) = if let Some(target) = cli.target {
         (None, target, cli.backend)
