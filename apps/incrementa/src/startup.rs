@@ -401,7 +401,12 @@ impl http_api::Readiness for DbReadiness {
 }
 
 /// The values of `/metrics` read at scrape time: from the database, and the password hasher's.
-struct DbGauges(Arc<SeaStore>, Arc<dyn Clock>, Arc<Argon2Hasher>);
+struct DbGauges(
+    Arc<SeaStore>,
+    Arc<dyn Clock>,
+    Arc<Argon2Hasher>,
+    SessionService,
+);
 
 #[async_trait]
 impl http_api::metrics::Gauges for DbGauges {
@@ -449,6 +454,19 @@ impl http_api::metrics::Gauges for DbGauges {
                 "incrementa_password_hash_queue",
                 "Hashes submitted and not yet started.",
                 hashing.queued as f64,
+            ),
+        ]);
+        let cache = self.3.cache_stats();
+        out.extend([
+            (
+                "incrementa_session_cache_hits_total",
+                "Authenticated requests this process answered from its session cache.",
+                cache.hits as f64,
+            ),
+            (
+                "incrementa_session_cache_misses_total",
+                "Authenticated requests that asked the database (nothing cached, changed since, or older than INCREMENTA_SESSION_CACHE_MS).",
+                cache.misses as f64,
             ),
         ]);
         out
@@ -609,6 +627,12 @@ impl Application {
             settings.audit_retention_days,
         );
         let vault = vault_service(&keyring, &store, clock.clone(), ids.clone());
+        let gauges = Arc::new(DbGauges(
+            store.clone(),
+            clock.clone(),
+            gauge_hasher,
+            sessions.clone(),
+        ));
         let state = http_api::ApiState {
             accounts,
             sessions,
@@ -621,7 +645,7 @@ impl Application {
             trusted_proxies: http_api::proxy::TrustedProxies::parse(&settings.trusted_proxies)
                 .unwrap_or_default(),
             metrics: Arc::default(),
-            gauges: Arc::new(DbGauges(store.clone(), clock.clone(), gauge_hasher)),
+            gauges,
             metrics_token: settings.metrics_token.clone(),
             // Validated with the settings; an invalid list cannot get here.
             cors: http_api::cors::AllowedOrigins::parse(&settings.cors_origins).unwrap_or_default(),

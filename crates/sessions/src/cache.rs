@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use kernel::{Duration, Timestamp};
 
@@ -32,12 +33,24 @@ struct Entry {
     epoch: u64,
 }
 
+/// How often the cache answered, since the process started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Authenticated requests answered from the cache.
+    pub hits: u64,
+    /// Requests that asked the store (nothing cached, stale, or past the time to live); 0 while
+    /// the cache is off.
+    pub misses: u64,
+}
+
 /// The cache; all methods are cheap and never hold the lock across an await.
 #[derive(Debug)]
 pub(crate) struct AuthCache {
     entries: Mutex<HashMap<String, Entry>>,
     ttl: Duration,
     capacity: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl AuthCache {
@@ -46,6 +59,16 @@ impl AuthCache {
             entries: Mutex::new(HashMap::new()),
             ttl,
             capacity,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// Hits and misses so far.
+    pub(crate) fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
         }
     }
 
@@ -64,6 +87,17 @@ impl AuthCache {
         if !self.enabled() {
             return None;
         }
+        let found = self.lookup(key, now, epochs);
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn lookup(&self, key: &str, now: Timestamp, epochs: &dyn ChangeEpoch) -> Option<AuthRecord> {
         // A poisoned lock only means a panic elsewhere: fall back to the database.
         let entries = self.entries.lock().ok()?;
         let entry = entries.get(key)?;

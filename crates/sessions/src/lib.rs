@@ -18,6 +18,7 @@ mod ports;
 mod service;
 mod throttle;
 
+pub use cache::CacheStats;
 pub use error::SessionError;
 pub use model::{
     AuthRecord, LoginOutcome, MfaNotice, NewSession, Session, SessionToken, SessionView, TokenHash,

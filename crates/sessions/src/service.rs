@@ -158,6 +158,12 @@ impl SessionService {
         &self.config
     }
 
+    /// How often the session cache answered authenticated requests (for `/metrics`).
+    #[must_use]
+    pub fn cache_stats(&self) -> crate::CacheStats {
+        self.cache.stats()
+    }
+
     fn record(&self, action: Action, outcome: Outcome, ctx: &RequestContext) -> AuditRecord {
         AuditRecord::new(self.ids.new_id(), self.clock.now(), action, outcome, ctx)
     }

@@ -66,6 +66,32 @@ async fn metrics_count_requests_by_route_and_login_outcome() {
     assert!(!r.raw.contains("/v1/users/0") && !r.raw.contains("metrics@example.com"));
 }
 
+/// Operators see how much the session cache answers: the first request of a session asks the
+/// database, its repeats do not.
+#[actix_web::test]
+async fn metrics_count_the_session_caches_hits_and_misses() {
+    let app = spawn_configured(test_support::TestDb::sqlite(), |s| {
+        s.session_cache_ms = 60_000;
+    })
+    .await;
+    app.signup("cache@example.com").await;
+    let token = app.token("cache@example.com").await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.call("GET", "/v1/me", Some(&token), None).await.status,
+            200
+        );
+    }
+    let r = app.call("GET", "/metrics", None, None).await;
+    for line in [
+        "# TYPE incrementa_session_cache_hits_total counter",
+        "incrementa_session_cache_hits_total 2",
+        "incrementa_session_cache_misses_total 1",
+    ] {
+        assert!(r.raw.contains(line), "{line} missing from:\n{}", r.raw);
+    }
+}
+
 #[actix_web::test]
 async fn with_a_metrics_token_the_scraper_must_present_it() {
     let app = spawn_configured(test_support::TestDb::sqlite(), |s| {

@@ -67,7 +67,8 @@ pub(crate) async fn not_found(req: HttpRequest) -> HttpResponse {
     get, path = "/metrics", tag = "operations", operation_id = "metrics",
     summary = "Prometheus metrics",
     description = "Requests by route and status, latency histograms, login outcomes, active \
-                   sessions, throttled logins, audit appends, vault operations, outbox backlog. \
+                   sessions, throttled logins, audit appends, vault operations, outbox backlog, \
+                   password hashing, session cache hits and misses. \
                    Served to loopback clients, or to any client sending \
                    `Authorization: Bearer <INCREMENTA_METRICS_TOKEN>` when that is set.",
     responses(
