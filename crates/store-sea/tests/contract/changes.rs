@@ -79,12 +79,7 @@ async fn another_processs_session_and_user_writes_reach_the_follower() {
 
     // None of these can change a cached session (migration m0013): a new user, a login below
     // the cap (a new row, and the user's session counter), a request's touch.
-    let c = company();
-    let u = user(&c, "ana@example.com", Role::Owner);
-    writer
-        .create_company_with_owner(&c, &u, vec![])
-        .await
-        .unwrap();
+    let (c, u) = company_with_owner(&writer, Role::Owner).await;
     let first = super::sessions::new_session(&u, t0());
     login(&writer, &c, &first, 2).await;
     writer
@@ -128,12 +123,7 @@ async fn another_processs_session_and_user_writes_reach_the_follower() {
 async fn the_epoch_moves_for_session_and_user_writes_only() {
     for db in TestDb::each().await {
         let store = SeaStore::new(db.connect().await, chain());
-        let c = company();
-        let u = user(&c, &format!("{}@example.com", id().simple()), Role::Owner);
-        store
-            .create_company_with_owner(&c, &u, vec![])
-            .await
-            .unwrap();
+        let (c, u) = company_with_owner(&store, Role::Owner).await;
         let before = store.current();
         ::audit::AuditSink::record(&store, record(Action::SESSION_LOGIN, Some(c.id)))
             .await
@@ -197,12 +187,7 @@ async fn a_lost_listening_connection_counts_as_a_change_and_listening_resumes() 
     };
     let writer = SeaStore::new(db.connect().await, chain());
     let follower = SeaStore::new(db.connect().await, chain());
-    let c = company();
-    let u = user(&c, "ana@example.com", Role::Owner);
-    writer
-        .create_company_with_owner(&c, &u, vec![])
-        .await
-        .unwrap();
+    let (_, u) = company_with_owner(&writer, Role::Owner).await;
     let _following = follower.follow_changes(&db.url).await.unwrap().unwrap();
     let admin = db.connect().await;
     let start = follower.current();

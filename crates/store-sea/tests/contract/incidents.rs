@@ -1,6 +1,5 @@
 //! Incidents and the notification outbox on both databases.
 
-use ::accounts::AccountRepository;
 use ::audit::AuditSink;
 use ::incidents::{
     EntryKind, Incident, IncidentError, IncidentKind, IncidentRepository, Severity, Status,
@@ -9,16 +8,6 @@ use ::incidents::{
 use ::notify::OutboxStore;
 
 use super::*;
-
-async fn setup(store: &SeaStore) -> (Company, User) {
-    let c = company();
-    let u = user(&c, &format!("{}@example.com", id().simple()), Role::Owner);
-    store
-        .create_company_with_owner(&c, &u, vec![])
-        .await
-        .unwrap();
-    (c, u)
-}
 
 fn incident(c: &Company, u: &User, affected: Vec<UserId>) -> Incident {
     Incident {
@@ -46,7 +35,7 @@ fn incident(c: &Company, u: &User, affected: Vec<UserId>) -> Incident {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_concurrent_transitions_one_wins_and_the_timeline_stays_ordered() {
     for (db, store, _conn) in stores().await {
-        let (c, u) = setup(&store).await;
+        let (c, u) = company_with_owner(&store, Role::Owner).await;
         let i = incident(&c, &u, vec![u.id]);
         store
             .insert(&i, record(Action::INCIDENT_CREATED, Some(c.id)))
@@ -121,8 +110,8 @@ async fn of_concurrent_transitions_one_wins_and_the_timeline_stays_ordered() {
 #[tokio::test]
 async fn affected_users_must_belong_to_the_company() {
     for (db, store, conn) in stores().await {
-        let (c, u) = setup(&store).await;
-        let (_, stranger) = setup(&store).await;
+        let (c, u) = company_with_owner(&store, Role::Owner).await;
+        let (_, stranger) = company_with_owner(&store, Role::Owner).await;
         let i = incident(&c, &u, vec![u.id, stranger.id]);
         let err = store
             .insert(&i, record(Action::INCIDENT_CREATED, Some(c.id)))
@@ -148,8 +137,8 @@ async fn affected_users_must_belong_to_the_company() {
 #[tokio::test]
 async fn notices_are_queued_with_their_record_and_delivered_with_leases_and_attempts() {
     for (db, store, conn) in stores().await {
-        let (c, u) = setup(&store).await;
-        let (_, stranger) = setup(&store).await;
+        let (c, u) = company_with_owner(&store, Role::Owner).await;
+        let (_, stranger) = company_with_owner(&store, Role::Owner).await;
         // A notice for a user of another company is never queued.
         store
             .record(record(Action::MFA_ENABLED, Some(c.id)).target("user", stranger.id))

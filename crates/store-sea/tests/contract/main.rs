@@ -116,6 +116,16 @@ pub async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
 }
 
 /// The audit chain MAC over a fixed test key.
+/// A new company whose owner account has `role` (and a random email), stored through `store`.
+pub async fn company_with_owner(store: &SeaStore, role: Role) -> (Company, User) {
+    let c = company();
+    let u = user(&c, &format!("{}@example.com", id().simple()), role);
+    ::accounts::AccountRepository::create_company_with_owner(store, &c, &u, vec![])
+        .await
+        .unwrap();
+    (c, u)
+}
+
 pub fn chain() -> Arc<dyn ::audit::ChainMac> {
     let mut ring = crypto::Keyring::default();
     ring.insert(1, crypto::MasterKey::parse(&"77".repeat(32)).unwrap());

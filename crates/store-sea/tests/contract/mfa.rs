@@ -7,16 +7,6 @@ use vault::Sealed;
 
 use super::*;
 
-async fn setup(store: &SeaStore) -> (Company, User) {
-    let c = company();
-    let u = user(&c, &format!("{}@example.com", id().simple()), Role::Owner);
-    store
-        .create_company_with_owner(&c, &u, vec![])
-        .await
-        .unwrap();
-    (c, u)
-}
-
 fn pending(u: &User, secret: &str, key_id: u32) -> TotpEnrolment {
     TotpEnrolment {
         company_id: u.company_id,
@@ -62,7 +52,7 @@ async fn confirmed(store: &SeaStore, u: &User) {
 #[tokio::test]
 async fn enrolment_is_pending_until_confirmed_and_the_user_flag_follows() {
     for (db, store, conn) in stores().await {
-        let (c, u) = setup(&store).await;
+        let (c, u) = company_with_owner(&store, Role::Owner).await;
         let audit = |a| record(a, Some(c.id));
         assert!(
             store
@@ -154,7 +144,7 @@ async fn enrolment_is_pending_until_confirmed_and_the_user_flag_follows() {
 #[tokio::test]
 async fn of_concurrent_uses_of_one_step_exactly_one_wins() {
     for (db, store, _conn) in stores().await {
-        let (c, u) = setup(&store).await;
+        let (c, u) = company_with_owner(&store, Role::Owner).await;
         confirmed(&store, &u).await;
         assert!(
             !store.use_step(c.id, u.id, 100).await.unwrap(),
@@ -180,7 +170,7 @@ async fn of_concurrent_uses_of_one_step_exactly_one_wins() {
 #[tokio::test]
 async fn a_recovery_code_is_spent_once_even_concurrently_and_regeneration_voids_the_rest() {
     for (db, store, conn) in stores().await {
-        let (c, u) = setup(&store).await;
+        let (c, u) = company_with_owner(&store, Role::Owner).await;
         confirmed(&store, &u).await;
         let mut tasks = Vec::new();
         for _ in 0..6 {
@@ -257,7 +247,7 @@ async fn a_recovery_code_is_spent_once_even_concurrently_and_regeneration_voids_
 #[tokio::test]
 async fn disabling_deletes_secret_and_codes_and_clears_the_flag() {
     for (db, store, conn) in stores().await {
-        let (c, u) = setup(&store).await;
+        let (c, u) = company_with_owner(&store, Role::Owner).await;
         assert!(
             !store
                 .disable(c.id, u.id, record(Action::MFA_DISABLED, Some(c.id)))
@@ -297,7 +287,7 @@ async fn disabling_deletes_secret_and_codes_and_clears_the_flag() {
 #[tokio::test]
 async fn secrets_are_found_and_replaced_by_key_version() {
     for (db, store, _conn) in stores().await {
-        let (c, u) = setup(&store).await;
+        let (c, u) = company_with_owner(&store, Role::Owner).await;
         confirmed(&store, &u).await;
         assert_eq!(store.count_under(1).await.unwrap(), 1, "{}", db.backend);
         assert!(

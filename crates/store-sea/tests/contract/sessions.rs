@@ -62,20 +62,10 @@ async fn assert_chain_whole(
     assert_eq!(report.checked, expected, "{backend}");
 }
 
-async fn setup(store: &SeaStore) -> (Company, User) {
-    let c = company();
-    let u = user(&c, &format!("{}@example.com", id().simple()), Role::Admin);
-    store
-        .create_company_with_owner(&c, &u, vec![])
-        .await
-        .unwrap();
-    (c, u)
-}
-
 #[tokio::test]
 async fn the_cap_revokes_the_oldest_and_audits_each_revocation() {
     for (db, store, conn) in stores().await {
-        let (_, u) = setup(&store).await;
+        let (_, u) = company_with_owner(&store, Role::Admin).await;
         let mut ids = Vec::new();
         for n in 0..3 {
             let s = new_session(&u, t0() + chrono::Duration::seconds(n));
@@ -135,7 +125,7 @@ async fn the_cap_revokes_the_oldest_and_audits_each_revocation() {
 #[tokio::test]
 async fn revocation_records_take_their_ids_from_the_callers_port() {
     for (db, store, _) in stores().await {
-        let (c, u) = setup(&store).await;
+        let (c, u) = company_with_owner(&store, Role::Admin).await;
         for n in 0..3 {
             let s = new_session(&u, t0() + chrono::Duration::seconds(n));
             open(&store, &u, &s, 5).await.unwrap();
@@ -176,7 +166,7 @@ async fn revocation_records_take_their_ids_from_the_callers_port() {
 #[tokio::test]
 async fn expired_and_idle_sessions_do_not_count_against_the_cap() {
     for (db, store, _) in stores().await {
-        let (_, u) = setup(&store).await;
+        let (_, u) = company_with_owner(&store, Role::Admin).await;
         for n in 0..2 {
             let s = new_session(&u, t0() + chrono::Duration::seconds(n));
             open(&store, &u, &s, 2).await.unwrap();
@@ -193,7 +183,7 @@ async fn expired_and_idle_sessions_do_not_count_against_the_cap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_logins_leave_exactly_the_two_newest() {
     for (db, store, conn) in stores().await {
-        let (_, u) = setup(&store).await;
+        let (_, u) = company_with_owner(&store, Role::Admin).await;
         let mut tasks = Vec::new();
         for _ in 0..50 {
             let store = store.clone();
@@ -257,7 +247,7 @@ async fn fifty_concurrent_logins_leave_exactly_the_two_newest() {
 #[tokio::test]
 async fn records_of_other_chains_are_appended_to_their_own_chains() {
     for (db, store, _) in stores().await {
-        let (c, u) = setup(&store).await;
+        let (c, u) = company_with_owner(&store, Role::Admin).await;
         for n in 0..3 {
             let s = new_session(&u, t0() + chrono::Duration::seconds(n));
             let (created, revoked) = store
@@ -294,7 +284,7 @@ async fn on_postgres_a_login_is_one_function_call() {
     };
     let conn = db.connect().await;
     let store = Arc::new(SeaStore::new(conn.clone(), chain()));
-    let (_, u) = setup(&store).await;
+    let (_, u) = company_with_owner(&store, Role::Admin).await;
     let first = new_session(&u, t0());
     open(&store, &u, &first, 2).await.unwrap();
     conn.execute_unprepared("DROP FUNCTION session_open_capped")
@@ -314,7 +304,7 @@ async fn on_postgres_a_login_is_one_function_call() {
 #[tokio::test]
 async fn deactivation_revokes_everything_and_password_change_keeps_one() {
     for (db, store, conn) in stores().await {
-        let (_, u) = setup(&store).await;
+        let (_, u) = company_with_owner(&store, Role::Admin).await;
         let mut ids = Vec::new();
         for n in 0..2 {
             let s = new_session(&u, t0() + chrono::Duration::seconds(n));
@@ -363,8 +353,8 @@ async fn deactivation_revokes_everything_and_password_change_keeps_one() {
 #[tokio::test]
 async fn a_user_revokes_only_its_own_sessions_and_touch_moves_last_seen() {
     for (db, store, _) in stores().await {
-        let (_, alice) = setup(&store).await;
-        let (_, bob) = setup(&store).await;
+        let (_, alice) = company_with_owner(&store, Role::Admin).await;
+        let (_, bob) = company_with_owner(&store, Role::Admin).await;
         let s = new_session(&alice, t0());
         open(&store, &alice, &s, 2).await.unwrap();
         assert!(
