@@ -306,6 +306,9 @@ pub struct Report {
     /// Where the machine's CPU time went during the login phase, per login (absent without the
     /// server's process id or outside Linux).
     pub login_cpu: Option<cpu::CpuBreakdown>,
+    /// The share of the storm's authenticated requests the server answered from its session
+    /// cache, from its `/metrics` (absent when it does not serve them to this client).
+    pub storm_cache_hit_share: Option<f64>,
     /// One entry per phase.
     pub phases: Vec<Stats>,
     /// Memory readings, when the server's process id was known.
@@ -437,6 +440,12 @@ impl Report {
         }
         if let Some(cpu) = &self.login_cpu {
             out.push_str(&cpu.render());
+        }
+        if let Some(share) = self.storm_cache_hit_share {
+            out.push_str(&format!(
+                "the storm's GET /v1/me answered from the session cache: {:.1}%\n",
+                share * 100.0
+            ));
         }
         out.push('\n');
         out.push_str(&format!(
@@ -702,8 +711,8 @@ impl Api {
         }
     }
 
-    /// The server's password-hash count and seconds from `/metrics`, if it serves them to us.
-    async fn hash_counters(&self) -> Option<(f64, f64)> {
+    /// Two counters from the server's `/metrics`, if it serves them to us.
+    async fn counters(&self, first: &str, second: &str) -> Option<(f64, f64)> {
         let mut res = self
             .dispatch(awc::http::Method::GET, "/metrics", None, None)
             .await?;
@@ -712,10 +721,25 @@ impl Api {
         }
         let body = res.body().limit(4 * 1024 * 1024).await.ok()?;
         let text = std::str::from_utf8(&body).ok()?;
-        Some((
-            metric(text, "incrementa_password_hashes_total")?,
-            metric(text, "incrementa_password_hash_seconds_total")?,
-        ))
+        Some((metric(text, first)?, metric(text, second)?))
+    }
+
+    /// The server's password-hash count and seconds.
+    async fn hash_counters(&self) -> Option<(f64, f64)> {
+        self.counters(
+            "incrementa_password_hashes_total",
+            "incrementa_password_hash_seconds_total",
+        )
+        .await
+    }
+
+    /// The server's session cache hits and misses.
+    async fn cache_counters(&self) -> Option<(f64, f64)> {
+        self.counters(
+            "incrementa_session_cache_hits_total",
+            "incrementa_session_cache_misses_total",
+        )
+        .await
     }
 
     /// Sends a request and returns the status (0 on a transport error) and the JSON body.
@@ -742,6 +766,13 @@ impl Api {
 }
 
 /// The value of the unlabelled metric `name` in Prometheus text.
+/// Hits ÷ lookups between two readings of (hits, misses); `None` without lookups.
+fn hit_share(before: (f64, f64), after: (f64, f64)) -> Option<f64> {
+    let hits = after.0 - before.0;
+    let lookups = hits + (after.1 - before.1);
+    (lookups > 0.0).then(|| hits / lookups)
+}
+
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
@@ -1029,6 +1060,7 @@ pub async fn run(
         seconds: plan.login_limits.seconds,
         max_requests: plan.limits.max_requests,
     };
+    let cache_before = api.cache_counters().await;
     let (storm, beside) = futures_util::future::join(
         phase(
             "storm: logins",
@@ -1042,6 +1074,9 @@ pub async fn run(
         }),
     )
     .await;
+    let storm_cache_hit_share = cache_before
+        .zip(api.cache_counters().await)
+        .and_then(|(before, after)| hit_share(before, after));
     sessions_created += storm.ok;
     phases.push(storm);
     phases.push(beside);
@@ -1082,6 +1117,7 @@ pub async fn run(
         argon2_all_cores_per_second: bound.map_or(0.0, |b| b.all_cores_per_second),
         hash_probes: probes,
         server_hash_ms,
+        storm_cache_hit_share,
         login_cpu,
         phases,
         memory,
@@ -1221,6 +1257,12 @@ mod tests {
     }
 
     #[test]
+    fn the_hit_share_comes_from_the_counters_difference() {
+        assert_eq!(hit_share((10.0, 5.0), (40.0, 15.0)), Some(0.75));
+        assert_eq!(hit_share((10.0, 5.0), (10.0, 5.0)), None, "no lookups");
+    }
+
+    #[test]
     fn limits_are_bounded() {
         assert!(Limits::new(1.0, 1).is_ok());
         assert!(Limits::new(0.0, 1).is_err());
@@ -1332,6 +1374,7 @@ mod tests {
             }],
             server_hash_ms: Some(22.0),
             login_cpu: None,
+            storm_cache_hit_share: Some(0.5),
             phases: vec![
                 stats("healthz", 1000.0),
                 stats("me", 400.0),

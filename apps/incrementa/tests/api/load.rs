@@ -61,6 +61,12 @@ async fn bounded_load_run_gets_only_expected_answers() {
             report.hash_probes
         );
         assert!(report.argon2_all_cores_per_second > 0.0);
+        // The readers' repeated reads come from the session cache (its counters in /metrics).
+        assert!(
+            report.storm_cache_hit_share.is_some_and(|s| s > 0.0),
+            "{:?}",
+            report.storm_cache_hit_share
+        );
         assert_eq!(report.goals().len(), 5, "{}", report.render());
         // The login phase's machine time, split from the real server's threads: its hashing
         // threads are found by name (argon2-N) and the parts account for the time the phase had
