@@ -86,9 +86,6 @@ impl MigrationTrait for Migration {
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // SQLite keeps the statement-by-statement path: its round trips are function calls.
-        if manager.get_database_backend() == sea_orm::DbBackend::Postgres {
-            manager.get_connection().execute_unprepared(CREATE).await?;
-        }
-        Ok(())
+        super::on_postgres(manager, &[CREATE]).await
     }
 }

@@ -26,11 +26,6 @@ impl MigrationTrait for Migration {
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // SQLite has no notices: other processes there see changes within the cache's time.
-        if manager.get_database_backend() == sea_orm::DbBackend::Postgres {
-            for sql in CREATE {
-                manager.get_connection().execute_unprepared(sql).await?;
-            }
-        }
-        Ok(())
+        super::on_postgres(manager, &CREATE).await
     }
 }

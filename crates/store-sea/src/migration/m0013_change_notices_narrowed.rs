@@ -54,11 +54,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() == sea_orm::DbBackend::Postgres {
-            for sql in REPLACE {
-                manager.get_connection().execute_unprepared(sql).await?;
-            }
-        }
-        Ok(())
+        super::on_postgres(manager, &REPLACE).await
     }
 }

@@ -16,6 +16,17 @@ mod m0011_session_open_capped;
 mod m0012_change_notices;
 mod m0013_change_notices_narrowed;
 
+/// Runs `statements` in order on PostgreSQL and nothing on SQLite: the migrations that add
+/// PostgreSQL-only functions and triggers (m0011 to m0013).
+async fn on_postgres(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    if manager.get_database_backend() == sea_orm::DbBackend::Postgres {
+        for sql in statements {
+            manager.get_connection().execute_unprepared(sql).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Migrations that add, drop or alter no table or column and change no row (triggers,
 /// functions): a portable snapshot made before them holds exactly the rows one made after them
 /// would, so it loads into a binary that has them. A migration that rewrites rows must never be
