@@ -181,7 +181,9 @@ impl AccountRepository for SeaStore {
             .exec_without_returning(&txn)
             .await
             .map_err(insert_error)?;
-        self.commit_with_audit(txn, audit).await.map_err(internal)
+        self.commit_with_audit_as(txn, audit, crate::Changed::Users(&[owner.id]))
+            .await
+            .map_err(internal)
     }
 
     async fn insert_user(&self, user: &User, audit: Vec<AuditRecord>) -> Result<(), AccountsError> {
@@ -190,7 +192,9 @@ impl AccountRepository for SeaStore {
             .exec_without_returning(&txn)
             .await
             .map_err(insert_error)?;
-        self.commit_with_audit(txn, audit).await.map_err(internal)
+        self.commit_with_audit_as(txn, audit, crate::Changed::Users(&[user.id]))
+            .await
+            .map_err(internal)
     }
 
     async fn company(&self, id: CompanyId) -> Result<Option<Company>, AccountsError> {

@@ -262,17 +262,8 @@ impl SeaStore {
     }
 
     /// Appends `audit` to its chains inside `txn` and commits: the last step of every change,
-    /// so the change and the records describing it land together (AUD-2).
-    async fn commit_with_audit(
-        &self,
-        txn: DatabaseTransaction,
-        audit: Vec<audit::AuditRecord>,
-    ) -> Result<(), DbErr> {
-        self.commit_with_audit_as(txn, audit, Changed::Anything)
-            .await
-    }
-
-    /// [`Self::commit_with_audit`] for a write that changed what `changed` says.
+    /// so the change and the records describing it land together (AUD-2). `changed` says what
+    /// the write changed, for the session cache ([`Self::commit_as`]).
     async fn commit_with_audit_as(
         &self,
         txn: DatabaseTransaction,
@@ -289,7 +280,6 @@ impl SeaStore {
     async fn commit_as(&self, txn: DatabaseTransaction, changed: Changed<'_>) -> Result<(), DbErr> {
         let result = txn.commit().await;
         match changed {
-            Changed::Anything => self.epoch.changed_everyone(),
             Changed::Users(users) => self.epoch.changed_users(users),
             Changed::NoSessionOrUser => {}
         }
@@ -310,11 +300,11 @@ impl SeaStore {
 }
 
 /// What a write changed, as far as the session cache cares (it holds `sessions` and `users`
-/// rows only; see [`epochs`]). When unsure: `Anything`.
+/// rows only; see [`epochs`]). Every write names the users whose rows or sessions it may have
+/// touched; one that cannot would have to mark every user ([`epochs::Epochs::changed_everyone`],
+/// as the change follower does for a notice it cannot read).
 #[derive(Debug, Clone, Copy)]
 enum Changed<'a> {
-    /// Possibly any session or user.
-    Anything,
     /// These users' rows or sessions, and no one else's: the cached sessions of other users
     /// stay.
     Users(&'a [kernel::UserId]),

@@ -138,7 +138,7 @@ impl MfaRepository for SeaStore {
         if inserted == 0 {
             return Ok(false);
         }
-        self.commit_with_audit(txn, vec![audit])
+        self.commit_with_audit_as(txn, vec![audit], crate::Changed::NoSessionOrUser)
             .await
             .map_err(internal)?;
         Ok(true)
@@ -169,7 +169,7 @@ impl MfaRepository for SeaStore {
         }
         insert_codes(&txn, company, user, code_digests).await?;
         set_user_mfa(&txn, company, user, true, at).await?;
-        self.commit_with_audit(txn, vec![audit])
+        self.commit_with_audit_as(txn, vec![audit], crate::Changed::Users(&[user]))
             .await
             .map_err(internal)?;
         Ok(true)
@@ -219,7 +219,7 @@ impl MfaRepository for SeaStore {
         if updated.rows_affected != 1 {
             return Ok(false);
         }
-        self.commit_with_audit(txn, vec![audit])
+        self.commit_with_audit_as(txn, vec![audit], crate::Changed::NoSessionOrUser)
             .await
             .map_err(internal)?;
         Ok(true)
@@ -258,7 +258,7 @@ impl MfaRepository for SeaStore {
             return Ok(false);
         }
         insert_codes(&txn, company, user, code_digests).await?;
-        self.commit_with_audit(txn, vec![audit])
+        self.commit_with_audit_as(txn, vec![audit], crate::Changed::NoSessionOrUser)
             .await
             .map_err(internal)?;
         Ok(true)
@@ -283,7 +283,7 @@ impl MfaRepository for SeaStore {
         }
         insert_codes(&txn, company, user, &[]).await?;
         set_user_mfa(&txn, company, user, false, at).await?;
-        self.commit_with_audit(txn, vec![audit])
+        self.commit_with_audit_as(txn, vec![audit], crate::Changed::Users(&[user]))
             .await
             .map_err(internal)?;
         Ok(true)

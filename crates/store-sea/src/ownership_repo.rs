@@ -59,7 +59,9 @@ impl OwnershipRepository for SeaStore {
                 ),
                 _ => internal(e),
             })?;
-        self.commit_with_audit(txn, audit).await.map_err(internal)
+        self.commit_with_audit_as(txn, audit, crate::Changed::NoSessionOrUser)
+            .await
+            .map_err(internal)
     }
 
     async fn transfer(
@@ -137,7 +139,13 @@ impl OwnershipRepository for SeaStore {
                 "the receiving user is deactivated",
             ));
         }
-        self.commit_with_audit(txn, audit).await.map_err(internal)
+        self.commit_with_audit_as(
+            txn,
+            audit,
+            crate::Changed::Users(&[t.from_user_id, t.to_user_id]),
+        )
+        .await
+        .map_err(internal)
     }
 
     async fn close_transfer(
@@ -161,7 +169,9 @@ impl OwnershipRepository for SeaStore {
         if closed.rows_affected != 1 {
             return Ok(false);
         }
-        self.commit_with_audit(txn, audit).await.map_err(internal)?;
+        self.commit_with_audit_as(txn, audit, crate::Changed::NoSessionOrUser)
+            .await
+            .map_err(internal)?;
         Ok(true)
     }
 }

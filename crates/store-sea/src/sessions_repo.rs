@@ -106,14 +106,18 @@ impl SessionStore for SeaStore {
         audit: AuditRecord,
     ) -> Result<(), SessionError> {
         let txn = self.write_txn().await.map_err(internal)?;
-        session::Entity::update_many()
+        // The row names its user, so only that user's cached sessions go stale.
+        let users: Vec<kernel::UserId> = session::Entity::update_many()
             .col_expr(session::Column::ReauthenticatedAt, Expr::value(at))
             .filter(session::Column::Id.eq(id.as_uuid()))
             .filter(session::Column::RevokedAt.is_null())
-            .exec(&txn)
+            .exec_with_returning(&txn)
             .await
-            .map_err(internal)?;
-        self.commit_with_audit(txn, vec![audit])
+            .map_err(internal)?
+            .into_iter()
+            .map(|row| kernel::UserId::from_uuid(row.user_id))
+            .collect();
+        self.commit_with_audit_as(txn, vec![audit], crate::Changed::Users(&users))
             .await
             .map_err(internal)
     }

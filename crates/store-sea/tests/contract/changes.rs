@@ -170,13 +170,135 @@ async fn the_epoch_moves_for_session_and_user_writes_only() {
             .unwrap();
         assert!(store.changed_since(u.id, after_update), "{}", db.backend);
         assert!(!store.changed_since(other, before), "{}", db.backend);
-        // A write the store cannot attribute to users marks everyone.
-        let after_logout = store.current();
+    }
+}
+
+/// Asserts that the write `what` made since `before` marked exactly `marked` of `users` and
+/// returns the epoch after it.
+fn marked_only(
+    store: &SeaStore,
+    before: u64,
+    users: &[&User],
+    marked: &[&User],
+    what: &str,
+) -> u64 {
+    for u in users {
+        let expected = marked.iter().any(|m| m.id == u.id);
+        assert_eq!(
+            store.changed_since(u.id, before),
+            expected,
+            "{what}: {} {}",
+            u.email.as_str(),
+            if expected { "not marked" } else { "marked" }
+        );
+    }
+    assert_eq!(store.current() > before, !marked.is_empty(), "{what}");
+    store.current()
+}
+
+/// Reauthentication, MFA changes and ownership transfers name the users they touch, so only
+/// those users' cached sessions go stale; starting an enrolment, spending a recovery code,
+/// replacing the codes and opening a transfer touch neither table and mark no one.
+#[tokio::test]
+async fn writes_that_name_their_users_mark_only_them() {
+    use ::accounts::{OwnershipRepository as _, TransferStatus};
+    use ::mfa::MfaRepository as _;
+    use vault::Sealed;
+
+    for db in TestDb::each().await {
+        let store = SeaStore::new(db.connect().await, chain());
+        let (c, u) = company_with_owner(&store, Role::Owner).await;
+        // Three users in three stripes of the epochs.
+        let mut v = user(&c, &format!("v{}@example.com", id().simple()), Role::Admin);
+        v.id = elsewhere(u.id);
+        store.insert_user(&v, vec![]).await.unwrap();
+        let mut w = user(&c, &format!("w{}@example.com", id().simple()), Role::Vendor);
+        w.id = loop {
+            let candidate = elsewhere(u.id);
+            if store_sea::epochs::stripe(candidate) != store_sea::epochs::stripe(v.id) {
+                break candidate;
+            }
+        };
+        store.insert_user(&w, vec![]).await.unwrap();
+        let all = [&u, &v, &w];
+        let s = super::sessions::new_session(&u, t0());
+        login(&store, &c, &s, 2).await;
+        let audit = |action| record(action, Some(c.id));
+
+        let at = store.current();
         store
-            .mark_reauthenticated(s.id, t0(), record(Action::SESSION_LOGIN, Some(c.id)))
+            .mark_reauthenticated(s.id, t0(), audit(Action::SESSION_LOGIN))
             .await
             .unwrap();
-        assert!(store.changed_since(other, after_logout), "{}", db.backend);
+        let at = marked_only(&store, at, &all, &[&u], "reauthentication");
+
+        assert!(
+            store
+                .save_pending(
+                    &super::mfa::pending(&v, "ev1.s1", 1),
+                    audit(Action::MFA_ENROLMENT_STARTED)
+                )
+                .await
+                .unwrap()
+        );
+        let at = marked_only(&store, at, &all, &[], "an enrolment started");
+        let codes = super::mfa::digests("d");
+        assert!(
+            store
+                .confirm(
+                    c.id,
+                    v.id,
+                    &Sealed::new("ev1.s1".into()),
+                    100,
+                    t0(),
+                    &codes,
+                    audit(Action::MFA_ENABLED),
+                )
+                .await
+                .unwrap()
+        );
+        let at = marked_only(&store, at, &all, &[&v], "MFA confirmed");
+        assert!(
+            store
+                .use_recovery_code(c.id, v.id, &codes[0], t0(), audit(Action::MFA_ENABLED))
+                .await
+                .unwrap()
+        );
+        let at = marked_only(&store, at, &all, &[], "a recovery code spent");
+        assert!(
+            store
+                .replace_recovery_codes(
+                    c.id,
+                    v.id,
+                    &super::mfa::digests("e"),
+                    audit(Action::MFA_ENABLED)
+                )
+                .await
+                .unwrap()
+        );
+        let at = marked_only(&store, at, &all, &[], "recovery codes replaced");
+        assert!(
+            store
+                .disable(c.id, v.id, audit(Action::MFA_ENABLED))
+                .await
+                .unwrap()
+        );
+        let at = marked_only(&store, at, &all, &[&v], "MFA disabled");
+
+        let t = super::ownership::transfer(&c, &u, &v);
+        store.create_transfer(&t, vec![]).await.unwrap();
+        let at = marked_only(&store, at, &all, &[], "a transfer opened");
+        store.complete_transfer(&t, t0(), vec![]).await.unwrap();
+        let at = marked_only(&store, at, &all, &[&u, &v], "a transfer completed");
+        let t = super::ownership::transfer(&c, &v, &u);
+        store.create_transfer(&t, vec![]).await.unwrap();
+        assert!(
+            store
+                .close_transfer(c.id, t.id, TransferStatus::Cancelled, t0(), vec![])
+                .await
+                .unwrap()
+        );
+        marked_only(&store, at, &all, &[], "a transfer cancelled");
     }
 }
 

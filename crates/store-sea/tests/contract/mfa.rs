@@ -7,7 +7,7 @@ use vault::Sealed;
 
 use super::*;
 
-fn pending(u: &User, secret: &str, key_id: u32) -> TotpEnrolment {
+pub(crate) fn pending(u: &User, secret: &str, key_id: u32) -> TotpEnrolment {
     TotpEnrolment {
         company_id: u.company_id,
         user_id: u.id,
@@ -19,7 +19,7 @@ fn pending(u: &User, secret: &str, key_id: u32) -> TotpEnrolment {
     }
 }
 
-fn digests(prefix: &str) -> Vec<String> {
+pub(crate) fn digests(prefix: &str) -> Vec<String> {
     (0..10).map(|n| format!("{prefix}-{n}")).collect()
 }
 

@@ -5,7 +5,7 @@ use rbac::{Permission, PermissionSet};
 
 use super::*;
 
-fn transfer(c: &Company, from: &User, to: &User) -> OwnershipTransfer {
+pub(crate) fn transfer(c: &Company, from: &User, to: &User) -> OwnershipTransfer {
     OwnershipTransfer {
         id: id(),
         company_id: c.id,
