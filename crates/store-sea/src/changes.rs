@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::DbBackend;
-use sea_orm::sqlx::postgres::PgListener;
+use std::str::FromStr as _;
+
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 use crate::epochs::Epochs;
 use crate::{SeaStore, StoreError};
@@ -42,7 +44,19 @@ impl SeaStore {
         if self.backend() != DbBackend::Postgres {
             return Ok(None);
         }
-        let mut listener = PgListener::connect(url).await.map_err(conn_err)?;
+        let options = PgConnectOptions::from_str(url).map_err(conn_err)?;
+        let options =
+            crate::pg_tls::with_default(options, crate::pg_tls::chosen_by_url_or_env(url));
+        // A pool of one, without timeouts, only for reconnecting (as `PgListener::connect`).
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_with(options)
+            .await
+            .map_err(conn_err)?;
+        let mut listener = PgListener::connect_with(&pool).await.map_err(conn_err)?;
+        listener.ignore_pool_close_event(true);
         listener.listen(CHANNEL).await.map_err(conn_err)?;
         let epoch = Arc::clone(&self.epoch);
         Ok(Some(ChangeFollower {

@@ -20,6 +20,8 @@ mod mfa_repo;
 mod migration;
 mod outbox_repo;
 mod ownership_repo;
+mod pg_tls;
+pub use pg_tls::default_sslmode_for_tools;
 pub mod portable;
 mod sessions_repo;
 mod throttle_repo;
@@ -97,7 +99,10 @@ impl Default for PoolSettings {
 }
 
 /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://…`). SQLite gets WAL, foreign keys,
-/// a busy timeout and `synchronous=NORMAL` (durable in WAL mode).
+/// a busy timeout and `synchronous=NORMAL` (in WAL mode a process crash loses nothing committed;
+/// a power loss may lose the last commits, `docs/security-testing.md`). PostgreSQL gets TLS
+/// required for a server across the network and none on this host, unless the URL's `sslmode`
+/// (or `PGSSLMODE`) says otherwise (`pg_tls`).
 ///
 /// # Errors
 /// [`StoreError::UnsupportedUrl`] or the connection error.
@@ -108,6 +113,7 @@ pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection
     {
         return Err(StoreError::UnsupportedUrl);
     }
+    let tls_chosen = pg_tls::chosen_by_url_or_env(url);
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(pool.max_connections)
@@ -115,6 +121,7 @@ pub async fn connect(url: &str, pool: PoolSettings) -> Result<DatabaseConnection
         .acquire_timeout(pool.acquire_timeout)
         .test_before_acquire_if_idle_for(pool.ping_when_idle_for)
         .sqlx_logging(false)
+        .map_sqlx_postgres_opts(move |o| pg_tls::with_default(o, tls_chosen))
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(SqliteJournalMode::Wal)
                 .foreign_keys(true)

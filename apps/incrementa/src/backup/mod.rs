@@ -285,11 +285,17 @@ async fn snapshot(
                 .map_err(|e| format!("SQLite snapshot failed: {e}"))?;
         }
         _ => {
-            let out = tokio::process::Command::new("pg_dump")
+            let mut command = tokio::process::Command::new("pg_dump");
+            command
                 .args(["--no-owner", "--no-privileges", "--format=plain", "--file"])
                 .arg(path)
                 .arg("--dbname")
-                .arg(url)
+                .arg(url);
+            // TLS as the server's own connections have it (`store_sea::connect`).
+            if let Some(mode) = store_sea::default_sslmode_for_tools(url) {
+                command.env("PGSSLMODE", mode);
+            }
+            let out = command
                 .output()
                 .await
                 .map_err(|e| format!("cannot run pg_dump (is it installed?): {e}"))?;
@@ -726,10 +732,15 @@ pub async fn restore(
                     return Err("the target database has tables: restore only into an empty database".into());
                 }
                 progress.say(|| "restoring: loading the pg_dump script".to_owned());
-                let out = tokio::process::Command::new("psql")
+                let mut command = tokio::process::Command::new("psql");
+                command
                     .args(["--quiet", "--no-psqlrc", "--set", "ON_ERROR_STOP=1", "--single-transaction", "--file"])
                     .arg(&raw)
-                    .arg(&url)
+                    .arg(&url);
+                if let Some(mode) = store_sea::default_sslmode_for_tools(&url) {
+                    command.env("PGSSLMODE", mode);
+                }
+                let out = command
                     .output()
                     .await
                     .map_err(|e| format!("cannot run psql (is it installed?): {e}"))?;

@@ -86,3 +86,77 @@ async fn a_busy_connection_that_broke_fails_one_request_then_is_replaced() {
         .expect("the broken connection was discarded");
     assert_ne!(first, second);
 }
+
+/// Whether the connection `db` hands out runs over TLS (`pg_stat_ssl`).
+async fn over_tls(db: &DatabaseConnection, which: &str) -> bool {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT ssl FROM pg_stat_ssl WHERE pid = {which}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<bool>(0).unwrap()
+}
+
+/// `url` with one more query parameter.
+fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
+/// TLS to PostgreSQL follows where the server is unless the URL says: a server on this host
+/// gets none (pool and change follower alike), and `sslmode=require` still encrypts.
+#[tokio::test]
+async fn tls_to_a_server_on_this_host_is_off_unless_the_url_asks_for_it() {
+    use std::str::FromStr as _;
+
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let options = sea_orm::sqlx::postgres::PgConnectOptions::from_str(&db.url).unwrap();
+    let host = options.get_host();
+    if std::env::var_os("PGSSLMODE").is_some()
+        || db.url.contains("sslmode")
+        || !(host.starts_with('/') || host == "localhost" || host.starts_with("127."))
+    {
+        eprintln!("TEST_DATABASE_URL chooses TLS or is not on this host: nothing to check here");
+        return;
+    }
+    let pool = one_connection(&db.url, Duration::ZERO).await;
+    assert!(!over_tls(&pool, "pg_backend_pid()").await, "the pool");
+
+    let store = SeaStore::new(pool.clone(), chain());
+    let _following = store.follow_changes(&db.url).await.unwrap().unwrap();
+    assert!(
+        !over_tls(
+            &pool,
+            "(SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND query LIKE 'LISTEN %')"
+        )
+        .await,
+        "the change follower"
+    );
+
+    let offers = pool
+        .query_one_raw(Statement::from_string(
+            pool.get_database_backend(),
+            "SHOW ssl".to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<String>(0)
+        .unwrap();
+    if offers == "on" {
+        let encrypted =
+            one_connection(&with_param(&db.url, "sslmode=require"), Duration::ZERO).await;
+        assert!(
+            over_tls(&encrypted, "pg_backend_pid()").await,
+            "sslmode=require"
+        );
+    } else {
+        eprintln!("this PostgreSQL does not offer TLS: sslmode=require not checked");
+    }
+}
