@@ -79,6 +79,17 @@ pub trait AuditLog: Send + Sync {
         up_to: i64,
         limit: u64,
     ) -> Result<Vec<ChainedRecord>, AuditError>;
+    /// Whether `actor` logged in successfully in `chain` before record `before` (its `seq`):
+    /// `(at all, from ip)`, where `ip` `None` matches records without an address. However long
+    /// the log, every earlier login counts (AUD-7's "new IP" rule must not forget an
+    /// administrator's old addresses, nor raise no alert, because other users logged in since).
+    async fn prior_logins(
+        &self,
+        chain: &str,
+        actor: UserId,
+        ip: Option<String>,
+        before: i64,
+    ) -> Result<(bool, bool), AuditError>;
     /// Sequence number of the last record the review processed in `chain`.
     async fn review_cursor(&self, chain: &str) -> Result<i64, AuditError>;
     /// Stores `alerts` and moves the review cursor from `from` to `to`, atomically; `false`
@@ -122,6 +133,45 @@ pub struct Page {
 
 /// Largest page.
 pub const MAX_PAGE: u64 = 200;
+
+/// Records one review batch takes (AUD-7).
+const REVIEW_PAGE: u64 = 500;
+
+/// How many of the newest failed logins (or exports) at or before a record its rule may count:
+/// far above any threshold, and a bound on what one review page reads.
+const WINDOW_ROWS: u64 = 10_000;
+
+/// A failed login or an export, as the review's rules count them.
+#[derive(Debug)]
+struct Counted {
+    seq: i64,
+    at: Timestamp,
+    /// The `email` of a failed login's details.
+    email: Option<serde_json::Value>,
+    ip: Option<String>,
+    actor: Option<UserId>,
+}
+
+/// What the records of one review page count, read once for the page ([`AuditService::page_windows`]).
+/// Read per record instead, every failed login cost a query of up to 10,000 rows, so a burst of
+/// failures (what the rules are for) made the review quadratic.
+#[derive(Debug, Default)]
+struct PageWindows {
+    failures: Vec<Counted>,
+    exports: Vec<Counted>,
+}
+
+/// The rows of `rows` within `back` of `record`, up to and including it.
+fn recent<'a>(
+    rows: &'a [Counted],
+    record: &ChainedRecord,
+    back: kernel::Duration,
+) -> Vec<&'a Counted> {
+    let from = record.at - back;
+    rows.iter()
+        .filter(|r| r.seq <= record.seq && r.at >= from)
+        .collect()
+}
 
 /// The audit log use cases.
 #[derive(Clone)]
@@ -167,72 +217,94 @@ impl AuditService {
         self
     }
 
-    async fn context(&self, chain: &str, record: &ChainedRecord) -> Result<Context, AuditError> {
+    /// The failed logins and exports the records of `page` look back to, read once for the
+    /// whole page: each record's rule then counts its own share of them in memory.
+    async fn page_windows(
+        &self,
+        chain: &str,
+        page: &[ChainedRecord],
+    ) -> Result<PageWindows, AuditError> {
+        let t = &self.thresholds;
+        // From the earliest look-back of the records that need `wanted` to the last of them.
+        let span = |wanted: Need, back: kernel::Duration| {
+            page.iter()
+                .filter(|r| need(r) == wanted)
+                .fold(None, |acc: Option<(Timestamp, i64)>, r| {
+                    Some(acc.map_or((r.at, r.seq), |(at, seq)| (at.min(r.at), seq.max(r.seq))))
+                })
+                .map(|(at, seq)| (at - back, seq))
+        };
+        // Each record still sees the WINDOW_ROWS newest rows at or before it: at most the
+        // page's own records come after it.
+        let limit = WINDOW_ROWS.saturating_add(u64::try_from(page.len()).unwrap_or(u64::MAX));
+        let mut windows = PageWindows::default();
+        if let Some((from, up_to)) = span(Need::Failures, t.failure_window) {
+            windows.failures = self
+                .log
+                .window(chain, "session.login", Some("failure"), from, up_to, limit)
+                .await?
+                .into_iter()
+                .map(|r| Counted {
+                    seq: r.seq,
+                    at: r.at,
+                    email: serde_json::from_str::<serde_json::Value>(&r.details)
+                        .ok()
+                        .and_then(|mut d| d.get_mut("email").map(serde_json::Value::take)),
+                    ip: r.ip,
+                    actor: r.actor_id,
+                })
+                .collect();
+        }
+        if let Some((from, up_to)) = span(Need::Exports, t.export_window) {
+            windows.exports = self
+                .log
+                .window(chain, "audit.exported", None, from, up_to, limit)
+                .await?
+                .into_iter()
+                .map(|r| Counted {
+                    seq: r.seq,
+                    at: r.at,
+                    email: None,
+                    ip: r.ip,
+                    actor: r.actor_id,
+                })
+                .collect();
+        }
+        Ok(windows)
+    }
+
+    async fn context(
+        &self,
+        chain: &str,
+        record: &ChainedRecord,
+        windows: &PageWindows,
+    ) -> Result<Context, AuditError> {
         let details: serde_json::Value = serde_json::from_str(&record.details).unwrap_or_default();
         let t = &self.thresholds;
         let mut ctx = Context::default();
         match need(record) {
             Need::Failures => {
-                let recent = self
-                    .log
-                    .window(
-                        chain,
-                        "session.login",
-                        Some("failure"),
-                        record.at - t.failure_window,
-                        record.seq,
-                        10_000,
-                    )
-                    .await?;
+                let recent = recent(&windows.failures, record, t.failure_window);
                 let email = details.get("email");
-                ctx.account_failures = recent
-                    .iter()
-                    .filter(|r| {
-                        serde_json::from_str::<serde_json::Value>(&r.details)
-                            .ok()
-                            .as_ref()
-                            .and_then(|d| d.get("email"))
-                            == email
-                    })
-                    .count();
+                ctx.account_failures = recent.iter().filter(|r| r.email.as_ref() == email).count();
                 ctx.ip_failures = recent
                     .iter()
                     .filter(|r| r.ip.is_some() && r.ip == record.ip)
                     .count();
             }
             Need::PriorLogins => {
-                let earlier = self
-                    .log
-                    .window(
-                        chain,
-                        "session.login",
-                        Some("success"),
-                        Timestamp::UNIX_EPOCH,
-                        record.seq - 1,
-                        10_000,
-                    )
-                    .await?;
-                let mine: Vec<_> = earlier
-                    .iter()
-                    .filter(|r| r.actor_id == record.actor_id)
-                    .collect();
-                ctx.prior_logins = (!mine.is_empty(), mine.iter().any(|r| r.ip == record.ip));
+                // A login without an actor has no history to compare with: no alert.
+                if let Some(actor) = record.actor_id {
+                    ctx.prior_logins = self
+                        .log
+                        .prior_logins(chain, actor, record.ip.clone(), record.seq)
+                        .await?;
+                }
             }
             Need::Exports => {
-                let recent = self
-                    .log
-                    .window(
-                        chain,
-                        "audit.exported",
-                        None,
-                        record.at - t.export_window,
-                        record.seq,
-                        10_000,
-                    )
-                    .await?;
-                ctx.exports = recent
+                ctx.exports = recent(&windows.exports, record, t.export_window)
                     .iter()
-                    .filter(|r| r.actor_id == record.actor_id)
+                    .filter(|r| r.actor == record.actor_id)
                     .count();
             }
             Need::Nothing | Need::Itself => {}
@@ -250,13 +322,14 @@ impl AuditService {
         let mut raised = Vec::new();
         let mut cursor = self.log.review_cursor(chain).await?;
         loop {
-            let page = self.log.chain_page(chain, cursor, 500).await?;
+            let page = self.log.chain_page(chain, cursor, REVIEW_PAGE).await?;
             let Some(last) = page.last().map(|r| r.seq) else {
                 break;
             };
+            let windows = self.page_windows(chain, &page).await?;
             let mut batch: Vec<Alert> = Vec::new();
             for record in &page {
-                let ctx = self.context(chain, record).await?;
+                let ctx = self.context(chain, record, &windows).await?;
                 for alert in evaluate(record, &ctx, &self.thresholds, &mut || self.ids.new_id()) {
                     let since = record.at - dedupe_window(&alert.rule, &self.thresholds);
                     let dup_here = batch.iter().any(|a| {
@@ -495,5 +568,135 @@ impl AuditService {
             removed += self.log.purge(&chain, now - retention, now).await?;
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use kernel::{ManualClock, SequentialIds};
+
+    use super::*;
+    use crate::{MockAuditSink, MockChainMac};
+
+    fn t0() -> Timestamp {
+        // 2026-11-30 12:00:00 UTC.
+        Timestamp::from_timestamp(1_796_040_000, 0).unwrap()
+    }
+
+    fn failure(seq: i64, email: &str, ip: &str) -> ChainedRecord {
+        ChainedRecord {
+            seq,
+            id: uuid::Uuid::from_u128(u128::try_from(seq).unwrap()),
+            company_id: None,
+            at: t0() + kernel::Duration::seconds(seq),
+            actor_id: None,
+            action: "session.login".into(),
+            target: None,
+            outcome: "failure".into(),
+            ip: Some(ip.into()),
+            user_agent: None,
+            request_id: None,
+            details: serde_json::json!({ "email": email, "reason": "invalid_credentials" })
+                .to_string(),
+            key_id: 1,
+            mac: [0; 32],
+        }
+    }
+
+    fn service(log: MockAuditLog) -> AuditService {
+        AuditService::new(
+            Arc::new(log),
+            Arc::new(MockAuditSink::new()),
+            Arc::new(MockChainMac::new()),
+            Arc::new(ManualClock::new(t0())),
+            Arc::new(SequentialIds::default()),
+        )
+    }
+
+    /// A page of failed logins reads the failures it counts once, not once per record (a burst
+    /// of failures made the review quadratic), and still counts each record's own window: one
+    /// alert per account past its threshold and one for the address.
+    #[tokio::test]
+    async fn a_page_of_failed_logins_reads_its_window_once() {
+        let page: Vec<ChainedRecord> = (1..=40)
+            .map(|n| {
+                let email = if n % 2 == 0 {
+                    "a@example.com"
+                } else {
+                    "b@example.com"
+                };
+                failure(n, email, "192.0.2.1")
+            })
+            .collect();
+        let mut log = MockAuditLog::new();
+        log.expect_review_cursor().returning(|_| Ok(0));
+        let served = page.clone();
+        log.expect_chain_page()
+            .returning(move |_, after, _| Ok(if after == 0 { served.clone() } else { vec![] }));
+        let stored = page.clone();
+        log.expect_window()
+            .times(1)
+            .withf(|_, action, outcome, from, up_to, limit| {
+                action == "session.login"
+                    && *outcome == Some("failure")
+                    && *from == t0() + kernel::Duration::seconds(1) - kernel::Duration::minutes(15)
+                    && *up_to == 40
+                    && *limit == WINDOW_ROWS + 40
+            })
+            .returning(move |_, _, _, _, _, _| Ok(stored.iter().rev().cloned().collect()));
+        log.expect_open_alert_since()
+            .returning(|_, _, _, _| Ok(false));
+        log.expect_save_review()
+            .times(1)
+            .withf(|_, from, to, _| (*from, *to) == (0, 40))
+            .returning(|_, _, _, _| Ok(true));
+        let mut raised: Vec<(String, String, i64)> = service(log)
+            .review_chain("platform")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| {
+                let seq = a.record_id.as_u128();
+                (a.rule, a.subject, i64::try_from(seq).unwrap())
+            })
+            .collect();
+        raised.sort();
+        assert_eq!(
+            raised,
+            vec![
+                ("ip_login_failures".into(), "192.0.2.1".into(), 20),
+                ("repeated_login_failures".into(), "a@example.com".into(), 10),
+                ("repeated_login_failures".into(), "b@example.com".into(), 9),
+            ]
+        );
+    }
+
+    /// A page without failed logins or exports reads no window at all.
+    #[tokio::test]
+    async fn a_page_without_counted_records_reads_no_window() {
+        let mut record = failure(1, "a@example.com", "192.0.2.1");
+        record.action = "company.updated".into();
+        record.outcome = "success".into();
+        let mut log = MockAuditLog::new();
+        log.expect_review_cursor().returning(|_| Ok(0));
+        log.expect_chain_page().returning(move |_, after, _| {
+            Ok(if after == 0 {
+                vec![record.clone()]
+            } else {
+                vec![]
+            })
+        });
+        log.expect_window().times(0);
+        log.expect_save_review()
+            .times(1)
+            .returning(|_, _, _, _| Ok(true));
+        assert!(
+            service(log)
+                .review_chain("platform")
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -15,16 +15,10 @@ use audit::{Action, AuditRecord, AuditSink, Outcome};
 use criterion::{Criterion, criterion_group, criterion_main};
 use kernel::{CompanyId, RequestContext};
 use store_sea::SeaStore;
-use test_support::TestDb;
 
-fn store(rt: &tokio::runtime::Runtime, db: &TestDb) -> Arc<SeaStore> {
-    rt.block_on(async {
-        let conn = db.connect().await;
-        let mut ring = crypto::Keyring::default();
-        ring.insert(1, crypto::MasterKey::parse(&"42".repeat(32)).unwrap());
-        Arc::new(SeaStore::new(conn, Arc::new(crypto::HmacChain::new(&ring))))
-    })
-}
+mod common;
+
+use common::{databases, runtime, store};
 
 fn record(company: CompanyId) -> AuditRecord {
     let ctx = RequestContext::new(
@@ -76,15 +70,8 @@ fn throughput(
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut dbs = vec![TestDb::sqlite()];
-    if let Some(pg) = rt.block_on(TestDb::postgres()) {
-        dbs.push(pg);
-    }
+    let rt = runtime();
+    let dbs = databases(&rt);
     for db in &dbs {
         let s = store(&rt, db);
         let company = CompanyId::from_uuid(uuid::Uuid::now_v7());

@@ -25,6 +25,8 @@ use sessions::{NewSession, SessionStore as _, TokenIssuer as _};
 use store_sea::SeaStore;
 use test_support::TestDb;
 
+mod common;
+
 /// Fresh time-ordered ids, as the production id port gives.
 struct V7Ids;
 
@@ -92,10 +94,7 @@ fn setup(
     db: &TestDb,
 ) -> (Arc<SeaStore>, String, (CompanyId, UserId)) {
     rt.block_on(async {
-        let conn = db.connect().await;
-        let mut ring = crypto::Keyring::default();
-        ring.insert(1, crypto::MasterKey::parse(&"42".repeat(32)).unwrap());
-        let store = Arc::new(SeaStore::new(conn, Arc::new(crypto::HmacChain::new(&ring))));
+        let store = Arc::new(SeaStore::new(db.connect().await, common::chain_mac()));
         let now = kernel::Clock::now(&kernel::SystemClock);
         let company = Company {
             id: CompanyId::from_uuid(uuid::Uuid::now_v7()),
@@ -134,19 +133,12 @@ fn setup(
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let token = "Q2hvcml6byBjb24gaHVldm8geSB0b3J0aWxsYXMgZGUgaGFyaW5h";
     c.bench_function("token hash (SHA-256, hex)", |b| {
         b.iter(|| crypto::RandomTokens.hash(std::hint::black_box(token)));
     });
-    let mut dbs = vec![TestDb::sqlite()];
-    if let Some(pg) = rt.block_on(TestDb::postgres()) {
-        dbs.push(pg);
-    }
+    let dbs = common::databases(&rt);
     for db in &dbs {
         let (store, token, (company, user)) = setup(&rt, db);
         let hash = crypto::RandomTokens.hash(&token);

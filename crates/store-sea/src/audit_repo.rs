@@ -528,6 +528,53 @@ impl audit::AuditLog for SeaStore {
             .collect()
     }
 
+    async fn prior_logins(
+        &self,
+        chain: &str,
+        actor: kernel::UserId,
+        ip: Option<String>,
+        before: i64,
+    ) -> Result<(bool, bool), AuditError> {
+        let backend = self.backend();
+        // `+seq` on SQLite: without statistics its planner would rather range over the whole
+        // chain by `(chain, seq)` than probe the user's logins; the unary plus keeps `seq` out
+        // of index constraints there. PostgreSQL picks the login index either way.
+        let (p_chain, p_actor, p_before, p_ip, any_seq) = match backend {
+            sea_orm::DbBackend::Postgres => ("$1", "$2", "$3", "$4", "seq"),
+            _ => ("?1", "?2", "?3", "?4", "+seq"),
+        };
+        // The condition of the partial index `idx_audit_login_actor` (m0014) as literals, so
+        // that both planners may use it; the values are bound.
+        let logins = format!(
+            "SELECT 1 FROM audit_events WHERE action = 'session.login' AND outcome = 'success' \
+             AND chain = {p_chain} AND actor_id = {p_actor}"
+        );
+        let mut values: Vec<sea_orm::Value> =
+            vec![chain.into(), actor.as_uuid().into(), before.into()];
+        let same_ip = match ip {
+            Some(ip) => {
+                values.push(ip.into());
+                format!("{logins} AND ip = {p_ip} AND seq < {p_before}")
+            }
+            None => format!("{logins} AND ip IS NULL AND seq < {p_before}"),
+        };
+        let sql = format!(
+            "SELECT CASE WHEN EXISTS ({logins} AND {any_seq} < {p_before}) THEN 1 ELSE 0 END, \
+             CASE WHEN EXISTS ({same_ip}) THEN 1 ELSE 0 END"
+        );
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                backend, sql, values,
+            ))
+            .await
+            .map_err(log_err)?
+            .ok_or_else(|| corrupt_chain("prior logins answered no row"))?;
+        let any = row.try_get_by_index::<i32>(0).map_err(log_err)?;
+        let from_ip = row.try_get_by_index::<i32>(1).map_err(log_err)?;
+        Ok((any == 1, from_ip == 1))
+    }
+
     async fn review_cursor(&self, chain: &str) -> Result<i64, AuditError> {
         Ok(crate::by_key(
             crate::entity::audit_review_cursor::Entity::find_by_id(chain.to_owned()),

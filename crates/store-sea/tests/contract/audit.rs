@@ -331,3 +331,120 @@ async fn the_periodic_review_visits_only_chains_that_moved() {
         );
     }
 }
+
+/// A successful login of `u` from `ip` as the sessions service records it (with the role the
+/// review's "new IP" rule looks at).
+fn login_of(u: &User, ip: &str, seconds: i64) -> AuditRecord {
+    let ctx = RequestContext {
+        ip: Some(ip.parse().unwrap()),
+        ..RequestContext::default()
+    };
+    AuditRecord::new(
+        id(),
+        t0() + chrono::Duration::seconds(seconds),
+        Action::SESSION_LOGIN,
+        Outcome::Success,
+        &ctx,
+    )
+    .company(u.company_id)
+    .actor(u.id)
+    .details(serde_json::json!({ "role": u.role.as_str() }))
+}
+
+/// AUD-7's "new IP" rule asks whether an Owner or Admin logged in before, at all and from this
+/// address. The answer is that user's, strictly before the record, in that chain only, and
+/// remembers logins however many others came since: the review used to look only at the
+/// chain's newest 10,000 logins, so after a busy week an Owner from a new address raised no
+/// alert at all. Here 10,050 logins of a vendor separate the Owner's two.
+#[tokio::test]
+async fn prior_logins_remember_every_earlier_login_of_the_user() {
+    for (db, store, _) in stores().await {
+        let c = company();
+        let owner = user(&c, &format!("o{}@example.com", id().simple()), Role::Owner);
+        let vendor = user(&c, &format!("v{}@example.com", id().simple()), Role::Vendor);
+        let chain = chain_name(Some(c.id));
+        ::accounts::AccountRepository::create_company_with_owner(
+            store.as_ref(),
+            &c,
+            &owner,
+            vec![login_of(&owner, "198.51.100.7", 0)],
+        )
+        .await
+        .unwrap();
+        let first = store.chain_page(&chain, 0, 1).await.unwrap()[0].seq;
+        let others: Vec<AuditRecord> = (1..=10_050)
+            .map(|n| login_of(&vendor, "192.0.2.1", n))
+            .collect();
+        ::accounts::AccountRepository::insert_user(store.as_ref(), &vendor, others)
+            .await
+            .unwrap();
+        let mut failure = login_of(&owner, "203.0.113.9", 20_000);
+        failure.outcome = Outcome::Failure;
+        store.record(failure).await.unwrap();
+        let (last, _) = store.head(&chain).await.unwrap().unwrap();
+        let next = last + 1;
+
+        let asked = |actor: UserId, ip: Option<&'static str>, before: i64| {
+            let (store, chain) = (store.clone(), chain.clone());
+            async move {
+                store
+                    .prior_logins(&chain, actor, ip.map(str::to_owned), before)
+                    .await
+                    .unwrap()
+            }
+        };
+        let b = db.backend;
+        assert_eq!(
+            asked(owner.id, Some("198.51.100.7"), next).await,
+            (true, true),
+            "{b}"
+        );
+        // A failed login from an address is not a login from it.
+        assert_eq!(
+            asked(owner.id, Some("203.0.113.9"), next).await,
+            (true, false),
+            "{b}"
+        );
+        assert_eq!(asked(owner.id, None, next).await, (true, false), "{b}");
+        assert_eq!(
+            asked(owner.id, Some("198.51.100.7"), first).await,
+            (false, false),
+            "{b}"
+        );
+        assert_eq!(
+            asked(vendor.id, Some("192.0.2.1"), next).await,
+            (true, true),
+            "{b}"
+        );
+        assert_eq!(
+            asked(UserId::from_uuid(id()), Some("192.0.2.1"), next).await,
+            (false, false),
+            "{b}"
+        );
+        let other_chain = chain_name(Some(CompanyId::from_uuid(id())));
+        assert_eq!(
+            store
+                .prior_logins(&other_chain, owner.id, Some("198.51.100.7".into()), next)
+                .await
+                .unwrap(),
+            (false, false),
+            "{b}"
+        );
+
+        // The review: the Owner's login from a new address raises the alert; the vendor's
+        // logins and the Owner's first one raise none.
+        store
+            .record(login_of(&owner, "203.0.113.9", 20_001))
+            .await
+            .unwrap();
+        let svc = service(&store, Arc::new(ManualClock::new(t0())));
+        let raised: Vec<String> = svc
+            .review_chain(&chain)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.rule)
+            .collect();
+        assert_eq!(raised, vec!["new_ip_privileged_login".to_owned()], "{b}");
+    }
+}
