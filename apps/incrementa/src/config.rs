@@ -85,6 +85,9 @@ pub struct Settings {
     pub db_max_connections: Option<u32>,
     /// `INCREMENTA_AUDIT_RETENTION_DAYS`: audit records older than this are purged daily (AUD-5).
     pub audit_retention_days: i64,
+    /// `INCREMENTA_SESSION_RETENTION_DAYS`: sessions that ended (revoked, expired or idle) longer
+    /// ago than this are deleted daily, with their IP addresses and user agents.
+    pub session_retention_days: i64,
     /// `INCREMENTA_ALERT_ACCOUNT_FAILURES`: failed logins per account in the window that raise an alert.
     pub alert_account_failures: usize,
     /// `INCREMENTA_ALERT_IP_FAILURES`: failed logins per IP in the window that raise an alert.
@@ -156,6 +159,7 @@ impl Default for Settings {
             workers: cpus,
             db_max_connections: None,
             audit_retention_days: 365,
+            session_retention_days: 30,
             alert_account_failures: 5,
             alert_ip_failures: 20,
             alert_window_minutes: 15,
@@ -201,6 +205,7 @@ struct FileSettings {
     workers: Option<usize>,
     db_max_connections: Option<u32>,
     audit_retention_days: Option<i64>,
+    session_retention_days: Option<i64>,
     mail_from: Option<String>,
     smtp_host: Option<String>,
     smtp_port: Option<u16>,
@@ -300,6 +305,9 @@ impl Settings {
             }
             if let Some(v) = f.audit_retention_days {
                 s.audit_retention_days = v;
+            }
+            if let Some(v) = f.session_retention_days {
+                s.session_retention_days = v;
             }
             if let Some(v) = f.mail_from {
                 s.mail_from = v;
@@ -415,6 +423,10 @@ impl Settings {
         }
         if let Some(v) = var("INCREMENTA_AUDIT_RETENTION_DAYS") {
             s.audit_retention_days = parse("INCREMENTA_AUDIT_RETENTION_DAYS", &v, "days, from 1")?;
+        }
+        if let Some(v) = var("INCREMENTA_SESSION_RETENTION_DAYS") {
+            s.session_retention_days =
+                parse("INCREMENTA_SESSION_RETENTION_DAYS", &v, "days, from 1")?;
         }
         if let Some(v) = var("INCREMENTA_ALERT_ACCOUNT_FAILURES") {
             s.alert_account_failures = parse(
@@ -599,6 +611,9 @@ impl Settings {
         if !(1..=36_500).contains(&self.audit_retention_days) {
             return bad("audit_retention_days", "must be between 1 and 36500");
         }
+        if !(1..=3_650).contains(&self.session_retention_days) {
+            return bad("session_retention_days", "must be between 1 and 3650");
+        }
         if self.hash_concurrency == 0 || self.workers == 0 || self.db_max_connections == Some(0) {
             return bad(
                 "hash_concurrency/workers/db_max_connections",
@@ -705,6 +720,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("session_limit"), "{err}");
+        assert_eq!(
+            Settings::load(None, &env(&[]))
+                .unwrap()
+                .session_retention_days,
+            30
+        );
+        for days in ["0", "3651"] {
+            let err = Settings::load(None, &env(&[("INCREMENTA_SESSION_RETENTION_DAYS", days)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("session_retention_days") && err.contains("3650"),
+                "{err}"
+            );
+        }
+        let s = Settings::load(None, &env(&[("INCREMENTA_SESSION_RETENTION_DAYS", "7")])).unwrap();
+        assert_eq!(s.session_retention_days, 7);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "sesion_limit = 3\n").unwrap();

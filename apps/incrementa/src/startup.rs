@@ -186,9 +186,9 @@ pub fn mfa_service(
     })
 }
 
-/// The daily retention purge (AUD-5) and the purge of stale login throttle state: a minute after
-/// start, then every 24 hours. Several
-/// processes may run it: a purge is one transaction per chain and idempotent.
+/// The daily retention purge (AUD-5), the purge of stale login throttle state and of sessions
+/// that ended longer ago than their retention: a minute after start, then every 24 hours.
+/// Several processes may run it: each purge is idempotent.
 fn spawn_retention(audit: audit::AuditService, sessions: SessionService, days: i64) {
     actix_web::rt::spawn(async move {
         let mut interval = actix_web::rt::time::interval_at(
@@ -208,6 +208,11 @@ fn spawn_retention(audit: audit::AuditService, sessions: SessionService, days: i
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "stale login throttle state purged"),
                 Err(e) => tracing::error!(error = %e, "login throttle purge failed"),
+            }
+            match sessions.purge_ended_sessions().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "ended sessions purged"),
+                Err(e) => tracing::error!(error = %e, "ended session purge failed"),
             }
         }
     });
@@ -598,6 +603,7 @@ impl Application {
             throttle: ThrottlePolicy::default(),
             cache_ttl: Duration::milliseconds(i64::from(settings.session_cache_ms)),
             cache_capacity: 10_000,
+            ended_retention: Duration::days(settings.session_retention_days),
         };
         let mfa = mfa_service(&keyring, &store, clock.clone(), ids.clone());
         let sessions = SessionService::new(

@@ -100,6 +100,16 @@ pub trait SessionStore: Send + Sync {
         idle: chrono::Duration,
     ) -> Result<Vec<Session>, SessionError>;
 
+    /// Deletes every session that ended before `ended_before`: revoked before it, expired before
+    /// it, or idle since before it (last seen more than `idle` before it). Live sessions and
+    /// those that ended later stay. Returns how many were deleted. Idempotent; safe to run from
+    /// several processes at once.
+    async fn purge_ended(
+        &self,
+        ended_before: Timestamp,
+        idle: chrono::Duration,
+    ) -> Result<u64, SessionError>;
+
     /// Revokes one session of the user if it is still live, writing `revocation`'s audit record
     /// in the same transaction. Returns `false` when there is no such live session of that user
     /// in that company.

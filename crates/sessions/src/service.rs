@@ -41,6 +41,10 @@ pub struct SessionConfig {
     pub cache_ttl: Duration,
     /// Most sessions kept in that cache.
     pub cache_capacity: usize,
+    /// How long a session that ended (revoked, expired or idle) is kept before
+    /// [`SessionService::purge_ended_sessions`] deletes it with its IP address and user agent.
+    /// What happened stays in the audit log, under its own retention.
+    pub ended_retention: Duration,
 }
 
 impl Default for SessionConfig {
@@ -53,6 +57,7 @@ impl Default for SessionConfig {
             throttle: ThrottlePolicy::default(),
             cache_ttl: Duration::zero(),
             cache_capacity: 10_000,
+            ended_retention: Duration::days(30),
         }
     }
 }
@@ -503,6 +508,19 @@ impl SessionService {
         let now = self.clock.now();
         self.throttle
             .purge_stale(now - Duration::days(1), now)
+            .await
+    }
+
+    /// Deletes the sessions that ended more than [`SessionConfig::ended_retention`] ago, so the
+    /// table (and the addresses and user agents it holds) does not grow with every login ever
+    /// made, nor each login's look at the user's live sessions with it. Run daily by the server.
+    ///
+    /// # Errors
+    /// `Internal`.
+    pub async fn purge_ended_sessions(&self) -> Result<u64, SessionError> {
+        let now = self.clock.now();
+        self.store
+            .purge_ended(now - self.config.ended_retention, self.config.idle_timeout)
             .await
     }
 

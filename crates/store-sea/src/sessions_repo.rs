@@ -10,6 +10,9 @@ use crate::accounts_repo::{revoke_sessions, to_user};
 use crate::entity::{session, user};
 use crate::{SeaStore, corrupt};
 
+/// Sessions one statement of [`SessionStore::purge_ended`] deletes at most.
+const PURGE_BATCH: u64 = 1_000;
+
 /// A storage error as the sessions core sees it (an outage stays recognisable as one).
 pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> SessionError {
     crate::outage(e).map_or_else(SessionError::internal, SessionError::internal)
@@ -120,6 +123,46 @@ impl SessionStore for SeaStore {
         self.commit_with_audit_as(txn, vec![audit], crate::Changed::Users(&users))
             .await
             .map_err(internal)
+    }
+
+    async fn purge_ended(
+        &self,
+        ended_before: Timestamp,
+        idle: chrono::Duration,
+    ) -> Result<u64, SessionError> {
+        use sea_orm::{Condition, QuerySelect};
+        let ended = Condition::any()
+            .add(session::Column::RevokedAt.lt(ended_before))
+            .add(session::Column::ExpiresAt.lt(ended_before))
+            .add(session::Column::LastSeenAt.lt(ended_before - idle));
+        let mut removed = 0;
+        // In batches, each its own statement: no long transaction and no lock held on the
+        // table while a large backlog goes. Nothing cached can be among them (a cached session
+        // is one that was active moments ago), so no change epoch moves.
+        loop {
+            let ids: Vec<uuid::Uuid> = session::Entity::find()
+                .select_only()
+                .column(session::Column::Id)
+                .filter(ended.clone())
+                .limit(PURGE_BATCH)
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(internal)?;
+            let last_batch = u64::try_from(ids.len()).is_ok_and(|n| n < PURGE_BATCH);
+            if !ids.is_empty() {
+                removed += session::Entity::delete_many()
+                    .filter(session::Column::Id.is_in(ids))
+                    .filter(ended.clone())
+                    .exec(&self.db)
+                    .await
+                    .map_err(internal)?
+                    .rows_affected;
+            }
+            if last_batch {
+                return Ok(removed);
+            }
+        }
     }
 
     async fn touch(&self, id: SessionId, at: Timestamp) -> Result<(), SessionError> {

@@ -901,3 +901,17 @@ fn a_change_to_one_user_leaves_other_users_cached_sessions() {
     cache.put("bea", &bea, t0(), epochs.current(), &epochs);
     assert!(cache.get("bea", t0(), &epochs).is_some());
 }
+
+/// The daily purge asks the store for the sessions that ended a retention ago (their idle
+/// timeout with them), and says how many went.
+#[tokio::test]
+async fn the_purge_deletes_sessions_that_ended_a_retention_ago() {
+    let mut p = Parts::new();
+    p.config.ended_retention = Duration::days(7);
+    p.store
+        .expect_purge_ended()
+        .withf(|before, idle| *before == t0() - Duration::days(7) && *idle == Duration::minutes(30))
+        .times(1)
+        .returning(|_, _| Ok(4));
+    assert_eq!(p.build().purge_ended_sessions().await.unwrap(), 4);
+}

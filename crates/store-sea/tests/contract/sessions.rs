@@ -421,3 +421,101 @@ async fn a_user_revokes_only_its_own_sessions_and_touch_moves_last_seen() {
         );
     }
 }
+
+/// A session of `u` created at `created`, expiring at `expires`, last seen at `seen`, revoked
+/// at `revoked` if given.
+async fn session_of(
+    store: &SeaStore,
+    u: &User,
+    created: Timestamp,
+    expires: Timestamp,
+    seen: Timestamp,
+    revoked: Option<Timestamp>,
+) -> SessionId {
+    let s = NewSession {
+        expires_at: expires,
+        ..new_session(u, created)
+    };
+    open(store, u, &s, 2_000).await.unwrap();
+    if seen > created {
+        store.touch(s.id, seen).await.unwrap();
+    }
+    if let Some(at) = revoked {
+        let revocation = SessionRevocation {
+            at,
+            ..revocation(RevocationReason::Logout, None)
+        };
+        assert!(
+            store
+                .revoke(u.company_id, u.id, s.id, revocation)
+                .await
+                .unwrap()
+        );
+    }
+    s.id
+}
+
+/// Sessions that ended (revoked, expired or idle) before the cut-off are deleted, also past
+/// one batch of a thousand; live ones and those that ended after it stay. A second run finds
+/// nothing.
+#[tokio::test]
+async fn sessions_that_ended_before_the_cut_off_are_purged() {
+    for (db, store, conn) in stores().await {
+        let (_, u) = company_with_owner(&store, Role::Owner).await;
+        let cut = t0() - chrono::Duration::days(30);
+        let (hour, day) = (chrono::Duration::hours(1), chrono::Duration::days(1));
+        let later = t0() + day;
+        // Expired long before the cut-off: one, and 1,049 copies of it (a login each would
+        // only make the test slow).
+        let created = cut - day * 40;
+        let template = session_of(&store, &u, created, created + hour * 12, created, None).await;
+        let columns = "company_id, user_id, seq, created_at, last_seen_at, expires_at, ip, \
+                       user_agent, revoked_at, revoked_reason, reauthenticated_at, \
+                       mfa_enrolment_only";
+        let copies = match db.backend {
+            "postgres" => format!(
+                "INSERT INTO sessions (id, token_hash, {columns}) \
+                 SELECT gen_random_uuid(), token_hash || '-' || g, {columns} \
+                 FROM sessions, generate_series(1, 1049) AS g WHERE id = '{}'",
+                template.as_uuid()
+            ),
+            _ => format!(
+                "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 1049) \
+                 INSERT INTO sessions (id, token_hash, {columns}) \
+                 SELECT randomblob(16), token_hash || '-' || n, {columns} \
+                 FROM sessions, g WHERE id = X'{}'",
+                template.as_uuid().simple()
+            ),
+        };
+        conn.execute_unprepared(&copies).await.unwrap();
+        // Ended before it by one cause only: revoked; idle.
+        session_of(&store, &u, cut - day, later, t0(), Some(cut - hour)).await;
+        session_of(&store, &u, cut - day, later, cut - day, None).await;
+        // Ended after it, or live.
+        let kept = [
+            session_of(&store, &u, cut - day, later, t0(), Some(cut + hour)).await,
+            session_of(&store, &u, cut - day, later, cut, None).await,
+            session_of(&store, &u, cut - hour * 11, cut + hour, cut, None).await,
+            session_of(&store, &u, t0(), t0() + hour * 12, t0(), None).await,
+        ];
+
+        let b = db.backend;
+        assert_eq!(store.purge_ended(cut, IDLE).await.unwrap(), 1_052, "{b}");
+        assert_eq!(
+            count(&conn, "SELECT COUNT(*) FROM sessions").await,
+            4,
+            "{b}"
+        );
+        for id in kept {
+            let sql = format!(
+                "SELECT COUNT(*) FROM sessions WHERE id = {}",
+                match b {
+                    "postgres" => format!("'{}'", id.as_uuid()),
+                    _ => format!("X'{}'", id.as_uuid().simple()),
+                }
+            );
+            assert_eq!(count(&conn, &sql).await, 1, "{b}: {id:?} was purged");
+        }
+        assert_eq!(store.purge_ended(cut, IDLE).await.unwrap(), 0, "{b}");
+    }
+}
