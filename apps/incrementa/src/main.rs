@@ -423,6 +423,19 @@ fn config_check(settings: &Settings) -> Result<(), String> {
     {
         return Err("DATABASE_URL must start with sqlite:, postgres: or postgresql:".into());
     }
+    if !url.starts_with("sqlite:") {
+        match store_sea::default_sslmode_for_tools(&url) {
+            Some(mode) => println!(
+                "database TLS: sslmode={mode} (the default for {}; put sslmode in DATABASE_URL to choose)",
+                if mode == "disable" {
+                    "a server on this host"
+                } else {
+                    "a server across the network"
+                }
+            ),
+            None => println!("database TLS: as DATABASE_URL or PGSSLMODE says"),
+        }
+    }
     if let Some(host) = &settings.smtp_host {
         let tls = mail::TlsMode::parse(&settings.smtp_tls).ok_or("unknown INCREMENTA_SMTP_TLS")?;
         mail::SmtpMailer::new(&mail::SmtpSettings {

@@ -182,6 +182,7 @@ fn config_check(env: &[(&str, &str)]) -> (Option<i32>, String) {
     cmd.args(["config", "check"])
         .env("INCREMENTA_DATA_DIR", dir.path())
         .env_remove("DATABASE_URL")
+        .env_remove("PGSSLMODE")
         .env_remove("INCREMENTA_MASTER_KEY");
     for (k, v) in env {
         cmd.env(k, v);
@@ -220,6 +221,26 @@ fn config_check_names_the_wrong_value_and_never_prints_secrets() {
         !out.contains("Smtp-Secret-2026") && !out.contains("metrics-secret-0123456789"),
         "{out}"
     );
+    // The database's TLS as the server will use it, and never the URL's password.
+    for (url, expected) in [
+        (
+            "postgres://app:Db-Secret-2026@db.example.com/crm",
+            "sslmode=require",
+        ),
+        (
+            "postgres://app:Db-Secret-2026@127.0.0.1/crm",
+            "sslmode=disable",
+        ),
+        (
+            "postgres://app:Db-Secret-2026@db.example.com/crm?sslmode=verify-full",
+            "as DATABASE_URL or PGSSLMODE says",
+        ),
+    ] {
+        let (code, out) = config_check(&[("DATABASE_URL", url)]);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains(expected), "{url}: {out}");
+        assert!(!out.contains("Db-Secret-2026"), "{out}");
+    }
 }
 
 /// CORS: off by default; with INCREMENTA_CORS_ORIGINS only the listed origins get preflights
