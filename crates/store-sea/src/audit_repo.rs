@@ -724,6 +724,14 @@ impl audit::AuditLog for SeaStore {
             .exec(&txn)
             .await
             .map_err(log_err)?;
+        // The alerts those records raised go with them: they name accounts and addresses, and
+        // point at records that no longer exist.
+        crate::entity::audit_alert::Entity::delete_many()
+            .filter(crate::entity::audit_alert::Column::Chain.eq(chain))
+            .filter(crate::entity::audit_alert::Column::At.lt(before))
+            .exec(&txn)
+            .await
+            .map_err(log_err)?;
         use crate::entity::audit_checkpoint as checkpoint;
         checkpoint::Entity::insert(checkpoint::ActiveModel {
             chain: Set(chain.to_owned()),

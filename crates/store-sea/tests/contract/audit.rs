@@ -146,6 +146,8 @@ async fn each_head_follows_the_last_record_of_its_chain() {
     }
 }
 
+/// Retention removes old records and the alerts they raised; the chain still verifies from its
+/// checkpoint and appends continue.
 #[tokio::test]
 async fn retention_purges_old_records_and_the_chain_still_verifies() {
     for (db, store, conn) in stores().await {
@@ -153,13 +155,44 @@ async fn retention_purges_old_records_and_the_chain_still_verifies() {
         for n in 0..10 {
             store.record(at(company, n * 86_400)).await.unwrap();
         }
+        let chain = chain_name(Some(company));
+        // Alerts raised by the records of days 1 and 8.
+        let alert = |day: i64| ::audit::Alert {
+            id: id(),
+            company_id: Some(company),
+            at: t0() + chrono::Duration::days(day),
+            rule: "repeated_login_failures".into(),
+            severity: "medium".into(),
+            summary: "5 failed logins for ana@example.com within 15 minutes".into(),
+            subject: "ana@example.com".into(),
+            status: "open".into(),
+            record_id: id(),
+        };
+        assert!(
+            store
+                .save_review(&chain, 0, 10, vec![alert(1), alert(8)])
+                .await
+                .unwrap()
+        );
         // Now is day 12: a 5-day retention keeps days 7, 8 and 9.
         let clock = Arc::new(ManualClock::new(t0() + chrono::Duration::days(12)));
         let svc = service(&store, clock);
         let removed = svc.purge(chrono::Duration::days(5)).await.unwrap();
         assert_eq!(removed, 7, "{}", db.backend);
-        let chain = chain_name(Some(company));
         assert_eq!(store.checkpoint(&chain).await.unwrap().seq, 7);
+        let kept: Vec<_> = store
+            .alerts(company, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.at)
+            .collect();
+        assert_eq!(
+            kept,
+            vec![t0() + chrono::Duration::days(8)],
+            "{}",
+            db.backend
+        );
         let report = svc.verify_chain(&chain).await.unwrap();
         assert!(
             report.ok && report.checked == 3,
