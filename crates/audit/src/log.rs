@@ -152,9 +152,9 @@ struct Counted {
     actor: Option<UserId>,
 }
 
-/// What the records of one review page count, read once for the page ([`AuditService::page_windows`]).
-/// Read per record instead, every failed login cost a query of up to 10,000 rows, so a burst of
-/// failures (what the rules are for) made the review quadratic.
+/// What the records of one review page count, read once for the page
+/// ([`AuditService::page_windows`]). Read per record instead, every failed login cost a query of
+/// up to 10,000 rows, so a burst of failures (what the rules are for) made the review quadratic.
 #[derive(Debug, Default)]
 struct PageWindows {
     failures: Vec<Counted>,

@@ -2,12 +2,11 @@
 //! migration m0012 advance this process's change epoch, so its session cache drops what another
 //! process revoked or changed at once rather than after the cache's time to live (ACC-1, RBAC-6).
 
+use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::DbBackend;
-use std::str::FromStr as _;
-
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 
 use crate::epochs::Epochs;
