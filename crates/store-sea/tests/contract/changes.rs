@@ -313,18 +313,12 @@ async fn a_lost_listening_connection_counts_as_a_change_and_listening_resumes() 
     let _following = follower.follow_changes(&db.url).await.unwrap().unwrap();
     let admin = db.connect().await;
     let start = follower.current();
-    let ended = admin
-        .query_one_raw(Statement::from_string(
-            admin.get_database_backend(),
-            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
-             WHERE datname = current_database() AND query LIKE 'LISTEN %') AS t"
-                .to_owned(),
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index::<i64>(0)
-        .unwrap();
+    let ended = count(
+        &admin,
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN %') AS t",
+    )
+    .await;
     assert_eq!(ended, 1, "the follower's one listening connection");
     let after_loss = epoch_passes(&follower, start, "the lost connection").await;
 

@@ -103,7 +103,8 @@ impl kernel::IdGenerator for V7Ids {
     }
 }
 
-pub async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+/// The first column of the one row `sql` answers on `db`.
+pub async fn scalar<T: sea_orm::TryGetable>(db: &DatabaseConnection, sql: &str) -> T {
     let row = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
@@ -112,7 +113,12 @@ pub async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
         .await
         .unwrap()
         .unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
+    row.try_get_by_index::<T>(0).unwrap()
+}
+
+/// The count `sql` (a `SELECT COUNT(*)`) answers on `db`.
+pub async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    scalar(db, sql).await
 }
 
 /// The audit chain MAC over a fixed test key.

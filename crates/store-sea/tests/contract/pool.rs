@@ -87,17 +87,13 @@ async fn a_busy_connection_that_broke_fails_one_request_then_is_replaced() {
     assert_ne!(first, second);
 }
 
-/// Whether the connection `db` hands out runs over TLS (`pg_stat_ssl`).
+/// Whether the backend `which` (an SQL expression of its pid) talks over TLS (`pg_stat_ssl`).
 async fn over_tls(db: &DatabaseConnection, which: &str) -> bool {
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT ssl FROM pg_stat_ssl WHERE pid = {which}"),
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get_by_index::<bool>(0).unwrap()
+    scalar(
+        db,
+        &format!("SELECT ssl FROM pg_stat_ssl WHERE pid = {which}"),
+    )
+    .await
 }
 
 /// `url` with one more query parameter.
@@ -139,16 +135,7 @@ async fn tls_to_a_server_on_this_host_is_off_unless_the_url_asks_for_it() {
         "the change follower"
     );
 
-    let offers = pool
-        .query_one_raw(Statement::from_string(
-            pool.get_database_backend(),
-            "SHOW ssl".to_owned(),
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index::<String>(0)
-        .unwrap();
+    let offers: String = scalar(&pool, "SHOW ssl").await;
     if offers == "on" {
         let encrypted =
             one_connection(&with_param(&db.url, "sslmode=require"), Duration::ZERO).await;
