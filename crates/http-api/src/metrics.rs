@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::web;
 use async_trait::async_trait;
@@ -28,10 +29,18 @@ struct Histogram {
     count: u64,
 }
 
+/// What one route pattern has counted.
+#[derive(Debug, Default)]
+struct RouteStats {
+    /// By method label and status.
+    requests: BTreeMap<(&'static str, u16), u64>,
+    latency: Histogram,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    requests: BTreeMap<(String, String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
+    /// By route pattern: a request allocates nothing here once its route has been seen.
+    routes: BTreeMap<String, RouteStats>,
     logins: BTreeMap<&'static str, u64>,
     vault: BTreeMap<(&'static str, &'static str), u64>,
 }
@@ -48,23 +57,45 @@ pub trait Gauges: Send + Sync {
     async fn read(&self) -> Vec<(&'static str, &'static str, f64)>;
 }
 
+/// The `method` label: the standard methods by name, and every other one as `OTHER`. A client
+/// may send any token as a method (`XMETHOD1`, `XMETHOD2`, …); counting each under its own name
+/// would let it grow the counters, and `/metrics`, without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
 impl Metrics {
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    fn observe(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
         let Ok(mut inner) = self.0.lock() else {
             return;
         };
-        *inner
-            .requests
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
-        let h = inner.latency.entry(route.to_owned()).or_default();
-        for (bound, count) in BUCKETS.iter().zip(h.counts.iter_mut()) {
-            if seconds <= *bound {
-                *count += 1;
+        let stats = if inner.routes.contains_key(route) {
+            inner.routes.get_mut(route)
+        } else {
+            Some(inner.routes.entry(route.to_owned()).or_default())
+        };
+        if let Some(stats) = stats {
+            *stats.requests.entry((method, status)).or_default() += 1;
+            let h = &mut stats.latency;
+            for (bound, count) in BUCKETS.iter().zip(h.counts.iter_mut()) {
+                if seconds <= *bound {
+                    *count += 1;
+                }
             }
+            h.sum += seconds;
+            h.count += 1;
         }
-        h.sum += seconds;
-        h.count += 1;
         if method == "POST" && route == "/v1/sessions" {
             let outcome = match status {
                 201 => "success",
@@ -93,17 +124,19 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP incrementa_http_requests_total HTTP requests by method, route pattern and status.\n");
         out.push_str("# TYPE incrementa_http_requests_total counter\n");
-        for ((method, route, status), n) in &inner.requests {
-            let _ = writeln!(
-                out,
-                "incrementa_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
-            );
+        for (route, stats) in &inner.routes {
+            for ((method, status), n) in &stats.requests {
+                let _ = writeln!(
+                    out,
+                    "incrementa_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
         }
         out.push_str(
             "# HELP incrementa_http_request_duration_seconds Request latency by route pattern.\n",
         );
         out.push_str("# TYPE incrementa_http_request_duration_seconds histogram\n");
-        for (route, h) in &inner.latency {
+        for (route, RouteStats { latency: h, .. }) in &inner.routes {
             for (bound, count) in BUCKETS.iter().zip(h.counts.iter()) {
                 let _ = writeln!(
                     out,
@@ -162,7 +195,7 @@ pub(crate) async fn track(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let state = req.app_data::<web::Data<ApiState>>().cloned();
     let res = next.call(req).await?;
     // Routing happened inside: the pattern is known only now.
@@ -172,7 +205,7 @@ pub(crate) async fn track(
         .unwrap_or_else(|| "(unmatched)".to_owned());
     if let Some(state) = state {
         state.metrics.observe(
-            &method,
+            method,
             &route,
             res.status().as_u16(),
             started.elapsed().as_secs_f64(),
@@ -184,6 +217,37 @@ pub(crate) async fn track(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standard_methods_keep_their_names_and_made_up_ones_share_other() {
+        for (method, label) in [
+            (Method::GET, "GET"),
+            (Method::HEAD, "HEAD"),
+            (Method::POST, "POST"),
+            (Method::PUT, "PUT"),
+            (Method::PATCH, "PATCH"),
+            (Method::DELETE, "DELETE"),
+            (Method::OPTIONS, "OPTIONS"),
+        ] {
+            assert_eq!(method_label(&method), label);
+        }
+        let m = Metrics::default();
+        for i in 0..100 {
+            let made_up = Method::from_bytes(format!("X{i}").as_bytes()).unwrap();
+            m.observe(method_label(&made_up), "(unmatched)", 404, 0.001);
+        }
+        let text = m.render();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("incrementa_http_requests_total{"))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                "incrementa_http_requests_total{method=\"OTHER\",route=\"(unmatched)\",status=\"404\"} 100"
+            ]
+        );
+    }
 
     #[test]
     fn counters_histograms_and_login_outcomes_render_as_prometheus_text() {

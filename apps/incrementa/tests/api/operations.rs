@@ -5,6 +5,29 @@ use serde_json::json;
 use crate::helpers::*;
 
 #[actix_web::test]
+async fn methods_a_client_makes_up_share_one_metrics_label() {
+    let app = spawn_app().await;
+    for i in 0..20 {
+        let r = app
+            .call(&format!("XMETHOD{i}"), &format!("/nowhere/{i}"), None, None)
+            .await;
+        assert_eq!(r.status, 404, "{}", r.raw);
+    }
+    let r = app.call("BREW", "/healthz", None, None).await;
+    assert_eq!(r.status, 405, "{}", r.raw);
+    let r = app.call("GET", "/metrics", None, None).await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    for line in [
+        "incrementa_http_requests_total{method=\"OTHER\",route=\"(unmatched)\",status=\"404\"} 20",
+        "incrementa_http_requests_total{method=\"OTHER\",route=\"/healthz\",status=\"405\"} 1",
+    ] {
+        assert!(r.raw.contains(line), "{line} missing from:\n{}", r.raw);
+    }
+    assert!(!r.raw.contains("XMETHOD"), "{}", r.raw);
+    assert!(!r.raw.contains("BREW"), "{}", r.raw);
+}
+
+#[actix_web::test]
 async fn metrics_count_requests_by_route_and_login_outcome() {
     let app = spawn_app().await;
     app.signup("metrics@example.com").await;
