@@ -1,7 +1,7 @@
 //! Builds the application from [`Settings`]: the one place where adapters are chosen and handed to
 //! the cores.
 
-use std::net::{IpAddr, TcpListener};
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use crypto::{
     AesCtrHmacEnvelope, Argon2Hasher, HashParams, HmacChain, KeySource, Keyring, RandomIds,
     RandomTokens, SatInspector,
 };
-use kernel::{Clock, RateLimiter, SystemClock};
+use kernel::{ClientNet, Clock, RateLimiter, SystemClock};
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 use sessions::{SessionConfig, SessionPorts, SessionService, ThrottlePolicy};
@@ -590,7 +590,7 @@ impl Application {
             ids.clone(),
             PasswordPolicy::default(),
         )
-        .with_signup_limit(Arc::new(RateLimiter::<IpAddr>::new(
+        .with_signup_limit(Arc::new(RateLimiter::<ClientNet>::new(
             per_ip,
             Duration::hours(1),
             100_000,

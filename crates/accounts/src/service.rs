@@ -1,10 +1,9 @@
 //! Account use cases: sign-up, user management, password change.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use audit::{Action, AuditRecord, AuditSink, Outcome};
-use kernel::{Clock, IdGenerator, RateLimiter, RequestContext, UserId};
+use kernel::{ClientNet, Clock, IdGenerator, RateLimiter, RequestContext, UserId};
 use rbac::{Actor, Change, Permission, PermissionSet, Role, Scope, authorize, check_change};
 
 use crate::{
@@ -87,7 +86,7 @@ pub struct AccountService {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     policy: PasswordPolicy,
-    signups_per_ip: Option<Arc<RateLimiter<IpAddr>>>,
+    signups_per_ip: Option<Arc<RateLimiter<ClientNet>>>,
 }
 
 impl std::fmt::Debug for AccountService {
@@ -122,7 +121,7 @@ impl AccountService {
 
     /// Limits sign-up attempts per client address (OPS-4).
     #[must_use]
-    pub fn with_signup_limit(mut self, limiter: Arc<RateLimiter<IpAddr>>) -> Self {
+    pub fn with_signup_limit(mut self, limiter: Arc<RateLimiter<ClientNet>>) -> Self {
         self.signups_per_ip = Some(limiter);
         self
     }
@@ -197,7 +196,8 @@ impl AccountService {
     ) -> Result<(Company, User), AccountsError> {
         if let (Some(limiter), Some(ip)) = (&self.signups_per_ip, ctx.ip) {
             let now = self.clock.now();
-            if let Some(wait) = limiter.retry_after(&ip, now) {
+            let net = ClientNet::from(ip);
+            if let Some(wait) = limiter.retry_after(&net, now) {
                 let secs = u64::try_from(wait.num_seconds())
                     .unwrap_or(0)
                     .saturating_add(1);
@@ -206,7 +206,7 @@ impl AccountService {
                 });
             }
             // Every attempt counts, successful or not: sign-up is how tenants are created.
-            limiter.hit(&ip, now);
+            limiter.hit(&net, now);
         }
         let mut errors = Vec::new();
         let company_name = collect(CompanyName::parse(&req.company_name), &mut errors);

@@ -16,7 +16,7 @@ mod unavailable;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use context::RequestContext;
 pub use ids::{CompanyId, IdGenerator, SequentialIds, SessionId, UserId};
-pub use rate_limit::RateLimiter;
+pub use rate_limit::{ClientNet, RateLimiter};
 pub use unavailable::{Unavailable, is_unavailable};
 
 /// Re-exported so users of the ports name the same duration type.

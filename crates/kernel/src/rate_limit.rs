@@ -1,10 +1,55 @@
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 
 use chrono::Duration;
 
 use crate::Timestamp;
+
+/// The network a per-IP limit counts a client by: an IPv4 address as it is, an IPv6 address by
+/// the /64 it belongs to, an IPv4-mapped IPv6 address as its IPv4 address.
+///
+/// Why the /64: it is the smallest network an IPv6 subscriber is given, and every host on it
+/// picks its own addresses (privacy extensions make new ones all day). Counted address by address,
+/// one client could step around every per-IP limit with 2^64 addresses to spare, and push
+/// everyone else's windows out of the limiter's bounded memory while at it. The full address
+/// still goes to the audit log; only the limits count by network.
+///
+/// ```
+/// use kernel::ClientNet;
+///
+/// let a: std::net::IpAddr = "2001:db8:1:2::a".parse().unwrap();
+/// let b: std::net::IpAddr = "2001:db8:1:2:ffff::b".parse().unwrap();
+/// assert_eq!(ClientNet::from(a), ClientNet::from(b));
+/// assert_eq!(ClientNet::from(a).to_string(), "2001:db8:1:2::/64");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientNet(IpAddr);
+
+impl From<IpAddr> for ClientNet {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => Self(ip),
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
+                || {
+                    let prefix = v6.to_bits() & !u128::from(u64::MAX);
+                    Self(IpAddr::V6(Ipv6Addr::from_bits(prefix)))
+                },
+                |v4| Self(IpAddr::V4(v4)),
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for ClientNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        }
+    }
+}
 
 /// A fixed-window counter per key (an IP address, say), kept in process memory: "at most `limit`
 /// events per `window`". Used for the per-IP limits of OPS-4, which may live in one process; the
@@ -148,6 +193,36 @@ mod tests {
             limiter.hit(&1, t0());
         }
         assert!(limiter.retry_after(&1, t0()).is_none());
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_and_an_ipv4_mapped_one_by_its_ipv4() {
+        let net = |s: &str| ClientNet::from(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            net("2001:db8:1:2::1"),
+            net("2001:db8:1:2:abcd:ef01:2345:6789")
+        );
+        assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:1:3::1"));
+        assert_eq!(net("::ffff:203.0.113.7"), net("203.0.113.7"));
+        assert_ne!(net("203.0.113.7"), net("203.0.113.8"));
+        assert_eq!(net("::1").to_string(), "::/64");
+        assert_eq!(net("203.0.113.7").to_string(), "203.0.113.7");
+
+        // One client rotating through its /64 meets the limit after `limit` attempts.
+        let limiter = RateLimiter::new(3, Duration::hours(1), 10);
+        for i in 0..3_u16 {
+            let ip = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, i, i, i, i));
+            assert!(limiter.retry_after(&ClientNet::from(ip), t0()).is_none());
+            limiter.hit(&ClientNet::from(ip), t0());
+        }
+        let fresh = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 9, 9, 9, 9));
+        assert!(limiter.retry_after(&ClientNet::from(fresh), t0()).is_some());
+        let neighbour = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 9, 9, 9, 9));
+        assert!(
+            limiter
+                .retry_after(&ClientNet::from(neighbour), t0())
+                .is_none()
+        );
     }
 
     #[test]

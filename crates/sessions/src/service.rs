@@ -1,6 +1,5 @@
 //! Session use cases: login, authenticate, list, revoke, logout.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use accounts::{
@@ -9,7 +8,7 @@ use accounts::{
 };
 use audit::{Action, AuditRecord, AuditSink, Outcome};
 use chrono::Duration;
-use kernel::{Clock, IdGenerator, RateLimiter, RequestContext, SessionId};
+use kernel::{ClientNet, Clock, IdGenerator, RateLimiter, RequestContext, SessionId};
 use mfa::{FactorUsed, MfaError, MfaService, SecondFactor};
 use rbac::{Actor, Role};
 
@@ -87,7 +86,7 @@ pub struct SessionService {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     mfa: Arc<MfaService>,
-    ip_failures: Arc<RateLimiter<IpAddr>>,
+    ip_failures: Arc<RateLimiter<ClientNet>>,
     epoch: Arc<dyn ChangeEpoch>,
     cache: Arc<AuthCache>,
     config: SessionConfig,
@@ -136,7 +135,7 @@ impl SessionService {
     #[must_use]
     pub fn new(
         ports: SessionPorts,
-        ip_failures: Arc<RateLimiter<IpAddr>>,
+        ip_failures: Arc<RateLimiter<ClientNet>>,
         config: SessionConfig,
     ) -> Self {
         Self {
@@ -205,7 +204,10 @@ impl SessionService {
     ) -> Result<LoginOutcome, SessionError> {
         let now = self.clock.now();
         let key = throttle_key(email);
-        if let Some(wait) = ctx.ip.and_then(|ip| self.ip_failures.retry_after(&ip, now)) {
+        if let Some(wait) = ctx
+            .ip
+            .and_then(|ip| self.ip_failures.retry_after(&ClientNet::from(ip), now))
+        {
             return Err(self
                 .refuse_throttled(email, wait, "ip_rate_limited", ctx)
                 .await);
@@ -282,7 +284,7 @@ impl SessionService {
                     .record_failure(&key, now, self.config.throttle)
                     .await?;
                 if let Some(ip) = ctx.ip {
-                    self.ip_failures.hit(&ip, now);
+                    self.ip_failures.hit(&ClientNet::from(ip), now);
                 }
                 // Only a well-formed email is recorded: text typed into the wrong field (a
                 // password) must never reach the audit log (AUD-8).
@@ -369,7 +371,7 @@ impl SessionService {
             .record_failure(key, now, self.config.throttle)
             .await?;
         if let Some(ip) = ctx.ip {
-            self.ip_failures.hit(&ip, now);
+            self.ip_failures.hit(&ClientNet::from(ip), now);
         }
         self.audit.record(failure(reason)).await?;
         Err(SessionError::MfaInvalid)

@@ -495,3 +495,42 @@ async fn signups_are_limited_per_ip() {
         Err(AccountsError::RateLimited { .. })
     ));
 }
+
+#[tokio::test]
+async fn signups_from_one_ipv6_network_share_its_limit() {
+    let mut repo = MockAccountRepository::new();
+    repo.expect_create_company_with_owner()
+        .times(2)
+        .returning(|_, _, _| Ok(()));
+    let limiter = Arc::new(kernel::RateLimiter::new(2, chrono::Duration::hours(1), 100));
+    let svc = service(repo, hasher(), MockAuditSink::new()).with_signup_limit(limiter);
+    let from = |ip: &str| RequestContext::new(Some(ip.parse().unwrap()), None, None);
+    for (n, ip) in ["2001:db8:9:9::1", "2001:db8:9:9:1:2:3:4"]
+        .iter()
+        .enumerate()
+    {
+        let mut req = signup_request(GOOD, GOOD);
+        req.email = format!("o{n}@example.com");
+        svc.signup(req, &from(ip)).await.unwrap();
+    }
+    let err = svc
+        .signup(signup_request(GOOD, GOOD), &from("2001:db8:9:9:ffff::7"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountsError::RateLimited { .. }), "{err:?}");
+    // An IPv4 client reaching the server as an IPv4-mapped address is the same client.
+    let limiter = Arc::new(kernel::RateLimiter::new(1, chrono::Duration::hours(1), 100));
+    let mut repo = MockAccountRepository::new();
+    repo.expect_create_company_with_owner()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let svc = service(repo, hasher(), MockAuditSink::new()).with_signup_limit(limiter);
+    svc.signup(signup_request(GOOD, GOOD), &from("198.51.100.9"))
+        .await
+        .unwrap();
+    let err = svc
+        .signup(signup_request(GOOD, GOOD), &from("::ffff:198.51.100.9"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountsError::RateLimited { .. }), "{err:?}");
+}

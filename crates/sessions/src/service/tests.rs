@@ -426,6 +426,50 @@ async fn failures_from_one_ip_are_limited_across_accounts() {
 }
 
 #[tokio::test]
+async fn failures_from_one_ipv6_network_are_limited_whatever_addresses_it_picks() {
+    let mut p = Parts::new();
+    p.ip_limit = 2;
+    p.accounts.expect_user_by_email().returning(|_| Ok(None));
+    p.hasher
+        .expect_verify()
+        .times(3)
+        .returning(|_, _| Ok(PasswordCheck::Mismatch));
+    p.throttle
+        .expect_record_failure()
+        .returning(|_, _, _| Ok(ThrottleState::default()));
+    p.audit.expect_record().returning(|_| Ok(()));
+    let svc = p.build();
+    let from = |ip: &str| RequestContext::new(Some(ip.parse().unwrap()), None, None);
+    for ip in ["2001:db8:7:1::1", "2001:db8:7:1:aaaa::2"] {
+        let err = svc
+            .login("u@example.com", &Password::new(PW), &from(ip))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SessionError::InvalidCredentials), "{err:?}");
+    }
+    // A third address of the same /64 is refused before any hashing.
+    let err = svc
+        .login(
+            "v@example.com",
+            &Password::new(PW),
+            &from("2001:db8:7:1:ffff:1:2:3"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::RateLimited { .. }), "{err:?}");
+    // The next /64 is someone else.
+    let err = svc
+        .login(
+            "v@example.com",
+            &Password::new(PW),
+            &from("2001:db8:7:2::1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::InvalidCredentials), "{err:?}");
+}
+
+#[tokio::test]
 async fn an_over_long_password_is_refused_without_hashing() {
     let mut p = Parts::new();
     p.accounts
