@@ -56,7 +56,7 @@ impl std::fmt::Display for ClientNet {
 /// per-account login throttle lives in the database instead.
 ///
 /// Memory is bounded: past `max_keys` keys, expired windows are dropped first and, if that is not
-/// enough, the key with the oldest window is dropped.
+/// enough, the oldest eighth of the keys.
 #[derive(Debug)]
 pub struct RateLimiter<K> {
     limit: u32,
@@ -122,25 +122,36 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !windows.contains_key(key) && windows.len() >= self.max_keys {
-            let window = self.window;
-            windows.retain(|_, (start, _)| *start + window > now);
-            let oldest = (windows.len() >= self.max_keys)
-                .then(|| {
-                    windows
-                        .iter()
-                        .min_by_key(|(_, (start, _))| *start)
-                        .map(|(k, _)| k.clone())
-                })
-                .flatten();
-            if let Some(oldest) = oldest {
-                windows.remove(&oldest);
-            }
+            self.make_room(&mut windows, now);
         }
         let entry = windows.entry(key.clone()).or_insert((now, 0));
         if entry.0 + self.window <= now {
             *entry = (now, 0);
         }
         entry.1 = entry.1.saturating_add(1);
+    }
+
+    /// Drops the expired windows and, if that frees too little, the oldest eighth of the rest:
+    /// a full limiter then takes `max_keys / 8` new keys before it scans its map again, so a
+    /// client that keeps it full (many sources, one attempt each) cannot make every attempt
+    /// pay for a scan of the whole map under the lock.
+    fn make_room(&self, windows: &mut HashMap<K, (Timestamp, u32)>, now: Timestamp) {
+        let window = self.window;
+        windows.retain(|_, (start, _)| *start + window > now);
+        let room = (self.max_keys / 8).max(1);
+        if windows.len() + room <= self.max_keys {
+            return;
+        }
+        let excess = windows.len() + room - self.max_keys;
+        let mut starts: Vec<Timestamp> = windows.values().map(|(start, _)| *start).collect();
+        // `excess <= windows.len()` since `room <= max_keys`; the guard keeps it obvious.
+        let nth = excess.saturating_sub(1);
+        if nth >= starts.len() {
+            return;
+        }
+        let cut = *starts.select_nth_unstable(nth).1;
+        // Windows that started at `cut` or before: at least `excess` of them (more on ties).
+        windows.retain(|_, (start, _)| *start > cut);
     }
 
     /// Forgets `key`.
@@ -223,6 +234,35 @@ mod tests {
                 .retry_after(&ClientNet::from(neighbour), t0())
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_full_limiter_drops_the_oldest_eighth_at_once_and_keeps_counting_the_rest() {
+        let limiter = RateLimiter::new(1, Duration::hours(1), 80);
+        for key in 0..80 {
+            limiter.hit(&key, t0() + Duration::seconds(key));
+        }
+        assert_eq!(limiter.windows.lock().unwrap().len(), 80);
+        // The 81st key makes room for ten: the ten oldest go, the new one comes in.
+        limiter.hit(&80, t0() + Duration::seconds(80));
+        assert_eq!(limiter.windows.lock().unwrap().len(), 71);
+        let later = t0() + Duration::seconds(81);
+        assert!(limiter.retry_after(&9, later).is_none(), "dropped");
+        assert!(limiter.retry_after(&10, later).is_some(), "kept");
+        assert!(limiter.retry_after(&80, later).is_some(), "kept");
+        // The next nine fit without dropping anything.
+        for key in 81..90 {
+            limiter.hit(&key, t0() + Duration::seconds(key));
+        }
+        assert_eq!(limiter.windows.lock().unwrap().len(), 80);
+        assert!(limiter.retry_after(&10, later).is_some());
+        // Expired windows go first; when they make room enough, no live one goes.
+        let next_hour = t0() + Duration::seconds(30) + Duration::hours(1);
+        limiter.hit(&1000, next_hour);
+        let windows = limiter.windows.lock().unwrap();
+        assert!(!windows.contains_key(&30), "expired at {next_hour}");
+        assert!(windows.contains_key(&31) && windows.contains_key(&1000));
+        assert_eq!(windows.len(), 60, "keys 31..=89 and the new one");
     }
 
     #[test]
