@@ -186,10 +186,16 @@ pub fn mfa_service(
     })
 }
 
-/// The daily retention purge (AUD-5), the purge of stale login throttle state and of sessions
+/// The daily retention purge (AUD-5) with the notices those records caused (delivered or given
+/// up, queued before the same cut-off), the purge of stale login throttle state and of sessions
 /// that ended longer ago than their retention: a minute after start, then every 24 hours.
 /// Several processes may run it: each purge is idempotent.
-fn spawn_retention(audit: audit::AuditService, sessions: SessionService, days: i64) {
+fn spawn_retention(
+    audit: audit::AuditService,
+    sessions: SessionService,
+    outbox: notify::OutboxWorker,
+    days: i64,
+) {
     actix_web::rt::spawn(async move {
         let mut interval = actix_web::rt::time::interval_at(
             actix_web::rt::time::Instant::now() + std::time::Duration::from_secs(60),
@@ -203,6 +209,15 @@ fn spawn_retention(audit: audit::AuditService, sessions: SessionService, days: i
                     tracing::info!(removed = n, retention_days = days, "audit retention purge")
                 }
                 Err(e) => tracing::error!(error = %e, "audit retention purge failed"),
+            }
+            match outbox.purge_finished(Duration::days(days)).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    removed = n,
+                    retention_days = days,
+                    "delivered and given-up notices purged"
+                ),
+                Err(e) => tracing::error!(error = %e, "outbox retention purge failed"),
             }
             match sessions.purge_stale_throttles().await {
                 Ok(0) => {}
@@ -552,13 +567,14 @@ impl Application {
         });
         spawn_review(audit.clone());
         spawn_backups(settings.clone(), store.clone(), clock.clone());
+        let outbox = notify::OutboxWorker::new(
+            store.clone(),
+            mailer(settings)?,
+            clock.clone(),
+            notify::RetryPolicy::default(),
+        );
         spawn_outbox(
-            notify::OutboxWorker::new(
-                store.clone(),
-                mailer(settings)?,
-                clock.clone(),
-                notify::RetryPolicy::default(),
-            ),
+            outbox.clone(),
             std::time::Duration::from_secs(settings.outbox_interval_seconds),
         );
         let params = HashParams {
@@ -630,6 +646,7 @@ impl Application {
         spawn_retention(
             audit.clone(),
             sessions.clone(),
+            outbox,
             settings.audit_retention_days,
         );
         let vault = vault_service(&keyring, &store, clock.clone(), ids.clone());

@@ -75,6 +75,10 @@ pub trait OutboxStore: Send + Sync {
 
     /// Messages not delivered and not given up (for metrics and tests).
     async fn backlog(&self) -> Result<u64, NotifyError>;
+
+    /// Deletes the messages queued before `before` that were delivered or given up, with their
+    /// attempts; a message still to be delivered stays, however old. Returns how many went.
+    async fn purge_finished(&self, before: Timestamp) -> Result<u64, NotifyError>;
 }
 
 /// A mail transport (SMTP, a local directory).
@@ -172,6 +176,22 @@ impl OutboxWorker {
             clock,
             policy,
         }
+    }
+
+    /// Retention: deletes the delivered and given-up messages queued more than `retention`
+    /// ago, with their attempts. They hold addresses, names and what happened to an account;
+    /// kept as long as the audit records that caused them, then gone with them.
+    ///
+    /// # Errors
+    /// `Internal` when the store fails (nothing is lost: the next run purges them).
+    pub async fn purge_finished(&self, retention: Duration) -> Result<u64, NotifyError> {
+        // A retention beyond the calendar's start deletes nothing.
+        let before = self
+            .clock
+            .now()
+            .checked_sub_signed(retention)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        self.store.purge_finished(before).await
     }
 
     /// One round: claim what is due, send each, record each attempt.

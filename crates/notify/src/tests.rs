@@ -242,3 +242,36 @@ async fn the_worker_records_every_attempt_and_schedules_retries() {
     );
     assert_eq!(attempts[2].3, None, "the tenth failure gives up");
 }
+
+#[tokio::test]
+async fn the_retention_purge_cuts_at_the_clock_minus_the_retention() {
+    let mut store = MockOutboxStore::new();
+    store
+        .expect_purge_finished()
+        .times(1)
+        .withf(|before| *before == t0() - Duration::days(365))
+        .returning(|_| Ok(7));
+    store.expect_claim_due().times(0);
+    let worker = OutboxWorker::new(
+        Arc::new(store),
+        Arc::new(MockMailer::new()),
+        Arc::new(ManualClock::new(t0())),
+        RetryPolicy::default(),
+    );
+    assert_eq!(worker.purge_finished(Duration::days(365)).await.unwrap(), 7);
+
+    // A retention reaching before the calendar's start cuts at its start: nothing can be older.
+    let mut store = MockOutboxStore::new();
+    store
+        .expect_purge_finished()
+        .times(1)
+        .withf(|before| *before == chrono::DateTime::<chrono::Utc>::MIN_UTC)
+        .returning(|_| Ok(0));
+    let worker = OutboxWorker::new(
+        Arc::new(store),
+        Arc::new(MockMailer::new()),
+        Arc::new(ManualClock::new(t0())),
+        RetryPolicy::default(),
+    );
+    assert_eq!(worker.purge_finished(Duration::MAX).await.unwrap(), 0);
+}

@@ -202,3 +202,108 @@ async fn notices_are_queued_with_their_record_and_delivered_with_leases_and_atte
         );
     }
 }
+
+#[tokio::test]
+async fn finished_messages_queued_before_the_cut_off_are_purged_with_their_attempts() {
+    for (db, store, conn) in stores().await {
+        let b = db.backend;
+        let (c, u) = company_with_owner(&store, Role::Owner).await;
+        for _ in 0..4 {
+            store
+                .record(record(Action::MFA_ENABLED, Some(c.id)).target("user", u.id))
+                .await
+                .unwrap();
+        }
+        let at = t0() + chrono::Duration::minutes(1);
+        let claimed = store
+            .claim_due(t0(), t0() + chrono::Duration::minutes(2), 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 4, "{b}");
+        // Delivered; given up; failed, to be retried; the fourth stays leased, being sent.
+        store
+            .record_attempt(claimed[0].id, at, None, None)
+            .await
+            .unwrap();
+        store
+            .record_attempt(claimed[1].id, at, Some("550 no such user".into()), None)
+            .await
+            .unwrap();
+        store
+            .record_attempt(
+                claimed[2].id,
+                at,
+                Some("421 try later".into()),
+                Some(at + chrono::Duration::hours(1)),
+            )
+            .await
+            .unwrap();
+        // Past one batch of delivered messages, each with its attempt.
+        let id = |m: &notify::OutboxMessage| match b {
+            "postgres" => format!("'{}'", m.id),
+            _ => format!("X'{}'", m.id.simple()),
+        };
+        let columns = "company_id, user_id, to_address, to_name, template, subject, body, cause, \
+                       created_at, attempts, next_attempt_at, delivered_at, gave_up_at, last_error";
+        let (new_id, series) = match b {
+            "postgres" => (
+                "gen_random_uuid()",
+                "generate_series(1, 1049) AS g".to_owned(),
+            ),
+            _ => (
+                "randomblob(16)",
+                "(WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 1049) \
+                 SELECT n FROM g) AS g"
+                    .to_owned(),
+            ),
+        };
+        conn.execute_unprepared(&format!(
+            "INSERT INTO outbox_messages (id, {columns}) SELECT {new_id}, {columns} \
+             FROM outbox_messages, {series} WHERE id = {}",
+            id(&claimed[0])
+        ))
+        .await
+        .unwrap();
+        conn.execute_unprepared(&format!(
+            "INSERT INTO outbox_attempts (id, message_id, at, outcome, error) \
+             SELECT {new_id}, m.id, m.delivered_at, 'delivered', NULL FROM outbox_messages m \
+             WHERE m.delivered_at IS NOT NULL AND m.id <> {}",
+            id(&claimed[0])
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            count(&conn, "SELECT COUNT(*) FROM outbox_messages").await,
+            1_053,
+            "{b}"
+        );
+
+        // Queued at t0: a cut-off at t0 is not after them.
+        assert_eq!(store.purge_finished(t0()).await.unwrap(), 0, "{b}");
+        let cut = t0() + chrono::Duration::days(1);
+        assert_eq!(store.purge_finished(cut).await.unwrap(), 1_051, "{b}");
+        let left = |sql: &'static str| count(&conn, sql);
+        assert_eq!(left("SELECT COUNT(*) FROM outbox_messages").await, 2, "{b}");
+        for m in &claimed[2..] {
+            let sql = format!("SELECT COUNT(*) FROM outbox_messages WHERE id = {}", id(m));
+            assert_eq!(
+                count(&conn, &sql).await,
+                1,
+                "{b}: a pending message was purged"
+            );
+        }
+        // Only the retried message's attempt is left; nothing points at a deleted message.
+        assert_eq!(left("SELECT COUNT(*) FROM outbox_attempts").await, 1, "{b}");
+        assert_eq!(
+            left(
+                "SELECT COUNT(*) FROM outbox_attempts a WHERE NOT EXISTS \
+                 (SELECT 1 FROM outbox_messages m WHERE m.id = a.message_id)"
+            )
+            .await,
+            0,
+            "{b}"
+        );
+        assert_eq!(store.backlog().await.unwrap(), 2, "{b}");
+        assert_eq!(store.purge_finished(cut).await.unwrap(), 0, "{b}");
+    }
+}
