@@ -59,6 +59,9 @@ pub struct Settings {
     pub rate_limit_per_ip: u32,
     /// `INCREMENTA_SIGNUP_LIMIT_PER_IP`: sign-ups per IP per hour (off with the per-IP limits).
     pub signup_limit_per_ip: u32,
+    /// `INCREMENTA_TOKEN_FAILURE_LIMIT_PER_IP`: unknown bearer tokens per IP per hour (0, or the
+    /// per-IP limits off, turns it off).
+    pub token_failure_limit_per_ip: u32,
     /// `INCREMENTA_SESSION_LIMIT`: active sessions per user unless the company sets its own.
     pub session_limit: u16,
     /// `INCREMENTA_SESSION_CACHE_MS`: how long a process may serve a session from memory
@@ -148,6 +151,7 @@ impl Default for Settings {
             log: "info".into(),
             rate_limit_per_ip: 100,
             signup_limit_per_ip: 20,
+            token_failure_limit_per_ip: 1000,
             session_limit: 2,
             session_cache_ms: 1000,
             session_idle_minutes: 30,
@@ -194,6 +198,7 @@ struct FileSettings {
     log: Option<String>,
     rate_limit_per_ip: Option<u32>,
     signup_limit_per_ip: Option<u32>,
+    token_failure_limit_per_ip: Option<u32>,
     session_limit: Option<u16>,
     session_cache_ms: Option<u32>,
     session_idle_minutes: Option<i64>,
@@ -272,6 +277,9 @@ impl Settings {
             }
             if let Some(v) = f.signup_limit_per_ip {
                 s.signup_limit_per_ip = v;
+            }
+            if let Some(v) = f.token_failure_limit_per_ip {
+                s.token_failure_limit_per_ip = v;
             }
             if let Some(v) = f.session_limit {
                 s.session_limit = v;
@@ -377,6 +385,13 @@ impl Settings {
         }
         if let Some(v) = var("INCREMENTA_SIGNUP_LIMIT_PER_IP") {
             s.signup_limit_per_ip = parse("INCREMENTA_SIGNUP_LIMIT_PER_IP", &v, "a whole number")?;
+        }
+        if let Some(v) = var("INCREMENTA_TOKEN_FAILURE_LIMIT_PER_IP") {
+            s.token_failure_limit_per_ip = parse(
+                "INCREMENTA_TOKEN_FAILURE_LIMIT_PER_IP",
+                &v,
+                "a whole number (0 turns it off)",
+            )?;
         }
         if let Some(v) = var("INCREMENTA_SESSION_LIMIT") {
             s.session_limit = parse(
@@ -674,6 +689,7 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert_eq!(s.session_limit, 2);
         assert_eq!(s.rate_limit_per_ip, 100);
+        assert_eq!(s.token_failure_limit_per_ip, 1000);
         assert!(s.database_url.is_none());
     }
 
@@ -720,6 +736,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("session_limit"), "{err}");
+        let err = Settings::load(
+            None,
+            &env(&[("INCREMENTA_TOKEN_FAILURE_LIMIT_PER_IP", "lots")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("INCREMENTA_TOKEN_FAILURE_LIMIT_PER_IP") && err.contains("lots"),
+            "{err}"
+        );
         assert_eq!(
             Settings::load(None, &env(&[]))
                 .unwrap()

@@ -642,7 +642,16 @@ impl Application {
                 100_000,
             )),
             session_config,
-        );
+        )
+        .with_token_failure_limit(Arc::new(RateLimiter::new(
+            if settings.rate_limit_per_ip == 0 {
+                0
+            } else {
+                settings.token_failure_limit_per_ip
+            },
+            Duration::hours(1),
+            100_000,
+        )));
         spawn_retention(
             audit.clone(),
             sessions.clone(),

@@ -111,9 +111,14 @@ fn context_of(req: &HttpRequest) -> RequestContext {
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
     let id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
-    // X-Forwarded-For counts only when the peer is a configured trusted proxy.
+    RequestContext::new(client_ip(req), ua, id)
+}
+
+/// The client's address: the peer's, or the one a configured trusted proxy forwarded
+/// (X-Forwarded-For counts only when the peer is such a proxy).
+fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip());
-    let ip = match req.app_data::<web::Data<ApiState>>() {
+    match req.app_data::<web::Data<ApiState>>() {
         Some(state) => state.trusted_proxies.client_ip(
             peer,
             req.headers()
@@ -121,8 +126,7 @@ fn context_of(req: &HttpRequest) -> RequestContext {
                 .filter_map(|v| v.to_str().ok()),
         ),
         None => peer,
-    };
-    RequestContext::new(ip, ua, id)
+    }
 }
 
 /// Extractor: the request's client address, user agent and request id.
@@ -201,7 +205,11 @@ pub(crate) async fn guard(
     let Some(token) = bearer(&req) else {
         return Ok(req.error_response(ApiError::unauthenticated()));
     };
-    let auth = match state.sessions.authenticate(token).await {
+    let auth = match state
+        .sessions
+        .authenticate_from(token, client_ip(req.request()))
+        .await
+    {
         Ok(auth) => auth,
         Err(e) => return Ok(req.error_response(ApiError::from(e))),
     };

@@ -393,12 +393,13 @@ fn decorate(op: &mut Operation, route: &RouteDecl) {
             ),
         );
     }
-    if takes_body || route.method == Method::DELETE {
+    if takes_body || route.method == Method::DELETE || access != Access::Public {
         add_response(
             op,
             "429",
             with_retry_after(problem(
-                "`rate_limited`: too many attempts from this client or for this account.",
+                "`rate_limited`: too many attempts from this client or for this account, or \
+                 too many unknown tokens from this client.",
             )),
         );
     }

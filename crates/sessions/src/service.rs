@@ -1,5 +1,6 @@
 //! Session use cases: login, authenticate, list, revoke, logout.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use accounts::{
@@ -87,6 +88,7 @@ pub struct SessionService {
     ids: Arc<dyn IdGenerator>,
     mfa: Arc<MfaService>,
     ip_failures: Arc<RateLimiter<ClientNet>>,
+    token_failures: Option<Arc<RateLimiter<ClientNet>>>,
     epoch: Arc<dyn ChangeEpoch>,
     cache: Arc<AuthCache>,
     config: SessionConfig,
@@ -150,10 +152,26 @@ impl SessionService {
             ids: ports.ids,
             mfa: ports.mfa,
             ip_failures,
+            token_failures: None,
             epoch: ports.epoch,
             cache: Arc::new(AuthCache::new(config.cache_ttl, config.cache_capacity)),
             config,
         }
+    }
+
+    /// Limits, per client network, the bearer tokens the store does not know
+    /// ([`Self::authenticate_from`]). Past the limit such a client gets `RateLimited` for every
+    /// token the session cache does not hold, before any lookup: random tokens cost a store read
+    /// each (a cached session costs none), so a flood of them is cut off cheaply.
+    ///
+    /// Only unknown tokens count. A client that keeps sending its expired or revoked token (a
+    /// sync job after its session ended) gets its 401s without limiting everyone behind its
+    /// address; a token nobody issued (or purged long ago) is what a flood is made of. A limiter
+    /// with limit 0 is off.
+    #[must_use]
+    pub fn with_token_failure_limit(mut self, limiter: Arc<RateLimiter<ClientNet>>) -> Self {
+        self.token_failures = Some(limiter);
+        self
     }
 
     /// The settings in force.
@@ -441,11 +459,28 @@ impl SessionService {
     }
 
     /// Turns a bearer token into the acting user (SES-3, ACC-1, RBAC-6). Fails closed on anything
-    /// unexpected.
+    /// unexpected. [`Self::authenticate_from`] without a client address (no limit applies).
     ///
     /// # Errors
     /// `Unauthenticated`, `Internal`.
     pub async fn authenticate(&self, token: &str) -> Result<Authenticated, SessionError> {
+        self.authenticate_from(token, None).await
+    }
+
+    /// Turns a bearer token presented from `ip` into the acting user. Once `ip`'s network has
+    /// presented too many tokens the store does not know (see
+    /// [`Self::with_token_failure_limit`]), a token the cache does not hold is refused before
+    /// the store is asked.
+    ///
+    /// # Errors
+    /// `Unauthenticated`, `RateLimited`, `Internal`.
+    pub async fn authenticate_from(
+        &self,
+        token: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Authenticated, SessionError> {
+        // A token no issuer could have made is refused without a lookup, so it costs nothing to
+        // count.
         if token.is_empty()
             || token.len() > MAX_TOKEN_LEN
             || !token
@@ -456,12 +491,23 @@ impl SessionService {
         }
         let hash = self.tokens.hash(token);
         let now = self.clock.now();
+        let limit = self.token_failures.as_deref().zip(ip.map(ClientNet::from));
         // Read before loading: a write committed after this read makes the entry stale.
         let epoch = self.epoch.current();
         let record = if let Some(cached) = self.cache.get(hash.as_str(), now, self.epoch.as_ref()) {
             cached
         } else {
+            if let Some(wait) = limit.and_then(|(limiter, net)| limiter.retry_after(&net, now)) {
+                return Err(SessionError::RateLimited {
+                    retry_after_secs: u64::try_from(wait.num_seconds())
+                        .unwrap_or(0)
+                        .saturating_add(1),
+                });
+            }
             let Some(record) = self.store.find_by_token(&hash).await? else {
+                if let Some((limiter, net)) = limit {
+                    limiter.hit(&net, now);
+                }
                 return Err(SessionError::Unauthenticated);
             };
             self.cache

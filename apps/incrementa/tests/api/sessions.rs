@@ -309,3 +309,67 @@ async fn weaker_password_hashes_are_upgraded_at_the_next_login() {
         );
     }
 }
+
+#[actix_web::test]
+async fn a_flood_of_unknown_tokens_gets_429_while_live_sessions_keep_working() {
+    let app = spawn_configured(test_support::TestDb::sqlite(), |s| {
+        s.token_failure_limit_per_ip = 5;
+    })
+    .await;
+    app.signup("tokens@example.com").await;
+    let token = app.token("tokens@example.com").await;
+    assert_eq!(
+        app.call("GET", "/v1/me", Some(&token), None).await.status,
+        200
+    );
+    for n in 0..5 {
+        let r = app
+            .call("GET", "/v1/me", Some(&format!("made-up-token-{n}")), None)
+            .await;
+        assert_eq!(r.status, 401, "{}", r.raw);
+    }
+    let r = app
+        .call("GET", "/v1/me", Some("made-up-token-5"), None)
+        .await;
+    assert_eq!(r.status, 429, "{}", r.raw);
+    assert_eq!(r.body["code"], "rate_limited");
+    assert!(
+        r.headers
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
+    let wait: u64 = r
+        .headers
+        .get("retry-after")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 3500, "{wait}");
+    // The live session is in the cache and keeps working.
+    assert_eq!(
+        app.call("GET", "/v1/me", Some(&token), None).await.status,
+        200
+    );
+    // Logins are not bearer tokens: the owner can still log in.
+    assert_eq!(app.login("tokens@example.com", PASSWORD).await.status, 201);
+}
+
+#[actix_web::test]
+async fn with_per_ip_limits_off_unknown_tokens_are_never_429() {
+    let app = spawn_configured(test_support::TestDb::sqlite(), |s| {
+        s.token_failure_limit_per_ip = 2;
+        s.rate_limit_per_ip = 0;
+    })
+    .await;
+    for n in 0..6 {
+        let r = app
+            .call("GET", "/v1/me", Some(&format!("made-up-token-{n}")), None)
+            .await;
+        assert_eq!(r.status, 401, "{}", r.raw);
+    }
+}

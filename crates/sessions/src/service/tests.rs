@@ -615,6 +615,96 @@ async fn authenticate_rejects_idle_expired_revoked_and_deactivated() {
     }
 }
 
+#[tokio::test]
+async fn unknown_tokens_are_limited_per_network_and_cached_sessions_still_work() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let lookups = Arc::new(AtomicUsize::new(0));
+    let seen = lookups.clone();
+    let mut p = Parts::new();
+    p.config.cache_ttl = Duration::seconds(60);
+    p.store.expect_find_by_token().returning(move |hash| {
+        seen.fetch_add(1, SeqCst);
+        Ok(match hash.as_str() {
+            "hash-of-goodtoken" | "hash-of-othertoken" => Some(live_record()),
+            "hash-of-revokedtoken" => Some(AuthRecord {
+                session: session(true, t0()),
+                user: user(true),
+            }),
+            _ => None,
+        })
+    });
+    p.store.expect_touch().returning(|_, _| Ok(()));
+    let limiter = Arc::new(RateLimiter::new(3, Duration::hours(1), 100));
+    let svc = p.build().with_token_failure_limit(limiter);
+    let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+    let from = ip("2001:db8:5:5::1");
+    // A live session, cached before the flood.
+    svc.authenticate_from("goodtoken", from).await.unwrap();
+    // A revoked session's token, again and again (a client that missed its logout): plain 401s,
+    // not counted.
+    for _ in 0..10 {
+        assert!(matches!(
+            svc.authenticate_from("revokedtoken", from).await,
+            Err(SessionError::Unauthenticated)
+        ));
+    }
+    // Three unknown tokens: three failures, each looked up.
+    for token in ["random1", "random2", "random3"] {
+        assert!(matches!(
+            svc.authenticate_from(token, from).await,
+            Err(SessionError::Unauthenticated)
+        ));
+    }
+    let looked_up = lookups.load(SeqCst);
+    // Malformed tokens are refused without a lookup and are not counted.
+    assert!(matches!(
+        svc.authenticate_from("not a token!", from).await,
+        Err(SessionError::Unauthenticated)
+    ));
+    // The fourth from the network (another address of its /64) is refused before any lookup,
+    // with how long to wait.
+    let err = svc
+        .authenticate_from("random4", ip("2001:db8:5:5::99"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SessionError::RateLimited { retry_after_secs } if retry_after_secs > 3500),
+        "{err:?}"
+    );
+    assert_eq!(lookups.load(SeqCst), looked_up, "no lookup once limited");
+    // The cached session still works from there; a session the cache does not hold waits too.
+    svc.authenticate_from("goodtoken", from).await.unwrap();
+    assert!(matches!(
+        svc.authenticate_from("othertoken", from).await,
+        Err(SessionError::RateLimited { .. })
+    ));
+    // Other networks, and callers that name no address, are not affected.
+    svc.authenticate_from("othertoken", ip("2001:db8:5:6::1"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        svc.authenticate("random5").await,
+        Err(SessionError::Unauthenticated)
+    ));
+}
+
+#[tokio::test]
+async fn without_a_token_failure_limit_unknown_tokens_stay_plain_401s() {
+    let mut p = Parts::new();
+    p.store
+        .expect_find_by_token()
+        .times(50)
+        .returning(|_| Ok(None));
+    let svc = p.build();
+    for n in 0..50 {
+        assert!(matches!(
+            svc.authenticate_from(&format!("random{n}"), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+                .await,
+            Err(SessionError::Unauthenticated)
+        ));
+    }
+}
+
 /// A change epoch the test advances by hand.
 #[derive(Default)]
 struct Epoch(std::sync::atomic::AtomicU64);
