@@ -211,9 +211,13 @@ fn spawn_retention(
                 Err(e) => tracing::error!(error = %e, "audit retention purge failed"),
             }
             match outbox.purge_finished(Duration::days(days)).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    removed = n,
+                Ok(notify::OutboxPurge {
+                    messages: 0,
+                    files: 0,
+                }) => {}
+                Ok(purged) => tracing::info!(
+                    removed = purged.messages,
+                    files = purged.files,
                     retention_days = days,
                     "delivered and given-up notices purged"
                 ),

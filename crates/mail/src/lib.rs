@@ -189,6 +189,37 @@ impl Mailer for DirectoryMailer {
         tokio::fs::rename(&tmp, &path).await.map_err(io)?;
         Ok(())
     }
+
+    /// Deletes the `.eml` files of messages queued before `before`, read from the time each
+    /// file's name starts with (the one [`Self::send`] gave it). Nothing else in the directory
+    /// is touched: other names, sub-directories and links stay.
+    async fn purge_delivered(&self, before: kernel::Timestamp) -> Result<u64, NotifyError> {
+        let io = |e: std::io::Error| NotifyError::Delivery(format!("outbox directory: {e}"));
+        let mut entries = tokio::fs::read_dir(&self.dir).await.map_err(io)?;
+        let mut removed = 0;
+        while let Some(entry) = entries.next_entry().await.map_err(io)? {
+            let name = entry.file_name();
+            let Some(queued) = name.to_str().and_then(queued_at) else {
+                continue;
+            };
+            // `file_type` does not follow links: a link named like a message stays.
+            if queued < before && entry.file_type().await.map_err(io)?.is_file() {
+                tokio::fs::remove_file(entry.path()).await.map_err(io)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// When the message in the file `name` was queued, if `name` is one [`DirectoryMailer`] writes
+/// (`20261121T120000Z-<uuid>.eml`).
+fn queued_at(name: &str) -> Option<kernel::Timestamp> {
+    let stem = name.strip_suffix(".eml")?;
+    let (stamp, id) = stem.split_once('-')?;
+    uuid::Uuid::parse_str(id).ok()?;
+    let naive = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").ok()?;
+    Some(naive.and_utc())
 }
 
 #[cfg(test)]
@@ -212,6 +243,73 @@ mod tests {
                 .unwrap(),
             attempts: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn the_retention_purge_deletes_only_the_messages_queued_before_the_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox");
+        let mailer =
+            DirectoryMailer::new(outbox.clone(), "Seguridad <seguridad@example.com>").unwrap();
+        let at = |day: u32| {
+            chrono::Utc
+                .with_ymd_and_hms(2026, 11, day, 12, 0, 0)
+                .unwrap()
+        };
+        for (n, day) in [(1_u128, 1), (2, 2), (3, 3)] {
+            let mut m = msg();
+            m.id = uuid::Uuid::from_u128(n);
+            m.created_at = at(day);
+            mailer.send(&m).await.unwrap();
+        }
+        // What the operator keeps there, and a link named like a message, are never touched.
+        std::fs::write(outbox.join("notes.eml"), "mine").unwrap();
+        std::fs::write(outbox.join("20260101T000000Z-not-a-message-id.eml"), "mine").unwrap();
+        std::fs::create_dir(
+            outbox.join("20260101T000000Z-00000000-0000-0000-0000-000000000009.eml"),
+        )
+        .unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(
+            outbox.join("notes.eml"),
+            outbox.join("20260101T000000Z-00000000-0000-0000-0000-000000000008.eml"),
+        )
+        .unwrap();
+        let names = || {
+            let mut names: Vec<String> = std::fs::read_dir(&outbox)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = names();
+
+        // Queued on the 1st and the 2nd, cut at noon of the 2nd: only the 1st's goes.
+        assert_eq!(mailer.purge_delivered(at(2)).await.unwrap(), 1);
+        let after = names();
+        assert_eq!(after.len(), before.len() - 1, "{after:?}");
+        assert!(
+            !after.iter().any(|n| n.starts_with("20261101T120000Z-")),
+            "{after:?}"
+        );
+        assert!(
+            after.iter().any(|n| n.starts_with("20261102T120000Z-")),
+            "{after:?}"
+        );
+        assert_eq!(mailer.purge_delivered(at(2)).await.unwrap(), 0);
+        assert_eq!(mailer.purge_delivered(at(30)).await.unwrap(), 2);
+        let left = names();
+        assert!(left.contains(&"notes.eml".to_owned()), "{left:?}");
+        assert!(
+            left.contains(&"20260101T000000Z-not-a-message-id.eml".to_owned()),
+            "{left:?}"
+        );
+        assert_eq!(left.len(), before.len() - 3, "{left:?}");
+        assert_eq!(
+            std::fs::read_to_string(outbox.join("notes.eml")).unwrap(),
+            "mine"
+        );
     }
 
     #[tokio::test]

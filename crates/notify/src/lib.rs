@@ -16,7 +16,8 @@ mod outbox;
 mod templates;
 
 pub use outbox::{
-    DeliveryReport, Mailer, NotifyError, OutboxMessage, OutboxStore, OutboxWorker, RetryPolicy,
+    DeliveryReport, Mailer, NotifyError, OutboxMessage, OutboxPurge, OutboxStore, OutboxWorker,
+    RetryPolicy,
 };
 #[cfg(any(test, feature = "mocks"))]
 pub use outbox::{MockMailer, MockOutboxStore};

@@ -87,6 +87,22 @@ pub trait OutboxStore: Send + Sync {
 pub trait Mailer: Send + Sync {
     /// Hands one message over; `Ok` means the transport accepted it.
     async fn send(&self, message: &OutboxMessage) -> Result<(), NotifyError>;
+
+    /// Deletes the copies this transport keeps of messages queued before `before` (a local
+    /// directory keeps every message it was handed; SMTP keeps none). Returns how many went.
+    async fn purge_delivered(&self, before: Timestamp) -> Result<u64, NotifyError> {
+        let _ = before;
+        Ok(0)
+    }
+}
+
+/// What a retention purge removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxPurge {
+    /// Delivered or given-up messages (with their attempts) deleted from the store.
+    pub messages: u64,
+    /// Copies the transport kept (the local outbox directory's files).
+    pub files: u64,
 }
 
 /// Retries: exponential backoff from `base`, capped, up to `max_attempts` attempts.
@@ -179,19 +195,23 @@ impl OutboxWorker {
     }
 
     /// Retention: deletes the delivered and given-up messages queued more than `retention`
-    /// ago, with their attempts. They hold addresses, names and what happened to an account;
-    /// kept as long as the audit records that caused them, then gone with them.
+    /// ago, with their attempts, and the transport's copies of them. They hold addresses, names
+    /// and what happened to an account; kept as long as the audit records that caused them,
+    /// then gone with them.
     ///
     /// # Errors
-    /// `Internal` when the store fails (nothing is lost: the next run purges them).
-    pub async fn purge_finished(&self, retention: Duration) -> Result<u64, NotifyError> {
+    /// `Internal` when the store fails, `Delivery` when the transport cannot purge (nothing is
+    /// lost: the next run purges what is left).
+    pub async fn purge_finished(&self, retention: Duration) -> Result<OutboxPurge, NotifyError> {
         // A retention beyond the calendar's start deletes nothing.
         let before = self
             .clock
             .now()
             .checked_sub_signed(retention)
             .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-        self.store.purge_finished(before).await
+        let messages = self.store.purge_finished(before).await?;
+        let files = self.mailer.purge_delivered(before).await?;
+        Ok(OutboxPurge { messages, files })
     }
 
     /// One round: claim what is due, send each, record each attempt.

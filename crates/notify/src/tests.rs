@@ -252,13 +252,25 @@ async fn the_retention_purge_cuts_at_the_clock_minus_the_retention() {
         .withf(|before| *before == t0() - Duration::days(365))
         .returning(|_| Ok(7));
     store.expect_claim_due().times(0);
+    let mut mailer = MockMailer::new();
+    mailer
+        .expect_purge_delivered()
+        .times(1)
+        .withf(|before| *before == t0() - Duration::days(365))
+        .returning(|_| Ok(3));
     let worker = OutboxWorker::new(
         Arc::new(store),
-        Arc::new(MockMailer::new()),
+        Arc::new(mailer),
         Arc::new(ManualClock::new(t0())),
         RetryPolicy::default(),
     );
-    assert_eq!(worker.purge_finished(Duration::days(365)).await.unwrap(), 7);
+    assert_eq!(
+        worker.purge_finished(Duration::days(365)).await.unwrap(),
+        OutboxPurge {
+            messages: 7,
+            files: 3
+        }
+    );
 
     // A retention reaching before the calendar's start cuts at its start: nothing can be older.
     let mut store = MockOutboxStore::new();
@@ -267,11 +279,31 @@ async fn the_retention_purge_cuts_at_the_clock_minus_the_retention() {
         .times(1)
         .withf(|before| *before == chrono::DateTime::<chrono::Utc>::MIN_UTC)
         .returning(|_| Ok(0));
+    let mut mailer = MockMailer::new();
+    mailer.expect_purge_delivered().returning(|_| Ok(0));
     let worker = OutboxWorker::new(
         Arc::new(store),
-        Arc::new(MockMailer::new()),
+        Arc::new(mailer),
         Arc::new(ManualClock::new(t0())),
         RetryPolicy::default(),
     );
-    assert_eq!(worker.purge_finished(Duration::MAX).await.unwrap(), 0);
+    assert_eq!(
+        worker.purge_finished(Duration::MAX).await.unwrap(),
+        OutboxPurge::default()
+    );
+
+    // When the store fails, the transport's copies stay too (the next run takes both).
+    let mut store = MockOutboxStore::new();
+    store
+        .expect_purge_finished()
+        .returning(|_| Err(NotifyError::Delivery("store down".into())));
+    let mut mailer = MockMailer::new();
+    mailer.expect_purge_delivered().times(0);
+    let worker = OutboxWorker::new(
+        Arc::new(store),
+        Arc::new(mailer),
+        Arc::new(ManualClock::new(t0())),
+        RetryPolicy::default(),
+    );
+    assert!(worker.purge_finished(Duration::days(1)).await.is_err());
 }
