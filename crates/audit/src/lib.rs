@@ -38,6 +38,12 @@ pub enum AuditError {
     /// Export without a fresh re-authentication (MFA-3).
     #[error("re-authentication required")]
     ReauthenticationRequired,
+    /// This chain is being verified for another request already; ask again later.
+    #[error("a verification of this chain is already running")]
+    Busy {
+        /// Seconds to wait before asking again.
+        retry_after_secs: u64,
+    },
     /// The record could not be stored; the caller must treat the action as failed.
     #[error("the audit record could not be stored")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),

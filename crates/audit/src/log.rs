@@ -182,6 +182,22 @@ pub struct AuditService {
     mac: Arc<dyn ChainMac>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
+    /// Chains a `verify_company` is walking now (one walk per chain at a time).
+    verifying: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Marks a chain as being verified until dropped (also when the request goes away mid-walk).
+struct Verifying {
+    chain: String,
+    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Drop for Verifying {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.lock() {
+            set.remove(&self.chain);
+        }
+    }
 }
 
 impl std::fmt::Debug for AuditService {
@@ -207,7 +223,21 @@ impl AuditService {
             mac,
             clock,
             ids,
+            verifying: Arc::default(),
         }
+    }
+
+    /// Seconds a caller is asked to wait while its company's chain is being verified.
+    const VERIFY_BUSY_SECS: u64 = 5;
+
+    /// Claims `chain` for one verification, or `None` when one is running already.
+    fn begin_verifying(&self, chain: &str) -> Option<Verifying> {
+        // A poisoned set only means a panic elsewhere: refuse rather than walk unguarded.
+        let mut set = self.verifying.lock().ok()?;
+        set.insert(chain.to_owned()).then(|| Verifying {
+            chain: chain.to_owned(),
+            set: self.verifying.clone(),
+        })
     }
 
     /// Uses other review thresholds (AUD-7).
@@ -472,17 +502,24 @@ impl AuditService {
         Ok(out)
     }
 
-    /// `GET /v1/audit/verify`: the actor's company chain.
+    /// `GET /v1/audit/verify`: the actor's company chain, one walk per chain at a time.
     ///
     /// # Errors
-    /// `Forbidden`, `Internal`.
+    /// `Forbidden`, `Busy` while another request verifies the same chain, `Internal`.
     pub async fn verify_company(
         &self,
         actor: &Actor,
         ctx: &RequestContext,
     ) -> Result<VerifyReport, AuditError> {
         self.require(actor, false, ctx).await?;
-        self.verify_chain(&chain_name(Some(actor.company_id))).await
+        let chain = chain_name(Some(actor.company_id));
+        // A walk reads the whole chain: several at once for one company would only repeat it.
+        let Some(_walking) = self.begin_verifying(&chain) else {
+            return Err(AuditError::Busy {
+                retry_after_secs: Self::VERIFY_BUSY_SECS,
+            });
+        };
+        self.verify_chain(&chain).await
     }
 
     /// One page of the actor's company's records (AUD-6).
@@ -612,6 +649,68 @@ mod tests {
             Arc::new(ManualClock::new(t0())),
             Arc::new(SequentialIds::default()),
         )
+    }
+
+    fn admin_of(company: u128) -> Actor {
+        let role = rbac::Role::Admin;
+        Actor::new(
+            kernel::UserId::from_uuid(uuid::Uuid::from_u128(1)),
+            kernel::CompanyId::from_uuid(uuid::Uuid::from_u128(company)),
+            kernel::SessionId::from_uuid(uuid::Uuid::from_u128(9)),
+            role,
+            role.default_permissions(),
+        )
+    }
+
+    /// One walk per chain at a time: a second request for the same company's chain while one
+    /// runs is told to come back (`Busy`) without reading anything; other companies' chains,
+    /// and the same chain once the first walk is over (or was dropped), verify as usual.
+    #[tokio::test]
+    async fn a_chain_is_walked_by_one_verification_at_a_time() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let walks = Arc::new(AtomicUsize::new(0));
+        let counted = walks.clone();
+        let mut log = MockAuditLog::new();
+        log.expect_unchained().returning(move |_| {
+            counted.fetch_add(1, SeqCst);
+            Ok(None)
+        });
+        log.expect_checkpoint()
+            .returning(|_| Ok(Checkpoint::default()));
+        log.expect_chain_page().returning(|_, _, _| Ok(vec![]));
+        log.expect_head().returning(|_| Ok(None));
+        let svc = service(log);
+        let ctx = RequestContext::default();
+        let seven = chain_name(Some(admin_of(7).company_id));
+
+        let running = svc.begin_verifying(&seven).unwrap();
+        assert!(svc.begin_verifying(&seven).is_none(), "claimed once");
+        let err = svc.verify_company(&admin_of(7), &ctx).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Busy {
+                    retry_after_secs: 5
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(walks.load(SeqCst), 0, "nothing read while busy");
+        assert!(svc.verify_company(&admin_of(8), &ctx).await.unwrap().ok);
+        assert_eq!(walks.load(SeqCst), 1);
+
+        drop(running);
+        assert!(svc.verify_company(&admin_of(7), &ctx).await.unwrap().ok);
+        assert_eq!(walks.load(SeqCst), 2);
+        // A finished walk released its chain (the guard goes with the call).
+        assert!(svc.begin_verifying(&seven).is_some());
+        // A clone of the service shares the claims (the HTTP workers each hold one).
+        let clone = svc.clone();
+        let _held = svc.begin_verifying(&seven).unwrap();
+        assert!(matches!(
+            clone.verify_company(&admin_of(7), &ctx).await,
+            Err(AuditError::Busy { .. })
+        ));
     }
 
     /// A page of failed logins reads the failures it counts once, not once per record (a burst

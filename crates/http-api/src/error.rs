@@ -304,6 +304,7 @@ impl From<audit::AuditError> for ApiError {
         match err {
             audit::AuditError::Forbidden => Self::forbidden("requires the audit.read permission"),
             audit::AuditError::ReauthenticationRequired => Self::reauthentication_required(),
+            audit::AuditError::Busy { retry_after_secs } => Self::rate_limited(retry_after_secs),
             audit::AuditError::Internal(_) => Self::from_internal(&err),
         }
     }
@@ -569,6 +570,17 @@ mod tests {
 
     fn detail(err: &ApiError) -> String {
         err.detail.clone()
+    }
+
+    #[test]
+    fn a_busy_audit_verification_is_a_429_with_retry_after() {
+        let e = ApiError::from(audit::AuditError::Busy {
+            retry_after_secs: 5,
+        });
+        assert_eq!(e.status_code(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(e.code(), "rate_limited");
+        let res = e.error_response();
+        assert_eq!(res.headers().get("retry-after").unwrap(), "5");
     }
 
     #[test]
