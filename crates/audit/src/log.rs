@@ -148,7 +148,8 @@ struct Counted {
     at: Timestamp,
     /// The `email` of a failed login's details.
     email: Option<serde_json::Value>,
-    ip: Option<String>,
+    /// The client's network ([`crate::review::client_network`]).
+    net: Option<String>,
     actor: Option<UserId>,
 }
 
@@ -280,7 +281,7 @@ impl AuditService {
                     email: serde_json::from_str::<serde_json::Value>(&r.details)
                         .ok()
                         .and_then(|mut d| d.get_mut("email").map(serde_json::Value::take)),
-                    ip: r.ip,
+                    net: r.ip.as_deref().map(crate::review::client_network),
                     actor: r.actor_id,
                 })
                 .collect();
@@ -295,7 +296,7 @@ impl AuditService {
                     seq: r.seq,
                     at: r.at,
                     email: None,
-                    ip: r.ip,
+                    net: r.ip.as_deref().map(crate::review::client_network),
                     actor: r.actor_id,
                 })
                 .collect();
@@ -317,9 +318,10 @@ impl AuditService {
                 let recent = recent(&windows.failures, record, t.failure_window);
                 let email = details.get("email");
                 ctx.account_failures = recent.iter().filter(|r| r.email.as_ref() == email).count();
+                let net = record.ip.as_deref().map(crate::review::client_network);
                 ctx.ip_failures = recent
                     .iter()
-                    .filter(|r| r.ip.is_some() && r.ip == record.ip)
+                    .filter(|r| r.net.is_some() && r.net == net)
                     .count();
             }
             Need::PriorLogins => {
@@ -768,6 +770,50 @@ mod tests {
                 ("repeated_login_failures".into(), "a@example.com".into(), 10),
                 ("repeated_login_failures".into(), "b@example.com".into(), 9),
             ]
+        );
+    }
+
+    /// Failed logins from every address of one IPv6 /64 (privacy addresses, or an attacker
+    /// stepping through its network) are one source: the per-address rule raises its alert for
+    /// the /64, once, at the threshold; a neighbouring /64 is someone else.
+    #[tokio::test]
+    async fn failures_from_rotating_ipv6_addresses_of_one_network_raise_one_alert() {
+        // One failure per address and per account, so only the per-address rule can fire.
+        let mut page: Vec<ChainedRecord> = (1..=20)
+            .map(|n| {
+                failure(
+                    n,
+                    &format!("u{n}@example.com"),
+                    &format!("2001:db8:77:1:{n:x}::{n:x}"),
+                )
+            })
+            .collect();
+        page.push(failure(21, "v@example.com", "2001:db8:77:2::1"));
+        let mut log = MockAuditLog::new();
+        log.expect_review_cursor().returning(|_| Ok(0));
+        let served = page.clone();
+        log.expect_chain_page()
+            .returning(move |_, after, _| Ok(if after == 0 { served.clone() } else { vec![] }));
+        let stored = page.clone();
+        log.expect_window()
+            .returning(move |_, _, _, _, _, _| Ok(stored.iter().rev().cloned().collect()));
+        log.expect_open_alert_since()
+            .returning(|_, _, _, _| Ok(false));
+        log.expect_save_review().returning(|_, _, _, _| Ok(true));
+        let raised: Vec<(String, String, String)> = service(log)
+            .review_chain("platform")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.rule, a.subject, a.summary))
+            .collect();
+        assert_eq!(
+            raised,
+            vec![(
+                "ip_login_failures".to_owned(),
+                "2001:db8:77:1::/64".to_owned(),
+                "20 failed logins from 2001:db8:77:1::/64 within 15 minutes".to_owned()
+            )]
         );
     }
 

@@ -6,6 +6,17 @@ use uuid::Uuid;
 
 use crate::ChainedRecord;
 
+/// The network a stored client address belongs to, as the per-address rule counts it: an IPv4
+/// address as it is, an IPv6 one as its /64 (`2001:db8:1:2::/64`), like the per-IP limits
+/// (`kernel::ClientNet`); a client rotating addresses inside its /64 is still one source. Text
+/// that is no address is kept as it is.
+pub(crate) fn client_network(ip: &str) -> String {
+    ip.parse::<std::net::IpAddr>().map_or_else(
+        |_| ip.to_owned(),
+        |addr| kernel::ClientNet::from(addr).to_string(),
+    )
+}
+
 /// Thresholds of the review rules; all configurable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AlertThresholds {
@@ -170,12 +181,13 @@ pub fn evaluate(
             if let Some(ip) = &record.ip
                 && ctx.ip_failures >= t.ip_failures
             {
+                let source = client_network(ip);
                 out.push(alert(
                     "ip_login_failures",
                     "high",
-                    ip.clone(),
+                    source.clone(),
                     format!(
-                        "{} failed logins from {ip} within {} minutes",
+                        "{} failed logins from {source} within {} minutes",
                         ctx.ip_failures,
                         t.failure_window.num_minutes()
                     ),
