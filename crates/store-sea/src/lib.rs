@@ -385,6 +385,27 @@ pub(crate) const fn corrupt(table: &'static str, what: &'static str) -> CorruptR
     CorruptRow { table, what }
 }
 
+/// Rows one batch of a retention purge selects and deletes at most.
+pub(crate) const PURGE_BATCH: u64 = 1_000;
+
+/// A retention purge in batches: each call of `batch` deletes up to [`PURGE_BATCH`] rows in a
+/// statement or a short transaction of its own (no purge holds locks while a large backlog goes)
+/// and answers how many rows it selected and how many it removed. Batches run until one selects
+/// fewer than a full batch; the total removed is returned.
+pub(crate) async fn purge_in_batches<E, Fut>(mut batch: impl FnMut() -> Fut) -> Result<u64, E>
+where
+    Fut: std::future::Future<Output = Result<(usize, u64), E>>,
+{
+    let mut removed = 0;
+    loop {
+        let (selected, deleted) = batch().await?;
+        removed += deleted;
+        if !u64::try_from(selected).is_ok_and(|n| n >= PURGE_BATCH) {
+            return Ok(removed);
+        }
+    }
+}
+
 /// The row that `select` picks by a primary or unique key, read without a `LIMIT`.
 ///
 /// Why not `Select::one`: it renders `LIMIT ?` with 1 bound to it, and SQLite (3.51, bundled)

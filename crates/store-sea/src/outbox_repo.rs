@@ -86,9 +86,6 @@ fn to_message(m: message::Model) -> OutboxMessage {
 /// Longest stored delivery error.
 const MAX_ERROR_CHARS: usize = 500;
 
-/// Messages deleted per statement by [`OutboxStore::purge_finished`].
-const PURGE_BATCH: u64 = 1_000;
-
 #[async_trait]
 impl OutboxStore for SeaStore {
     async fn claim_due(
@@ -190,42 +187,42 @@ impl OutboxStore for SeaStore {
                     .add(message::Column::DeliveredAt.is_not_null())
                     .add(message::Column::GaveUpAt.is_not_null()),
             );
-        let mut removed = 0;
+        let finished = &finished;
         // In batches, each a short transaction of its own (attempts first: they point at their
         // message); a message being delivered right now has a lease and is not finished.
-        loop {
+        crate::purge_in_batches(|| async move {
             let ids: Vec<Uuid> = message::Entity::find()
                 .select_only()
                 .column(message::Column::Id)
                 .filter(finished.clone())
-                .limit(PURGE_BATCH)
+                .limit(crate::PURGE_BATCH)
                 .into_tuple()
                 .all(&self.db)
                 .await
                 .map_err(internal)?;
-            let last_batch = u64::try_from(ids.len()).is_ok_and(|n| n < PURGE_BATCH);
-            if !ids.is_empty() {
-                let txn = self.write_txn().await.map_err(internal)?;
-                attempt::Entity::delete_many()
-                    .filter(attempt::Column::MessageId.is_in(ids.iter().copied()))
-                    .exec(&txn)
-                    .await
-                    .map_err(internal)?;
-                removed += message::Entity::delete_many()
-                    .filter(message::Column::Id.is_in(ids))
-                    .filter(finished.clone())
-                    .exec(&txn)
-                    .await
-                    .map_err(internal)?
-                    .rows_affected;
-                self.commit_as(txn, crate::Changed::NoSessionOrUser)
-                    .await
-                    .map_err(internal)?;
+            let selected = ids.len();
+            if selected == 0 {
+                return Ok((0, 0));
             }
-            if last_batch {
-                return Ok(removed);
-            }
-        }
+            let txn = self.write_txn().await.map_err(internal)?;
+            attempt::Entity::delete_many()
+                .filter(attempt::Column::MessageId.is_in(ids.iter().copied()))
+                .exec(&txn)
+                .await
+                .map_err(internal)?;
+            let deleted = message::Entity::delete_many()
+                .filter(message::Column::Id.is_in(ids))
+                .filter(finished.clone())
+                .exec(&txn)
+                .await
+                .map_err(internal)?
+                .rows_affected;
+            self.commit_as(txn, crate::Changed::NoSessionOrUser)
+                .await
+                .map_err(internal)?;
+            Ok((selected, deleted))
+        })
+        .await
     }
 
     async fn backlog(&self) -> Result<u64, NotifyError> {

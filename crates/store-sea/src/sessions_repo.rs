@@ -10,9 +10,6 @@ use crate::accounts_repo::{revoke_sessions, to_user};
 use crate::entity::{session, user};
 use crate::{SeaStore, corrupt};
 
-/// Sessions one statement of [`SessionStore::purge_ended`] deletes at most.
-const PURGE_BATCH: u64 = 1_000;
-
 /// A storage error as the sessions core sees it (an outage stays recognisable as one).
 pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> SessionError {
     crate::outage(e).map_or_else(SessionError::internal, SessionError::internal)
@@ -135,34 +132,34 @@ impl SessionStore for SeaStore {
             .add(session::Column::RevokedAt.lt(ended_before))
             .add(session::Column::ExpiresAt.lt(ended_before))
             .add(session::Column::LastSeenAt.lt(ended_before - idle));
-        let mut removed = 0;
+        let ended = &ended;
         // In batches, each its own statement: no long transaction and no lock held on the
         // table while a large backlog goes. Nothing cached can be among them (a cached session
         // is one that was active moments ago), so no change epoch moves.
-        loop {
+        crate::purge_in_batches(|| async move {
             let ids: Vec<uuid::Uuid> = session::Entity::find()
                 .select_only()
                 .column(session::Column::Id)
                 .filter(ended.clone())
-                .limit(PURGE_BATCH)
+                .limit(crate::PURGE_BATCH)
                 .into_tuple()
                 .all(&self.db)
                 .await
                 .map_err(internal)?;
-            let last_batch = u64::try_from(ids.len()).is_ok_and(|n| n < PURGE_BATCH);
-            if !ids.is_empty() {
-                removed += session::Entity::delete_many()
-                    .filter(session::Column::Id.is_in(ids))
-                    .filter(ended.clone())
-                    .exec(&self.db)
-                    .await
-                    .map_err(internal)?
-                    .rows_affected;
+            let selected = ids.len();
+            if selected == 0 {
+                return Ok((0, 0));
             }
-            if last_batch {
-                return Ok(removed);
-            }
-        }
+            let deleted = session::Entity::delete_many()
+                .filter(session::Column::Id.is_in(ids))
+                .filter(ended.clone())
+                .exec(&self.db)
+                .await
+                .map_err(internal)?
+                .rows_affected;
+            Ok((selected, deleted))
+        })
+        .await
     }
 
     async fn touch(&self, id: SessionId, at: Timestamp) -> Result<(), SessionError> {
