@@ -337,12 +337,7 @@ impl SessionService {
         if let Err(e) = self.audit.record(record).await {
             return e.into();
         }
-        let secs = u64::try_from(wait.num_seconds())
-            .unwrap_or(0)
-            .saturating_add(1);
-        SessionError::RateLimited {
-            retry_after_secs: secs,
-        }
+        rate_limited(wait)
     }
 
     async fn upgrade_hash(
@@ -479,8 +474,8 @@ impl SessionService {
         token: &str,
         ip: Option<IpAddr>,
     ) -> Result<Authenticated, SessionError> {
-        // A token no issuer could have made is refused without a lookup, so it costs nothing to
-        // count.
+        // A token no issuer could have made is refused without a lookup: it costs nothing, so
+        // it is not counted against the client.
         if token.is_empty()
             || token.len() > MAX_TOKEN_LEN
             || !token
@@ -498,11 +493,7 @@ impl SessionService {
             cached
         } else {
             if let Some(wait) = limit.and_then(|(limiter, net)| limiter.retry_after(&net, now)) {
-                return Err(SessionError::RateLimited {
-                    retry_after_secs: u64::try_from(wait.num_seconds())
-                        .unwrap_or(0)
-                        .saturating_add(1),
-                });
+                return Err(rate_limited(wait));
             }
             let Some(record) = self.store.find_by_token(&hash).await? else {
                 if let Some((limiter, net)) = limit {
@@ -776,6 +767,16 @@ fn mfa_notice(user: &User, company: Option<&Company>, now: kernel::Timestamp) ->
         Some(until) if now < until => MfaNotice::EnrolBy(until),
         _ => MfaNotice::EnrolmentRequired,
     })
+}
+
+/// `RateLimited` for a wait of `wait`: its whole seconds plus one, so never less than the wait
+/// and never 0 (a client told to retry after 0 seconds would retry at once).
+fn rate_limited(wait: Duration) -> SessionError {
+    SessionError::RateLimited {
+        retry_after_secs: u64::try_from(wait.num_seconds())
+            .unwrap_or(0)
+            .saturating_add(1),
+    }
 }
 
 /// The throttle key of a login attempt: the normalized email, so unknown and known emails are
