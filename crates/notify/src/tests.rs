@@ -243,6 +243,16 @@ async fn the_worker_records_every_attempt_and_schedules_retries() {
     assert_eq!(attempts[2].3, None, "the tenth failure gives up");
 }
 
+/// A worker whose clock reads `t0()`.
+fn worker_at_t0(store: MockOutboxStore, mailer: MockMailer) -> OutboxWorker {
+    OutboxWorker::new(
+        Arc::new(store),
+        Arc::new(mailer),
+        Arc::new(ManualClock::new(t0())),
+        RetryPolicy::default(),
+    )
+}
+
 #[tokio::test]
 async fn the_retention_purge_cuts_at_the_clock_minus_the_retention() {
     let mut store = MockOutboxStore::new();
@@ -258,12 +268,7 @@ async fn the_retention_purge_cuts_at_the_clock_minus_the_retention() {
         .times(1)
         .withf(|before| *before == t0() - Duration::days(365))
         .returning(|_| Ok(3));
-    let worker = OutboxWorker::new(
-        Arc::new(store),
-        Arc::new(mailer),
-        Arc::new(ManualClock::new(t0())),
-        RetryPolicy::default(),
-    );
+    let worker = worker_at_t0(store, mailer);
     assert_eq!(
         worker.purge_finished(Duration::days(365)).await.unwrap(),
         OutboxPurge {
@@ -281,12 +286,7 @@ async fn the_retention_purge_cuts_at_the_clock_minus_the_retention() {
         .returning(|_| Ok(0));
     let mut mailer = MockMailer::new();
     mailer.expect_purge_delivered().returning(|_| Ok(0));
-    let worker = OutboxWorker::new(
-        Arc::new(store),
-        Arc::new(mailer),
-        Arc::new(ManualClock::new(t0())),
-        RetryPolicy::default(),
-    );
+    let worker = worker_at_t0(store, mailer);
     assert_eq!(
         worker.purge_finished(Duration::MAX).await.unwrap(),
         OutboxPurge::default()
@@ -299,11 +299,6 @@ async fn the_retention_purge_cuts_at_the_clock_minus_the_retention() {
         .returning(|_| Err(NotifyError::Delivery("store down".into())));
     let mut mailer = MockMailer::new();
     mailer.expect_purge_delivered().times(0);
-    let worker = OutboxWorker::new(
-        Arc::new(store),
-        Arc::new(mailer),
-        Arc::new(ManualClock::new(t0())),
-        RetryPolicy::default(),
-    );
+    let worker = worker_at_t0(store, mailer);
     assert!(worker.purge_finished(Duration::days(1)).await.is_err());
 }
