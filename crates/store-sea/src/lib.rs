@@ -406,6 +406,24 @@ where
     }
 }
 
+/// The ids (column `id`) of up to [`PURGE_BATCH`] rows of `E` that match `cond`: one batch of a
+/// [`purge_in_batches`].
+pub(crate) async fn batch_ids<E: EntityTrait>(
+    db: &DatabaseConnection,
+    id: E::Column,
+    cond: sea_orm::Condition,
+) -> Result<Vec<uuid::Uuid>, DbErr> {
+    use sea_orm::{QueryFilter as _, QuerySelect as _};
+    E::find()
+        .select_only()
+        .column(id)
+        .filter(cond)
+        .limit(PURGE_BATCH)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
 /// The row that `select` picks by a primary or unique key, read without a `LIMIT`.
 ///
 /// Why not `Select::one`: it renders `LIMIT ?` with 1 bound to it, and SQLite (3.51, bundled)

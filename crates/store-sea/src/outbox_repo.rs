@@ -191,15 +191,13 @@ impl OutboxStore for SeaStore {
         // In batches, each a short transaction of its own (attempts first: they point at their
         // message); a message being delivered right now has a lease and is not finished.
         crate::purge_in_batches(|| async move {
-            let ids: Vec<Uuid> = message::Entity::find()
-                .select_only()
-                .column(message::Column::Id)
-                .filter(finished.clone())
-                .limit(crate::PURGE_BATCH)
-                .into_tuple()
-                .all(&self.db)
-                .await
-                .map_err(internal)?;
+            let ids = crate::batch_ids::<message::Entity>(
+                &self.db,
+                message::Column::Id,
+                finished.clone(),
+            )
+            .await
+            .map_err(internal)?;
             let selected = ids.len();
             if selected == 0 {
                 return Ok((0, 0));

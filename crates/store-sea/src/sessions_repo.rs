@@ -127,7 +127,7 @@ impl SessionStore for SeaStore {
         ended_before: Timestamp,
         idle: chrono::Duration,
     ) -> Result<u64, SessionError> {
-        use sea_orm::{Condition, QuerySelect};
+        use sea_orm::Condition;
         let ended = Condition::any()
             .add(session::Column::RevokedAt.lt(ended_before))
             .add(session::Column::ExpiresAt.lt(ended_before))
@@ -137,15 +137,10 @@ impl SessionStore for SeaStore {
         // table while a large backlog goes. Nothing cached can be among them (a cached session
         // is one that was active moments ago), so no change epoch moves.
         crate::purge_in_batches(|| async move {
-            let ids: Vec<uuid::Uuid> = session::Entity::find()
-                .select_only()
-                .column(session::Column::Id)
-                .filter(ended.clone())
-                .limit(crate::PURGE_BATCH)
-                .into_tuple()
-                .all(&self.db)
-                .await
-                .map_err(internal)?;
+            let ids =
+                crate::batch_ids::<session::Entity>(&self.db, session::Column::Id, ended.clone())
+                    .await
+                    .map_err(internal)?;
             let selected = ids.len();
             if selected == 0 {
                 return Ok((0, 0));
