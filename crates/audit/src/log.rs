@@ -653,6 +653,16 @@ mod tests {
         )
     }
 
+    /// A log whose review starts at the beginning and finds `page`, then nothing more.
+    fn serving_one_page(page: &[ChainedRecord]) -> MockAuditLog {
+        let mut log = MockAuditLog::new();
+        log.expect_review_cursor().returning(|_| Ok(0));
+        let served = page.to_vec();
+        log.expect_chain_page()
+            .returning(move |_, after, _| Ok(if after == 0 { served.clone() } else { vec![] }));
+        log
+    }
+
     fn admin_of(company: u128) -> Actor {
         let role = rbac::Role::Admin;
         Actor::new(
@@ -730,11 +740,7 @@ mod tests {
                 failure(n, email, "192.0.2.1")
             })
             .collect();
-        let mut log = MockAuditLog::new();
-        log.expect_review_cursor().returning(|_| Ok(0));
-        let served = page.clone();
-        log.expect_chain_page()
-            .returning(move |_, after, _| Ok(if after == 0 { served.clone() } else { vec![] }));
+        let mut log = serving_one_page(&page);
         let stored = page.clone();
         log.expect_window()
             .times(1)
@@ -789,11 +795,7 @@ mod tests {
             })
             .collect();
         page.push(failure(21, "v@example.com", "2001:db8:77:2::1"));
-        let mut log = MockAuditLog::new();
-        log.expect_review_cursor().returning(|_| Ok(0));
-        let served = page.clone();
-        log.expect_chain_page()
-            .returning(move |_, after, _| Ok(if after == 0 { served.clone() } else { vec![] }));
+        let mut log = serving_one_page(&page);
         let stored = page.clone();
         log.expect_window()
             .returning(move |_, _, _, _, _, _| Ok(stored.iter().rev().cloned().collect()));

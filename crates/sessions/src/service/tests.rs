@@ -397,20 +397,26 @@ async fn a_locked_account_is_refused_before_any_hashing() {
     );
 }
 
-#[tokio::test]
-async fn failures_from_one_ip_are_limited_across_accounts() {
+/// A service where every email is unknown, two failures per IP are allowed, and exactly
+/// `verifies` password checks (the dummy hash) are expected.
+fn unknown_emails_limited_to_two_per_ip(verifies: usize) -> SessionService {
     let mut p = Parts::new();
     p.ip_limit = 2;
     p.accounts.expect_user_by_email().returning(|_| Ok(None));
     p.hasher
         .expect_verify()
-        .times(2)
+        .times(verifies)
         .returning(|_, _| Ok(PasswordCheck::Mismatch));
     p.throttle
         .expect_record_failure()
         .returning(|_, _, _| Ok(ThrottleState::default()));
     p.audit.expect_record().returning(|_| Ok(()));
-    let svc = p.build();
+    p.build()
+}
+
+#[tokio::test]
+async fn failures_from_one_ip_are_limited_across_accounts() {
+    let svc = unknown_emails_limited_to_two_per_ip(2);
     for n in 0..2 {
         let err = svc
             .login(&format!("u{n}@example.com"), &Password::new(PW), &ctx())
@@ -427,18 +433,7 @@ async fn failures_from_one_ip_are_limited_across_accounts() {
 
 #[tokio::test]
 async fn failures_from_one_ipv6_network_are_limited_whatever_addresses_it_picks() {
-    let mut p = Parts::new();
-    p.ip_limit = 2;
-    p.accounts.expect_user_by_email().returning(|_| Ok(None));
-    p.hasher
-        .expect_verify()
-        .times(3)
-        .returning(|_, _| Ok(PasswordCheck::Mismatch));
-    p.throttle
-        .expect_record_failure()
-        .returning(|_, _, _| Ok(ThrottleState::default()));
-    p.audit.expect_record().returning(|_| Ok(()));
-    let svc = p.build();
+    let svc = unknown_emails_limited_to_two_per_ip(3);
     let from = |ip: &str| RequestContext::new(Some(ip.parse().unwrap()), None, None);
     for ip in ["2001:db8:7:1::1", "2001:db8:7:1:aaaa::2"] {
         let err = svc
