@@ -21,7 +21,7 @@ pub use chain::{
 };
 #[cfg(any(test, feature = "mocks"))]
 pub use log::MockAuditLog;
-pub use log::{ACCESS_ACTIONS, AuditFilter, AuditLog, AuditService, MAX_PAGE, Page};
+pub use log::{ACCESS_ACTIONS, AuditFilter, AuditLog, AuditService, ExportPass, MAX_PAGE, Page};
 pub use review::{Alert, AlertThresholds, Context as ReviewContext, Need, evaluate, need};
 
 use async_trait::async_trait;
@@ -38,8 +38,8 @@ pub enum AuditError {
     /// Export without a fresh re-authentication (MFA-3).
     #[error("re-authentication required")]
     ReauthenticationRequired,
-    /// This chain is being verified for another request already; ask again later.
-    #[error("a verification of this chain is already running")]
+    /// Another request is verifying or exporting this chain already; ask again later.
+    #[error("another request is reading this chain (a verification or an export)")]
     Busy {
         /// Seconds to wait before asking again.
         retry_after_secs: u64,

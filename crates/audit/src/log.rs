@@ -183,21 +183,43 @@ pub struct AuditService {
     mac: Arc<dyn ChainMac>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
-    /// Chains a `verify_company` is walking now (one walk per chain at a time).
-    verifying: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Chains a `verify_company` is walking or an export is streaming now (one of each per
+    /// chain at a time).
+    walking: Walking,
 }
 
-/// Marks a chain as being verified until dropped (also when the request goes away mid-walk).
-struct Verifying {
-    chain: String,
-    set: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+/// What reads a whole chain for one request: a verification or an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Walk {
+    Verify,
+    Export,
 }
 
-impl Drop for Verifying {
+type Walking = Arc<std::sync::Mutex<std::collections::HashSet<(Walk, String)>>>;
+
+/// Marks a chain as being walked until dropped (also when the request goes away mid-walk).
+struct Claim {
+    key: (Walk, String),
+    set: Walking,
+}
+
+impl Drop for Claim {
     fn drop(&mut self) {
         if let Ok(mut set) = self.set.lock() {
-            set.remove(&self.chain);
+            set.remove(&self.key);
         }
+    }
+}
+
+/// Held while an export streams (AUD-6): the company's next export is refused with `Busy` until
+/// this is dropped. Drop it as soon as the last record is read, before the response ends, so a
+/// client that starts its next export at once is not refused.
+#[must_use = "the export is unguarded once the pass is dropped"]
+pub struct ExportPass(Claim);
+
+impl std::fmt::Debug for ExportPass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExportPass({})", self.0.key.1)
     }
 }
 
@@ -224,21 +246,28 @@ impl AuditService {
             mac,
             clock,
             ids,
-            verifying: Arc::default(),
+            walking: Arc::default(),
         }
     }
 
     /// Seconds a caller is asked to wait while its company's chain is being verified.
     const VERIFY_BUSY_SECS: u64 = 5;
+    /// Seconds a caller is asked to wait while its company's log is being exported.
+    const EXPORT_BUSY_SECS: u64 = 10;
 
-    /// Claims `chain` for one verification, or `None` when one is running already.
-    fn begin_verifying(&self, chain: &str) -> Option<Verifying> {
+    /// Claims `chain` for one walk of this kind, or `None` when one is running already.
+    fn claim(&self, walk: Walk, chain: &str) -> Option<Claim> {
         // A poisoned set only means a panic elsewhere: refuse rather than walk unguarded.
-        let mut set = self.verifying.lock().ok()?;
-        set.insert(chain.to_owned()).then(|| Verifying {
-            chain: chain.to_owned(),
-            set: self.verifying.clone(),
+        let mut set = self.walking.lock().ok()?;
+        let key = (walk, chain.to_owned());
+        set.insert(key.clone()).then(|| Claim {
+            key,
+            set: self.walking.clone(),
         })
+    }
+
+    fn begin_verifying(&self, chain: &str) -> Option<Claim> {
+        self.claim(Walk::Verify, chain)
     }
 
     /// Uses other review thresholds (AUD-7).
@@ -564,17 +593,25 @@ impl AuditService {
     }
 
     /// Authorizes an export (step-up, AUD-6) and records `audit.exported` before any byte is sent.
+    /// One export per company at a time: an export reads the whole log, and several at once would
+    /// only read it again. The returned pass keeps the company's exports claimed until dropped.
     ///
     /// # Errors
-    /// `Forbidden`, `ReauthenticationRequired`, `Internal`.
+    /// `Forbidden`, `ReauthenticationRequired`, `Busy` while another export of the company
+    /// streams (nothing recorded), `Internal`.
     pub async fn start_export(
         &self,
         actor: &Actor,
         format: &str,
         filter: &AuditFilter,
         ctx: &RequestContext,
-    ) -> Result<(), AuditError> {
+    ) -> Result<ExportPass, AuditError> {
         self.require(actor, true, ctx).await?;
+        let Some(claim) = self.claim(Walk::Export, &chain_name(Some(actor.company_id))) else {
+            return Err(AuditError::Busy {
+                retry_after_secs: Self::EXPORT_BUSY_SECS,
+            });
+        };
         let record = AuditRecord::new(
             self.ids.new_id(),
             self.clock.now(),
@@ -592,7 +629,8 @@ impl AuditService {
             "from": filter.from,
             "to": filter.to,
         }));
-        self.sink.record(record).await
+        self.sink.record(record).await?;
+        Ok(ExportPass(claim))
     }
 
     /// Retention (AUD-5): removes records older than `retention` from every chain, keeping each
@@ -723,6 +761,89 @@ mod tests {
             clone.verify_company(&admin_of(7), &ctx).await,
             Err(AuditError::Busy { .. })
         ));
+    }
+
+    /// One export per company at a time: a second one while the first streams is told to come
+    /// back (`Busy`) and records nothing; another company, a verification of the same chain, and
+    /// the same company once the pass is dropped go ahead. A refused step-up claims nothing.
+    #[tokio::test]
+    async fn a_company_exports_one_log_at_a_time() {
+        use std::sync::Mutex;
+        let recorded = Arc::new(Mutex::new(Vec::<(String, Option<kernel::CompanyId>)>::new()));
+        let mut sink = MockAuditSink::new();
+        let seen = recorded.clone();
+        sink.expect_record().returning(move |r| {
+            seen.lock()
+                .unwrap()
+                .push((r.action.as_str().to_owned(), r.company_id));
+            Ok(())
+        });
+        let mut log = MockAuditLog::new();
+        log.expect_unchained().returning(|_| Ok(None));
+        log.expect_checkpoint()
+            .returning(|_| Ok(Checkpoint::default()));
+        log.expect_chain_page().returning(|_, _, _| Ok(vec![]));
+        log.expect_head().returning(|_| Ok(None));
+        let svc = AuditService::new(
+            Arc::new(log),
+            Arc::new(sink),
+            Arc::new(MockChainMac::new()),
+            Arc::new(ManualClock::new(t0())),
+            Arc::new(SequentialIds::default()),
+        );
+        let ctx = RequestContext::default();
+        let stepped = |company| admin_of(company).reauthenticated(Some(t0()));
+        let exports = || {
+            recorded
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(a, _)| a == "audit.exported")
+                .count()
+        };
+        let filter = AuditFilter::default();
+
+        // Without step-up: refused (and audited as denied), and nothing is claimed.
+        assert!(matches!(
+            svc.start_export(&admin_of(7), "csv", &filter, &ctx).await,
+            Err(AuditError::ReauthenticationRequired)
+        ));
+        let first = svc
+            .start_export(&stepped(7), "csv", &filter, &ctx)
+            .await
+            .unwrap();
+        assert_eq!(exports(), 1);
+        let err = svc
+            .clone()
+            .start_export(&stepped(7), "ndjson", &filter, &ctx)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::Busy {
+                    retry_after_secs: 10
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(exports(), 1, "a refused export is not recorded as exported");
+        // Verifying the chain is another kind of walk; another company exports meanwhile.
+        assert!(svc.verify_company(&admin_of(7), &ctx).await.unwrap().ok);
+        let other = svc
+            .start_export(&stepped(8), "csv", &filter, &ctx)
+            .await
+            .unwrap();
+        assert_eq!(exports(), 2);
+
+        drop(first);
+        let again = svc
+            .start_export(&stepped(7), "csv", &filter, &ctx)
+            .await
+            .unwrap();
+        assert_eq!(exports(), 3);
+        assert!(format!("{again:?}").starts_with("ExportPass("));
+        drop((again, other));
     }
 
     /// A page of failed logins reads the failures it counts once, not once per record (a burst

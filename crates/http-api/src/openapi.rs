@@ -212,6 +212,15 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
         "`password_policy`: the password breaks the policy; `violations` lists every rule.",
     );
     const EMAIL_TAKEN: (&str, &str) = ("409", "`email_taken`: another account uses this email.");
+    const MALFORMED_QUERY: (&str, &str) = (
+        "400",
+        "`malformed_request`: a query parameter is not valid.",
+    );
+    const READING: (&str, &str) = (
+        "429",
+        "`rate_limited` also while another request verifies (or exports) the company's log: one \
+         of each at a time.",
+    );
     match (method.as_str(), path) {
         ("POST", "/v1/signup") | ("POST", "/v1/users") => &[VALIDATION, POLICY, EMAIL_TAKEN],
         ("POST", "/v1/sessions") => &[(
@@ -284,6 +293,8 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
                 "`invalid_transition`: not allowed from the current status (`current_status`).",
             ),
         ],
+        ("GET", "/v1/audit/verify") => &[READING],
+        ("GET", "/v1/audit/export") => &[MALFORMED_QUERY, READING],
         ("POST", "/v1/fiscal/credentials") => &[
             (
                 "422",
@@ -302,12 +313,11 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
         )],
         (
             "GET",
-            "/v1/audit/events" | "/v1/audit/access-log" | "/v1/audit/export" | "/v1/audit/alerts",
-        )
-        | ("GET", "/v1/company/changes") => &[(
-            "400",
-            "`malformed_request`: a query parameter is not valid.",
-        )],
+            "/v1/audit/events"
+            | "/v1/audit/access-log"
+            | "/v1/audit/alerts"
+            | "/v1/company/changes",
+        ) => &[MALFORMED_QUERY],
         _ => &[],
     }
 }

@@ -301,7 +301,8 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// AUD-6: an export of 100,000 records streams; the server's peak memory barely moves.
+/// AUD-6: an export of 100,000 records streams; the server's peak memory barely moves. While
+/// it streams, the company's next export is refused with 429; once it is read, one may start.
 #[actix_web::test]
 async fn exporting_100000_records_keeps_memory_flat() {
     let app = spawn_app().await;
@@ -361,10 +362,32 @@ async fn exporting_100000_records_keeps_memory_flat() {
     use futures_util::StreamExt as _;
     while let Some(chunk) = res.next().await {
         let chunk = chunk.unwrap();
+        if bytes == 0 {
+            // Mid-stream (far more is left than the sockets buffer): the company's second
+            // export waits, with Retry-After.
+            let busy = remote
+                .call("GET", "/v1/audit/export?format=csv", Some(&token), None)
+                .await;
+            assert_problem(&busy, 429, "rate_limited");
+            assert_eq!(
+                busy.headers
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()),
+                Some("10")
+            );
+        }
         bytes += chunk.len();
         lines += chunk.iter().filter(|b| **b == b'\n').count();
     }
     let after = peak_rss_kib(server.pid());
+    // The pass went with the last page: the next export may start as soon as this one is read.
+    let (status, _, _) = raw_get(
+        &remote,
+        "/v1/audit/export?format=ndjson&action=audit.exported",
+        &token,
+    )
+    .await;
+    assert_eq!(status, 200);
     server.stop();
     assert!(lines > 100_000, "{lines} lines");
     assert!(bytes > 20 * 1024 * 1024, "{bytes} bytes exported");

@@ -265,11 +265,20 @@ fn csv_line(r: &ChainedRecord) -> String {
 /// Rows per database round trip while streaming an export.
 const EXPORT_BATCH: u64 = 500;
 
+/// Where a streaming export is: the next page's cursor (`None` once the last page is out), the
+/// CSV header still to send, and the company's export pass while pages remain.
+struct Export {
+    cursor: Option<Option<i64>>,
+    header: Option<&'static str>,
+    pass: Option<audit::ExportPass>,
+}
+
 #[utoipa::path(
     get, path = "/v1/audit/export", tag = "audit", operation_id = "audit_export",
     summary = "Export audit records",
     description = "Streams every matching record as NDJSON (one `AuditItem` per line) or CSV \
-                   (formula-safe). The export itself is audited.",
+                   (formula-safe). The export itself is audited. One export per company at a \
+                   time: another one meanwhile gets 429 with `Retry-After`.",
     params(FilterParams, ExportParams),
     responses((status = 200, description = "The records.",
                content((String = "application/x-ndjson"), (String = "text/csv")))),
@@ -298,22 +307,38 @@ pub(crate) async fn export(
         }
     };
     let filter = q.filter(false)?;
-    state
+    let pass = state
         .audit
         .start_export(auth.actor(), &format, &filter, &ctx.0)
         .await?;
     let company = auth.actor().company_id;
     let audit = state.audit.clone();
     let csv = header.is_some();
-    // One batch per poll: memory holds one page, never the whole log.
-    let stream = futures_util::stream::unfold((Some(None), header), move |(cursor, header)| {
+    // One batch per poll: memory holds one page, never the whole log. The pass goes with the
+    // last page (or the failure), before the response ends, so a client may start its next
+    // export as soon as it has read this one; a client that goes away drops it with the stream.
+    let start = Export {
+        cursor: Some(None),
+        header,
+        pass: Some(pass),
+    };
+    let stream = futures_util::stream::unfold(start, move |state| {
         let audit = audit.clone();
         let filter = filter.clone();
         async move {
+            let Export {
+                cursor,
+                header,
+                pass,
+            } = state;
             if let Some(h) = header {
                 return Some((
                     Ok::<_, actix_web::Error>(Bytes::from_static(h.as_bytes())),
-                    (cursor, None),
+                    Export {
+                        cursor,
+                        header: None,
+                        pass,
+                    },
                 ));
             }
             let cursor = cursor?;
@@ -330,7 +355,15 @@ pub(crate) async fn export(
                         }
                     }
                     let next = page.next_cursor.map(Some);
-                    Some((Ok(Bytes::from(chunk)), (next, None)))
+                    let pass = next.is_some().then_some(pass).flatten();
+                    Some((
+                        Ok(Bytes::from(chunk)),
+                        Export {
+                            cursor: next,
+                            header: None,
+                            pass,
+                        },
+                    ))
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "audit export failed mid-stream");
@@ -338,7 +371,11 @@ pub(crate) async fn export(
                         Err(actix_web::error::ErrorInternalServerError(
                             "export interrupted",
                         )),
-                        (None, None),
+                        Export {
+                            cursor: None,
+                            header: None,
+                            pass: None,
+                        },
                     ))
                 }
             }
