@@ -80,14 +80,19 @@ pub trait AuditLog: Send + Sync {
         limit: u64,
     ) -> Result<Vec<ChainedRecord>, AuditError>;
     /// Whether `actor` logged in successfully in `chain` before record `before` (its `seq`):
-    /// `(at all, from ip)`, where `ip` `None` matches records without an address. However long
-    /// the log, every earlier login counts (AUD-7's "new IP" rule must not forget an
-    /// administrator's old addresses, nor raise no alert, because other users logged in since).
+    /// `(at all, from this address or network)`. The second is true for an earlier login from
+    /// `ip`, or, when `network` is given (`review::client_network` of `ip`: an IPv6 client's /64,
+    /// a mapped address's IPv4), from an address of that network: a login whose `ip` is
+    /// `network` or whose details name it as their `network`. `ip` `None` matches records
+    /// without an address. However long the log, every earlier login counts (AUD-7's "new IP"
+    /// rule must not forget an administrator's old addresses, nor raise no alert, because other
+    /// users logged in since).
     async fn prior_logins(
         &self,
         chain: &str,
         actor: UserId,
         ip: Option<String>,
+        network: Option<String>,
         before: i64,
     ) -> Result<(bool, bool), AuditError>;
     /// Sequence number of the last record the review processed in `chain`.
@@ -356,9 +361,11 @@ impl AuditService {
             Need::PriorLogins => {
                 // A login without an actor has no history to compare with: no alert.
                 if let Some(actor) = record.actor_id {
+                    // An IPv6 client whose interface id rotates is still on its /64.
+                    let network = record.ip.as_deref().map(crate::review::client_network);
                     ctx.prior_logins = self
                         .log
-                        .prior_logins(chain, actor, record.ip.clone(), record.seq)
+                        .prior_logins(chain, actor, record.ip.clone(), network, record.seq)
                         .await?;
                 }
             }

@@ -198,13 +198,20 @@ pub fn evaluate(
             let (any, same_ip) = ctx.prior_logins;
             if any && !same_ip {
                 let ip = record.ip.clone().unwrap_or_default();
+                let network = client_network(&ip);
                 let user = record.actor_id.map(|a| a.to_string()).unwrap_or_default();
+                // One alert per new network: the next address of the same /64 is not new.
+                let place = if network == ip {
+                    ip.clone()
+                } else {
+                    format!("{ip} (network {network})")
+                };
                 out.push(alert(
                     "new_ip_privileged_login",
                     "medium",
-                    format!("{user}@{ip}"),
+                    format!("{user}@{network}"),
                     format!(
-                        "an {} logged in from a new IP address {ip}",
+                        "an {} logged in from a new IP address {place}",
                         detail(&details, "role").unwrap_or("administrator")
                     ),
                 ));
@@ -399,6 +406,46 @@ mod tests {
             serde_json::json!({ "role": "vendor" }),
         );
         assert_eq!(need(&vendor), Need::Nothing);
+    }
+
+    /// The new-address alert names an IPv6 client's /64 as its subject (one alert per new
+    /// network) and shows both; an IPv4 address is its own subject.
+    #[test]
+    fn a_new_ipv6_network_is_the_alerts_subject() {
+        let mut admin = rec(
+            "session.login",
+            "success",
+            serde_json::json!({ "role": "admin" }),
+        );
+        admin.ip = Some("2001:db8:1:2:aaaa::7".into());
+        let ctx = Context {
+            prior_logins: (true, false),
+            ..Context::default()
+        };
+        let alerts = evaluate(&admin, &ctx, &AlertThresholds::default(), &mut || {
+            Uuid::nil()
+        });
+        let [alert] = alerts.as_slice() else {
+            panic!("{alerts:?}")
+        };
+        let user = Uuid::from_u128(9);
+        assert_eq!(alert.subject, format!("{user}@2001:db8:1:2::/64"));
+        assert_eq!(
+            alert.summary,
+            "an admin logged in from a new IP address 2001:db8:1:2:aaaa::7 (network 2001:db8:1:2::/64)"
+        );
+        admin.ip = Some("198.51.100.4".into());
+        let alerts = evaluate(&admin, &ctx, &AlertThresholds::default(), &mut || {
+            Uuid::nil()
+        });
+        let [alert] = alerts.as_slice() else {
+            panic!("{alerts:?}")
+        };
+        assert_eq!(alert.subject, format!("{user}@198.51.100.4"));
+        assert_eq!(
+            alert.summary,
+            "an admin logged in from a new IP address 198.51.100.4"
+        );
     }
 
     #[test]

@@ -416,20 +416,30 @@ impl SessionService {
             user_agent: ctx.user_agent.clone(),
             mfa_enrolment_only: mfa_notice == Some(MfaNotice::EnrolmentRequired),
         };
+        let mut details = serde_json::json!({
+            "role": user.role.as_str(),
+            "second_factor": match factor {
+                Some(FactorUsed::Totp) => "totp",
+                Some(FactorUsed::RecoveryCode { .. }) => "recovery_code",
+                None => "none",
+            },
+            "mfa_enrolment_only": mfa_notice == Some(MfaNotice::EnrolmentRequired),
+        });
+        // AUD-7 compares an administrator's login with earlier ones by network; a login from
+        // an address that is not its own network (IPv6: the /64; IPv4-mapped: the IPv4 address)
+        // names it, so the store finds earlier logins of the network through an index.
+        if let (Some(ip), Some(fields)) = (ctx.ip, details.as_object_mut()) {
+            let network = kernel::ClientNet::from(ip).to_string();
+            if network != ip.to_string() {
+                fields.insert("network".into(), network.into());
+            }
+        }
         let login_audit = self
             .record(Action::SESSION_LOGIN, Outcome::Success, ctx)
             .company(user.company_id)
             .actor(user.id)
             .target("session", id)
-            .details(serde_json::json!({
-                "role": user.role.as_str(),
-                "second_factor": match factor {
-                    Some(FactorUsed::Totp) => "totp",
-                    Some(FactorUsed::RecoveryCode { .. }) => "recovery_code",
-                    None => "none",
-                },
-                "mfa_enrolment_only": mfa_notice == Some(MfaNotice::EnrolmentRequired),
-            }));
+            .details(details);
         let revocation = SessionRevocation {
             at: now,
             reason: RevocationReason::SessionLimit,

@@ -533,34 +533,57 @@ impl audit::AuditLog for SeaStore {
         chain: &str,
         actor: kernel::UserId,
         ip: Option<String>,
+        network: Option<String>,
         before: i64,
     ) -> Result<(bool, bool), AuditError> {
+        use crate::migration::m0015_audit_login_network_index::{POSTGRES_NETWORK, SQLITE_NETWORK};
         let backend = self.backend();
         // `+seq` on SQLite: without statistics its planner would rather range over the whole
         // chain by `(chain, seq)` than probe the user's logins; the unary plus keeps `seq` out
         // of index constraints there. PostgreSQL picks the login index either way.
-        let (p_chain, p_actor, p_before, p_ip, any_seq) = match backend {
-            sea_orm::DbBackend::Postgres => ("$1", "$2", "$3", "$4", "seq"),
-            _ => ("?1", "?2", "?3", "?4", "+seq"),
+        let (param, any_seq, network_of): (fn(usize) -> String, _, _) = match backend {
+            sea_orm::DbBackend::Postgres => (|n| format!("${n}"), "seq", POSTGRES_NETWORK),
+            _ => (|n| format!("?{n}"), "+seq", SQLITE_NETWORK),
         };
         // The condition of the partial index `idx_audit_login_actor` (m0014) as literals, so
         // that both planners may use it; the values are bound.
         let logins = format!(
             "SELECT 1 FROM audit_events WHERE action = 'session.login' AND outcome = 'success' \
-             AND chain = {p_chain} AND actor_id = {p_actor}"
+             AND chain = {} AND actor_id = {}",
+            param(1),
+            param(2)
         );
+        let earlier = format!("seq < {}", param(3));
         let mut values: Vec<sea_orm::Value> =
             vec![chain.into(), actor.as_uuid().into(), before.into()];
-        let same_ip = match ip {
+        let mut same = Vec::new();
+        match ip {
             Some(ip) => {
                 values.push(ip.into());
-                format!("{logins} AND ip = {p_ip} AND seq < {p_before}")
+                same.push(format!(
+                    "EXISTS ({logins} AND ip = {} AND {earlier})",
+                    param(values.len())
+                ));
             }
-            None => format!("{logins} AND ip IS NULL AND seq < {p_before}"),
-        };
+            None => same.push(format!("EXISTS ({logins} AND ip IS NULL AND {earlier})")),
+        }
+        if let Some(network) = network {
+            values.push(network.into());
+            let n = param(values.len());
+            // A login from the network's own address (an IPv4 client of a mapped one), and one
+            // whose details name the network: the partial index `idx_audit_login_network`
+            // (m0015), its expression and condition repeated literally.
+            same.push(format!("EXISTS ({logins} AND ip = {n} AND {earlier})"));
+            same.push(format!(
+                "EXISTS ({logins} AND {network_of} IS NOT NULL AND {network_of} = {n} \
+                 AND {earlier})"
+            ));
+        }
         let sql = format!(
-            "SELECT CASE WHEN EXISTS ({logins} AND {any_seq} < {p_before}) THEN 1 ELSE 0 END, \
-             CASE WHEN EXISTS ({same_ip}) THEN 1 ELSE 0 END"
+            "SELECT CASE WHEN EXISTS ({logins} AND {any_seq} < {}) THEN 1 ELSE 0 END, \
+             CASE WHEN {} THEN 1 ELSE 0 END",
+            param(3),
+            same.join(" OR ")
         );
         let row = self
             .db

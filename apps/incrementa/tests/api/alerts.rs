@@ -114,3 +114,50 @@ async fn a_privileged_login_from_a_new_address_is_flagged() {
         r.raw
     );
 }
+
+/// An Owner behind a trusted proxy logs in from IPv6 addresses: the first address of a /64 is a
+/// new place (one alert naming the network), another address of the same /64 is not, a second
+/// /64 is (AUD-7 counts an IPv6 client by its /64, as the per-IP limits do).
+#[actix_web::test]
+async fn a_rotating_ipv6_address_is_one_place_and_a_new_network_is_flagged() {
+    for db in test_support::TestDb::each().await {
+        let app = spawn_configured(db, |s| s.trusted_proxies = "127.0.0.1".into()).await;
+        let [(owner_id, _), _, _, _] = app.company_with_roles("").await;
+        let client = awc::Client::default();
+        let mut new_places = Vec::new();
+        for (forwarded, new_network) in [
+            ("2001:db8:1:2::a", Some("2001:db8:1:2::/64")),
+            ("2001:db8:1:2:ffff:1:2:b", None),
+            ("2001:db8:1:2::a", None),
+            ("2001:db8:7:7::1", Some("2001:db8:7:7::/64")),
+        ] {
+            let mut res = client
+                .post(format!("{}/v1/sessions", app.base))
+                .insert_header(("X-Forwarded-For", forwarded))
+                .send_json(&json!({ "email": "owner@example.com", "password": PASSWORD }))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 201, "{forwarded}");
+            // The newest session: the cap may have closed the older ones.
+            let session: serde_json::Value = res.json().await.unwrap();
+            let owner = session["token"].as_str().unwrap().to_owned();
+            if let Some(network) = new_network {
+                new_places.push(format!("{owner_id}@{network}"));
+            }
+            let alerts = app
+                .call("GET", "/v1/audit/alerts", Some(&owner), None)
+                .await;
+            let mut subjects: Vec<String> = alerts.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["rule"] == "new_ip_privileged_login")
+                .map(|a| a["subject"].as_str().unwrap().to_owned())
+                .collect();
+            subjects.sort();
+            let mut expected = new_places.clone();
+            expected.sort();
+            assert_eq!(subjects, expected, "{} after {forwarded}", app.db.backend);
+        }
+    }
+}

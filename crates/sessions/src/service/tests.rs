@@ -210,6 +210,53 @@ async fn a_good_login_opens_a_capped_session_with_the_company_cap() {
     assert_eq!(outcome.revoked_session_ids.len(), 1);
 }
 
+/// AUD-7: a login's audit record names the client's network when it is not the address itself
+/// (an IPv6 /64, the IPv4 address of a mapped one), so the review can tell a rotating IPv6
+/// address from a new network; an IPv4 login carries no such field.
+#[tokio::test]
+async fn a_login_names_its_network_when_the_address_is_not_its_own_network() {
+    for (ip, network) in [
+        ("2001:db8:7:1:aaaa::2", Some("2001:db8:7:1::/64")),
+        ("::ffff:198.51.100.4", Some("198.51.100.4")),
+        ("198.51.100.4", None),
+    ] {
+        let mut p = Parts::new();
+        p.accounts
+            .expect_user_by_email()
+            .returning(|_| Ok(Some(user(true))));
+        p.accounts.expect_company().returning(|_| Ok(None));
+        p.throttle.expect_reset().returning(|_| Ok(()));
+        p.hasher.expect_verify().returning(|_, _| {
+            Ok(PasswordCheck::Match {
+                needs_rehash: false,
+            })
+        });
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let keep = seen.clone();
+        p.store
+            .expect_create_capped()
+            .times(1)
+            .returning(move |s, _, _, audit, _| {
+                *keep.lock().unwrap() = Some(audit.details.clone());
+                let mut stored = session(false, s.created_at);
+                stored.id = s.id;
+                Ok((stored, vec![]))
+            });
+        let ctx = RequestContext::new(Some(ip.parse().unwrap()), None, None);
+        p.build()
+            .login("ana@example.com", &Password::new(PW), &ctx)
+            .await
+            .unwrap();
+        let details = seen.lock().unwrap().clone().unwrap();
+        assert_eq!(
+            details.get("network").and_then(|n| n.as_str()),
+            network,
+            "{ip}: {details}"
+        );
+        assert_eq!(details["role"], "admin", "{ip}");
+    }
+}
+
 /// With the combined read, a login makes no other read: the throttle state, the user and the
 /// company all come from it (the accounts mock has no expectations, so any call fails the test),
 /// and the company's cap and the throttle state are used as the separate reads would be.

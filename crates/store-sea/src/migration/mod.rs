@@ -16,6 +16,7 @@ mod m0011_session_open_capped;
 mod m0012_change_notices;
 mod m0013_change_notices_narrowed;
 mod m0014_audit_login_index;
+pub(crate) mod m0015_audit_login_network_index;
 
 /// Runs `statements` in order on PostgreSQL and nothing on SQLite: the migrations that add
 /// PostgreSQL-only functions and triggers (m0011 to m0013).
@@ -40,6 +41,7 @@ pub const ROWS_UNCHANGED: &[&str] = &[
     "m0012_change_notices",
     "m0013_change_notices_narrowed",
     "m0014_audit_login_index",
+    "m0015_audit_login_network_index",
 ];
 
 /// Whether a portable snapshot made by a binary with `snapshot` migrations loads into this
@@ -78,6 +80,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_change_notices::Migration),
             Box::new(m0013_change_notices_narrowed::Migration),
             Box::new(m0014_audit_login_index::Migration),
+            Box::new(m0015_audit_login_network_index::Migration),
         ]
     }
 }

@@ -366,8 +366,18 @@ async fn the_periodic_review_visits_only_chains_that_moved() {
 }
 
 /// A successful login of `u` from `ip` as the sessions service records it (with the role the
-/// review's "new IP" rule looks at).
+/// review's "new IP" rule looks at, and the network when it is not the address itself).
 fn login_of(u: &User, ip: &str, seconds: i64) -> AuditRecord {
+    let mut r = login_before_networks(u, ip, seconds);
+    let network = network_of(ip);
+    if network != ip {
+        r.details["network"] = network.into();
+    }
+    r
+}
+
+/// The same login as recorded before logins named their network (m0015).
+fn login_before_networks(u: &User, ip: &str, seconds: i64) -> AuditRecord {
     let ctx = RequestContext {
         ip: Some(ip.parse().unwrap()),
         ..RequestContext::default()
@@ -382,6 +392,10 @@ fn login_of(u: &User, ip: &str, seconds: i64) -> AuditRecord {
     .company(u.company_id)
     .actor(u.id)
     .details(serde_json::json!({ "role": u.role.as_str() }))
+}
+
+fn network_of(ip: &str) -> String {
+    kernel::ClientNet::from(ip.parse::<std::net::IpAddr>().unwrap()).to_string()
 }
 
 /// AUD-7's "new IP" rule asks whether an Owner or Admin logged in before, at all and from this
@@ -421,7 +435,13 @@ async fn prior_logins_remember_every_earlier_login_of_the_user() {
             let (store, chain) = (store.clone(), chain.clone());
             async move {
                 store
-                    .prior_logins(&chain, actor, ip.map(str::to_owned), before)
+                    .prior_logins(
+                        &chain,
+                        actor,
+                        ip.map(str::to_owned),
+                        ip.map(network_of),
+                        before,
+                    )
                     .await
                     .unwrap()
             }
@@ -457,7 +477,13 @@ async fn prior_logins_remember_every_earlier_login_of_the_user() {
         let other_chain = chain_name(Some(CompanyId::from_uuid(id())));
         assert_eq!(
             store
-                .prior_logins(&other_chain, owner.id, Some("198.51.100.7".into()), next)
+                .prior_logins(
+                    &other_chain,
+                    owner.id,
+                    Some("198.51.100.7".into()),
+                    Some("198.51.100.7".into()),
+                    next,
+                )
                 .await
                 .unwrap(),
             (false, false),
@@ -479,5 +505,123 @@ async fn prior_logins_remember_every_earlier_login_of_the_user() {
             .map(|a| a.rule)
             .collect();
         assert_eq!(raised, vec!["new_ip_privileged_login".to_owned()], "{b}");
+    }
+}
+
+/// AUD-7 counts an IPv6 client by its /64: an Owner whose privacy address rotates within a
+/// network it used before is not at a new place, a new /64 is, and an IPv4-mapped address is its
+/// IPv4 address either way round. Logins recorded before logins named their network still
+/// count, by their exact address.
+#[tokio::test]
+async fn prior_logins_count_an_ipv6_network_as_one_place() {
+    for (db, store, _) in stores().await {
+        let c = company();
+        let owner = user(&c, &format!("o{}@example.com", id().simple()), Role::Owner);
+        let chain = chain_name(Some(c.id));
+        ::accounts::AccountRepository::create_company_with_owner(
+            store.as_ref(),
+            &c,
+            &owner,
+            vec![
+                login_of(&owner, "2001:db8:1:2:aaaa::1", 0),
+                login_of(&owner, "198.51.100.7", 1),
+                login_of(&owner, "::ffff:203.0.113.5", 2),
+                login_before_networks(&owner, "2001:db8:5:5::1", 3),
+            ],
+        )
+        .await
+        .unwrap();
+        let (last, _) = store.head(&chain).await.unwrap().unwrap();
+        let from = |ip: &'static str| {
+            let (store, chain) = (store.clone(), chain.clone());
+            async move {
+                store
+                    .prior_logins(
+                        &chain,
+                        owner.id,
+                        Some(ip.to_owned()),
+                        Some(network_of(ip)),
+                        last + 1,
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        let b = db.backend;
+        for (ip, known) in [
+            // Another address of a /64 the Owner used.
+            ("2001:db8:1:2:bbbb:cccc:dddd:eeee", true),
+            ("2001:db8:1:2::", true),
+            // The next /64 is a new place.
+            ("2001:db8:1:3:aaaa::1", false),
+            // Mapped and plain IPv4, either way round.
+            ("::ffff:198.51.100.7", true),
+            ("203.0.113.5", true),
+            ("203.0.113.6", false),
+            // A login from before m0015 counts by its exact address only.
+            ("2001:db8:5:5::1", true),
+            ("2001:db8:5:5::2", false),
+        ] {
+            assert_eq!(from(ip).await, (true, known), "{b}: {ip}");
+        }
+        // Without the network, the question is the exact address, as before.
+        assert_eq!(
+            store
+                .prior_logins(
+                    &chain,
+                    owner.id,
+                    Some("2001:db8:1:2::9".into()),
+                    None,
+                    last + 1
+                )
+                .await
+                .unwrap(),
+            (true, false),
+            "{b}"
+        );
+        // Earlier than the login that named the network: unknown.
+        let first = store.chain_page(&chain, 0, 1).await.unwrap()[0].seq;
+        assert_eq!(
+            store
+                .prior_logins(
+                    &chain,
+                    owner.id,
+                    Some("2001:db8:1:2::9".into()),
+                    Some("2001:db8:1:2::/64".into()),
+                    first
+                )
+                .await
+                .unwrap(),
+            (false, false),
+            "{b}"
+        );
+
+        // The review (past the setup's logins): a rotated address raises nothing; a new /64
+        // raises one alert naming it.
+        let svc = service(&store, Arc::new(ManualClock::new(t0())));
+        svc.review_chain(&chain).await.unwrap();
+        store
+            .record(login_of(&owner, "2001:db8:1:2:1234::5", 10))
+            .await
+            .unwrap();
+        store
+            .record(login_of(&owner, "2001:db8:9:9::1", 11))
+            .await
+            .unwrap();
+        let raised: Vec<(String, String)> = svc
+            .review_chain(&chain)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.rule, a.subject))
+            .collect();
+        assert_eq!(
+            raised,
+            vec![(
+                "new_ip_privileged_login".to_owned(),
+                format!("{}@2001:db8:9:9::/64", owner.id)
+            )],
+            "{b}"
+        );
     }
 }
