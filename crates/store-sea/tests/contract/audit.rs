@@ -398,6 +398,46 @@ fn network_of(ip: &str) -> String {
     kernel::ClientNet::from(ip.parse::<std::net::IpAddr>().unwrap()).to_string()
 }
 
+/// A new company whose Owner's sign-up records `logins`; returns the company, the Owner and the
+/// company's chain.
+async fn company_of_owner(
+    store: &Arc<SeaStore>,
+    logins: impl FnOnce(&User) -> Vec<AuditRecord>,
+) -> (Company, User, String) {
+    let c = company();
+    let owner = user(&c, &format!("o{}@example.com", id().simple()), Role::Owner);
+    ::accounts::AccountRepository::create_company_with_owner(
+        store.as_ref(),
+        &c,
+        &owner,
+        logins(&owner),
+    )
+    .await
+    .unwrap();
+    let chain = chain_name(Some(c.id));
+    (c, owner, chain)
+}
+
+/// `prior_logins` as the review asks it: the address and its network.
+async fn asked(
+    store: &SeaStore,
+    chain: &str,
+    actor: UserId,
+    ip: Option<&str>,
+    before: i64,
+) -> (bool, bool) {
+    store
+        .prior_logins(
+            chain,
+            actor,
+            ip.map(str::to_owned),
+            ip.map(network_of),
+            before,
+        )
+        .await
+        .unwrap()
+}
+
 /// AUD-7's "new IP" rule asks whether an Owner or Admin logged in before, at all and from this
 /// address. The answer is that user's, strictly before the record, in that chain only, and
 /// remembers logins however many others came since: the review used to look only at the
@@ -406,18 +446,9 @@ fn network_of(ip: &str) -> String {
 #[tokio::test]
 async fn prior_logins_remember_every_earlier_login_of_the_user() {
     for (db, store, _) in stores().await {
-        let c = company();
-        let owner = user(&c, &format!("o{}@example.com", id().simple()), Role::Owner);
+        let (c, owner, chain) =
+            company_of_owner(&store, |o| vec![login_of(o, "198.51.100.7", 0)]).await;
         let vendor = user(&c, &format!("v{}@example.com", id().simple()), Role::Vendor);
-        let chain = chain_name(Some(c.id));
-        ::accounts::AccountRepository::create_company_with_owner(
-            store.as_ref(),
-            &c,
-            &owner,
-            vec![login_of(&owner, "198.51.100.7", 0)],
-        )
-        .await
-        .unwrap();
         let first = store.chain_page(&chain, 0, 1).await.unwrap()[0].seq;
         let others: Vec<AuditRecord> = (1..=10_050)
             .map(|n| login_of(&vendor, "192.0.2.1", n))
@@ -431,21 +462,7 @@ async fn prior_logins_remember_every_earlier_login_of_the_user() {
         let (last, _) = store.head(&chain).await.unwrap().unwrap();
         let next = last + 1;
 
-        let asked = |actor: UserId, ip: Option<&'static str>, before: i64| {
-            let (store, chain) = (store.clone(), chain.clone());
-            async move {
-                store
-                    .prior_logins(
-                        &chain,
-                        actor,
-                        ip.map(str::to_owned),
-                        ip.map(network_of),
-                        before,
-                    )
-                    .await
-                    .unwrap()
-            }
-        };
+        let asked = |actor, ip, before| asked(&store, &chain, actor, ip, before);
         let b = db.backend;
         assert_eq!(
             asked(owner.id, Some("198.51.100.7"), next).await,
@@ -515,38 +532,17 @@ async fn prior_logins_remember_every_earlier_login_of_the_user() {
 #[tokio::test]
 async fn prior_logins_count_an_ipv6_network_as_one_place() {
     for (db, store, _) in stores().await {
-        let c = company();
-        let owner = user(&c, &format!("o{}@example.com", id().simple()), Role::Owner);
-        let chain = chain_name(Some(c.id));
-        ::accounts::AccountRepository::create_company_with_owner(
-            store.as_ref(),
-            &c,
-            &owner,
+        let (_, owner, chain) = company_of_owner(&store, |o| {
             vec![
-                login_of(&owner, "2001:db8:1:2:aaaa::1", 0),
-                login_of(&owner, "198.51.100.7", 1),
-                login_of(&owner, "::ffff:203.0.113.5", 2),
-                login_before_networks(&owner, "2001:db8:5:5::1", 3),
-            ],
-        )
-        .await
-        .unwrap();
+                login_of(o, "2001:db8:1:2:aaaa::1", 0),
+                login_of(o, "198.51.100.7", 1),
+                login_of(o, "::ffff:203.0.113.5", 2),
+                login_before_networks(o, "2001:db8:5:5::1", 3),
+            ]
+        })
+        .await;
         let (last, _) = store.head(&chain).await.unwrap().unwrap();
-        let from = |ip: &'static str| {
-            let (store, chain) = (store.clone(), chain.clone());
-            async move {
-                store
-                    .prior_logins(
-                        &chain,
-                        owner.id,
-                        Some(ip.to_owned()),
-                        Some(network_of(ip)),
-                        last + 1,
-                    )
-                    .await
-                    .unwrap()
-            }
-        };
+        let from = |ip| asked(&store, &chain, owner.id, Some(ip), last + 1);
         let b = db.backend;
         for (ip, known) in [
             // Another address of a /64 the Owner used.
