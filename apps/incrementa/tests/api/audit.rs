@@ -302,7 +302,8 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 /// AUD-6: an export of 100,000 records streams; the server's peak memory barely moves. While
-/// it streams, the company's next export is refused with 429; once it is read, one may start.
+/// it streams, the company's next export is refused with 429; once it is read, or its client
+/// has gone away, one may start.
 #[actix_web::test]
 async fn exporting_100000_records_keeps_memory_flat() {
     let app = spawn_app().await;
@@ -388,6 +389,38 @@ async fn exporting_100000_records_keeps_memory_flat() {
     )
     .await;
     assert_eq!(status, 200);
+    // A client that goes away mid-stream frees the company's exports: the server drops the
+    // stream, and the pass with it, once it finds the connection closed.
+    let mut gone = awc::Client::new()
+        .get(format!("{base}/v1/audit/export?format=csv"))
+        .insert_header(("Authorization", format!("Bearer {token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 200);
+    gone.next().await.unwrap().unwrap();
+    drop(gone);
+    let mut freed = false;
+    for _ in 0..100 {
+        let r = remote
+            .call(
+                "GET",
+                "/v1/audit/export?format=csv&action=audit.exported",
+                Some(&token),
+                None,
+            )
+            .await;
+        if r.status == 200 {
+            freed = true;
+            break;
+        }
+        assert_problem(&r, 429, "rate_limited");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        freed,
+        "the export of a client that left still holds the company's pass"
+    );
     server.stop();
     assert!(lines > 100_000, "{lines} lines");
     assert!(bytes > 20 * 1024 * 1024, "{bytes} bytes exported");
