@@ -32,12 +32,29 @@ use uuid::Uuid;
 /// Errors of the audit crate.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    /// The actor may not read the audit log.
+    /// The actor lacks the permission (`audit.read`; `incidents.manage` to triage alerts).
     #[error("missing permission")]
     Forbidden,
     /// Export without a fresh re-authentication (MFA-3).
     #[error("re-authentication required")]
     ReauthenticationRequired,
+    /// No such alert in the actor's company.
+    #[error("not found")]
+    NotFound,
+    /// The alert is no longer open (dismissed, or taken into an incident).
+    #[error("the alert is {status}, not open")]
+    AlertNotOpen {
+        /// Its status now.
+        status: String,
+    },
+    /// A field breaks its rule.
+    #[error("invalid {field}: {code}")]
+    Invalid {
+        /// The field as the API names it.
+        field: &'static str,
+        /// A stable reason.
+        code: &'static str,
+    },
     /// Another request is verifying or exporting this chain already; ask again later.
     #[error("another request is reading this chain (a verification or an export)")]
     Busy {
@@ -120,6 +137,8 @@ impl Action {
     pub const COMPANY_CONFIG_CHANGED: Self = Self("company.config_changed");
     /// The audit log was exported.
     pub const AUDIT_EXPORTED: Self = Self("audit.exported");
+    /// An alert of the review was dismissed (judged not to need an incident).
+    pub const ALERT_DISMISSED: Self = Self("audit.alert_dismissed");
     /// An authorization check said no.
     pub const AUTHORIZATION_DENIED: Self = Self("authorization.denied");
     /// A user started TOTP enrolment (a pending secret was created).

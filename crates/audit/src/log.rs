@@ -106,13 +106,27 @@ pub trait AuditLog: Send + Sync {
         to: i64,
         alerts: Vec<Alert>,
     ) -> Result<bool, AuditError>;
-    /// Whether an open alert of `rule` about `subject` was raised in `chain` since `since`.
-    async fn open_alert_since(
+    /// Whether an alert of `rule` about `subject` was raised in `chain` since `since`, whatever
+    /// its status: one taken into an incident is being handled, and a dismissed one was judged.
+    async fn alert_since(
         &self,
         chain: &str,
         rule: &str,
         subject: &str,
         since: Timestamp,
+    ) -> Result<bool, AuditError>;
+    /// The company's alert `id`, if it has one.
+    async fn alert(&self, company: CompanyId, id: uuid::Uuid) -> Result<Option<Alert>, AuditError>;
+    /// Moves the company's alert `id` from status `from` to `to` and stores `record`, in one
+    /// transaction; `false` (and nothing stored) when the alert is not in `from` (or is not the
+    /// company's).
+    async fn set_alert_status(
+        &self,
+        company: CompanyId,
+        id: uuid::Uuid,
+        from: &str,
+        to: &str,
+        record: AuditRecord,
     ) -> Result<bool, AuditError>;
     /// The company's alerts, newest first.
     async fn alerts(
@@ -406,7 +420,7 @@ impl AuditService {
                     if !dup_here
                         && !self
                             .log
-                            .open_alert_since(chain, &alert.rule, &alert.subject, since)
+                            .alert_since(chain, &alert.rule, &alert.subject, since)
                             .await?
                     {
                         batch.push(alert);
@@ -464,13 +478,106 @@ impl AuditService {
         self.log.alerts(actor.company_id, status, MAX_PAGE).await
     }
 
+    /// Longest reason for dismissing an alert, in characters.
+    pub const MAX_DISMISS_REASON: usize = 500;
+
+    /// Dismisses an open alert of the actor's company: triage judged that it needs no incident
+    /// (AUD-7). Needs `incidents.manage`; an optional reason (trimmed, at most
+    /// [`Self::MAX_DISMISS_REASON`] characters, no control characters but newlines) goes into the
+    /// `audit.alert_dismissed` record, stored with the change. Returns the alert as it is now.
+    ///
+    /// # Errors
+    /// `Forbidden`, `Invalid` (`reason`), `NotFound` (also another company's alert),
+    /// `AlertNotOpen` (dismissed already, or taken into an incident, also by a concurrent
+    /// request), `Internal`.
+    pub async fn dismiss_alert(
+        &self,
+        actor: &Actor,
+        id: uuid::Uuid,
+        reason: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<Alert, AuditError> {
+        self.require_to(actor, Permission::IncidentsManage, false, ctx)
+            .await?;
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+        if let Some(r) = reason {
+            let code = if r.chars().count() > Self::MAX_DISMISS_REASON {
+                Some("too_long")
+            } else if r.chars().any(|c| c.is_control() && c != '\n') {
+                Some("control_characters")
+            } else {
+                None
+            };
+            if let Some(code) = code {
+                return Err(AuditError::Invalid {
+                    field: "reason",
+                    code,
+                });
+            }
+        }
+        let company = actor.company_id;
+        let mut alert = self
+            .log
+            .alert(company, id)
+            .await?
+            .ok_or(AuditError::NotFound)?;
+        if alert.status != Alert::OPEN {
+            return Err(AuditError::AlertNotOpen {
+                status: alert.status,
+            });
+        }
+        let record = AuditRecord::new(
+            self.ids.new_id(),
+            self.clock.now(),
+            Action::ALERT_DISMISSED,
+            Outcome::Success,
+            ctx,
+        )
+        .company(company)
+        .actor(actor.user_id)
+        .target("alert", id)
+        .details(serde_json::json!({
+            "rule": alert.rule,
+            "subject": alert.subject,
+            "reason": reason,
+        }));
+        if !self
+            .log
+            .set_alert_status(company, id, Alert::OPEN, Alert::DISMISSED, record)
+            .await?
+        {
+            // Another request moved it first.
+            let status = self
+                .log
+                .alert(company, id)
+                .await?
+                .map(|a| a.status)
+                .ok_or(AuditError::NotFound)?;
+            return Err(AuditError::AlertNotOpen { status });
+        }
+        Alert::DISMISSED.clone_into(&mut alert.status);
+        Ok(alert)
+    }
+
     async fn require(
         &self,
         actor: &Actor,
         step_up: bool,
         ctx: &RequestContext,
     ) -> Result<(), AuditError> {
-        let why = if !authorize(actor, Permission::AuditRead, Scope::Company).is_allowed() {
+        self.require_to(actor, Permission::AuditRead, step_up, ctx)
+            .await
+    }
+
+    /// Checks `permission` (and step-up when asked); a refusal is audited as denied.
+    async fn require_to(
+        &self,
+        actor: &Actor,
+        permission: Permission,
+        step_up: bool,
+        ctx: &RequestContext,
+    ) -> Result<(), AuditError> {
+        let why = if !authorize(actor, permission, Scope::Company).is_allowed() {
             "missing permission"
         } else if step_up && !actor.has_step_up(self.clock.now()) {
             "reauthentication_required"
@@ -482,7 +589,7 @@ impl AuditService {
             self.clock.now(),
             ctx,
             actor,
-            "audit.read",
+            permission.as_str(),
             why,
         );
         self.sink.record(record).await?;
@@ -719,6 +826,141 @@ mod tests {
         )
     }
 
+    fn alert_in(company: u128, status: &str) -> Alert {
+        Alert {
+            id: uuid::Uuid::from_u128(77),
+            company_id: Some(kernel::CompanyId::from_uuid(uuid::Uuid::from_u128(company))),
+            at: t0(),
+            rule: "new_ip_privileged_login".into(),
+            severity: "medium".into(),
+            summary: "an admin logged in from a new IP address 198.51.100.4".into(),
+            subject: "u@198.51.100.4".into(),
+            status: status.into(),
+            record_id: uuid::Uuid::from_u128(5),
+        }
+    }
+
+    /// AUD-7 triage: an open alert is dismissed with its reason in the audit record, stored with
+    /// the change; a bad reason is refused before anything is read; a vendor is refused (and
+    /// the refusal audited); an alert that is not open, or that another request moved first,
+    /// is a conflict naming its status; an unknown id is not found.
+    #[tokio::test]
+    async fn an_open_alert_is_dismissed_once_with_its_reason_audited() {
+        use std::sync::Mutex;
+        let id = uuid::Uuid::from_u128(77);
+        let ctx = RequestContext::default();
+        let stored = Arc::new(Mutex::new(Vec::<AuditRecord>::new()));
+        let mut log = MockAuditLog::new();
+        // Reads: open, then (for the lost race) open and then dismissed, then one not open,
+        // then none at all.
+        let mut reads = vec![
+            None,
+            Some(alert_in(7, "incident")),
+            Some(alert_in(7, "dismissed")),
+            Some(alert_in(7, "open")),
+            Some(alert_in(7, "open")),
+        ];
+        log.expect_alert()
+            .withf(move |company, asked| {
+                *company == kernel::CompanyId::from_uuid(uuid::Uuid::from_u128(7)) && *asked == id
+            })
+            .returning(move |_, _| Ok(reads.pop().flatten()));
+        let mut moves = vec![false, true];
+        let keep = stored.clone();
+        log.expect_set_alert_status()
+            .withf(|_, _, from, to, _| from == "open" && to == "dismissed")
+            .returning(move |_, _, _, _, record| {
+                let moved = moves.pop().unwrap();
+                if moved {
+                    keep.lock().unwrap().push(record);
+                }
+                Ok(moved)
+            });
+        let mut sink = MockAuditSink::new();
+        let denied = Arc::new(Mutex::new(Vec::<AuditRecord>::new()));
+        let keep = denied.clone();
+        sink.expect_record().returning(move |r| {
+            keep.lock().unwrap().push(r);
+            Ok(())
+        });
+        let svc = AuditService::new(
+            Arc::new(log),
+            Arc::new(sink),
+            Arc::new(MockChainMac::new()),
+            Arc::new(ManualClock::new(t0())),
+            Arc::new(SequentialIds::default()),
+        );
+        let admin = admin_of(7);
+
+        // Refused before any read: too long, control characters; a vendor.
+        let long = "x".repeat(AuditService::MAX_DISMISS_REASON + 1);
+        for (reason, code) in [
+            (long.as_str(), "too_long"),
+            ("a\u{7}b", "control_characters"),
+        ] {
+            let err = svc
+                .dismiss_alert(&admin, id, Some(reason), &ctx)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, AuditError::Invalid { field: "reason", code: c } if c == code),
+                "{err:?}"
+            );
+        }
+        let vendor = {
+            let role = rbac::Role::Vendor;
+            Actor::new(
+                admin.user_id,
+                admin.company_id,
+                admin.session_id,
+                role,
+                role.default_permissions(),
+            )
+        };
+        assert!(matches!(
+            svc.dismiss_alert(&vendor, id, None, &ctx).await,
+            Err(AuditError::Forbidden)
+        ));
+        assert_eq!(denied.lock().unwrap().len(), 1, "the refusal is audited");
+        assert_eq!(denied.lock().unwrap()[0].outcome, Outcome::Denied);
+
+        // Open: dismissed, the reason trimmed into the record.
+        let alert = svc
+            .dismiss_alert(&admin, id, Some("  la oficina nueva\n"), &ctx)
+            .await
+            .unwrap();
+        assert_eq!(alert.status, "dismissed");
+        let records = stored.lock().unwrap().clone();
+        let [record] = records.as_slice() else {
+            panic!("{records:?}")
+        };
+        assert_eq!(record.action, Action::ALERT_DISMISSED);
+        assert_eq!(
+            record.target.as_deref(),
+            Some(format!("alert:{id}").as_str())
+        );
+        assert_eq!(record.details["reason"], "la oficina nueva");
+        assert_eq!(record.details["rule"], "new_ip_privileged_login");
+        // Open when read, but another request dismissed it first.
+        let err = svc.dismiss_alert(&admin, id, None, &ctx).await.unwrap_err();
+        assert!(
+            matches!(&err, AuditError::AlertNotOpen { status } if status == "dismissed"),
+            "{err:?}"
+        );
+        // Taken into an incident.
+        let err = svc.dismiss_alert(&admin, id, None, &ctx).await.unwrap_err();
+        assert!(
+            matches!(&err, AuditError::AlertNotOpen { status } if status == "incident"),
+            "{err:?}"
+        );
+        // Unknown (or another company's: the store reads within the company only).
+        assert!(matches!(
+            svc.dismiss_alert(&admin, id, None, &ctx).await,
+            Err(AuditError::NotFound)
+        ));
+        assert_eq!(stored.lock().unwrap().len(), 1);
+    }
+
     /// One walk per chain at a time: a second request for the same company's chain while one
     /// runs is told to come back (`Busy`) without reading anything; other companies' chains,
     /// and the same chain once the first walk is over (or was dropped), verify as usual.
@@ -880,8 +1122,7 @@ mod tests {
                     && *limit == WINDOW_ROWS + 40
             })
             .returning(move |_, _, _, _, _, _| Ok(stored.iter().rev().cloned().collect()));
-        log.expect_open_alert_since()
-            .returning(|_, _, _, _| Ok(false));
+        log.expect_alert_since().returning(|_, _, _, _| Ok(false));
         log.expect_save_review()
             .times(1)
             .withf(|_, from, to, _| (*from, *to) == (0, 40))
@@ -927,8 +1168,7 @@ mod tests {
         let stored = page.clone();
         log.expect_window()
             .returning(move |_, _, _, _, _, _| Ok(stored.iter().rev().cloned().collect()));
-        log.expect_open_alert_since()
-            .returning(|_, _, _, _| Ok(false));
+        log.expect_alert_since().returning(|_, _, _, _| Ok(false));
         log.expect_save_review().returning(|_, _, _, _| Ok(true));
         let raised: Vec<(String, String, String)> = service(log)
             .review_chain("platform")

@@ -61,10 +61,20 @@ pub struct Alert {
     pub summary: String,
     /// What it is about (an email, an IP, a user); alerts are deduplicated per rule and subject.
     pub subject: String,
-    /// `open` when raised.
+    /// [`Alert::OPEN`] when raised; [`Alert::INCIDENT`] once an incident was opened from it,
+    /// [`Alert::DISMISSED`] once triage judged it needs none.
     pub status: String,
     /// The triggering record.
     pub record_id: Uuid,
+}
+
+impl Alert {
+    /// Raised and not handled yet.
+    pub const OPEN: &'static str = "open";
+    /// An incident was opened from it (`POST /v1/incidents` with its `alert_id`).
+    pub const INCIDENT: &'static str = "incident";
+    /// Triage judged it needs no incident.
+    pub const DISMISSED: &'static str = "dismissed";
 }
 
 /// What a rule needs to know besides the record itself.
@@ -147,7 +157,7 @@ pub fn evaluate(
         severity: severity.to_owned(),
         summary,
         subject,
-        status: "open".to_owned(),
+        status: Alert::OPEN.to_owned(),
         record_id: record.id,
     };
     match need(record) {

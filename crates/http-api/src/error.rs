@@ -305,6 +305,21 @@ impl From<audit::AuditError> for ApiError {
             audit::AuditError::Forbidden => Self::forbidden("requires the audit.read permission"),
             audit::AuditError::ReauthenticationRequired => Self::reauthentication_required(),
             audit::AuditError::Busy { retry_after_secs } => Self::rate_limited(retry_after_secs),
+            audit::AuditError::NotFound => Self::not_found(),
+            audit::AuditError::AlertNotOpen { status } => Self::new(
+                StatusCode::CONFLICT,
+                "alert_not_open",
+                "Alert not open",
+                format!("the alert is {status}: only an open alert can be dismissed"),
+            )
+            .with("current_status", json!(status)),
+            audit::AuditError::Invalid { field, code } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Invalid fields",
+                "one or more fields are invalid",
+            )
+            .with("errors", json!([{ "field": field, "code": code }])),
             audit::AuditError::Internal(_) => Self::from_internal(&err),
         }
     }

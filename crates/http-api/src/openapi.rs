@@ -99,6 +99,7 @@ pub(crate) struct FieldProblem {
         company::get, company::update, company::changes,
         fiscal::upload, fiscal::list, fiscal::get, fiscal::delete, fiscal::sign,
         audit::events, audit::access_log, audit::export, audit::verify, audit::alerts,
+        audit::dismiss_alert,
         incidents::open, incidents::list, incidents::get, incidents::transition, incidents::note,
         incidents::notify,
     ),
@@ -294,6 +295,18 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
             ),
         ],
         ("GET", "/v1/audit/verify") => &[READING],
+        ("POST", "/v1/audit/alerts/{id}/dismiss") => &[
+            (
+                "409",
+                "`alert_not_open`: dismissed already, or an incident was opened from it \
+                 (`current_status`).",
+            ),
+            (
+                "422",
+                "`validation_failed`: `reason` is over 500 characters or holds control \
+                 characters.",
+            ),
+        ],
         ("GET", "/v1/audit/export") => &[MALFORMED_QUERY, READING],
         ("POST", "/v1/fiscal/credentials") => &[
             (
@@ -507,6 +520,15 @@ pub(crate) mod schemas {
     /// `low`, `medium`, `high`.
     pub(crate) fn alert_severity() -> Object {
         one_of(["low", "medium", "high"])
+    }
+
+    /// Where an alert is in triage.
+    pub(crate) fn alert_status() -> Object {
+        one_of([
+            audit::Alert::OPEN,
+            audit::Alert::INCIDENT,
+            audit::Alert::DISMISSED,
+        ])
     }
 
     /// What happened, for an incident.

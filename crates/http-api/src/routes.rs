@@ -124,6 +124,7 @@ pub fn declare<S: RouteSink>(r: &mut S) {
     r.add(Method::GET,    "/v1/audit/export",                        PStepUp(AuditRead),   audit::export);
     r.add(Method::GET,    "/v1/audit/verify",                        P(AuditRead),         audit::verify);
     r.add(Method::GET,    "/v1/audit/alerts",                        P(AuditRead),         audit::alerts);
+    r.add(Method::POST,   "/v1/audit/alerts/{id}/dismiss",           P(IncidentsManage),   audit::dismiss_alert);
     r.add(Method::POST,   "/v1/incidents",                           P(IncidentsManage),   incidents::open);
     r.add(Method::GET,    "/v1/incidents",                           P(IncidentsManage),   incidents::list);
     r.add(Method::GET,    "/v1/incidents/{id}",                      P(IncidentsManage),   incidents::get);

@@ -334,6 +334,20 @@ fn log_err(e: impl std::error::Error + Send + Sync + 'static) -> AuditError {
     }
 }
 
+fn to_alert(m: crate::entity::audit_alert::Model) -> audit::Alert {
+    audit::Alert {
+        id: m.id,
+        company_id: m.company_id.map(kernel::CompanyId::from_uuid),
+        at: m.at,
+        rule: m.rule,
+        severity: m.severity,
+        summary: m.summary,
+        subject: m.subject,
+        status: m.status,
+        record_id: m.record_id,
+    }
+}
+
 fn corrupt_chain(what: &'static str) -> AuditError {
     log_err(crate::corrupt("audit_events", what))
 }
@@ -669,7 +683,7 @@ impl audit::AuditLog for SeaStore {
         Ok(true)
     }
 
-    async fn open_alert_since(
+    async fn alert_since(
         &self,
         chain: &str,
         rule: &str,
@@ -681,12 +695,55 @@ impl audit::AuditLog for SeaStore {
             .filter(alert::Column::Chain.eq(chain))
             .filter(alert::Column::Rule.eq(rule))
             .filter(alert::Column::Subject.eq(subject))
-            .filter(alert::Column::Status.eq("open"))
             .filter(alert::Column::At.gte(since))
             .one(&self.db)
             .await
             .map_err(log_err)?
             .is_some())
+    }
+
+    async fn alert(
+        &self,
+        company: kernel::CompanyId,
+        id: uuid::Uuid,
+    ) -> Result<Option<audit::Alert>, AuditError> {
+        use crate::entity::audit_alert as alert;
+        Ok(crate::by_key(
+            alert::Entity::find_by_id(id).filter(alert::Column::CompanyId.eq(company.as_uuid())),
+            &self.db,
+        )
+        .await
+        .map_err(log_err)?
+        .map(to_alert))
+    }
+
+    async fn set_alert_status(
+        &self,
+        company: kernel::CompanyId,
+        id: uuid::Uuid,
+        from: &str,
+        to: &str,
+        record: AuditRecord,
+    ) -> Result<bool, AuditError> {
+        use crate::entity::audit_alert as alert;
+        let txn = self.write_txn().await.map_err(log_err)?;
+        let moved = alert::Entity::update_many()
+            .col_expr(alert::Column::Status, sea_orm::sea_query::Expr::value(to))
+            .filter(alert::Column::Id.eq(id))
+            .filter(alert::Column::CompanyId.eq(company.as_uuid()))
+            .filter(alert::Column::Status.eq(from))
+            .exec(&txn)
+            .await
+            .map_err(log_err)?
+            .rows_affected;
+        if moved != 1 {
+            txn.rollback().await.map_err(log_err)?;
+            return Ok(false);
+        }
+        self.commit_with_audit_as(txn, vec![record], crate::Changed::NoSessionOrUser)
+            .await
+            .map_err(log_err)?;
+        Ok(true)
     }
 
     async fn alerts(
@@ -707,17 +764,7 @@ impl audit::AuditLog for SeaStore {
             .await
             .map_err(log_err)?
             .into_iter()
-            .map(|m| audit::Alert {
-                id: m.id,
-                company_id: m.company_id.map(kernel::CompanyId::from_uuid),
-                at: m.at,
-                rule: m.rule,
-                severity: m.severity,
-                summary: m.summary,
-                subject: m.subject,
-                status: m.status,
-                record_id: m.record_id,
-            })
+            .map(to_alert)
             .collect())
     }
 

@@ -144,6 +144,20 @@ impl IncidentRepository for SeaStore {
         if !errors.is_empty() {
             return Err(IncidentError::Validation(errors));
         }
+        if let Some(alert) = i.alert_id {
+            // The alert is handled by an incident now (AUD-7 triage): it leaves the open ones,
+            // and one dismissed earlier is taken up again.
+            audit_alert::Entity::update_many()
+                .col_expr(
+                    audit_alert::Column::Status,
+                    sea_orm::sea_query::Expr::value(audit::Alert::INCIDENT),
+                )
+                .filter(audit_alert::Column::Id.eq(alert))
+                .filter(audit_alert::Column::CompanyId.eq(i.company_id.as_uuid()))
+                .exec(&txn)
+                .await
+                .map_err(internal)?;
+        }
         let affected = serde_json::to_string(
             &i.affected_user_ids
                 .iter()

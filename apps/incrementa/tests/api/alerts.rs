@@ -161,3 +161,120 @@ async fn a_rotating_ipv6_address_is_one_place_and_a_new_network_is_flagged() {
         }
     }
 }
+
+/// AUD-7 triage over HTTP on both databases: an Owner or Admin dismisses an open alert with a
+/// reason (audited), or opens an incident from it; either way it leaves `?status=open`. A
+/// second dismissal is 409 naming the status; a manager or vendor is refused; bad reasons,
+/// bodies, statuses and ids get their problem.
+#[actix_web::test]
+async fn alerts_are_dismissed_or_taken_into_an_incident() {
+    for app in spawn_each().await {
+        let b = app.db.backend;
+        let [_, (_, admin), (_, manager), (_, vendor)] = app.company_with_roles("").await;
+        for email in ["manager@example.com", "vendor@example.com"] {
+            for _ in 0..5 {
+                app.login(email, "Wrong#Password1").await;
+            }
+        }
+        let alerts = |query: &'static str| {
+            let (app, admin) = (&app, admin.clone());
+            async move {
+                let r = app
+                    .call(
+                        "GET",
+                        &format!("/v1/audit/alerts{query}"),
+                        Some(&admin),
+                        None,
+                    )
+                    .await;
+                assert_eq!(r.status, 200, "{}", r.raw);
+                r.body["items"].as_array().unwrap().clone()
+            }
+        };
+        let open = alerts("?status=open").await;
+        assert_eq!(open.len(), 2, "{b}: {open:?}");
+        let (first, second) = (
+            open[0]["id"].as_str().unwrap().to_owned(),
+            open[1]["id"].as_str().unwrap().to_owned(),
+        );
+        let dismiss = |id: &str, body: Option<serde_json::Value>, token: &str| {
+            let path = format!("/v1/audit/alerts/{id}/dismiss");
+            let (app, token) = (&app, token.to_owned());
+            async move { app.call("POST", &path, Some(&token), body).await }
+        };
+
+        for token in [&manager, &vendor] {
+            assert_problem(&dismiss(&first, None, token).await, 403, "forbidden");
+        }
+        let long = "x".repeat(501);
+        let r = dismiss(&first, Some(json!({ "reason": long })), &admin).await;
+        assert_problem(&r, 422, "validation_failed");
+        assert_eq!(r.body["errors"][0]["field"], "reason", "{b}");
+        let r = dismiss(&first, Some(json!(["not", "an", "object"])), &admin).await;
+        assert_problem(&r, 400, "malformed_request");
+        let r = dismiss(&uuid::Uuid::new_v4().to_string(), None, &admin).await;
+        assert_problem(&r, 404, "not_found");
+        assert_problem(&dismiss("not-a-uuid", None, &admin).await, 404, "not_found");
+
+        let r = dismiss(
+            &first,
+            Some(json!({ "reason": "pruebas del equipo de soporte" })),
+            &admin,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{b}: {}", r.raw);
+        assert_eq!(r.body["status"], "dismissed");
+        assert_eq!(r.body["id"], first.as_str());
+        let r = dismiss(&first, None, &admin).await;
+        assert_problem(&r, 409, "alert_not_open");
+        assert_eq!(r.body["current_status"], "dismissed", "{b}");
+
+        let opened = app
+            .call(
+                "POST",
+                "/v1/incidents",
+                Some(&admin),
+                Some(json!({
+                    "kind": "unauthorized_access", "severity": "medium",
+                    "summary": "Intentos fallidos", "alert_id": second
+                })),
+            )
+            .await;
+        assert_eq!(opened.status, 201, "{b}: {}", opened.raw);
+        let r = dismiss(&second, None, &admin).await;
+        assert_problem(&r, 409, "alert_not_open");
+        assert_eq!(r.body["current_status"], "incident", "{b}");
+
+        assert!(alerts("?status=open").await.is_empty(), "{b}");
+        let ids = |items: Vec<serde_json::Value>| -> Vec<String> {
+            items
+                .iter()
+                .map(|a| a["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(ids(alerts("?status=dismissed").await), vec![first.clone()]);
+        assert_eq!(ids(alerts("?status=incident").await), vec![second.clone()]);
+        assert_eq!(alerts("").await.len(), 2, "{b}");
+        assert_problem(
+            &app.call("GET", "/v1/audit/alerts?status=closed", Some(&admin), None)
+                .await,
+            400,
+            "malformed_request",
+        );
+        let records = app
+            .call(
+                "GET",
+                "/v1/audit/events?action=audit.alert_dismissed",
+                Some(&admin),
+                None,
+            )
+            .await;
+        let items = records.body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{b}: {}", records.raw);
+        assert_eq!(items[0]["target"], format!("alert:{first}"));
+        assert_eq!(
+            items[0]["details"]["reason"],
+            "pruebas del equipo de soporte"
+        );
+    }
+}

@@ -74,6 +74,8 @@ fn probe(method: &str, path: &str, ids: &Ids) -> (String, Option<Value>) {
         // An unknown format: 400 once authorized, and no export is recorded.
         ("GET", "/v1/audit/export") => (format!("{path}?format=bogus"), None),
         ("GET", "/v1/company" | "/v1/company/changes" | "/v1/audit/alerts") => (path.into(), None),
+        // An unknown alert: 404 once authorized.
+        ("POST", "/v1/audit/alerts/{id}/dismiss") => (p(path), None),
         ("PATCH", "/v1/company") => (path.into(), Some(json!({ "postal_code": "bad" }))),
         // Invalid bodies or unknown ids: 422 or 404 once authorized.
         ("POST", "/v1/incidents") => (

@@ -7,6 +7,7 @@ use audit::{AuditFilter, ChainedRecord};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use crate::dto::{Items, Page, ts};
 use crate::openapi::schemas;
@@ -144,6 +145,8 @@ pub(crate) struct AlertDto {
     summary: String,
     /// What it is about (an email, an address, a user).
     subject: String,
+    /// `open`, `incident` (an incident was opened from it) or `dismissed`.
+    #[schema(schema_with = schemas::alert_status)]
     status: String,
     /// The audit record that triggered it.
     #[schema(format = Uuid)]
@@ -393,8 +396,32 @@ pub(crate) async fn export(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct AlertsQuery {
-    /// Only alerts with this status, e.g. `open`.
+    /// Only alerts with this status: `open` (not handled yet), `incident` (an incident was
+    /// opened from it) or `dismissed`.
+    #[param(schema_with = schemas::alert_status)]
     status: Option<String>,
+}
+
+/// Why triage dismissed the alert. The body may be empty.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DismissBody {
+    /// Up to 500 characters, kept in the `audit.alert_dismissed` record.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn alert_dto(a: &audit::Alert) -> AlertDto {
+    AlertDto {
+        id: a.id.to_string(),
+        at: ts(a.at),
+        rule: a.rule.clone(),
+        severity: a.severity.clone(),
+        summary: a.summary.clone(),
+        subject: a.subject.clone(),
+        status: a.status.clone(),
+        record_id: a.record_id.to_string(),
+    }
 }
 
 #[utoipa::path(
@@ -409,23 +436,58 @@ pub(crate) async fn alerts(
     ctx: ClientContext,
     q: web::Query<AlertsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let alerts = state
-        .audit
-        .alerts(auth.actor(), q.into_inner().status, &ctx.0)
-        .await?;
+    let status = q.into_inner().status;
+    if let Some(s) = &status
+        && ![
+            audit::Alert::OPEN,
+            audit::Alert::INCIDENT,
+            audit::Alert::DISMISSED,
+        ]
+        .contains(&s.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_request",
+            "Malformed request",
+            "status is open, incident or dismissed",
+        ));
+    }
+    let alerts = state.audit.alerts(auth.actor(), status, &ctx.0).await?;
     Ok(HttpResponse::Ok().json(Items {
-        items: alerts
-            .iter()
-            .map(|a| AlertDto {
-                id: a.id.to_string(),
-                at: ts(a.at),
-                rule: a.rule.clone(),
-                severity: a.severity.clone(),
-                summary: a.summary.clone(),
-                subject: a.subject.clone(),
-                status: a.status.clone(),
-                record_id: a.record_id.to_string(),
-            })
-            .collect(),
+        items: alerts.iter().map(alert_dto).collect(),
     }))
+}
+
+#[utoipa::path(
+    post, path = "/v1/audit/alerts/{id}/dismiss", tag = "audit", operation_id = "dismiss_alert",
+    summary = "Dismiss an alert",
+    description = "Triage: the open alert needs no incident. Its status becomes `dismissed` and \
+                   the decision is audited (`audit.alert_dismissed`, with the reason). To handle \
+                   an alert instead, open an incident with its `alert_id`.",
+    params(("id" = uuid::Uuid, Path, description = "Alert id.")),
+    request_body(content = Option<DismissBody>, description = "Optional; may be empty."),
+    responses((status = 200, description = "The alert, now dismissed.", body = AlertDto)),
+)]
+pub(crate) async fn dismiss_alert(
+    state: web::Data<ApiState>,
+    auth: Auth,
+    ctx: ClientContext,
+    id: web::Path<Uuid>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: DismissBody = super::optional_json(
+        payload,
+        "the body must be a JSON object with an optional string \"reason\"",
+    )
+    .await?;
+    let alert = state
+        .audit
+        .dismiss_alert(
+            auth.actor(),
+            id.into_inner(),
+            body.reason.as_deref(),
+            &ctx.0,
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(alert_dto(&alert)))
 }

@@ -276,42 +276,14 @@ pub(crate) async fn notify(
     auth: Auth,
     ctx: ClientContext,
     id: web::Path<Uuid>,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    use futures_util::StreamExt as _;
-    // Read the optional body ourselves, so that too large is a problem+json like everywhere.
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| {
-            ApiError::new(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                "malformed_request",
-                "Malformed request",
-                "the body could not be read",
-            )
-        })?;
-        if body.len() + chunk.len() > crate::JSON_LIMIT {
-            return Err(crate::error::too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
     // The body is optional: empty means "send the summary".
-    let body: NotifyBody = if body.iter().all(u8::is_ascii_whitespace) {
-        NotifyBody::default()
-    } else {
-        serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .filter(serde_json::Value::is_object)
-            .and_then(|v| serde_json::from_value(v).ok())
-            .ok_or_else(|| {
-                ApiError::new(
-                    actix_web::http::StatusCode::BAD_REQUEST,
-                    "malformed_request",
-                    "Malformed request",
-                    "the body must be a JSON object with an optional string \"message\"",
-                )
-            })?
-    };
+    let body: NotifyBody = super::optional_json(
+        payload,
+        "the body must be a JSON object with an optional string \"message\"",
+    )
+    .await?;
     let queued = state
         .incidents
         .notify(

@@ -307,3 +307,119 @@ async fn finished_messages_queued_before_the_cut_off_are_purged_with_their_attem
         assert_eq!(store.purge_finished(cut).await.unwrap(), 0, "{b}");
     }
 }
+
+/// AUD-7 triage on both databases: an alert leaves `open` once, by dismissal (a compare-and-set
+/// stored with its audit record, nothing stored when it loses) or by an incident opened from it
+/// (in the incident's transaction, also for an alert dismissed earlier); another company sees
+/// none of it; and a handled alert still holds back a repeat of itself within its window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alerts_leave_open_once_by_dismissal_or_by_an_incident() {
+    use ::audit::{Alert, AuditLog};
+    for (db, store, conn) in stores().await {
+        let b = db.backend;
+        let (c, u) = company_with_owner(&store, Role::Owner).await;
+        let (other, _) = company_with_owner(&store, Role::Owner).await;
+        let chain = ::audit::chain_name(Some(c.id));
+        let alert = |subject: &str| Alert {
+            id: id(),
+            company_id: Some(c.id),
+            at: t0(),
+            rule: "ip_login_failures".into(),
+            severity: "high".into(),
+            summary: format!("20 failed logins from {subject} within 15 minutes"),
+            subject: subject.into(),
+            status: Alert::OPEN.into(),
+            record_id: id(),
+        };
+        let [a1, a2, a3] = [
+            alert("198.51.100.1"),
+            alert("198.51.100.2"),
+            alert("198.51.100.3"),
+        ];
+        assert!(
+            store
+                .save_review(&chain, 0, 1, vec![a1.clone(), a2.clone(), a3.clone()])
+                .await
+                .unwrap()
+        );
+        let dismissals = || {
+            count(
+                &conn,
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'audit.alert_dismissed'",
+            )
+        };
+        let status = |company: CompanyId, alert: uuid::Uuid| {
+            let store = store.clone();
+            async move { store.alert(company, alert).await.unwrap().map(|a| a.status) }
+        };
+        let dismiss = |company: CompanyId, alert: uuid::Uuid| {
+            let store = store.clone();
+            async move {
+                store
+                    .set_alert_status(
+                        company,
+                        alert,
+                        Alert::OPEN,
+                        Alert::DISMISSED,
+                        record(Action::ALERT_DISMISSED, Some(company)),
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+
+        // Another company's request neither sees nor moves it, and stores nothing.
+        assert_eq!(status(other.id, a1.id).await, None, "{b}");
+        assert!(!dismiss(other.id, a1.id).await, "{b}");
+        assert_eq!(dismissals().await, 0, "{b}");
+        assert!(dismiss(c.id, a1.id).await, "{b}");
+        assert_eq!(
+            status(c.id, a1.id).await.as_deref(),
+            Some("dismissed"),
+            "{b}"
+        );
+        assert!(!dismiss(c.id, a1.id).await, "{b}: twice");
+        assert_eq!(dismissals().await, 1, "{b}");
+
+        // Six at once: one wins, one record.
+        let tasks: Vec<_> = (0..6).map(|_| tokio::spawn(dismiss(c.id, a2.id))).collect();
+        let mut won = 0;
+        for t in tasks {
+            won += usize::from(t.await.unwrap());
+        }
+        assert_eq!(won, 1, "{b}");
+        assert_eq!(dismissals().await, 2, "{b}");
+
+        // Incidents opened from an open alert and from a dismissed one take both up.
+        for alert in [&a3, &a1] {
+            let mut i = incident(&c, &u, vec![]);
+            i.alert_id = Some(alert.id);
+            store
+                .insert(&i, record(Action::INCIDENT_CREATED, Some(c.id)))
+                .await
+                .unwrap();
+            assert_eq!(
+                status(c.id, alert.id).await.as_deref(),
+                Some("incident"),
+                "{b}"
+            );
+        }
+        assert!(
+            !dismiss(c.id, a3.id).await,
+            "{b}: an incident's alert stays"
+        );
+        let open = store
+            .alerts(c.id, Some(Alert::OPEN.into()), 10)
+            .await
+            .unwrap();
+        assert!(open.is_empty(), "{b}: {open:?}");
+        // A handled alert still holds back a repeat of itself within its window.
+        assert!(
+            store
+                .alert_since(&chain, "ip_login_failures", "198.51.100.1", t0())
+                .await
+                .unwrap(),
+            "{b}"
+        );
+    }
+}
