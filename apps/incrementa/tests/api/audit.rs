@@ -370,12 +370,7 @@ async fn exporting_100000_records_keeps_memory_flat() {
                 .call("GET", "/v1/audit/export?format=csv", Some(&token), None)
                 .await;
             assert_problem(&busy, 429, "rate_limited");
-            assert_eq!(
-                busy.headers
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok()),
-                Some("10")
-            );
+            assert_eq!(busy.retry_after(), 10);
         }
         bytes += chunk.len();
         lines += chunk.iter().filter(|b| **b == b'\n').count();

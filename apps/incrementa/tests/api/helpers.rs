@@ -23,6 +23,17 @@ pub struct Reply {
     pub raw: String,
 }
 
+impl Reply {
+    /// The `Retry-After` header in seconds; panics (failing the test) without one.
+    pub fn retry_after(&self) -> u64 {
+        self.headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no Retry-After in seconds: {:?}", self.headers))
+    }
+}
+
 pub fn settings_for(db: &TestDb, data_dir: &std::path::Path) -> Settings {
     let mut s = Settings::load(None, &|_| None).unwrap();
     s.bind = "127.0.0.1:0".parse().unwrap();

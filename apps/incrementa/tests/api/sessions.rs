@@ -179,14 +179,7 @@ async fn five_failures_lock_the_account_even_for_the_right_password_across_proce
     }
     let locked = app.login("ANA@example.com", PASSWORD).await;
     assert_problem(&locked, 429, "rate_limited");
-    let retry: u64 = locked
-        .headers
-        .get("retry-after")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry = locked.retry_after();
     assert!((1..=61).contains(&retry), "{retry}");
 
     // A second server process on the same database sees the same lock.
@@ -341,14 +334,7 @@ async fn a_flood_of_unknown_tokens_gets_429_while_live_sessions_keep_working() {
             .unwrap()
             .starts_with("application/problem+json")
     );
-    let wait: u64 = r
-        .headers
-        .get("retry-after")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let wait = r.retry_after();
     assert!(wait > 3500, "{wait}");
     // The live session is in the cache and keeps working.
     assert_eq!(

@@ -48,6 +48,17 @@ async fn another_companys_ids_are_404_on_every_route_and_nothing_changes() {
             .await;
         assert_eq!(opened.status, 201, "{}", opened.raw);
         let a_incident = opened.body["id"].as_str().unwrap().to_owned();
+        // An alert of A's review: failed logins on A's vendor.
+        for _ in 0..5 {
+            app.login("a-vendor@example.com", "Wrong#Password1").await;
+        }
+        let a_alert = app
+            .call("GET", "/v1/audit/alerts?status=open", Some(&a_owner), None)
+            .await
+            .body["items"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
 
         let mut covered = Vec::new();
         for route in table().into_iter().filter(|r| r.path.contains("{id}")) {
@@ -82,6 +93,9 @@ async fn another_companys_ids_are_404_on_every_route_and_nothing_changes() {
                     (a_incident.clone(), Some(json!({ "note": "B was here" })))
                 }
                 ("POST", "/v1/incidents/{id}/notifications") => (a_incident.clone(), None),
+                ("POST", "/v1/audit/alerts/{id}/dismiss") => {
+                    (a_alert.clone(), Some(json!({ "reason": "B was here" })))
+                }
                 _ => panic!(
                     "{method} {} takes an id but the tenancy test does not try it: add it",
                     route.path
@@ -116,7 +130,25 @@ async fn another_companys_ids_are_404_on_every_route_and_nothing_changes() {
             )
             .await;
         assert_problem(&r, 422, "validation_failed");
+        // Nor one from A's alert.
+        let r = app
+            .call(
+                "POST",
+                "/v1/incidents",
+                Some(&b_owner),
+                Some(json!({ "kind": "other", "severity": "low", "summary": "x", "alert_id": a_alert })),
+            )
+            .await;
+        assert_problem(&r, 422, "validation_failed");
         // Nothing of A changed.
+        let alerts = app
+            .call("GET", "/v1/audit/alerts?status=open", Some(&a_owner), None)
+            .await;
+        assert!(
+            alerts.raw.contains(&a_alert),
+            "A's alert is still open: {}",
+            alerts.raw
+        );
         let incident = app
             .call(
                 "GET",

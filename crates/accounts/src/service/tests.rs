@@ -466,14 +466,19 @@ async fn a_failed_audit_write_fails_the_denial_closed() {
     assert!(matches!(err, AccountsError::Internal(_)));
 }
 
-#[tokio::test]
-async fn signups_are_limited_per_ip() {
+/// A service that lets two sign-ups through per address an hour, and expects exactly two.
+fn two_signups_per_ip() -> AccountService {
     let mut repo = MockAccountRepository::new();
     repo.expect_create_company_with_owner()
         .times(2)
         .returning(|_, _, _| Ok(()));
     let limiter = Arc::new(kernel::RateLimiter::new(2, chrono::Duration::hours(1), 100));
-    let svc = service(repo, hasher(), MockAuditSink::new()).with_signup_limit(limiter);
+    service(repo, hasher(), MockAuditSink::new()).with_signup_limit(limiter)
+}
+
+#[tokio::test]
+async fn signups_are_limited_per_ip() {
+    let svc = two_signups_per_ip();
     let ctx = RequestContext::new(Some("198.51.100.7".parse().unwrap()), None, None);
     for n in 0..2 {
         let mut req = signup_request(GOOD, GOOD);
@@ -498,12 +503,7 @@ async fn signups_are_limited_per_ip() {
 
 #[tokio::test]
 async fn signups_from_one_ipv6_network_share_its_limit() {
-    let mut repo = MockAccountRepository::new();
-    repo.expect_create_company_with_owner()
-        .times(2)
-        .returning(|_, _, _| Ok(()));
-    let limiter = Arc::new(kernel::RateLimiter::new(2, chrono::Duration::hours(1), 100));
-    let svc = service(repo, hasher(), MockAuditSink::new()).with_signup_limit(limiter);
+    let svc = two_signups_per_ip();
     let from = |ip: &str| RequestContext::new(Some(ip.parse().unwrap()), None, None);
     for (n, ip) in ["2001:db8:9:9::1", "2001:db8:9:9:1:2:3:4"]
         .iter()
