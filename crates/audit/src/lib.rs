@@ -41,6 +41,10 @@ pub enum AuditError {
     /// No such alert in the actor's company.
     #[error("not found")]
     NotFound,
+    /// The alert was raised by a record of the actor's own: another Owner or Admin must judge
+    /// it (separation of duties).
+    #[error("an alert about oneself cannot be dismissed by oneself")]
+    OwnAlert,
     /// The alert is no longer open (dismissed, or taken into an incident).
     #[error("the alert is {status}, not open")]
     AlertNotOpen {

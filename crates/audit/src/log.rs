@@ -115,6 +115,12 @@ pub trait AuditLog: Send + Sync {
         subject: &str,
         since: Timestamp,
     ) -> Result<bool, AuditError>;
+    /// The actor of the company's record `id` (`None`: no such record, or it has no actor).
+    async fn record_actor(
+        &self,
+        company: CompanyId,
+        id: uuid::Uuid,
+    ) -> Result<Option<UserId>, AuditError>;
     /// The company's alert `id`, if it has one.
     async fn alert(&self, company: CompanyId, id: uuid::Uuid) -> Result<Option<Alert>, AuditError>;
     /// Moves the company's alert `id` from status `from` to `to` and stores `record`, in one
@@ -485,9 +491,12 @@ impl AuditService {
     /// (AUD-7). Needs `incidents.manage`; an optional reason (trimmed, at most
     /// [`Self::MAX_DISMISS_REASON`] characters, no control characters but newlines) goes into the
     /// `audit.alert_dismissed` record, stored with the change. Returns the alert as it is now.
+    /// Nobody dismisses an alert raised by a record of their own (their failed logins, their
+    /// login from a new address, their exports): another Owner or Admin must judge it.
     ///
     /// # Errors
-    /// `Forbidden`, `Invalid` (`reason`), `NotFound` (also another company's alert),
+    /// `Forbidden`, `OwnAlert` (audited as denied), `Invalid` (`reason`), `NotFound` (also
+    /// another company's alert),
     /// `AlertNotOpen` (dismissed already, or taken into an incident, also by a concurrent
     /// request), `Internal`.
     pub async fn dismiss_alert(
@@ -525,6 +534,19 @@ impl AuditService {
             return Err(AuditError::AlertNotOpen {
                 status: alert.status,
             });
+        }
+        if self.log.record_actor(company, alert.record_id).await? == Some(actor.user_id) {
+            let denied = AuditRecord::denied(
+                self.ids.new_id(),
+                self.clock.now(),
+                ctx,
+                actor,
+                Action::ALERT_DISMISSED.as_str(),
+                "own_alert",
+            )
+            .target("alert", id);
+            self.sink.record(denied).await?;
+            return Err(AuditError::OwnAlert);
         }
         let record = AuditRecord::new(
             self.ids.new_id(),
@@ -841,9 +863,10 @@ mod tests {
     }
 
     /// AUD-7 triage: an open alert is dismissed with its reason in the audit record, stored with
-    /// the change; a bad reason is refused before anything is read; a vendor is refused (and
-    /// the refusal audited); an alert that is not open, or that another request moved first,
-    /// is a conflict naming its status; an unknown id is not found.
+    /// the change; a bad reason is refused before anything is read; a vendor is refused, and so
+    /// is the admin an alert is about (both refusals audited); an alert that is not open, or
+    /// that another request moved first, is a conflict naming its status; an unknown id is not
+    /// found.
     #[tokio::test]
     async fn an_open_alert_is_dismissed_once_with_its_reason_audited() {
         use std::sync::Mutex;
@@ -851,15 +874,22 @@ mod tests {
         let ctx = RequestContext::default();
         let stored = Arc::new(Mutex::new(Vec::<AuditRecord>::new()));
         let mut log = MockAuditLog::new();
-        // Reads: open, then (for the lost race) open and then dismissed, then one not open,
-        // then none at all.
+        // Reads: open (the actor's own alert), open, then (for the lost race) open and then
+        // dismissed, then one not open, then none at all.
         let mut reads = vec![
             None,
             Some(alert_in(7, "incident")),
             Some(alert_in(7, "dismissed")),
             Some(alert_in(7, "open")),
             Some(alert_in(7, "open")),
+            Some(alert_in(7, "open")),
         ];
+        // The triggering record's actor: the admin itself first, then someone else.
+        let someone = kernel::UserId::from_uuid(uuid::Uuid::from_u128(2));
+        let mut actors = vec![Some(someone), Some(someone), Some(admin_of(7).user_id)];
+        log.expect_record_actor()
+            .withf(|_, record| *record == uuid::Uuid::from_u128(5))
+            .returning(move |_, _| Ok(actors.pop().flatten()));
         log.expect_alert()
             .withf(move |company, asked| {
                 *company == kernel::CompanyId::from_uuid(uuid::Uuid::from_u128(7)) && *asked == id
@@ -923,6 +953,14 @@ mod tests {
         ));
         assert_eq!(denied.lock().unwrap().len(), 1, "the refusal is audited");
         assert_eq!(denied.lock().unwrap()[0].outcome, Outcome::Denied);
+        // Raised by the admin's own record: another Owner or Admin must judge it.
+        assert!(matches!(
+            svc.dismiss_alert(&admin, id, None, &ctx).await,
+            Err(AuditError::OwnAlert)
+        ));
+        assert_eq!(denied.lock().unwrap().len(), 2, "the refusal is audited");
+        assert_eq!(denied.lock().unwrap()[1].details["reason"], "own_alert");
+        assert!(stored.lock().unwrap().is_empty());
 
         // Open: dismissed, the reason trimmed into the record.
         let alert = svc

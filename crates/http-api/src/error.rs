@@ -306,6 +306,10 @@ impl From<audit::AuditError> for ApiError {
             audit::AuditError::ReauthenticationRequired => Self::reauthentication_required(),
             audit::AuditError::Busy { retry_after_secs } => Self::rate_limited(retry_after_secs),
             audit::AuditError::NotFound => Self::not_found(),
+            audit::AuditError::OwnAlert => Self::forbidden(
+                "this alert was raised by your own activity: another Owner or Admin must \
+                 dismiss it (or open an incident from it)",
+            ),
             audit::AuditError::AlertNotOpen { status } => Self::new(
                 StatusCode::CONFLICT,
                 "alert_not_open",

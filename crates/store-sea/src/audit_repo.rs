@@ -702,6 +702,23 @@ impl audit::AuditLog for SeaStore {
             .is_some())
     }
 
+    async fn record_actor(
+        &self,
+        company: kernel::CompanyId,
+        id: uuid::Uuid,
+    ) -> Result<Option<kernel::UserId>, AuditError> {
+        use sea_orm::QuerySelect;
+        let actor: Option<Option<uuid::Uuid>> = audit_event::Entity::find_by_id(id)
+            .filter(audit_event::Column::CompanyId.eq(company.as_uuid()))
+            .select_only()
+            .column(audit_event::Column::ActorId)
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(log_err)?;
+        Ok(actor.flatten().map(kernel::UserId::from_uuid))
+    }
+
     async fn alert(
         &self,
         company: kernel::CompanyId,

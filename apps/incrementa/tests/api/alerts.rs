@@ -164,13 +164,13 @@ async fn a_rotating_ipv6_address_is_one_place_and_a_new_network_is_flagged() {
 
 /// AUD-7 triage over HTTP on both databases: an Owner or Admin dismisses an open alert with a
 /// reason (audited), or opens an incident from it; either way it leaves `?status=open`. A
-/// second dismissal is 409 naming the status; a manager or vendor is refused; bad reasons,
-/// bodies, statuses and ids get their problem.
+/// second dismissal is 409 naming the status; a manager or vendor is refused, and so is the
+/// admin an alert is about; bad reasons, bodies, statuses and ids get their problem.
 #[actix_web::test]
 async fn alerts_are_dismissed_or_taken_into_an_incident() {
     for app in spawn_each().await {
         let b = app.db.backend;
-        let [_, (_, admin), (_, manager), (_, vendor)] = app.company_with_roles("").await;
+        let [(_, owner), (_, admin), (_, manager), (_, vendor)] = app.company_with_roles("").await;
         for email in ["manager@example.com", "vendor@example.com"] {
             for _ in 0..5 {
                 app.login(email, "Wrong#Password1").await;
@@ -276,5 +276,17 @@ async fn alerts_are_dismissed_or_taken_into_an_incident() {
             items[0]["details"]["reason"],
             "pruebas del equipo de soporte"
         );
+
+        // An alert about the admin's own account: the admin may not dismiss it, the Owner may.
+        for _ in 0..5 {
+            app.login("admin@example.com", "Wrong#Password1").await;
+        }
+        let own = alerts("?status=open").await;
+        assert_eq!(own.len(), 1, "{b}: {own:?}");
+        let own = own[0]["id"].as_str().unwrap().to_owned();
+        let r = dismiss(&own, None, &admin).await;
+        assert_problem(&r, 403, "forbidden");
+        assert_eq!(alerts("?status=open").await.len(), 1, "{b}");
+        assert_eq!(dismiss(&own, None, &owner).await.status, 200, "{b}");
     }
 }

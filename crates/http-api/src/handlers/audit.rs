@@ -462,8 +462,9 @@ pub(crate) async fn alerts(
     post, path = "/v1/audit/alerts/{id}/dismiss", tag = "audit", operation_id = "dismiss_alert",
     summary = "Dismiss an alert",
     description = "Triage: the open alert needs no incident. Its status becomes `dismissed` and \
-                   the decision is audited (`audit.alert_dismissed`, with the reason). To handle \
-                   an alert instead, open an incident with its `alert_id`.",
+                   the decision is audited (`audit.alert_dismissed`, with the reason). An alert \
+                   raised by the caller's own activity is for another Owner or Admin to judge \
+                   (403). To handle an alert instead, open an incident with its `alert_id`.",
     params(("id" = uuid::Uuid, Path, description = "Alert id.")),
     request_body(content = Option<DismissBody>, description = "Optional; may be empty."),
     responses((status = 200, description = "The alert, now dismissed.", body = AlertDto)),

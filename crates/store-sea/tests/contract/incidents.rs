@@ -413,6 +413,21 @@ async fn alerts_leave_open_once_by_dismissal_or_by_an_incident() {
             .await
             .unwrap();
         assert!(open.is_empty(), "{b}: {open:?}");
+        // The actor of the record that raised an alert, read within the company only.
+        let raised = record(Action::SESSION_LOGIN, Some(c.id)).actor(u.id);
+        let raised_id = raised.id;
+        store.record(raised).await.unwrap();
+        assert_eq!(
+            store.record_actor(c.id, raised_id).await.unwrap(),
+            Some(u.id),
+            "{b}"
+        );
+        assert_eq!(
+            store.record_actor(other.id, raised_id).await.unwrap(),
+            None,
+            "{b}"
+        );
+        assert_eq!(store.record_actor(c.id, id()).await.unwrap(), None, "{b}");
         // A handled alert still holds back a repeat of itself within its window.
         assert!(
             store
