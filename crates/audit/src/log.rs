@@ -548,21 +548,14 @@ impl AuditService {
             self.sink.record(denied).await?;
             return Err(AuditError::OwnAlert);
         }
-        let record = AuditRecord::new(
-            self.ids.new_id(),
-            self.clock.now(),
-            Action::ALERT_DISMISSED,
-            Outcome::Success,
-            ctx,
-        )
-        .company(company)
-        .actor(actor.user_id)
-        .target("alert", id)
-        .details(serde_json::json!({
-            "rule": alert.rule,
-            "subject": alert.subject,
-            "reason": reason,
-        }));
+        let record = self
+            .succeeded(Action::ALERT_DISMISSED, actor, ctx)
+            .target("alert", id)
+            .details(serde_json::json!({
+                "rule": alert.rule,
+                "subject": alert.subject,
+                "reason": reason,
+            }));
         if !self
             .log
             .set_alert_status(company, id, Alert::OPEN, Alert::DISMISSED, record)
@@ -579,6 +572,19 @@ impl AuditService {
         }
         Alert::DISMISSED.clone_into(&mut alert.status);
         Ok(alert)
+    }
+
+    /// A record of `action` done by `actor` in its company, now.
+    fn succeeded(&self, action: Action, actor: &Actor, ctx: &RequestContext) -> AuditRecord {
+        AuditRecord::new(
+            self.ids.new_id(),
+            self.clock.now(),
+            action,
+            Outcome::Success,
+            ctx,
+        )
+        .company(actor.company_id)
+        .actor(actor.user_id)
     }
 
     async fn require(
@@ -748,23 +754,16 @@ impl AuditService {
                 retry_after_secs: Self::EXPORT_BUSY_SECS,
             });
         };
-        let record = AuditRecord::new(
-            self.ids.new_id(),
-            self.clock.now(),
-            Action::AUDIT_EXPORTED,
-            Outcome::Success,
-            ctx,
-        )
-        .company(actor.company_id)
-        .actor(actor.user_id)
-        .details(serde_json::json!({
-            "format": format,
-            "actor_filter": filter.actor_id,
-            "actions": filter.actions,
-            "outcome": filter.outcome,
-            "from": filter.from,
-            "to": filter.to,
-        }));
+        let record =
+            self.succeeded(Action::AUDIT_EXPORTED, actor, ctx)
+                .details(serde_json::json!({
+                    "format": format,
+                    "actor_filter": filter.actor_id,
+                    "actions": filter.actions,
+                    "outcome": filter.outcome,
+                    "from": filter.from,
+                    "to": filter.to,
+                }));
         self.sink.record(record).await?;
         Ok(ExportPass(claim))
     }
