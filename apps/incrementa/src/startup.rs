@@ -443,6 +443,13 @@ impl http_api::metrics::Gauges for DbGauges {
                 n as f64,
             ));
         }
+        if let Ok(n) = self.0.open_alerts().await {
+            out.push((
+                "incrementa_alerts_open",
+                "Alerts of the audit review not triaged yet (neither dismissed nor taken into an incident), all companies.",
+                n as f64,
+            ));
+        }
         if let Ok(n) = self.0.audit_appends().await {
             out.push((
                 "incrementa_audit_appends",

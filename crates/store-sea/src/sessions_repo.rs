@@ -405,6 +405,20 @@ impl SeaStore {
             .await
     }
 
+    /// Alerts of the review that nobody has triaged yet (status `open`), in every company (for
+    /// the metrics gauge).
+    ///
+    /// # Errors
+    /// The database is unreachable.
+    pub async fn open_alerts(&self) -> Result<u64, sea_orm::DbErr> {
+        use crate::entity::audit_alert as alert;
+        use sea_orm::{ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _};
+        alert::Entity::find()
+            .filter(alert::Column::Status.eq(audit::Alert::OPEN))
+            .count(&self.db)
+            .await
+    }
+
     /// Audit records ever appended to the chains, by every process (the sum of the chain heads'
     /// sequence numbers: committed appends only; retention purges do not lower it). One row per
     /// chain is read, so it is cheap at scrape time.

@@ -193,6 +193,14 @@ async fn alerts_are_dismissed_or_taken_into_an_incident() {
         };
         let open = alerts("?status=open").await;
         assert_eq!(open.len(), 2, "{b}: {open:?}");
+        let gauge = || async {
+            let r = app.call("GET", "/metrics", None, None).await;
+            r.raw
+                .lines()
+                .find_map(|l| l.strip_prefix("incrementa_alerts_open "))
+                .map(str::to_owned)
+        };
+        assert_eq!(gauge().await.as_deref(), Some("2"), "{b}");
         let (first, second) = (
             open[0]["id"].as_str().unwrap().to_owned(),
             open[1]["id"].as_str().unwrap().to_owned(),
@@ -287,6 +295,8 @@ async fn alerts_are_dismissed_or_taken_into_an_incident() {
         let r = dismiss(&own, None, &admin).await;
         assert_problem(&r, 403, "forbidden");
         assert_eq!(alerts("?status=open").await.len(), 1, "{b}");
+        assert_eq!(gauge().await.as_deref(), Some("1"), "{b}");
         assert_eq!(dismiss(&own, None, &owner).await.status, 200, "{b}");
+        assert_eq!(gauge().await.as_deref(), Some("0"), "{b}");
     }
 }
