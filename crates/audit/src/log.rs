@@ -496,9 +496,8 @@ impl AuditService {
     ///
     /// # Errors
     /// `Forbidden`, `OwnAlert` (audited as denied), `Invalid` (`reason`), `NotFound` (also
-    /// another company's alert),
-    /// `AlertNotOpen` (dismissed already, or taken into an incident, also by a concurrent
-    /// request), `Internal`.
+    /// another company's alert), `AlertNotOpen` (dismissed already, or taken into an incident,
+    /// also by a concurrent request), `Internal`.
     pub async fn dismiss_alert(
         &self,
         actor: &Actor,

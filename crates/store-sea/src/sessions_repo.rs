@@ -406,7 +406,8 @@ impl SeaStore {
     }
 
     /// Alerts of the review that nobody has triaged yet (status `open`), in every company (for
-    /// the metrics gauge).
+    /// the metrics gauge). Platform-wide alerts (failed logins for emails of no company) are left
+    /// out: no company's triage can close them, so they would keep the gauge up until retention.
     ///
     /// # Errors
     /// The database is unreachable.
@@ -415,6 +416,7 @@ impl SeaStore {
         use sea_orm::{ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _};
         alert::Entity::find()
             .filter(alert::Column::Status.eq(audit::Alert::OPEN))
+            .filter(alert::Column::CompanyId.is_not_null())
             .count(&self.db)
             .await
     }

@@ -342,6 +342,19 @@ async fn alerts_leave_open_once_by_dismissal_or_by_an_incident() {
                 .await
                 .unwrap()
         );
+        // The gauge counts open company alerts; a platform-wide one no company can triage is
+        // left out.
+        let platform = Alert {
+            company_id: None,
+            ..alert("203.0.113.66")
+        };
+        assert!(
+            store
+                .save_review(&::audit::chain_name(None), 0, 1, vec![platform])
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.open_alerts().await.unwrap(), 3, "{b}");
         let dismissals = || {
             count(
                 &conn,
@@ -413,6 +426,7 @@ async fn alerts_leave_open_once_by_dismissal_or_by_an_incident() {
             .await
             .unwrap();
         assert!(open.is_empty(), "{b}: {open:?}");
+        assert_eq!(store.open_alerts().await.unwrap(), 0, "{b}");
         // The actor of the record that raised an alert, read within the company only.
         let raised = record(Action::SESSION_LOGIN, Some(c.id)).actor(u.id);
         let raised_id = raised.id;
