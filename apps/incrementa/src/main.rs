@@ -92,6 +92,29 @@ enum AuditCommand {
     },
     /// Remove records older than the retention period now (the server also does it daily).
     Purge,
+    /// List the review's alerts (AUD-7), newest first, after reviewing the newest records: the
+    /// platform's (failed logins for emails of no company, which no company can see) unless
+    /// `--company` is given. One line each: id, time, status, severity, rule, summary.
+    Alerts {
+        /// A company's alerts instead of the platform's.
+        #[arg(long)]
+        company: Option<kernel::CompanyId>,
+        /// Only alerts with this status: open, incident or dismissed.
+        #[arg(long, value_parser = ["open", "incident", "dismissed"])]
+        status: Option<String>,
+    },
+    /// Dismiss an open alert (triage: it needs no incident), recorded as
+    /// `audit.alert_dismissed` by the operator. The platform's alert unless `--company` is given.
+    DismissAlert {
+        /// The alert's id.
+        id: uuid::Uuid,
+        /// The alert belongs to this company.
+        #[arg(long)]
+        company: Option<kernel::CompanyId>,
+        /// Why it needs no incident (up to 500 characters), kept in the audit record.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -330,6 +353,37 @@ async fn audit_cmd(settings: &Settings, cmd: AuditCommand) -> Result<(), String>
                 return Err(format!("{broken} audit chain(s) failed verification"));
             }
             println!("{} chain(s) verified", reports.len());
+        }
+        AuditCommand::Alerts { company, status } => {
+            let alerts = audit
+                .operator_alerts(company, status)
+                .await
+                .map_err(|e| e.to_string())?;
+            for a in &alerts {
+                println!(
+                    "{} {} {} {} {} {}",
+                    a.id,
+                    a.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    a.status,
+                    a.severity,
+                    a.rule,
+                    a.summary
+                );
+            }
+            if alerts.is_empty() {
+                println!("no alerts");
+            }
+        }
+        AuditCommand::DismissAlert {
+            id,
+            company,
+            reason,
+        } => {
+            let alert = audit
+                .dismiss_alert_as_operator(company, id, reason.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("alert {} ({}) dismissed", alert.id, alert.rule);
         }
         AuditCommand::Purge => {
             let removed = audit

@@ -115,29 +115,34 @@ pub trait AuditLog: Send + Sync {
         subject: &str,
         since: Timestamp,
     ) -> Result<bool, AuditError>;
-    /// The actor of the company's record `id` (`None`: no such record, or it has no actor).
+    /// The actor of the company's record `id` (`company` `None`: the platform's records; the
+    /// answer is `None` when there is no such record or it has no actor).
     async fn record_actor(
         &self,
-        company: CompanyId,
+        company: Option<CompanyId>,
         id: uuid::Uuid,
     ) -> Result<Option<UserId>, AuditError>;
-    /// The company's alert `id`, if it has one.
-    async fn alert(&self, company: CompanyId, id: uuid::Uuid) -> Result<Option<Alert>, AuditError>;
-    /// Moves the company's alert `id` from status `from` to `to` and stores `record`, in one
-    /// transaction; `false` (and nothing stored) when the alert is not in `from` (or is not the
-    /// company's).
+    /// The company's alert `id` (`None`: the platform's), if it has one.
+    async fn alert(
+        &self,
+        company: Option<CompanyId>,
+        id: uuid::Uuid,
+    ) -> Result<Option<Alert>, AuditError>;
+    /// Moves the company's (or, `None`, the platform's) alert `id` from status `from` to `to`
+    /// and stores `record`, in one transaction; `false` (and nothing stored) when the alert is
+    /// not in `from` (or is not the company's).
     async fn set_alert_status(
         &self,
-        company: CompanyId,
+        company: Option<CompanyId>,
         id: uuid::Uuid,
         from: &str,
         to: &str,
         record: AuditRecord,
     ) -> Result<bool, AuditError>;
-    /// The company's alerts, newest first.
+    /// The company's alerts (`None`: the platform's), newest first.
     async fn alerts(
         &self,
-        company: CompanyId,
+        company: Option<CompanyId>,
         status: Option<String>,
         limit: u64,
     ) -> Result<Vec<Alert>, AuditError>;
@@ -145,6 +150,21 @@ pub trait AuditLog: Send + Sync {
     /// removed, in one transaction. Returns how many were removed.
     async fn purge(&self, chain: &str, before: Timestamp, at: Timestamp)
     -> Result<u64, AuditError>;
+}
+
+/// A dismissal's reason as kept: trimmed, `None` when empty; refused when over
+/// [`AuditService::MAX_DISMISS_REASON`] characters or holding control characters but newlines.
+fn checked_reason(reason: Option<&str>) -> Result<Option<&str>, AuditError> {
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    let code = match reason {
+        Some(r) if r.chars().count() > AuditService::MAX_DISMISS_REASON => "too_long",
+        Some(r) if r.chars().any(|c| c.is_control() && c != '\n') => "control_characters",
+        _ => return Ok(reason),
+    };
+    Err(AuditError::Invalid {
+        field: "reason",
+        code,
+    })
 }
 
 /// A page of records and the cursor of the next one.
@@ -481,7 +501,9 @@ impl AuditService {
         self.require(actor, false, ctx).await?;
         self.review_chain(&chain_name(Some(actor.company_id)))
             .await?;
-        self.log.alerts(actor.company_id, status, MAX_PAGE).await
+        self.log
+            .alerts(Some(actor.company_id), status, MAX_PAGE)
+            .await
     }
 
     /// Longest reason for dismissing an alert, in characters.
@@ -507,33 +529,9 @@ impl AuditService {
     ) -> Result<Alert, AuditError> {
         self.require_to(actor, Permission::IncidentsManage, false, ctx)
             .await?;
-        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
-        if let Some(r) = reason {
-            let code = if r.chars().count() > Self::MAX_DISMISS_REASON {
-                Some("too_long")
-            } else if r.chars().any(|c| c.is_control() && c != '\n') {
-                Some("control_characters")
-            } else {
-                None
-            };
-            if let Some(code) = code {
-                return Err(AuditError::Invalid {
-                    field: "reason",
-                    code,
-                });
-            }
-        }
-        let company = actor.company_id;
-        let mut alert = self
-            .log
-            .alert(company, id)
-            .await?
-            .ok_or(AuditError::NotFound)?;
-        if alert.status != Alert::OPEN {
-            return Err(AuditError::AlertNotOpen {
-                status: alert.status,
-            });
-        }
+        let reason = checked_reason(reason)?;
+        let company = Some(actor.company_id);
+        let alert = self.open_alert(company, id).await?;
         if self.log.record_actor(company, alert.record_id).await? == Some(actor.user_id) {
             let denied = AuditRecord::denied(
                 self.ids.new_id(),
@@ -555,6 +553,84 @@ impl AuditService {
                 "subject": alert.subject,
                 "reason": reason,
             }));
+        self.dismiss(company, alert, record).await
+    }
+
+    /// The operator's triage (`incrementa audit dismiss-alert`): an open alert of `company`, or
+    /// of the platform (`None`: failed logins for emails of no company, which no company's
+    /// triage can reach), dismissed with the same checks as [`Self::dismiss_alert`], recorded
+    /// without an actor and with `"by": "operator"`.
+    ///
+    /// # Errors
+    /// `Invalid` (`reason`), `NotFound`, `AlertNotOpen`, `Internal`.
+    pub async fn dismiss_alert_as_operator(
+        &self,
+        company: Option<CompanyId>,
+        id: uuid::Uuid,
+        reason: Option<&str>,
+    ) -> Result<Alert, AuditError> {
+        let reason = checked_reason(reason)?;
+        let alert = self.open_alert(company, id).await?;
+        let mut record = AuditRecord::new(
+            self.ids.new_id(),
+            self.clock.now(),
+            Action::ALERT_DISMISSED,
+            Outcome::Success,
+            &RequestContext::default(),
+        )
+        .target("alert", id)
+        .details(serde_json::json!({
+            "rule": alert.rule,
+            "subject": alert.subject,
+            "reason": reason,
+            "by": "operator",
+        }));
+        record.company_id = company;
+        self.dismiss(company, alert, record).await
+    }
+
+    /// The alerts of `company`'s chain, or the platform's (`None`), after reviewing its newest
+    /// records: the operator's view (`incrementa audit alerts`), without a permission check.
+    ///
+    /// # Errors
+    /// `Internal`.
+    pub async fn operator_alerts(
+        &self,
+        company: Option<CompanyId>,
+        status: Option<String>,
+    ) -> Result<Vec<Alert>, AuditError> {
+        self.review_chain(&chain_name(company)).await?;
+        self.log.alerts(company, status, MAX_PAGE).await
+    }
+
+    /// The alert `id` of `company`'s chain if it is open.
+    async fn open_alert(
+        &self,
+        company: Option<CompanyId>,
+        id: uuid::Uuid,
+    ) -> Result<Alert, AuditError> {
+        let alert = self
+            .log
+            .alert(company, id)
+            .await?
+            .ok_or(AuditError::NotFound)?;
+        if alert.status == Alert::OPEN {
+            Ok(alert)
+        } else {
+            Err(AuditError::AlertNotOpen {
+                status: alert.status,
+            })
+        }
+    }
+
+    /// Moves `alert` from open to dismissed with `record`, or says what it is now.
+    async fn dismiss(
+        &self,
+        company: Option<CompanyId>,
+        mut alert: Alert,
+        record: AuditRecord,
+    ) -> Result<Alert, AuditError> {
+        let id = alert.id;
         if !self
             .log
             .set_alert_status(company, id, Alert::OPEN, Alert::DISMISSED, record)
@@ -890,7 +966,8 @@ mod tests {
             .returning(move |_, _| Ok(actors.pop().flatten()));
         log.expect_alert()
             .withf(move |company, asked| {
-                *company == kernel::CompanyId::from_uuid(uuid::Uuid::from_u128(7)) && *asked == id
+                *company == Some(kernel::CompanyId::from_uuid(uuid::Uuid::from_u128(7)))
+                    && *asked == id
             })
             .returning(move |_, _| Ok(reads.pop().flatten()));
         let mut moves = vec![false, true];

@@ -334,6 +334,14 @@ fn log_err(e: impl std::error::Error + Send + Sync + 'static) -> AuditError {
     }
 }
 
+/// `column` holds `company`'s id, or is NULL for the platform (`None`).
+fn of_company(
+    column: impl sea_orm::ColumnTrait,
+    company: Option<kernel::CompanyId>,
+) -> sea_orm::sea_query::SimpleExpr {
+    company.map_or_else(|| column.is_null(), |c| column.eq(c.as_uuid()))
+}
+
 fn to_alert(m: crate::entity::audit_alert::Model) -> audit::Alert {
     audit::Alert {
         id: m.id,
@@ -704,12 +712,12 @@ impl audit::AuditLog for SeaStore {
 
     async fn record_actor(
         &self,
-        company: kernel::CompanyId,
+        company: Option<kernel::CompanyId>,
         id: uuid::Uuid,
     ) -> Result<Option<kernel::UserId>, AuditError> {
         use sea_orm::QuerySelect;
         let actor: Option<Option<uuid::Uuid>> = audit_event::Entity::find_by_id(id)
-            .filter(audit_event::Column::CompanyId.eq(company.as_uuid()))
+            .filter(of_company(audit_event::Column::CompanyId, company))
             .select_only()
             .column(audit_event::Column::ActorId)
             .into_tuple()
@@ -721,12 +729,12 @@ impl audit::AuditLog for SeaStore {
 
     async fn alert(
         &self,
-        company: kernel::CompanyId,
+        company: Option<kernel::CompanyId>,
         id: uuid::Uuid,
     ) -> Result<Option<audit::Alert>, AuditError> {
         use crate::entity::audit_alert as alert;
         Ok(crate::by_key(
-            alert::Entity::find_by_id(id).filter(alert::Column::CompanyId.eq(company.as_uuid())),
+            alert::Entity::find_by_id(id).filter(of_company(alert::Column::CompanyId, company)),
             &self.db,
         )
         .await
@@ -736,7 +744,7 @@ impl audit::AuditLog for SeaStore {
 
     async fn set_alert_status(
         &self,
-        company: kernel::CompanyId,
+        company: Option<kernel::CompanyId>,
         id: uuid::Uuid,
         from: &str,
         to: &str,
@@ -747,7 +755,7 @@ impl audit::AuditLog for SeaStore {
         let moved = alert::Entity::update_many()
             .col_expr(alert::Column::Status, sea_orm::sea_query::Expr::value(to))
             .filter(alert::Column::Id.eq(id))
-            .filter(alert::Column::CompanyId.eq(company.as_uuid()))
+            .filter(of_company(alert::Column::CompanyId, company))
             .filter(alert::Column::Status.eq(from))
             .exec(&txn)
             .await
@@ -765,13 +773,13 @@ impl audit::AuditLog for SeaStore {
 
     async fn alerts(
         &self,
-        company: kernel::CompanyId,
+        company: Option<kernel::CompanyId>,
         status: Option<String>,
         limit: u64,
     ) -> Result<Vec<audit::Alert>, AuditError> {
         use crate::entity::audit_alert as alert;
         use sea_orm::{QueryOrder, QuerySelect};
-        let mut q = alert::Entity::find().filter(alert::Column::CompanyId.eq(company.as_uuid()));
+        let mut q = alert::Entity::find().filter(of_company(alert::Column::CompanyId, company));
         if let Some(status) = status {
             q = q.filter(alert::Column::Status.eq(status));
         }

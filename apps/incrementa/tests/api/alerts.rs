@@ -300,3 +300,60 @@ async fn alerts_are_dismissed_or_taken_into_an_incident() {
         assert_eq!(gauge().await.as_deref(), Some("0"), "{b}");
     }
 }
+
+/// The operator's view of the platform's alerts: failed logins for emails of no company raise
+/// alerts in the platform chain, which no company's API shows; `incrementa audit alerts` lists
+/// them and `incrementa audit dismiss-alert` triages them, recorded in that chain, which still
+/// verifies.
+#[actix_web::test]
+async fn the_operator_lists_and_dismisses_the_platforms_alerts_from_the_command_line() {
+    for app in spawn_each().await {
+        let b = app.db.backend;
+        for n in 0..20 {
+            app.login(&format!("nobody{n}@example.com"), "Wrong#Password1")
+                .await;
+        }
+        let cli = |args: &[&str]| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_incrementa"))
+                .args(args)
+                .env("INCREMENTA_DATA_DIR", &app.data_dir)
+                .env("DATABASE_URL", &app.db.url)
+                .env("INCREMENTA_LOG", "warn")
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let (ok, listed, err) = cli(&["audit", "alerts", "--status", "open"]);
+        assert!(ok, "{b}: {err}");
+        let line = listed
+            .lines()
+            .find(|l| l.contains(" ip_login_failures "))
+            .unwrap_or_else(|| panic!("{b}: no address alert in {listed}"));
+        assert!(line.contains(" open high "), "{b}: {line}");
+        let id = line.split(' ').next().unwrap().to_owned();
+
+        let (ok, _, err) = cli(&["audit", "dismiss-alert", &id, "--reason", "a\u{7}b"]);
+        assert!(!ok && err.contains("reason"), "{b}: {err}");
+        let (ok, out, err) = cli(&[
+            "audit",
+            "dismiss-alert",
+            &id,
+            "--reason",
+            "escaneo conocido del proveedor",
+        ]);
+        assert!(ok, "{b}: {err}");
+        assert!(out.contains("dismissed"), "{b}: {out}");
+        let (ok, _, err) = cli(&["audit", "dismiss-alert", &id]);
+        assert!(!ok && err.contains("dismissed, not open"), "{b}: {err}");
+        let (_, listed, _) = cli(&["audit", "alerts", "--status", "open"]);
+        assert!(!listed.contains(&id), "{b}: {listed}");
+        let (_, listed, _) = cli(&["audit", "alerts", "--status", "dismissed"]);
+        assert!(listed.contains(&id), "{b}: {listed}");
+        let (ok, out, err) = cli(&["audit", "verify"]);
+        assert!(ok, "{b}: {out}{err}");
+    }
+}

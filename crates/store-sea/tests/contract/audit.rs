@@ -181,7 +181,7 @@ async fn retention_purges_old_records_and_the_chain_still_verifies() {
         assert_eq!(removed, 7, "{}", db.backend);
         assert_eq!(store.checkpoint(&chain).await.unwrap().seq, 7);
         let kept: Vec<_> = store
-            .alerts(company, None, 10)
+            .alerts(Some(company), None, 10)
             .await
             .unwrap()
             .into_iter()

@@ -350,27 +350,57 @@ async fn alerts_leave_open_once_by_dismissal_or_by_an_incident() {
         };
         assert!(
             store
-                .save_review(&::audit::chain_name(None), 0, 1, vec![platform])
+                .save_review(&::audit::chain_name(None), 0, 1, vec![platform.clone()])
                 .await
                 .unwrap()
         );
         assert_eq!(store.open_alerts().await.unwrap(), 3, "{b}");
-        let dismissals = || {
-            count(
-                &conn,
-                "SELECT COUNT(*) FROM audit_events WHERE action = 'audit.alert_dismissed'",
-            )
-        };
+        // The platform's alerts are reached with no company (the operator's command), and with
+        // no company's id.
+        assert_eq!(
+            store.alert(Some(c.id), platform.id).await.unwrap(),
+            None,
+            "{b}"
+        );
+        assert!(
+            store
+                .set_alert_status(
+                    None,
+                    platform.id,
+                    Alert::OPEN,
+                    Alert::DISMISSED,
+                    record(Action::ALERT_DISMISSED, None),
+                )
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert_eq!(
+            store.alerts(None, None, 10).await.unwrap()[0].status,
+            "dismissed",
+            "{b}"
+        );
+        let counted = format!(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'audit.alert_dismissed' \
+             AND chain = '{chain}'"
+        );
+        let dismissals = || count(&conn, &counted);
         let status = |company: CompanyId, alert: uuid::Uuid| {
             let store = store.clone();
-            async move { store.alert(company, alert).await.unwrap().map(|a| a.status) }
+            async move {
+                store
+                    .alert(Some(company), alert)
+                    .await
+                    .unwrap()
+                    .map(|a| a.status)
+            }
         };
         let dismiss = |company: CompanyId, alert: uuid::Uuid| {
             let store = store.clone();
             async move {
                 store
                     .set_alert_status(
-                        company,
+                        Some(company),
                         alert,
                         Alert::OPEN,
                         Alert::DISMISSED,
@@ -422,7 +452,7 @@ async fn alerts_leave_open_once_by_dismissal_or_by_an_incident() {
             "{b}: an incident's alert stays"
         );
         let open = store
-            .alerts(c.id, Some(Alert::OPEN.into()), 10)
+            .alerts(Some(c.id), Some(Alert::OPEN.into()), 10)
             .await
             .unwrap();
         assert!(open.is_empty(), "{b}: {open:?}");
@@ -432,16 +462,20 @@ async fn alerts_leave_open_once_by_dismissal_or_by_an_incident() {
         let raised_id = raised.id;
         store.record(raised).await.unwrap();
         assert_eq!(
-            store.record_actor(c.id, raised_id).await.unwrap(),
+            store.record_actor(Some(c.id), raised_id).await.unwrap(),
             Some(u.id),
             "{b}"
         );
         assert_eq!(
-            store.record_actor(other.id, raised_id).await.unwrap(),
+            store.record_actor(Some(other.id), raised_id).await.unwrap(),
             None,
             "{b}"
         );
-        assert_eq!(store.record_actor(c.id, id()).await.unwrap(), None, "{b}");
+        assert_eq!(
+            store.record_actor(Some(c.id), id()).await.unwrap(),
+            None,
+            "{b}"
+        );
         // A handled alert still holds back a repeat of itself within its window.
         assert!(
             store
