@@ -332,6 +332,34 @@ fn spawn_backups(settings: Settings, store: Arc<SeaStore>, clock: Arc<dyn Clock>
     });
 }
 
+/// Most alerts of one review pass logged one by one; the rest are counted.
+const LOGGED_ALERTS: usize = 20;
+
+/// One warning per raised alert, for log-based monitoring: its id, rule, severity and company
+/// (`platform` for failed logins of no company, which only the operator's `incrementa audit
+/// alerts` shows). The subject and summary stay out of the logs: they name emails and addresses,
+/// which `GET /v1/audit/alerts` and the command give to those allowed to see them.
+fn log_alerts(raised: &[audit::Alert]) {
+    for a in raised.iter().take(LOGGED_ALERTS) {
+        let company = a
+            .company_id
+            .map_or_else(|| "platform".to_owned(), |c| c.to_string());
+        tracing::warn!(
+            alert_id = %a.id,
+            rule = %a.rule,
+            severity = %a.severity,
+            company = %company,
+            "audit review raised an alert"
+        );
+    }
+    if raised.len() > LOGGED_ALERTS {
+        tracing::warn!(
+            more = raised.len() - LOGGED_ALERTS,
+            "audit review raised more alerts than it logs one by one"
+        );
+    }
+}
+
 /// The automated review (AUD-7) every 30 seconds. Several processes may run it: the review
 /// cursor moves by compare-and-set, so each record is reviewed once.
 fn spawn_review(audit: audit::AuditService) {
@@ -340,8 +368,7 @@ fn spawn_review(audit: audit::AuditService) {
         loop {
             interval.tick().await;
             match audit.review_all().await {
-                Ok(0) => {}
-                Ok(n) => tracing::warn!(alerts = n, "audit review raised alerts"),
+                Ok(raised) => log_alerts(&raised),
                 Err(e) => tracing::error!(error = %e, "audit review failed"),
             }
         }
@@ -443,10 +470,17 @@ impl http_api::metrics::Gauges for DbGauges {
                 n as f64,
             ));
         }
-        if let Ok(n) = self.0.open_alerts().await {
+        if let Ok(n) = self.0.open_alerts(false).await {
             out.push((
                 "incrementa_alerts_open",
                 "Alerts of the audit review not triaged yet (neither dismissed nor taken into an incident), all companies.",
+                n as f64,
+            ));
+        }
+        if let Ok(n) = self.0.open_alerts(true).await {
+            out.push((
+                "incrementa_platform_alerts_open",
+                "Open alerts of no company (failed logins for unknown emails): `incrementa audit alerts` lists them.",
                 n as f64,
             ));
         }
@@ -732,5 +766,73 @@ impl Application {
     /// Server I/O errors.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn alert(n: u128, company: Option<kernel::CompanyId>) -> audit::Alert {
+        audit::Alert {
+            id: uuid::Uuid::from_u128(n),
+            company_id: company,
+            at: kernel::Timestamp::default(),
+            rule: "repeated_login_failures".into(),
+            severity: "medium".into(),
+            summary: "5 failed logins for ana@example.com within 15 minutes".into(),
+            subject: "ana@example.com".into(),
+            status: audit::Alert::OPEN.into(),
+            record_id: uuid::Uuid::from_u128(9),
+        }
+    }
+
+    /// Each raised alert is one warning with its id, rule, severity and company (`platform`
+    /// without one), never its subject or summary (emails, addresses); past
+    /// `LOGGED_ALERTS` the rest are counted in one line.
+    #[test]
+    fn raised_alerts_are_logged_one_by_one_without_their_subjects() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || sink.clone())
+            .finish();
+        let company = kernel::CompanyId::from_uuid(uuid::Uuid::from_u128(7));
+        let mut raised = vec![alert(1, Some(company)), alert(2, None)];
+        raised.extend((3..30).map(|n| alert(n, Some(company))));
+        tracing::subscriber::with_default(subscriber, || super::log_alerts(&raised));
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), super::LOGGED_ALERTS + 1, "{text}");
+        let first = &lines[0]["fields"];
+        assert_eq!(first["alert_id"], uuid::Uuid::from_u128(1).to_string());
+        assert_eq!(first["rule"], "repeated_login_failures");
+        assert_eq!(first["severity"], "medium");
+        assert_eq!(first["company"], company.to_string());
+        assert_eq!(lines[1]["fields"]["company"], "platform");
+        assert_eq!(
+            lines[super::LOGGED_ALERTS]["fields"]["more"],
+            raised.len() - super::LOGGED_ALERTS
+        );
+        assert!(!text.contains("ana@example.com"), "{text}");
     }
 }

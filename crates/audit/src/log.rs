@@ -475,17 +475,17 @@ impl AuditService {
         self.log.records_under_key(key_id).await
     }
 
-    /// Reviews every chain (the server's periodic task).
+    /// Reviews every chain (the server's periodic task); returns the alerts it raised.
     ///
     /// # Errors
     /// `Internal`.
-    pub async fn review_all(&self) -> Result<usize, AuditError> {
-        let mut n = 0;
+    pub async fn review_all(&self) -> Result<Vec<Alert>, AuditError> {
+        let mut raised = Vec::new();
         // Only chains that moved: an idle company costs nothing per pass.
         for chain in self.log.chains_to_review().await? {
-            n += self.review_chain(&chain).await?.len();
+            raised.extend(self.review_chain(&chain).await?);
         }
-        Ok(n)
+        Ok(raised)
     }
 
     /// The actor's company's alerts, after reviewing its newest records (`GET /v1/audit/alerts`).

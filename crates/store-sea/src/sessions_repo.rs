@@ -405,18 +405,24 @@ impl SeaStore {
             .await
     }
 
-    /// Alerts of the review that nobody has triaged yet (status `open`), in every company (for
-    /// the metrics gauge). Platform-wide alerts (failed logins for emails of no company) are left
-    /// out: no company's triage can close them, so they would keep the gauge up until retention.
+    /// Alerts of the review that nobody has triaged yet (status `open`), for the metrics
+    /// gauges: the companies' (`platform` false), which their Owners and Admins triage, or the
+    /// platform's (failed logins for emails of no company), which only the operator's command
+    /// reaches. Kept apart so that neither keeps the other's page up.
     ///
     /// # Errors
     /// The database is unreachable.
-    pub async fn open_alerts(&self) -> Result<u64, sea_orm::DbErr> {
+    pub async fn open_alerts(&self, platform: bool) -> Result<u64, sea_orm::DbErr> {
         use crate::entity::audit_alert as alert;
         use sea_orm::{ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _};
+        let company = if platform {
+            alert::Column::CompanyId.is_null()
+        } else {
+            alert::Column::CompanyId.is_not_null()
+        };
         alert::Entity::find()
             .filter(alert::Column::Status.eq(audit::Alert::OPEN))
-            .filter(alert::Column::CompanyId.is_not_null())
+            .filter(company)
             .count(&self.db)
             .await
     }

@@ -335,6 +335,14 @@ async fn the_operator_lists_and_dismisses_the_platforms_alerts_from_the_command_
             .unwrap_or_else(|| panic!("{b}: no address alert in {listed}"));
         assert!(line.contains(" open high "), "{b}: {line}");
         let id = line.split(' ').next().unwrap().to_owned();
+        let platform_gauge = || async {
+            let r = app.call("GET", "/metrics", None, None).await;
+            r.raw
+                .lines()
+                .find_map(|l| l.strip_prefix("incrementa_platform_alerts_open "))
+                .map(str::to_owned)
+        };
+        assert_eq!(platform_gauge().await.as_deref(), Some("1"), "{b}");
 
         let (ok, _, err) = cli(&["audit", "dismiss-alert", &id, "--reason", "a\u{7}b"]);
         assert!(!ok && err.contains("reason"), "{b}: {err}");
@@ -353,6 +361,7 @@ async fn the_operator_lists_and_dismisses_the_platforms_alerts_from_the_command_
         assert!(!listed.contains(&id), "{b}: {listed}");
         let (_, listed, _) = cli(&["audit", "alerts", "--status", "dismissed"]);
         assert!(listed.contains(&id), "{b}: {listed}");
+        assert_eq!(platform_gauge().await.as_deref(), Some("0"), "{b}");
         let (ok, out, err) = cli(&["audit", "verify"]);
         assert!(ok, "{b}: {out}{err}");
     }

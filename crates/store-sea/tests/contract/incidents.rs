@@ -354,7 +354,8 @@ async fn alerts_leave_open_once_by_dismissal_or_by_an_incident() {
                 .await
                 .unwrap()
         );
-        assert_eq!(store.open_alerts().await.unwrap(), 3, "{b}");
+        assert_eq!(store.open_alerts(false).await.unwrap(), 3, "{b}");
+        assert_eq!(store.open_alerts(true).await.unwrap(), 1, "{b}");
         // The platform's alerts are reached with no company (the operator's command), and with
         // no company's id.
         assert_eq!(
@@ -380,6 +381,7 @@ async fn alerts_leave_open_once_by_dismissal_or_by_an_incident() {
             "dismissed",
             "{b}"
         );
+        assert_eq!(store.open_alerts(true).await.unwrap(), 0, "{b}");
         let counted = format!(
             "SELECT COUNT(*) FROM audit_events WHERE action = 'audit.alert_dismissed' \
              AND chain = '{chain}'"
@@ -456,7 +458,7 @@ async fn alerts_leave_open_once_by_dismissal_or_by_an_incident() {
             .await
             .unwrap();
         assert!(open.is_empty(), "{b}: {open:?}");
-        assert_eq!(store.open_alerts().await.unwrap(), 0, "{b}");
+        assert_eq!(store.open_alerts(false).await.unwrap(), 0, "{b}");
         // The actor of the record that raised an alert, read within the company only.
         let raised = record(Action::SESSION_LOGIN, Some(c.id)).actor(u.id);
         let raised_id = raised.id;
