@@ -892,9 +892,13 @@ mod tests {
     }
 
     fn service(log: MockAuditLog) -> AuditService {
+        service_with(log, MockAuditSink::new())
+    }
+
+    fn service_with(log: MockAuditLog, sink: MockAuditSink) -> AuditService {
         AuditService::new(
             Arc::new(log),
-            Arc::new(MockAuditSink::new()),
+            Arc::new(sink),
             Arc::new(MockChainMac::new()),
             Arc::new(ManualClock::new(t0())),
             Arc::new(SequentialIds::default()),
@@ -988,13 +992,7 @@ mod tests {
             keep.lock().unwrap().push(r);
             Ok(())
         });
-        let svc = AuditService::new(
-            Arc::new(log),
-            Arc::new(sink),
-            Arc::new(MockChainMac::new()),
-            Arc::new(ManualClock::new(t0())),
-            Arc::new(SequentialIds::default()),
-        );
+        let svc = service_with(log, sink);
         let admin = admin_of(7);
 
         // Refused before any read: too long, control characters; a vendor.
@@ -1146,13 +1144,7 @@ mod tests {
             .returning(|_| Ok(Checkpoint::default()));
         log.expect_chain_page().returning(|_, _, _| Ok(vec![]));
         log.expect_head().returning(|_| Ok(None));
-        let svc = AuditService::new(
-            Arc::new(log),
-            Arc::new(sink),
-            Arc::new(MockChainMac::new()),
-            Arc::new(ManualClock::new(t0())),
-            Arc::new(SequentialIds::default()),
-        );
+        let svc = service_with(log, sink);
         let ctx = RequestContext::default();
         let stepped = |company| admin_of(company).reauthenticated(Some(t0()));
         let exports = || {

@@ -193,13 +193,7 @@ async fn alerts_are_dismissed_or_taken_into_an_incident() {
         };
         let open = alerts("?status=open").await;
         assert_eq!(open.len(), 2, "{b}: {open:?}");
-        let gauge = || async {
-            let r = app.call("GET", "/metrics", None, None).await;
-            r.raw
-                .lines()
-                .find_map(|l| l.strip_prefix("incrementa_alerts_open "))
-                .map(str::to_owned)
-        };
+        let gauge = || app.metric("incrementa_alerts_open");
         assert_eq!(gauge().await.as_deref(), Some("2"), "{b}");
         let (first, second) = (
             open[0]["id"].as_str().unwrap().to_owned(),
@@ -335,13 +329,7 @@ async fn the_operator_lists_and_dismisses_the_platforms_alerts_from_the_command_
             .unwrap_or_else(|| panic!("{b}: no address alert in {listed}"));
         assert!(line.contains(" open high "), "{b}: {line}");
         let id = line.split(' ').next().unwrap().to_owned();
-        let platform_gauge = || async {
-            let r = app.call("GET", "/metrics", None, None).await;
-            r.raw
-                .lines()
-                .find_map(|l| l.strip_prefix("incrementa_platform_alerts_open "))
-                .map(str::to_owned)
-        };
+        let platform_gauge = || app.metric("incrementa_platform_alerts_open");
         assert_eq!(platform_gauge().await.as_deref(), Some("1"), "{b}");
 
         let (ok, _, err) = cli(&["audit", "dismiss-alert", &id, "--reason", "a\u{7}b"]);

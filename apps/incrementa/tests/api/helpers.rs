@@ -80,6 +80,16 @@ pub async fn spawn_configured(db: TestDb, adjust: impl FnOnce(&mut Settings)) ->
 }
 
 impl TestApp {
+    /// The value of one unlabelled line of `/metrics`, as text.
+    pub async fn metric(&self, name: &str) -> Option<String> {
+        let r = self.call("GET", "/metrics", None, None).await;
+        let prefix = format!("{name} ");
+        r.raw
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map(str::to_owned)
+    }
+
     pub async fn call(
         &self,
         method: &str,
