@@ -174,9 +174,7 @@ impl OwnershipService {
         actor: &Actor,
         ctx: &RequestContext,
     ) -> AuditRecord {
-        AuditRecord::new(self.ids.new_id(), self.clock.now(), action, outcome, ctx)
-            .company(actor.company_id)
-            .actor(actor.user_id)
+        AuditRecord::new(self.ids.new_id(), self.clock.now(), action, outcome, ctx).by(actor)
     }
 
     async fn deny(

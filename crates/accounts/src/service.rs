@@ -345,8 +345,7 @@ impl AccountService {
         };
         let audit = vec![
             self.record(Action::USER_CREATED, Outcome::Success, ctx)
-                .company(actor.company_id)
-                .actor(actor.user_id)
+                .by(actor)
                 .target("user", user.id)
                 .details(serde_json::json!({ "role": role.as_str() })),
         ];
@@ -441,8 +440,7 @@ impl AccountService {
             updated.name = name;
             audit.push(
                 self.record(Action::USER_UPDATED, Outcome::Success, ctx)
-                    .company(actor.company_id)
-                    .actor(actor.user_id)
+                    .by(actor)
                     .target("user", id)
                     .details(serde_json::json!({ "fields": ["name"] })),
             );
@@ -457,8 +455,7 @@ impl AccountService {
             };
             audit.push(
                 self.record(action, Outcome::Success, ctx)
-                    .company(actor.company_id)
-                    .actor(actor.user_id)
+                    .by(actor)
                     .target("user", id),
             );
             if !active {
@@ -468,8 +465,7 @@ impl AccountService {
                     keep: None,
                     audit_template: self
                         .record(Action::SESSION_REVOKED, Outcome::Success, ctx)
-                        .company(actor.company_id)
-                        .actor(actor.user_id),
+                        .by(actor),
                     ids: self.ids.clone(),
                 });
             }
@@ -550,8 +546,7 @@ impl AccountService {
         updated.updated_at = self.clock.now();
         let audit = vec![
             self.record(Action::USER_ROLE_CHANGED, Outcome::Success, ctx)
-                .company(actor.company_id)
-                .actor(actor.user_id)
+                .by(actor)
                 .target("user", id)
                 .details(serde_json::json!({ "from": current.role.as_str(), "to": role.as_str() })),
         ];
@@ -633,8 +628,7 @@ impl AccountService {
         updated.updated_at = self.clock.now();
         let audit = vec![
             self.record(Action::USER_PERMISSIONS_CHANGED, Outcome::Success, ctx)
-                .company(actor.company_id)
-                .actor(actor.user_id)
+                .by(actor)
                 .target("user", id)
                 .details(serde_json::json!({
                     "grant": grant.names(),
@@ -817,8 +811,7 @@ impl AccountService {
         }
         let audit = vec![
             self.record(Action::COMPANY_CONFIG_CHANGED, Outcome::Success, ctx)
-                .company(actor.company_id)
-                .actor(actor.user_id)
+                .by(actor)
                 .target("company", actor.company_id)
                 .details(serde_json::json!({
                     "changes": changes.iter().map(|c| serde_json::json!({ "field": c.field, "old": c.old_value, "new": c.new_value })).collect::<Vec<_>>(),
@@ -885,8 +878,7 @@ impl AccountService {
         if check == crate::PasswordCheck::Mismatch {
             let record = self
                 .record(Action::USER_PASSWORD_CHANGED, Outcome::Failure, ctx)
-                .company(actor.company_id)
-                .actor(actor.user_id)
+                .by(actor)
                 .target("user", actor.user_id)
                 .details(serde_json::json!({ "reason": "current_password_invalid" }));
             self.audit.record(record).await?;
@@ -904,8 +896,7 @@ impl AccountService {
         updated.updated_at = now;
         let audit = vec![
             self.record(Action::USER_PASSWORD_CHANGED, Outcome::Success, ctx)
-                .company(actor.company_id)
-                .actor(actor.user_id)
+                .by(actor)
                 .target("user", actor.user_id),
         ];
         let revoke = SessionRevocation {
@@ -914,8 +905,7 @@ impl AccountService {
             keep: Some(actor.session_id),
             audit_template: self
                 .record(Action::SESSION_REVOKED, Outcome::Success, ctx)
-                .company(actor.company_id)
-                .actor(actor.user_id),
+                .by(actor),
             ids: self.ids.clone(),
         };
         self.repo.update_user(&updated, Some(revoke), audit).await?;

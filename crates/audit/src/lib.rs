@@ -264,8 +264,7 @@ impl AuditRecord {
         reason: &str,
     ) -> Self {
         Self::new(id, at, Action::AUTHORIZATION_DENIED, Outcome::Denied, ctx)
-            .company(actor.company_id)
-            .actor(actor.user_id)
+            .by(actor)
             .details(serde_json::json!({ "attempted": attempted, "reason": reason }))
     }
 
@@ -281,6 +280,12 @@ impl AuditRecord {
     pub fn actor(mut self, actor: UserId) -> Self {
         self.actor_id = Some(actor);
         self
+    }
+
+    /// Sets the tenant and the actor from an authenticated actor: what it did, in its company.
+    #[must_use]
+    pub fn by(self, actor: &rbac::Actor) -> Self {
+        self.company(actor.company_id).actor(actor.user_id)
     }
 
     /// Sets the target, as `kind:id`.

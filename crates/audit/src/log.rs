@@ -658,8 +658,7 @@ impl AuditService {
             Outcome::Success,
             ctx,
         )
-        .company(actor.company_id)
-        .actor(actor.user_id)
+        .by(actor)
     }
 
     async fn require(

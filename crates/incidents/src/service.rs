@@ -134,8 +134,7 @@ impl IncidentService {
             Outcome::Success,
             ctx,
         )
-        .company(actor.company_id)
-        .actor(actor.user_id)
+        .by(actor)
         .target("incident", id)
     }
 

@@ -631,8 +631,7 @@ impl SessionService {
         };
         let base = |outcome| {
             self.record(Action::SESSION_REAUTHENTICATED, outcome, ctx)
-                .company(actor.company_id)
-                .actor(actor.user_id)
+                .by(actor)
                 .target("session", actor.session_id)
         };
         if check == PasswordCheck::Mismatch {
@@ -710,10 +709,7 @@ impl SessionService {
             at: self.clock.now(),
             reason,
             keep: None,
-            audit_template: self
-                .record(action, Outcome::Success, ctx)
-                .company(actor.company_id)
-                .actor(actor.user_id),
+            audit_template: self.record(action, Outcome::Success, ctx).by(actor),
             ids: self.ids.clone(),
         };
         if self
