@@ -155,11 +155,14 @@ pub trait AuditLog: Send + Sync {
 /// A dismissal's reason as kept: trimmed, `None` when empty; refused when over
 /// [`AuditService::MAX_DISMISS_REASON`] characters or holding control characters but newlines.
 fn checked_reason(reason: Option<&str>) -> Result<Option<&str>, AuditError> {
-    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
-    let code = match reason {
-        Some(r) if r.chars().count() > AuditService::MAX_DISMISS_REASON => "too_long",
-        Some(r) if r.chars().any(|c| c.is_control() && c != '\n') => "control_characters",
-        _ => return Ok(reason),
+    let Some(reason) = reason else {
+        return Ok(None);
+    };
+    let code = match kernel::clean_text(reason, AuditService::MAX_DISMISS_REASON) {
+        Ok(r) => return Ok(Some(r)),
+        Err(kernel::TextProblem::Empty) => return Ok(None),
+        Err(kernel::TextProblem::TooLong) => "too_long",
+        Err(kernel::TextProblem::ControlCharacters) => "control_characters",
     };
     Err(AuditError::Invalid {
         field: "reason",

@@ -100,11 +100,7 @@ impl std::fmt::Debug for IncidentService {
 }
 
 fn clean_text(text: &str, max: usize) -> Option<String> {
-    let text = text.trim();
-    (!text.is_empty()
-        && text.chars().count() <= max
-        && !text.chars().any(|c| c.is_control() && c != '\n'))
-    .then(|| text.to_owned())
+    kernel::clean_text(text, max).ok().map(str::to_owned)
 }
 
 impl IncidentService {

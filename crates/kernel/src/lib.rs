@@ -11,12 +11,14 @@ mod clock;
 mod context;
 mod ids;
 mod rate_limit;
+mod text;
 mod unavailable;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use context::RequestContext;
 pub use ids::{CompanyId, IdGenerator, SequentialIds, SessionId, UserId};
 pub use rate_limit::{ClientNet, RateLimiter};
+pub use text::{TextProblem, clean_text};
 pub use unavailable::{Unavailable, is_unavailable};
 
 /// Re-exported so users of the ports name the same duration type.
