@@ -94,7 +94,8 @@ enum AuditCommand {
     Purge,
     /// List the review's alerts (AUD-7), newest first, after reviewing the newest records: the
     /// platform's (failed logins for emails of no company, which no company can see) unless
-    /// `--company` is given. One line each: id, time, status, severity, rule, summary.
+    /// `--company` is given. One line each: id, time, status, severity, rule, summary; when
+    /// more follow, a last line `next: CURSOR` to pass as `--cursor` for the next page.
     Alerts {
         /// A company's alerts instead of the platform's.
         #[arg(long)]
@@ -102,6 +103,12 @@ enum AuditCommand {
         /// Only alerts with this status: open, incident or dismissed.
         #[arg(long, value_parser = ["open", "incident", "dismissed"])]
         status: Option<String>,
+        /// Start after this cursor (the `next:` line of the previous page).
+        #[arg(long)]
+        cursor: Option<audit::AlertCursor>,
+        /// Alerts per page, 1 to 200.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=200))]
+        limit: u64,
     },
     /// Dismiss an open alert (triage: it needs no incident), recorded as
     /// `audit.alert_dismissed` by the operator. The platform's alert unless `--company` is given.
@@ -354,11 +361,17 @@ async fn audit_cmd(settings: &Settings, cmd: AuditCommand) -> Result<(), String>
             }
             println!("{} chain(s) verified", reports.len());
         }
-        AuditCommand::Alerts { company, status } => {
-            let alerts = audit
-                .operator_alerts(company, status)
+        AuditCommand::Alerts {
+            company,
+            status,
+            cursor,
+            limit,
+        } => {
+            let page = audit
+                .operator_alerts(company, status, cursor, limit)
                 .await
                 .map_err(|e| e.to_string())?;
+            let alerts = page.items;
             for a in &alerts {
                 println!(
                     "{} {} {} {} {} {}",
@@ -372,6 +385,9 @@ async fn audit_cmd(settings: &Settings, cmd: AuditCommand) -> Result<(), String>
             }
             if alerts.is_empty() {
                 println!("no alerts");
+            }
+            if let Some(next) = page.next_cursor {
+                println!("next: {next}");
             }
         }
         AuditCommand::DismissAlert {

@@ -22,7 +22,9 @@ pub use chain::{
 #[cfg(any(test, feature = "mocks"))]
 pub use log::MockAuditLog;
 pub use log::{ACCESS_ACTIONS, AuditFilter, AuditLog, AuditService, ExportPass, MAX_PAGE, Page};
-pub use review::{Alert, AlertThresholds, Context as ReviewContext, Need, evaluate, need};
+pub use review::{
+    Alert, AlertCursor, AlertPage, AlertThresholds, Context as ReviewContext, Need, evaluate, need,
+};
 
 use async_trait::async_trait;
 use kernel::{CompanyId, RequestContext, Timestamp, UserId};

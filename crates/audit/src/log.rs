@@ -6,7 +6,9 @@ use async_trait::async_trait;
 use kernel::{Clock, CompanyId, IdGenerator, RequestContext, Timestamp, UserId};
 use rbac::{Actor, Permission, Scope, authorize};
 
-use crate::review::{Alert, AlertThresholds, Context, Need, dedupe_window, evaluate, need};
+use crate::review::{
+    Alert, AlertCursor, AlertPage, AlertThresholds, Context, Need, dedupe_window, evaluate, need,
+};
 use crate::{
     Action, AuditError, AuditRecord, AuditSink, ChainMac, ChainVerifier, ChainedRecord, Checkpoint,
     Outcome, VerifyReport, chain_name,
@@ -139,11 +141,13 @@ pub trait AuditLog: Send + Sync {
         to: &str,
         record: AuditRecord,
     ) -> Result<bool, AuditError>;
-    /// The company's alerts (`None`: the platform's), newest first.
+    /// The company's alerts (`None`: the platform's), newest first (ties: highest id first),
+    /// only those after `after` in that order, at most `limit`.
     async fn alerts(
         &self,
         company: Option<CompanyId>,
         status: Option<String>,
+        after: Option<AlertCursor>,
         limit: u64,
     ) -> Result<Vec<Alert>, AuditError>;
     /// Deletes the records of `chain` older than `before`, moving the checkpoint to the last one
@@ -491,7 +495,8 @@ impl AuditService {
         Ok(raised)
     }
 
-    /// The actor's company's alerts, after reviewing its newest records (`GET /v1/audit/alerts`).
+    /// A page of the actor's company's alerts, newest first, after reviewing its newest records
+    /// (`GET /v1/audit/alerts`). `limit` is clamped to 1..=[`MAX_PAGE`].
     ///
     /// # Errors
     /// `Forbidden`, `Internal`.
@@ -499,14 +504,34 @@ impl AuditService {
         &self,
         actor: &Actor,
         status: Option<String>,
+        after: Option<AlertCursor>,
+        limit: u64,
         ctx: &RequestContext,
-    ) -> Result<Vec<Alert>, AuditError> {
+    ) -> Result<AlertPage, AuditError> {
         self.require(actor, false, ctx).await?;
-        self.review_chain(&chain_name(Some(actor.company_id)))
-            .await?;
-        self.log
-            .alerts(Some(actor.company_id), status, MAX_PAGE)
+        self.alert_page(Some(actor.company_id), status, after, limit)
             .await
+    }
+
+    /// Reviews the chain's newest records, then reads one page of its alerts (one more than
+    /// asked, to know whether another page follows).
+    async fn alert_page(
+        &self,
+        company: Option<CompanyId>,
+        status: Option<String>,
+        after: Option<AlertCursor>,
+        limit: u64,
+    ) -> Result<AlertPage, AuditError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.review_chain(&chain_name(company)).await?;
+        let mut items = self.log.alerts(company, status, after, limit + 1).await?;
+        let next_cursor = if items.len() as u64 > limit {
+            items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            items.last().map(AlertCursor::after)
+        } else {
+            None
+        };
+        Ok(AlertPage { items, next_cursor })
     }
 
     /// Longest reason for dismissing an alert, in characters.
@@ -592,8 +617,9 @@ impl AuditService {
         self.dismiss(company, alert, record).await
     }
 
-    /// The alerts of `company`'s chain, or the platform's (`None`), after reviewing its newest
-    /// records: the operator's view (`incrementa audit alerts`), without a permission check.
+    /// A page of the alerts of `company`'s chain, or the platform's (`None`), after reviewing
+    /// its newest records: the operator's view (`incrementa audit alerts`), without a
+    /// permission check. `limit` is clamped to 1..=[`MAX_PAGE`].
     ///
     /// # Errors
     /// `Internal`.
@@ -601,9 +627,10 @@ impl AuditService {
         &self,
         company: Option<CompanyId>,
         status: Option<String>,
-    ) -> Result<Vec<Alert>, AuditError> {
-        self.review_chain(&chain_name(company)).await?;
-        self.log.alerts(company, status, MAX_PAGE).await
+        after: Option<AlertCursor>,
+        limit: u64,
+    ) -> Result<AlertPage, AuditError> {
+        self.alert_page(company, status, after, limit).await
     }
 
     /// The alert `id` of `company`'s chain if it is open.
@@ -1320,5 +1347,68 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    fn alert(n: u128, at: Timestamp) -> Alert {
+        Alert {
+            id: uuid::Uuid::from_u128(n),
+            company_id: None,
+            at,
+            rule: "account_failures".into(),
+            severity: "medium".into(),
+            summary: "s".into(),
+            subject: format!("s{n}"),
+            status: Alert::OPEN.into(),
+            record_id: uuid::Uuid::from_u128(n),
+        }
+    }
+
+    /// A page asks the store for one alert more than it returns, and only then names a cursor:
+    /// the last alert it returns, so the next page starts right after it.
+    #[tokio::test]
+    async fn an_alert_page_names_a_cursor_only_when_more_follow() {
+        let stored: Vec<Alert> = (0..5_u128).rev().map(|n| alert(n, t0())).collect();
+        let mut log = serving_one_page(&[]);
+        log.expect_save_review().returning(|_, _, _, _| Ok(true));
+        let served = stored.clone();
+        log.expect_alerts()
+            .returning(move |company, status, after, limit| {
+                assert_eq!((company, status.as_deref()), (None, Some(Alert::OPEN)));
+                let from = after.map_or(0, |c| {
+                    served
+                        .iter()
+                        .position(|a| a.id == c.id)
+                        .map_or(0, |i| i + 1)
+                });
+                Ok(served
+                    .iter()
+                    .skip(from)
+                    .take(usize::try_from(limit).unwrap())
+                    .cloned()
+                    .collect())
+            });
+        let svc = service(log);
+        let open = || Some(Alert::OPEN.to_owned());
+        let first = svc.operator_alerts(None, open(), None, 2).await.unwrap();
+        assert_eq!(first.items, stored[..2].to_vec());
+        assert_eq!(first.next_cursor, Some(AlertCursor::after(&stored[1])));
+        let second = svc
+            .operator_alerts(None, open(), first.next_cursor, 2)
+            .await
+            .unwrap();
+        assert_eq!(second.items, stored[2..4].to_vec());
+        let last = svc
+            .operator_alerts(None, open(), second.next_cursor, 2)
+            .await
+            .unwrap();
+        assert_eq!((last.items, last.next_cursor), (stored[4..].to_vec(), None));
+        // A limit past the largest page is clamped; zero means one.
+        let all = svc
+            .operator_alerts(None, open(), None, 10_000)
+            .await
+            .unwrap();
+        assert_eq!((all.items.len(), all.next_cursor), (5, None));
+        let one = svc.operator_alerts(None, open(), None, 0).await.unwrap();
+        assert_eq!(one.items, stored[..1].to_vec());
     }
 }

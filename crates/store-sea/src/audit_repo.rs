@@ -1,7 +1,9 @@
 use async_trait::async_trait;
 use audit::{AuditError, AuditRecord, AuditSink, ChainMac, ChainedRecord, GENESIS, chain_name};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+};
 
 use crate::SeaStore;
 use crate::entity::{audit_chain_head as head, audit_event};
@@ -775,6 +777,7 @@ impl audit::AuditLog for SeaStore {
         &self,
         company: Option<kernel::CompanyId>,
         status: Option<String>,
+        after: Option<audit::AlertCursor>,
         limit: u64,
     ) -> Result<Vec<audit::Alert>, AuditError> {
         use crate::entity::audit_alert as alert;
@@ -783,7 +786,19 @@ impl audit::AuditLog for SeaStore {
         if let Some(status) = status {
             q = q.filter(alert::Column::Status.eq(status));
         }
+        // Keyset paging in the listing's order (newest first, ties by id): everything before
+        // the cursor's alert, whatever was raised meanwhile.
+        if let Some(c) = after {
+            q = q.filter(
+                Condition::any().add(alert::Column::At.lt(c.at)).add(
+                    Condition::all()
+                        .add(alert::Column::At.eq(c.at))
+                        .add(alert::Column::Id.lt(c.id)),
+                ),
+            );
+        }
         Ok(q.order_by_desc(alert::Column::At)
+            .order_by_desc(alert::Column::Id)
             .limit(limit)
             .all(&self.db)
             .await

@@ -76,6 +76,53 @@ async fn suspicious_access_raises_alerts_once() {
             .map(|a| a["severity"].as_str().unwrap())
             .collect();
         assert!(severities.contains(&"high"));
+        // The same three in pages of two: the first names a cursor, the second ends the list.
+        assert!(r.body["next_cursor"].is_null(), "{}", r.raw);
+        let first = app
+            .call(
+                "GET",
+                "/v1/audit/alerts?status=open&limit=2",
+                Some(&owner),
+                None,
+            )
+            .await;
+        assert_eq!(
+            first.body["items"].as_array().unwrap().len(),
+            2,
+            "{}",
+            first.raw
+        );
+        let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+        let second = app
+            .call(
+                "GET",
+                &format!("/v1/audit/alerts?status=open&limit=2&cursor={cursor}"),
+                Some(&owner),
+                None,
+            )
+            .await;
+        assert!(second.body["next_cursor"].is_null(), "{}", second.raw);
+        let mut paged = first.body["items"].as_array().unwrap().clone();
+        paged.extend(second.body["items"].as_array().unwrap().iter().cloned());
+        assert_eq!(
+            &paged,
+            r.body["items"].as_array().unwrap(),
+            "{}",
+            app.db.backend
+        );
+        for bad in ["cursor=12", "cursor=x.y.z", "limit=0", "limit=201"] {
+            assert_problem(
+                &app.call(
+                    "GET",
+                    &format!("/v1/audit/alerts?{bad}"),
+                    Some(&owner),
+                    None,
+                )
+                .await,
+                400,
+                "malformed_request",
+            );
+        }
         // Reviewing again raises nothing new.
         assert_eq!(
             rules(
@@ -350,6 +397,38 @@ async fn the_operator_lists_and_dismisses_the_platforms_alerts_from_the_command_
         let (_, listed, _) = cli(&["audit", "alerts", "--status", "dismissed"]);
         assert!(listed.contains(&id), "{b}: {listed}");
         assert_eq!(platform_gauge().await.as_deref(), Some("0"), "{b}");
+
+        // A second alert (failures for one unknown email): pages of one, the first ending with
+        // the cursor of the second.
+        for _ in 0..5 {
+            app.login("ghost@example.com", "Wrong#Password1").await;
+        }
+        let (ok, first, err) = cli(&["audit", "alerts", "--limit", "1"]);
+        assert!(ok, "{b}: {err}");
+        let lines: Vec<&str> = first.lines().collect();
+        assert_eq!(lines.len(), 2, "{b}: {first}");
+        let next = lines[1].strip_prefix("next: ").unwrap();
+        let (ok, second, err) = cli(&["audit", "alerts", "--limit", "1", "--cursor", next]);
+        assert!(ok, "{b}: {err}");
+        assert_eq!(second.lines().count(), 1, "{b}: {second}");
+        let mut rules: Vec<&str> = [lines[0], second.trim_end()]
+            .iter()
+            .map(|l| l.split(' ').nth(4).unwrap())
+            .collect();
+        rules.sort_unstable();
+        assert_eq!(
+            rules,
+            ["ip_login_failures", "repeated_login_failures"],
+            "{b}"
+        );
+        for bad in [
+            &["--cursor", "12"][..],
+            &["--limit", "0"],
+            &["--limit", "201"],
+        ] {
+            let (ok, _, err) = cli(&[&["audit", "alerts"][..], bad].concat());
+            assert!(!ok && err.contains(bad[0]), "{b}: {bad:?}: {err}");
+        }
         let (ok, out, err) = cli(&["audit", "verify"]);
         assert!(ok, "{b}: {out}{err}");
     }

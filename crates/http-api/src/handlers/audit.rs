@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::dto::{Items, Page, ts};
+use crate::dto::{Page, ts};
 use crate::openapi::schemas;
 use crate::{ApiError, ApiState, Auth, ClientContext};
 
@@ -400,6 +400,11 @@ pub(crate) struct AlertsQuery {
     /// opened from it) or `dismissed`.
     #[param(schema_with = schemas::alert_status)]
     status: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1 to 200 (default 200).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
 }
 
 /// Why triage dismissed the alert. The body may be empty.
@@ -428,7 +433,8 @@ fn alert_dto(a: &audit::Alert) -> AlertDto {
     get, path = "/v1/audit/alerts", tag = "audit", operation_id = "audit_alerts",
     summary = "Alerts of the audit review",
     params(AlertsQuery),
-    responses((status = 200, description = "The company's alerts.", body = Items<AlertDto>)),
+    responses((status = 200, description = "A page of the company's alerts, newest first.",
+               body = Page<AlertDto>)),
 )]
 pub(crate) async fn alerts(
     state: web::Data<ApiState>,
@@ -436,7 +442,11 @@ pub(crate) async fn alerts(
     ctx: ClientContext,
     q: web::Query<AlertsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let status = q.into_inner().status;
+    let AlertsQuery {
+        status,
+        cursor,
+        limit,
+    } = q.into_inner();
     if let Some(s) = &status
         && ![
             audit::Alert::OPEN,
@@ -452,9 +462,29 @@ pub(crate) async fn alerts(
             "status is open, incident or dismissed",
         ));
     }
-    let alerts = state.audit.alerts(auth.actor(), status, &ctx.0).await?;
-    Ok(HttpResponse::Ok().json(Items {
-        items: alerts.iter().map(alert_dto).collect(),
+    let after = match cursor {
+        None => None,
+        Some(c) => Some(c.parse::<audit::AlertCursor>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                "Malformed request",
+                "cursor is the next_cursor of an earlier page",
+            )
+        })?),
+    };
+    // Without a limit, the largest page: what this route answered before it had pages.
+    let limit = match limit {
+        None => audit::MAX_PAGE,
+        Some(_) => crate::dto::page_size(limit, audit::MAX_PAGE)?,
+    };
+    let page = state
+        .audit
+        .alerts(auth.actor(), status, after, limit, &ctx.0)
+        .await?;
+    Ok(HttpResponse::Ok().json(Page {
+        items: page.items.iter().map(alert_dto).collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }
 

@@ -17,6 +17,7 @@ mod m0012_change_notices;
 mod m0013_change_notices_narrowed;
 mod m0014_audit_login_index;
 pub(crate) mod m0015_audit_login_network_index;
+mod m0016_audit_alerts_listing_index;
 
 /// Runs `statements` in order on PostgreSQL and nothing on SQLite: the migrations that add
 /// PostgreSQL-only functions and triggers (m0011 to m0013).
@@ -42,6 +43,7 @@ pub const ROWS_UNCHANGED: &[&str] = &[
     "m0013_change_notices_narrowed",
     "m0014_audit_login_index",
     "m0015_audit_login_network_index",
+    "m0016_audit_alerts_listing_index",
 ];
 
 /// Whether a portable snapshot made by a binary with `snapshot` migrations loads into this
@@ -81,6 +83,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0013_change_notices_narrowed::Migration),
             Box::new(m0014_audit_login_index::Migration),
             Box::new(m0015_audit_login_network_index::Migration),
+            Box::new(m0016_audit_alerts_listing_index::Migration),
         ]
     }
 }

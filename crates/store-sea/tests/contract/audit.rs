@@ -146,6 +146,86 @@ async fn each_head_follows_the_last_record_of_its_chain() {
     }
 }
 
+/// A company's alerts page newest first from a cursor: alerts raised at the same instant are
+/// neither skipped nor repeated (ties go by id), fractions of a second survive the round trip
+/// (the cursor names exactly the stored time), another company's and other statuses' alerts
+/// never appear, and an alert raised between two pages does not shift the next one.
+#[tokio::test]
+async fn alerts_page_by_cursor_without_gaps_or_repeats() {
+    use ::audit::{Alert, AlertCursor};
+    for (db, store, _) in stores().await {
+        let b = db.backend;
+        let company = CompanyId::from_uuid(id());
+        let other = CompanyId::from_uuid(id());
+        let alert = |company: CompanyId, at: chrono::DateTime<chrono::Utc>, status: &str| Alert {
+            id: id(),
+            company_id: Some(company),
+            at,
+            rule: "repeated_login_failures".into(),
+            severity: "medium".into(),
+            summary: "5 failed logins within 15 minutes".into(),
+            subject: id().to_string(),
+            status: status.into(),
+            record_id: id(),
+        };
+        // Seven open alerts over four instants (three share one, two another, in microseconds
+        // as PostgreSQL keeps them), a dismissed one, and another company's.
+        let instants: Vec<_> = [0_i64, 1, 1, 1, 2, 2, 3]
+            .iter()
+            .map(|s| t0() + chrono::Duration::microseconds(s * 1_500_001))
+            .collect();
+        let mut mine: Vec<Alert> = instants
+            .iter()
+            .map(|at| alert(company, *at, Alert::OPEN))
+            .collect();
+        let mut all = mine.clone();
+        all.push(alert(company, instants[3], Alert::DISMISSED));
+        all.push(alert(other, instants[3], Alert::OPEN));
+        let chain = chain_name(Some(company));
+        assert!(store.save_review(&chain, 0, 1, all).await.unwrap(), "{b}");
+        mine.sort_by_key(|a| std::cmp::Reverse((a.at, a.id)));
+        let mut seen = Vec::new();
+        let mut after = None;
+        for page in 0.. {
+            assert!(page < 10, "{b}: paging does not end");
+            let got = store
+                .alerts(Some(company), Some(Alert::OPEN.into()), after, 3)
+                .await
+                .unwrap();
+            if page == 0 {
+                // Raised after the first page was read: newer than the cursor, so not in the
+                // pages that follow.
+                let late = alert(company, instants[6] + chrono::Duration::seconds(1), "open");
+                assert!(store.save_review(&chain, 1, 2, vec![late]).await.unwrap());
+            }
+            let Some(last) = got.last() else { break };
+            after = Some(AlertCursor::after(last));
+            seen.extend(got);
+        }
+        assert_eq!(seen, mine, "{b}");
+        // The cursor of the oldest alert ends the listing; the newest one's leaves the rest.
+        let oldest = AlertCursor::after(&mine[6]);
+        assert!(
+            store
+                .alerts(Some(company), None, Some(oldest), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
+        let rest = store
+            .alerts(
+                Some(company),
+                Some(Alert::OPEN.into()),
+                Some(AlertCursor::after(&mine[0])),
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(rest, mine[1..].to_vec(), "{b}");
+    }
+}
+
 /// Retention removes old records and the alerts they raised; the chain still verifies from its
 /// checkpoint and appends continue.
 #[tokio::test]
@@ -181,7 +261,7 @@ async fn retention_purges_old_records_and_the_chain_still_verifies() {
         assert_eq!(removed, 7, "{}", db.backend);
         assert_eq!(store.checkpoint(&chain).await.unwrap().seq, 7);
         let kept: Vec<_> = store
-            .alerts(Some(company), None, 10)
+            .alerts(Some(company), None, None, 10)
             .await
             .unwrap()
             .into_iter()

@@ -377,7 +377,7 @@ async fn alerts_leave_open_once_by_dismissal_or_by_an_incident() {
             "{b}"
         );
         assert_eq!(
-            store.alerts(None, None, 10).await.unwrap()[0].status,
+            store.alerts(None, None, None, 10).await.unwrap()[0].status,
             "dismissed",
             "{b}"
         );
@@ -454,7 +454,7 @@ async fn alerts_leave_open_once_by_dismissal_or_by_an_incident() {
             "{b}: an incident's alert stays"
         );
         let open = store
-            .alerts(Some(c.id), Some(Alert::OPEN.into()), 10)
+            .alerts(Some(c.id), Some(Alert::OPEN.into()), None, 10)
             .await
             .unwrap();
         assert!(open.is_empty(), "{b}: {open:?}");
