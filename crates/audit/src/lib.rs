@@ -67,6 +67,10 @@ pub enum AuditError {
         /// Seconds to wait before asking again.
         retry_after_secs: u64,
     },
+    /// The export read no page for [`AuditService::EXPORT_IDLE_SECS`] and another export of
+    /// the company took its place: this one ends.
+    #[error("the export was idle too long and another export of the company took its place")]
+    ExportSuperseded,
     /// The record could not be stored; the caller must treat the action as failed.
     #[error("the audit record could not be stored")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),

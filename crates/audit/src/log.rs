@@ -247,31 +247,53 @@ enum Walk {
     Export,
 }
 
-type Walking = Arc<std::sync::Mutex<std::collections::HashSet<(Walk, String)>>>;
+type Walking = Arc<std::sync::Mutex<Walks>>;
+
+/// The walks running now, each with the claim that holds it and when it last moved.
+#[derive(Debug, Default)]
+struct Walks {
+    last_token: u64,
+    held: std::collections::HashMap<(Walk, String), Lease>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    token: u64,
+    touched: Timestamp,
+}
 
 /// Marks a chain as being walked until dropped (also when the request goes away mid-walk).
 struct Claim {
     key: (Walk, String),
+    token: u64,
     set: Walking,
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if let Ok(mut set) = self.set.lock() {
-            set.remove(&self.key);
+        if let Ok(mut walks) = self.set.lock()
+            // A claim taken over by a newer one leaves that one's lease alone.
+            && walks.held.get(&self.key).is_some_and(|l| l.token == self.token)
+        {
+            walks.held.remove(&self.key);
         }
     }
 }
 
 /// Held while an export streams (AUD-6): the company's next export is refused with `Busy` until
-/// this is dropped. Drop it as soon as the last record is read, before the response ends, so a
-/// client that starts its next export at once is not refused.
+/// this is dropped, or until the export has read no page for
+/// [`AuditService::EXPORT_IDLE_SECS`] (a client that stopped reading): then the next export
+/// takes its place and this one's next page fails. Drop it as soon as the last record is read,
+/// before the response ends, so a client that starts its next export at once is not refused.
 #[must_use = "the export is unguarded once the pass is dropped"]
-pub struct ExportPass(Claim);
+pub struct ExportPass {
+    claim: Claim,
+    company: CompanyId,
+}
 
 impl std::fmt::Debug for ExportPass {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ExportPass({})", self.0.key.1)
+        write!(f, "ExportPass({})", self.claim.key.1)
     }
 }
 
@@ -307,19 +329,63 @@ impl AuditService {
     /// Seconds a caller is asked to wait while its company's log is being exported.
     const EXPORT_BUSY_SECS: u64 = 10;
 
-    /// Claims `chain` for one walk of this kind, or `None` when one is running already.
-    fn claim(&self, walk: Walk, chain: &str) -> Option<Claim> {
+    /// Seconds an export may read no page before the company's next export takes its place
+    /// (its client stopped reading, or reads slower than one page of records in five minutes).
+    pub const EXPORT_IDLE_SECS: i64 = 300;
+
+    /// Claims `chain` for one walk of this kind, or `None` when one is running already (an
+    /// export idle for over [`Self::EXPORT_IDLE_SECS`] is taken over: `Some((claim, true))`).
+    fn claim(&self, walk: Walk, chain: &str) -> Option<(Claim, bool)> {
+        let now = self.clock.now();
         // A poisoned set only means a panic elsewhere: refuse rather than walk unguarded.
-        let mut set = self.walking.lock().ok()?;
+        let mut walks = self.walking.lock().ok()?;
         let key = (walk, chain.to_owned());
-        set.insert(key.clone()).then(|| Claim {
-            key,
-            set: self.walking.clone(),
-        })
+        let taken_over = match walks.held.get(&key) {
+            None => false,
+            Some(lease)
+                if walk == Walk::Export
+                    && (now - lease.touched).num_seconds() > Self::EXPORT_IDLE_SECS =>
+            {
+                true
+            }
+            Some(_) => return None,
+        };
+        walks.last_token += 1;
+        let token = walks.last_token;
+        walks.held.insert(
+            key.clone(),
+            Lease {
+                token,
+                touched: now,
+            },
+        );
+        Some((
+            Claim {
+                key,
+                token,
+                set: self.walking.clone(),
+            },
+            taken_over,
+        ))
+    }
+
+    /// Whether `claim` still holds its chain; if so its lease is renewed from now.
+    fn renew(&self, claim: &Claim) -> bool {
+        let now = self.clock.now();
+        let Ok(mut walks) = self.walking.lock() else {
+            return false;
+        };
+        match walks.held.get_mut(&claim.key) {
+            Some(lease) if lease.token == claim.token => {
+                lease.touched = now;
+                true
+            }
+            _ => false,
+        }
     }
 
     fn begin_verifying(&self, chain: &str) -> Option<Claim> {
-        self.claim(Walk::Verify, chain)
+        self.claim(Walk::Verify, chain).map(|(claim, _)| claim)
     }
 
     /// Uses other review thresholds (AUD-7).
@@ -815,12 +881,26 @@ impl AuditService {
         self.page(actor.company_id, filter, cursor, limit).await
     }
 
-    /// A page without the permission check, for an export already authorized by
-    /// [`Self::start_export`].
+    /// The next page of an export authorized by [`Self::start_export`], renewing its pass.
     ///
     /// # Errors
-    /// `Internal`.
-    pub async fn page(
+    /// `ExportSuperseded` when the export read no page for [`Self::EXPORT_IDLE_SECS`] and
+    /// another export of the company took its place; `Internal`.
+    pub async fn export_page(
+        &self,
+        pass: &ExportPass,
+        filter: &AuditFilter,
+        cursor: Option<i64>,
+        limit: u64,
+    ) -> Result<Page, AuditError> {
+        if !self.renew(&pass.claim) {
+            return Err(AuditError::ExportSuperseded);
+        }
+        self.page(pass.company, filter, cursor, limit).await
+    }
+
+    /// A page without the permission check.
+    async fn page(
         &self,
         company: CompanyId,
         filter: &AuditFilter,
@@ -853,23 +933,33 @@ impl AuditService {
         ctx: &RequestContext,
     ) -> Result<ExportPass, AuditError> {
         self.require(actor, true, ctx).await?;
-        let Some(claim) = self.claim(Walk::Export, &chain_name(Some(actor.company_id))) else {
+        let Some((claim, took_over)) =
+            self.claim(Walk::Export, &chain_name(Some(actor.company_id)))
+        else {
             return Err(AuditError::Busy {
                 retry_after_secs: Self::EXPORT_BUSY_SECS,
             });
         };
-        let record =
-            self.succeeded(Action::AUDIT_EXPORTED, actor, ctx)
-                .details(serde_json::json!({
-                    "format": format,
-                    "actor_filter": filter.actor_id,
-                    "actions": filter.actions,
-                    "outcome": filter.outcome,
-                    "from": filter.from,
-                    "to": filter.to,
-                }));
+        let mut details = serde_json::Map::new();
+        details.insert("format".into(), format.into());
+        details.insert("actor_filter".into(), serde_json::json!(filter.actor_id));
+        details.insert("actions".into(), serde_json::json!(filter.actions));
+        details.insert("outcome".into(), serde_json::json!(filter.outcome));
+        details.insert("from".into(), serde_json::json!(filter.from));
+        details.insert("to".into(), serde_json::json!(filter.to));
+        if took_over {
+            // The stalled export it replaced ends at its next page: a reviewer of the log sees
+            // why that one is incomplete.
+            details.insert("replaced_idle_export".into(), true.into());
+        }
+        let record = self
+            .succeeded(Action::AUDIT_EXPORTED, actor, ctx)
+            .details(serde_json::Value::Object(details));
         self.sink.record(record).await?;
-        Ok(ExportPass(claim))
+        Ok(ExportPass {
+            claim,
+            company: actor.company_id,
+        })
     }
 
     /// Retention (AUD-5): removes records older than `retention` from every chain, keeping each
@@ -1227,6 +1317,73 @@ mod tests {
         assert_eq!(exports(), 3);
         assert!(format!("{again:?}").starts_with("ExportPass("));
         drop((again, other));
+    }
+
+    /// An export whose client stopped reading holds the company's exports for
+    /// [`AuditService::EXPORT_IDLE_SECS`] after its last page, no longer: then the next export
+    /// takes its place (and says so in its record), the stalled one's next page fails, and
+    /// dropping the stalled pass does not free the newer export's claim.
+    #[tokio::test]
+    async fn an_export_idle_too_long_gives_way_to_the_next() {
+        use std::sync::Mutex;
+        let details = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+        let mut sink = MockAuditSink::new();
+        let seen = details.clone();
+        sink.expect_record().returning(move |r| {
+            seen.lock().unwrap().push(r.details.clone());
+            Ok(())
+        });
+        let mut log = MockAuditLog::new();
+        log.expect_query()
+            .returning(|_, _, _, _| Ok(vec![failure(1, "a@example.com", "192.0.2.1")]));
+        let clock = Arc::new(ManualClock::new(t0()));
+        let svc = AuditService::new(
+            Arc::new(log),
+            Arc::new(sink),
+            Arc::new(MockChainMac::new()),
+            clock.clone(),
+            Arc::new(SequentialIds::default()),
+        );
+        let ctx = RequestContext::default();
+        let filter = AuditFilter::default();
+        let export = || async {
+            let actor = admin_of(7).reauthenticated(Some(clock.now()));
+            svc.start_export(&actor, "csv", &filter, &ctx).await
+        };
+        let busy = |r: Result<ExportPass, AuditError>| matches!(r, Err(AuditError::Busy { .. }));
+        let idle = kernel::Duration::seconds(AuditService::EXPORT_IDLE_SECS);
+
+        let stalled = export().await.unwrap();
+        // Reading a page renews the pass: idle time counts from the last page, not the start.
+        clock.advance(idle);
+        assert_eq!(
+            svc.export_page(&stalled, &filter, None, 500)
+                .await
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
+        clock.advance(idle);
+        assert!(busy(export().await), "idle exactly the limit: still held");
+        clock.advance(kernel::Duration::seconds(1));
+        let newer = export().await.unwrap();
+        let recorded = details.lock().unwrap().clone();
+        assert_eq!(recorded.len(), 2);
+        assert_eq!(recorded[0].get("replaced_idle_export"), None);
+        assert_eq!(recorded[1]["replaced_idle_export"], true);
+        assert!(matches!(
+            svc.export_page(&stalled, &filter, None, 500).await,
+            Err(AuditError::ExportSuperseded)
+        ));
+        drop(stalled);
+        assert!(
+            busy(export().await),
+            "the stalled pass freed the newer export's claim"
+        );
+        svc.export_page(&newer, &filter, None, 500).await.unwrap();
+        drop(newer);
+        drop(export().await.unwrap());
     }
 
     /// A page of failed logins reads the failures it counts once, not once per record (a burst

@@ -306,6 +306,13 @@ impl From<audit::AuditError> for ApiError {
             audit::AuditError::ReauthenticationRequired => Self::reauthentication_required(),
             audit::AuditError::Busy { retry_after_secs } => Self::rate_limited(retry_after_secs),
             audit::AuditError::NotFound => Self::not_found(),
+            audit::AuditError::ExportSuperseded => Self::new(
+                StatusCode::CONFLICT,
+                "export_superseded",
+                "Export superseded",
+                "the export read nothing for too long and another export took its place: \
+                 start a new one",
+            ),
             audit::AuditError::OwnAlert => Self::forbidden(
                 "this alert was raised by your own activity: another Owner or Admin must \
                  dismiss it (or open an incident from it)",

@@ -301,22 +301,17 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// AUD-6: an export of 100,000 records streams; the server's peak memory barely moves. While
-/// it streams, the company's next export is refused with 429; once it is read, or its client
-/// has gone away, one may start.
-#[actix_web::test]
-async fn exporting_100000_records_keeps_memory_flat() {
-    let app = spawn_app().await;
-    let [(_, owner), _, _, _] = app.company_with_roles("").await;
-    let company = app.call("GET", "/v1/me", Some(&owner), None).await.body["company_id"]
+/// Adds `thousands` × 1,000 records to the chain of `owner`'s company, straight into the
+/// SQLite database (their MACs are not real: an export does not verify).
+async fn bulk_records(app: &TestApp, owner: &str, thousands: i64) {
+    let company = app.call("GET", "/v1/me", Some(owner), None).await.body["company_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    // Bulk rows for the company's chain (their MACs are not real: the export does not verify).
     let db = app.db.connect().await;
     let start = 1_000_i64;
     let hex_company = company.replace('-', "");
-    for batch in 0..100 {
+    for batch in 0..thousands {
         let values: Vec<String> = (0..1000)
             .map(|i| {
                 let seq = start + batch * 1000 + i;
@@ -334,6 +329,16 @@ async fn exporting_100000_records_keeps_memory_flat() {
             .await
             .unwrap();
     }
+}
+
+/// AUD-6: an export of 100,000 records streams; the server's peak memory barely moves. While
+/// it streams, the company's next export is refused with 429; once it is read, or its client
+/// has gone away, one may start.
+#[actix_web::test]
+async fn exporting_100000_records_keeps_memory_flat() {
+    let app = spawn_app().await;
+    let [(_, owner), _, _, _] = app.company_with_roles("").await;
+    bulk_records(&app, &owner, 100).await;
     let mut server = ServerProcess::start(&app, &[("INCREMENTA_WORKERS", "1")], None).await;
     let base = server.base.clone();
     let client = awc::Client::builder()
@@ -429,6 +434,74 @@ async fn exporting_100000_records_keeps_memory_flat() {
         "exported {lines} records, {} MiB; peak RSS {before} KiB -> {after} KiB",
         bytes / 1024 / 1024
     );
+}
+
+/// AUD-6: a client that stops reading an export holds the company's exports for five minutes
+/// after its last page, not for ever. Then the next export takes its place (its record says
+/// so) and streams whole, and the stalled one ends without its last records.
+#[actix_web::test]
+async fn a_stalled_export_gives_way_after_five_idle_minutes() {
+    use futures_util::StreamExt as _;
+    let (app, clock) = spawn_with_clock().await;
+    let [(_, owner), _, _, _] = app.company_with_roles("").await;
+    bulk_records(&app, &owner, 100).await;
+    app.reauth(&owner).await;
+    let export = |format: &str| {
+        awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(300))
+            .finish()
+            .get(format!("{}/v1/audit/export?format={format}", app.base))
+            .insert_header(("Authorization", format!("Bearer {owner}")))
+            .send()
+    };
+    let mut stalled = export("ndjson").await.unwrap();
+    assert_eq!(stalled.status(), 200);
+    let first = stalled.next().await.unwrap().unwrap();
+    // The client reads no more; the server fills the sockets' buffers and waits.
+    let busy = app
+        .call("GET", "/v1/audit/export?format=csv", Some(&owner), None)
+        .await;
+    assert_problem(&busy, 429, "rate_limited");
+    // Five minutes and a second later the next export takes over. The server may still be
+    // filling the sockets' buffers when the clock moves (each page it reads renews the pass at
+    // the clock's time), so the clock moves again until the stalled stream has stopped.
+    let mut newer = None;
+    for _ in 0..20 {
+        clock.advance(chrono::Duration::seconds(301));
+        app.reauth(&owner).await;
+        let res = export("ndjson").await.unwrap();
+        if res.status() == 200 {
+            newer = Some(res);
+            break;
+        }
+        assert_eq!(res.status(), 429);
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut newer = newer.expect("the stalled export never gave way");
+    let mut lines = 0_usize;
+    while let Some(chunk) = newer.next().await {
+        lines += chunk.unwrap().iter().filter(|b| **b == b'\n').count();
+    }
+    assert!(lines > 100_000, "{lines} lines");
+    // The stalled export, read on, ends early: its next page found the pass taken over.
+    // (The server closes the connection without the chunked body's last chunk.)
+    let mut stalled_lines = first.iter().filter(|b| **b == b'\n').count();
+    while let Some(Ok(chunk)) = stalled.next().await {
+        stalled_lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    assert!(stalled_lines < 100_000, "{stalled_lines} lines");
+    let exported = app
+        .call(
+            "GET",
+            "/v1/audit/events?action=audit.exported",
+            Some(&owner),
+            None,
+        )
+        .await;
+    let items = exported.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{}", exported.raw);
+    assert_eq!(items[0]["details"]["replaced_idle_export"], true);
+    assert_eq!(items[1]["details"].get("replaced_idle_export"), None);
 }
 
 #[actix_web::test]

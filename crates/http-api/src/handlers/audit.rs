@@ -268,12 +268,11 @@ fn csv_line(r: &ChainedRecord) -> String {
 /// Rows per database round trip while streaming an export.
 const EXPORT_BATCH: u64 = 500;
 
-/// Where a streaming export is: the next page's cursor (`None` once the last page is out), the
-/// CSV header still to send, and the company's export pass while pages remain.
+/// Where a streaming export is: the CSV header still to send, and while pages remain, the next
+/// page's cursor with the company's export pass.
 struct Export {
-    cursor: Option<Option<i64>>,
     header: Option<&'static str>,
-    pass: Option<audit::ExportPass>,
+    next: Option<(Option<i64>, audit::ExportPass)>,
 }
 
 #[utoipa::path(
@@ -321,31 +320,25 @@ pub(crate) async fn export(
     // last page (or the failure), before the response ends, so a client may start its next
     // export as soon as it has read this one; a client that goes away drops it with the stream.
     let start = Export {
-        cursor: Some(None),
         header,
-        pass: Some(pass),
+        next: Some((None, pass)),
     };
     let stream = futures_util::stream::unfold(start, move |state| {
         let audit = audit.clone();
         let filter = filter.clone();
         async move {
-            let Export {
-                cursor,
-                header,
-                pass,
-            } = state;
+            let Export { header, next } = state;
             if let Some(h) = header {
                 return Some((
                     Ok::<_, actix_web::Error>(Bytes::from_static(h.as_bytes())),
-                    Export {
-                        cursor,
-                        header: None,
-                        pass,
-                    },
+                    Export { header: None, next },
                 ));
             }
-            let cursor = cursor?;
-            match audit.page(company, &filter, cursor, EXPORT_BATCH).await {
+            let (cursor, pass) = next?;
+            let (chunk, next) = match audit
+                .export_page(&pass, &filter, cursor, EXPORT_BATCH)
+                .await
+            {
                 Ok(page) => {
                     let mut chunk = String::new();
                     for r in &page.items {
@@ -357,31 +350,26 @@ pub(crate) async fn export(
                             chunk.push('\n');
                         }
                     }
-                    let next = page.next_cursor.map(Some);
-                    let pass = next.is_some().then_some(pass).flatten();
-                    Some((
-                        Ok(Bytes::from(chunk)),
-                        Export {
-                            cursor: next,
-                            header: None,
-                            pass,
-                        },
-                    ))
+                    let next = page.next_cursor.map(|c| (Some(c), pass));
+                    (Ok(Bytes::from(chunk)), next)
+                }
+                Err(audit::AuditError::ExportSuperseded) => {
+                    tracing::warn!(
+                        company = %company,
+                        "audit export idle too long, replaced by a newer one: ending it"
+                    );
+                    (
+                        Err(actix_web::error::ErrorConflict("export superseded")),
+                        None,
+                    )
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "audit export failed mid-stream");
-                    Some((
-                        Err(actix_web::error::ErrorInternalServerError(
-                            "export interrupted",
-                        )),
-                        Export {
-                            cursor: None,
-                            header: None,
-                            pass: None,
-                        },
-                    ))
+                    let err = actix_web::error::ErrorInternalServerError("export interrupted");
+                    (Err(err), None)
                 }
-            }
+            };
+            Some((chunk, Export { header: None, next }))
         }
     });
     Ok(HttpResponse::Ok()
