@@ -191,7 +191,90 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
     }
     Migrator::up(&txn, None).await?;
     txn.commit().await?;
-    Ok(())
+    build_online_indexes(db).await
+}
+
+/// The PostgreSQL advisory lock that serializes [`build_online_indexes`] ("INCX").
+const ONLINE_INDEX_LOCK_ID: i64 = 0x494E_4358;
+
+/// How often [`build_online_indexes`] asks again for its lock while another process builds.
+const ONLINE_INDEX_LOCK_POLL: Duration = Duration::from_millis(200);
+
+/// Builds on PostgreSQL every index the migrations left to it ([`migration::OnlineIndex`]) that
+/// is missing, with `CREATE INDEX CONCURRENTLY`, so inserts into the audit log go on meanwhile
+/// (in this process's other connections and in other processes). An index an interrupted build
+/// left invalid is dropped and built again. One process builds at a time, under a session
+/// advisory lock asked for with `pg_try_advisory_lock`: a session waiting in
+/// `pg_advisory_lock` holds a snapshot, which the builder's `CONCURRENTLY` would wait for in
+/// turn. Nothing on SQLite, whose migrations built them.
+///
+/// # Errors
+/// The database failed or refused a build (a migration error: the server does not start).
+async fn build_online_indexes(db: &DatabaseConnection) -> Result<(), StoreError> {
+    use sea_orm::sqlx;
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let exec_err = |e: sqlx::Error| {
+        StoreError::Db(DbErr::Exec(sea_orm::RuntimeErr::SqlxError(
+            std::sync::Arc::new(e),
+        )))
+    };
+    // A connection of its own, outside the pool: the session lock lives and dies with it, also
+    // when a build fails half-way (closing it releases the lock).
+    let mut conn = db
+        .get_postgres_connection_pool()
+        .acquire()
+        .await
+        .map_err(exec_err)?
+        .detach();
+    while !sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+        .bind(ONLINE_INDEX_LOCK_ID)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(exec_err)?
+    {
+        tokio::time::sleep(ONLINE_INDEX_LOCK_POLL).await;
+    }
+    for index in migration::ONLINE_INDEXES {
+        let valid: Option<bool> = sqlx::query_scalar(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE c.relname = $1 AND pg_table_is_visible(c.oid)",
+        )
+        .bind(index.name)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(exec_err)?;
+        match valid {
+            Some(true) => continue,
+            Some(false) => {
+                tracing::warn!(
+                    index = index.name,
+                    "an interrupted build left this index invalid: building it again"
+                );
+                let drop = format!("DROP INDEX CONCURRENTLY {}", index.name);
+                sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(exec_err)?;
+            }
+            None => {}
+        }
+        tracing::info!(
+            index = index.name,
+            "building an index without blocking writes"
+        );
+        let create = format!(
+            "CREATE INDEX CONCURRENTLY {}",
+            (index.definition)(DbBackend::Postgres)
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+            .execute(&mut conn)
+            .await
+            .map_err(exec_err)?;
+    }
+    // Closing the connection releases the lock.
+    sqlx::Connection::close(conn).await.map_err(exec_err)
 }
 
 /// How many migrations this binary knows (the schema version recorded in backups).

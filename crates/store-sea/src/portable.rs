@@ -388,6 +388,9 @@ pub async fn import(
         ));
     }
     txn.commit().await?;
+    // The audit log's indexes, which PostgreSQL builds after the migrations (now, on the rows
+    // just loaded, if the migrations ran here).
+    crate::build_online_indexes(db).await?;
     Ok(loaded)
 }
 

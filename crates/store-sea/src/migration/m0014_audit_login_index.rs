@@ -8,8 +8,15 @@ pub struct Migration;
 /// the chain's earlier logins of every user; this partial index holds successful logins only
 /// (one small entry per login), keyed so both questions are one index probe whatever the size
 /// of the log. The query repeats the index's condition as literals so both databases use it.
-const CREATE: &str = "CREATE INDEX idx_audit_login_actor ON audit_events (chain, actor_id, ip, seq) \
-                      WHERE action = 'session.login' AND outcome = 'success'";
+/// On PostgreSQL the migration leaves it to `build_online_indexes` ([`super::OnlineIndex`]).
+pub(crate) const INDEX: super::OnlineIndex = super::OnlineIndex {
+    name: "idx_audit_login_actor",
+    definition: |_| {
+        "idx_audit_login_actor ON audit_events (chain, actor_id, ip, seq) \
+         WHERE action = 'session.login' AND outcome = 'success'"
+            .to_owned()
+    },
+};
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -18,7 +25,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager.get_connection().execute_unprepared(CREATE).await?;
-        Ok(())
+        super::create_online_index(manager, &INDEX).await
     }
 }

@@ -14,12 +14,20 @@ pub(crate) const SQLITE_NETWORK: &str = "json_extract(details, '$.network')";
 /// The same expression on PostgreSQL, where `details` is text holding JSON.
 pub(crate) const POSTGRES_NETWORK: &str = "((details::json) ->> 'network')";
 
-fn create(network: &str) -> String {
-    format!(
-        "CREATE INDEX idx_audit_login_network ON audit_events (chain, actor_id, {network}, seq) \
-         WHERE action = 'session.login' AND outcome = 'success' AND {network} IS NOT NULL"
-    )
-}
+/// On PostgreSQL the migration leaves it to `build_online_indexes` ([`super::OnlineIndex`]).
+pub(crate) const INDEX: super::OnlineIndex = super::OnlineIndex {
+    name: "idx_audit_login_network",
+    definition: |backend| {
+        let network = match backend {
+            sea_orm::DbBackend::Postgres => POSTGRES_NETWORK,
+            _ => SQLITE_NETWORK,
+        };
+        format!(
+            "idx_audit_login_network ON audit_events (chain, actor_id, {network}, seq) \
+             WHERE action = 'session.login' AND outcome = 'success' AND {network} IS NOT NULL"
+        )
+    },
+};
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -28,14 +36,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let network = match manager.get_database_backend() {
-            sea_orm::DbBackend::Postgres => POSTGRES_NETWORK,
-            _ => SQLITE_NETWORK,
-        };
-        manager
-            .get_connection()
-            .execute_unprepared(&create(network))
-            .await?;
-        Ok(())
+        super::create_online_index(manager, &INDEX).await
     }
 }

@@ -30,6 +30,41 @@ async fn on_postgres(manager: &SchemaManager<'_>, statements: &[&str]) -> Result
     Ok(())
 }
 
+/// An index on a table that grows without bound (the audit log and its alerts). SQLite builds it
+/// in its migration. On PostgreSQL the migration leaves it to `build_online_indexes`, which
+/// runs after the migrations commit and builds it with `CREATE INDEX CONCURRENTLY`: a plain
+/// `CREATE INDEX` takes a lock that stops every insert into the table (every audit record of
+/// every process still serving during an upgrade) until the migrations' transaction commits,
+/// which on a large log takes minutes. Only performance depends on these indexes, never a
+/// result, so a query is right while one is being built.
+pub(crate) struct OnlineIndex {
+    /// Its name.
+    pub name: &'static str,
+    /// What follows `CREATE INDEX [CONCURRENTLY]` on this backend: `name ON table (…) [WHERE …]`.
+    pub definition: fn(sea_orm::DbBackend) -> String,
+}
+
+/// Every [`OnlineIndex`], in migration order.
+pub(crate) const ONLINE_INDEXES: &[OnlineIndex] = &[
+    m0014_audit_login_index::INDEX,
+    m0015_audit_login_network_index::INDEX,
+    m0016_audit_alerts_listing_index::INDEX,
+];
+
+/// The migration step of `index`: builds it on SQLite; nothing on PostgreSQL, where
+/// `build_online_indexes` builds it once the migrations have committed.
+async fn create_online_index(
+    manager: &SchemaManager<'_>,
+    index: &OnlineIndex,
+) -> Result<(), DbErr> {
+    let backend = manager.get_database_backend();
+    if backend != sea_orm::DbBackend::Postgres {
+        let sql = format!("CREATE INDEX {}", (index.definition)(backend));
+        manager.get_connection().execute_unprepared(&sql).await?;
+    }
+    Ok(())
+}
+
 /// Migrations that add, drop or alter no table or column and change no row (triggers,
 /// functions, indexes): a portable snapshot made before them holds exactly the rows one made after them
 /// would, so it loads into a binary that has them. A migration that rewrites rows must never be

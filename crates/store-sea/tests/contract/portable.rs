@@ -159,6 +159,16 @@ async fn a_portable_snapshot_loads_into_either_database_row_for_row() {
                     .unwrap()
             );
             assert!(store_sea::migrations_current(&target_conn).await.unwrap());
+            // The audit log's indexes, which PostgreSQL builds after the migrations, are there.
+            let indexes = if target.backend == "postgres" {
+                "SELECT COUNT(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                 WHERE i.indisvalid AND c.relname IN \
+                 ('idx_audit_login_actor', 'idx_audit_login_network', 'idx_audit_alerts_listing')"
+            } else {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN \
+                 ('idx_audit_login_actor', 'idx_audit_login_network', 'idx_audit_alerts_listing')"
+            };
+            assert_eq!(count(&target_conn, indexes).await, 3, "{}", target.backend);
         }
     }
 }
