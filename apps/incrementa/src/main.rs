@@ -104,8 +104,8 @@ enum AuditCommand {
         #[arg(long, value_parser = ["open", "incident", "dismissed"])]
         status: Option<String>,
         /// Start after this cursor (the `next:` line of the previous page).
-        #[arg(long)]
-        cursor: Option<audit::AlertCursor>,
+        #[arg(long, value_parser = parse_cursor)]
+        cursor: Option<kernel::TimeCursor>,
         /// Alerts per page, 1 to 200.
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=200))]
         limit: u64,
@@ -142,6 +142,12 @@ enum KeysCommand {
         /// The key version.
         id: u32,
     },
+}
+
+/// A list's `--cursor`: the `next:` line of the previous page.
+fn parse_cursor(text: &str) -> Result<kernel::TimeCursor, String> {
+    kernel::TimeCursor::parse(text)
+        .ok_or_else(|| "not a cursor: pass the `next:` value of the previous page".to_owned())
 }
 
 fn init_logging(filter: &str) {

@@ -23,7 +23,7 @@ pub use chain::{
 pub use log::MockAuditLog;
 pub use log::{ACCESS_ACTIONS, AuditFilter, AuditLog, AuditService, ExportPass, MAX_PAGE, Page};
 pub use review::{
-    Alert, AlertCursor, AlertPage, AlertThresholds, Context as ReviewContext, Need, evaluate, need,
+    Alert, AlertPage, AlertThresholds, Context as ReviewContext, Need, evaluate, need,
 };
 
 use async_trait::async_trait;

@@ -7,7 +7,7 @@ use kernel::{Clock, CompanyId, IdGenerator, RequestContext, Timestamp, UserId};
 use rbac::{Actor, Permission, Scope, authorize};
 
 use crate::review::{
-    Alert, AlertCursor, AlertPage, AlertThresholds, Context, Need, dedupe_window, evaluate, need,
+    Alert, AlertPage, AlertThresholds, Context, Need, dedupe_window, evaluate, need,
 };
 use crate::{
     Action, AuditError, AuditRecord, AuditSink, ChainMac, ChainVerifier, ChainedRecord, Checkpoint,
@@ -147,7 +147,7 @@ pub trait AuditLog: Send + Sync {
         &self,
         company: Option<CompanyId>,
         status: Option<String>,
-        after: Option<AlertCursor>,
+        after: Option<kernel::TimeCursor>,
         limit: u64,
     ) -> Result<Vec<Alert>, AuditError>;
     /// Deletes the records of `chain` older than `before`, moving the checkpoint to the last one
@@ -570,7 +570,7 @@ impl AuditService {
         &self,
         actor: &Actor,
         status: Option<String>,
-        after: Option<AlertCursor>,
+        after: Option<kernel::TimeCursor>,
         limit: u64,
         ctx: &RequestContext,
     ) -> Result<AlertPage, AuditError> {
@@ -585,7 +585,7 @@ impl AuditService {
         &self,
         company: Option<CompanyId>,
         status: Option<String>,
-        after: Option<AlertCursor>,
+        after: Option<kernel::TimeCursor>,
         limit: u64,
     ) -> Result<AlertPage, AuditError> {
         let limit = limit.clamp(1, MAX_PAGE);
@@ -593,7 +593,7 @@ impl AuditService {
         let mut items = self.log.alerts(company, status, after, limit + 1).await?;
         let next_cursor = if items.len() as u64 > limit {
             items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            items.last().map(AlertCursor::after)
+            items.last().map(Alert::cursor)
         } else {
             None
         };
@@ -693,7 +693,7 @@ impl AuditService {
         &self,
         company: Option<CompanyId>,
         status: Option<String>,
-        after: Option<AlertCursor>,
+        after: Option<kernel::TimeCursor>,
         limit: u64,
     ) -> Result<AlertPage, AuditError> {
         self.alert_page(company, status, after, limit).await
@@ -1548,7 +1548,7 @@ mod tests {
         let open = || Some(Alert::OPEN.to_owned());
         let first = svc.operator_alerts(None, open(), None, 2).await.unwrap();
         assert_eq!(first.items, stored[..2].to_vec());
-        assert_eq!(first.next_cursor, Some(AlertCursor::after(&stored[1])));
+        assert_eq!(first.next_cursor, Some(stored[1].cursor()));
         let second = svc
             .operator_alerts(None, open(), first.next_cursor, 2)
             .await

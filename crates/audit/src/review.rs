@@ -68,81 +68,25 @@ pub struct Alert {
     pub record_id: Uuid,
 }
 
-/// Where the next page of alerts starts: after the alert raised at `at` with id `id`, in the
-/// listing's order (newest first, ties by id, highest first). Its text form (`next_cursor`) is
-/// opaque to clients: the nanoseconds since the epoch and the id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AlertCursor {
-    /// The last listed alert's time.
-    pub at: Timestamp,
-    /// The last listed alert's id.
-    pub id: Uuid,
-}
-
-impl AlertCursor {
-    /// The cursor after `alert`.
-    #[must_use]
-    pub fn after(alert: &Alert) -> Self {
-        Self {
-            at: alert.at,
-            id: alert.id,
-        }
-    }
-}
-
-impl std::fmt::Display for AlertCursor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Nanoseconds fit an i64 until 2262; a time past that is written in seconds and nanos.
-        let secs = self.at.timestamp();
-        let nanos = self.at.timestamp_subsec_nanos();
-        write!(f, "{secs}.{nanos:09}.{}", self.id.simple())
-    }
-}
-
-impl std::str::FromStr for AlertCursor {
-    type Err = crate::AuditError;
-
-    /// Parses what [`Display`](std::fmt::Display) wrote.
-    ///
-    /// # Errors
-    /// Anything else: `Invalid` (`cursor`, `malformed`).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s).ok_or(crate::AuditError::Invalid {
-            field: "cursor",
-            code: "malformed",
-        })
-    }
-}
-
-impl AlertCursor {
-    fn parse(s: &str) -> Option<Self> {
-        let mut parts = s.split('.');
-        let (Some(secs), Some(nanos), Some(id), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        if nanos.len() != 9 || id.len() != 32 {
-            return None;
-        }
-        let secs: i64 = secs.parse().ok()?;
-        let nanos: u32 = nanos.parse().ok()?;
-        let at = Timestamp::from_timestamp(secs, nanos)?;
-        let id = Uuid::try_parse(id).ok()?;
-        Some(Self { at, id })
-    }
-}
-
 /// A page of alerts, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertPage {
     /// The alerts.
     pub items: Vec<Alert>,
     /// Where the next page starts; `None` after the last.
-    pub next_cursor: Option<AlertCursor>,
+    pub next_cursor: Option<kernel::TimeCursor>,
 }
 
 impl Alert {
+    /// Where the page after this alert starts, in the listing's order.
+    #[must_use]
+    pub fn cursor(&self) -> kernel::TimeCursor {
+        kernel::TimeCursor {
+            at: self.at,
+            id: self.id,
+        }
+    }
+
     /// Raised and not handled yet.
     pub const OPEN: &'static str = "open";
     /// An incident was opened from it (`POST /v1/incidents` with its `alert_id`).
@@ -555,39 +499,5 @@ mod tests {
             ),
             vec!["export_burst"]
         );
-    }
-
-    #[test]
-    fn an_alert_cursor_reads_back_what_it_wrote_and_nothing_else() {
-        let at = Timestamp::from_timestamp(1_796_040_000, 123_456_789).unwrap();
-        let c = AlertCursor {
-            at,
-            id: Uuid::from_u128(0xabc),
-        };
-        let text = c.to_string();
-        assert_eq!(
-            text,
-            "1796040000.123456789.00000000000000000000000000000abc"
-        );
-        assert_eq!(text.parse::<AlertCursor>().ok(), Some(c));
-        let early = AlertCursor {
-            at: Timestamp::from_timestamp(-5, 7).unwrap(),
-            id: Uuid::nil(),
-        };
-        assert_eq!(early.to_string().parse::<AlertCursor>().ok(), Some(early));
-        for bad in [
-            "",
-            "1796040000",
-            "1796040000.123456789",
-            "1796040000.12345678.00000000000000000000000000000abc",
-            "1796040000.123456789.00000000-0000-0000-0000-000000000abc",
-            "1796040000.123456789.0000000000000000000000000000zabc",
-            "1796040000.123456789.00000000000000000000000000000abc.1",
-            "x.123456789.00000000000000000000000000000abc",
-            "1796040000.1234567890.0000000000000000000000000000abc",
-            "99999999999999999.000000000.00000000000000000000000000000abc",
-        ] {
-            assert!(bad.parse::<AlertCursor>().is_err(), "{bad}");
-        }
     }
 }

@@ -24,6 +24,33 @@ pub(crate) fn page_size(limit: Option<u32>, max: u64) -> Result<u64, crate::ApiE
     }
 }
 
+/// The page size of a list that answered up to `max` items before it had pages: `max` unless
+/// the client asks for fewer.
+pub(crate) fn list_limit(limit: Option<u32>, max: u64) -> Result<u64, crate::ApiError> {
+    match limit {
+        None => Ok(max),
+        Some(_) => page_size(limit, max),
+    }
+}
+
+/// The `cursor` of a list ordered newest first, if given: the `next_cursor` of an earlier page.
+pub(crate) fn time_cursor(
+    cursor: Option<&str>,
+) -> Result<Option<kernel::TimeCursor>, crate::ApiError> {
+    cursor
+        .map(|c| {
+            kernel::TimeCursor::parse(c).ok_or_else(|| {
+                crate::ApiError::new(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "malformed_request",
+                    "Malformed request",
+                    "cursor is the next_cursor of an earlier page",
+                )
+            })
+        })
+        .transpose()
+}
+
 pub(crate) fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }

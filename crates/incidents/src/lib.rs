@@ -11,8 +11,8 @@ mod model;
 mod service;
 
 pub use model::{
-    EntryKind, Incident, IncidentKind, MAX_AFFECTED, MAX_NOTE_CHARS, MAX_SUMMARY_CHARS,
-    NewIncident, Severity, Status, TimelineEntry,
+    EntryKind, Incident, IncidentKind, IncidentPage, MAX_AFFECTED, MAX_NOTE_CHARS,
+    MAX_SUMMARY_CHARS, NewIncident, Severity, Status, TimelineEntry,
 };
 #[cfg(any(test, feature = "mocks"))]
 pub use service::MockIncidentRepository;

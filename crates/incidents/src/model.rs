@@ -184,6 +184,26 @@ pub struct Incident {
     pub timeline: Vec<TimelineEntry>,
 }
 
+impl Incident {
+    /// Where the page after this incident starts, in the listing's order.
+    #[must_use]
+    pub fn cursor(&self) -> kernel::TimeCursor {
+        kernel::TimeCursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// A page of incidents, newest first.
+#[derive(Debug, Clone)]
+pub struct IncidentPage {
+    /// The incidents, with their timelines.
+    pub items: Vec<Incident>,
+    /// Where the next page starts; `None` after the last.
+    pub next_cursor: Option<kernel::TimeCursor>,
+}
+
 /// An incident as a client reports it, before validation.
 #[derive(Debug, Clone, Default)]
 pub struct NewIncident {

@@ -9,8 +9,8 @@ use rbac::{Actor, Permission, Scope, authorize};
 use uuid::Uuid;
 
 use crate::{
-    EntryKind, Incident, IncidentKind, MAX_AFFECTED, MAX_NOTE_CHARS, MAX_SUMMARY_CHARS,
-    NewIncident, Severity, Status, TimelineEntry,
+    EntryKind, Incident, IncidentKind, IncidentPage, MAX_AFFECTED, MAX_NOTE_CHARS,
+    MAX_SUMMARY_CHARS, NewIncident, Severity, Status, TimelineEntry,
 };
 
 /// One invalid field.
@@ -65,8 +65,14 @@ pub trait IncidentRepository: Send + Sync {
     /// One incident with its timeline.
     async fn get(&self, company: CompanyId, id: Uuid) -> Result<Option<Incident>, IncidentError>;
 
-    /// The company's incidents, newest first, with their timelines.
-    async fn list(&self, company: CompanyId, limit: u32) -> Result<Vec<Incident>, IncidentError>;
+    /// The company's incidents, newest first (ties: highest id first), with their timelines:
+    /// only those after `after` in that order, at most `limit`.
+    async fn list(
+        &self,
+        company: CompanyId,
+        after: Option<kernel::TimeCursor>,
+        limit: u32,
+    ) -> Result<Vec<Incident>, IncidentError>;
 
     /// Appends `entry` to the incident's timeline and records `audit`. With `transition =
     /// Some((from, to))` it also moves the status to `to` if, and only if, it is still `from`
@@ -81,9 +87,6 @@ pub trait IncidentRepository: Send + Sync {
         audit: AuditRecord,
     ) -> Result<bool, IncidentError>;
 }
-
-/// Largest page of incidents.
-const MAX_LIST: u32 = 200;
 
 /// The incident use cases. Cheap to clone.
 #[derive(Clone)]
@@ -226,14 +229,36 @@ impl IncidentService {
         Ok(incident)
     }
 
-    /// The company's incidents, newest first.
+    /// A page of the company's incidents, newest first, from `after` (the previous page's
+    /// `next_cursor`); `limit` is clamped to 1..=[`Self::MAX_PAGE`].
     ///
     /// # Errors
     /// `Forbidden`, `Internal`.
-    pub async fn list(&self, actor: &Actor) -> Result<Vec<Incident>, IncidentError> {
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        after: Option<kernel::TimeCursor>,
+        limit: u32,
+    ) -> Result<IncidentPage, IncidentError> {
         Self::check(actor)?;
-        self.repo.list(actor.company_id, MAX_LIST).await
+        let limit = limit.clamp(1, Self::MAX_PAGE);
+        // One more than asked, to know whether another page follows.
+        let mut items = self
+            .repo
+            .list(actor.company_id, after, limit.saturating_add(1))
+            .await?;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(Incident::cursor)
+        } else {
+            None
+        };
+        Ok(IncidentPage { items, next_cursor })
     }
+
+    /// The largest page of [`Self::list`].
+    pub const MAX_PAGE: u32 = 200;
 
     /// One incident; another company's is `NotFound`.
     ///

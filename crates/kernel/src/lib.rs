@@ -9,6 +9,7 @@
 
 mod clock;
 mod context;
+mod cursor;
 mod ids;
 mod rate_limit;
 mod text;
@@ -16,6 +17,7 @@ mod unavailable;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use context::RequestContext;
+pub use cursor::TimeCursor;
 pub use ids::{CompanyId, IdGenerator, SequentialIds, SessionId, UserId};
 pub use rate_limit::{ClientNet, RateLimiter};
 pub use text::{TextProblem, clean_text};

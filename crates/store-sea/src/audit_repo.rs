@@ -777,7 +777,7 @@ impl audit::AuditLog for SeaStore {
         &self,
         company: Option<kernel::CompanyId>,
         status: Option<String>,
-        after: Option<audit::AlertCursor>,
+        after: Option<kernel::TimeCursor>,
         limit: u64,
     ) -> Result<Vec<audit::Alert>, AuditError> {
         use crate::entity::audit_alert as alert;

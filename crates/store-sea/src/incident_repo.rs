@@ -214,9 +214,26 @@ impl IncidentRepository for SeaStore {
         to_incident(m, timeline).map(Some)
     }
 
-    async fn list(&self, company: CompanyId, limit: u32) -> Result<Vec<Incident>, IncidentError> {
-        let rows = row::Entity::find()
-            .filter(row::Column::CompanyId.eq(company.as_uuid()))
+    async fn list(
+        &self,
+        company: CompanyId,
+        after: Option<kernel::TimeCursor>,
+        limit: u32,
+    ) -> Result<Vec<Incident>, IncidentError> {
+        let mut q = row::Entity::find().filter(row::Column::CompanyId.eq(company.as_uuid()));
+        // Keyset paging in the listing's order: everything before the cursor's incident.
+        if let Some(c) = after {
+            q = q.filter(
+                sea_orm::Condition::any()
+                    .add(row::Column::CreatedAt.lt(c.at))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(row::Column::CreatedAt.eq(c.at))
+                            .add(row::Column::Id.lt(c.id)),
+                    ),
+            );
+        }
+        let rows = q
             .order_by_desc(row::Column::CreatedAt)
             .order_by_desc(row::Column::Id)
             .limit(u64::from(limit))

@@ -166,6 +166,55 @@ async fn an_alert_becomes_an_incident_that_moves_through_its_states_and_notifies
     );
     assert_problem(&step("open").await, 409, "invalid_transition");
 
+    // Two more incidents; the list in pages of two equals the whole list, newest first.
+    for summary in ["Segundo", "Tercero"] {
+        let r = app
+            .call(
+                "POST",
+                "/v1/incidents",
+                Some(&owner),
+                Some(json!({ "kind": "other", "severity": "low", "summary": summary })),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.raw);
+    }
+    let all = app.call("GET", "/v1/incidents", Some(&owner), None).await;
+    assert!(all.body["next_cursor"].is_null(), "{}", all.raw);
+    let summaries = |r: &Reply| -> Vec<String> {
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["summary"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(summaries(&all)[..2], ["Tercero", "Segundo"]);
+    let first = app
+        .call("GET", "/v1/incidents?limit=2", Some(&owner), None)
+        .await;
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    let second = app
+        .call(
+            "GET",
+            &format!("/v1/incidents?limit=2&cursor={cursor}"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert!(second.body["next_cursor"].is_null(), "{}", second.raw);
+    assert_eq!(
+        [summaries(&first), summaries(&second)].concat(),
+        summaries(&all)
+    );
+    for bad in ["cursor=1.2.3", "limit=0", "limit=201"] {
+        assert_problem(
+            &app.call("GET", &format!("/v1/incidents?{bad}"), Some(&owner), None)
+                .await,
+            400,
+            "malformed_request",
+        );
+    }
+
     // Every change audited; the attempt recorded as delivered.
     let audit = app.audit_dump().await.join("\n");
     for action in [

@@ -450,22 +450,8 @@ pub(crate) async fn alerts(
             "status is open, incident or dismissed",
         ));
     }
-    let after = match cursor {
-        None => None,
-        Some(c) => Some(c.parse::<audit::AlertCursor>().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_request",
-                "Malformed request",
-                "cursor is the next_cursor of an earlier page",
-            )
-        })?),
-    };
-    // Without a limit, the largest page: what this route answered before it had pages.
-    let limit = match limit {
-        None => audit::MAX_PAGE,
-        Some(_) => crate::dto::page_size(limit, audit::MAX_PAGE)?,
-    };
+    let after = crate::dto::time_cursor(cursor.as_deref())?;
+    let limit = crate::dto::list_limit(limit, audit::MAX_PAGE)?;
     let page = state
         .audit
         .alerts(auth.actor(), status, after, limit, &ctx.0)

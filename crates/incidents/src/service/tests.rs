@@ -48,14 +48,25 @@ impl IncidentRepository for FakeRepo {
             .find(|i| i.id == id && i.company_id == company)
             .cloned())
     }
-    async fn list(&self, company: CompanyId, _limit: u32) -> Result<Vec<Incident>, IncidentError> {
-        Ok(self
+    async fn list(
+        &self,
+        company: CompanyId,
+        after: Option<kernel::TimeCursor>,
+        limit: u32,
+    ) -> Result<Vec<Incident>, IncidentError> {
+        let mut all: Vec<Incident> = self
             .incidents
             .lock()
             .unwrap()
             .iter()
             .filter(|i| i.company_id == company)
             .cloned()
+            .collect();
+        all.sort_by_key(|i| std::cmp::Reverse((i.created_at, i.id)));
+        Ok(all
+            .into_iter()
+            .filter(|i| after.is_none_or(|c| (i.created_at, i.id) < (c.at, c.id)))
+            .take(limit as usize)
             .collect())
     }
     async fn append(
@@ -160,7 +171,7 @@ async fn only_holders_of_incidents_manage_touch_incidents() {
             Err(IncidentError::Forbidden)
         ));
         assert!(matches!(
-            svc.list(&actor(role)).await,
+            svc.list(&actor(role), None, 10).await,
             Err(IncidentError::Forbidden)
         ));
     }
@@ -287,4 +298,36 @@ async fn notes_go_on_the_timeline_in_any_status() {
         svc.add_note(&owner, i.id, "", &ctx()).await,
         Err(IncidentError::Validation(_))
     ));
+}
+
+/// The list pages newest first (here all opened at one instant: ties go by id), asking the
+/// store for one more than it returns, and names a cursor only when more follow.
+#[tokio::test]
+async fn incidents_list_in_pages_that_neither_skip_nor_repeat() {
+    let (svc, _) = service();
+    let owner = actor(Role::Owner);
+    let mut opened = Vec::new();
+    for _ in 0..5 {
+        opened.push(svc.open(&owner, new_incident(), &ctx()).await.unwrap().id);
+    }
+    opened.reverse();
+    let mut seen = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let page = svc.list(&owner, after, 2).await.unwrap();
+        pages += 1;
+        seen.extend(page.items.iter().map(|i| i.id));
+        match page.next_cursor {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!((seen, pages), (opened.clone(), 3));
+    // A limit past the largest page is clamped; zero means one.
+    let all = svc.list(&owner, None, 10_000).await.unwrap();
+    assert_eq!((all.items.len(), all.next_cursor), (5, None));
+    let one = svc.list(&owner, None, 0).await.unwrap();
+    assert_eq!(one.items.len(), 1);
+    assert_eq!(one.next_cursor, Some(one.items[0].cursor()));
 }

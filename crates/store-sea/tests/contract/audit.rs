@@ -152,7 +152,7 @@ async fn each_head_follows_the_last_record_of_its_chain() {
 /// never appear, and an alert raised between two pages does not shift the next one.
 #[tokio::test]
 async fn alerts_page_by_cursor_without_gaps_or_repeats() {
-    use ::audit::{Alert, AlertCursor};
+    use ::audit::Alert;
     for (db, store, _) in stores().await {
         let b = db.backend;
         let company = CompanyId::from_uuid(id());
@@ -199,12 +199,12 @@ async fn alerts_page_by_cursor_without_gaps_or_repeats() {
                 assert!(store.save_review(&chain, 1, 2, vec![late]).await.unwrap());
             }
             let Some(last) = got.last() else { break };
-            after = Some(AlertCursor::after(last));
+            after = Some(last.cursor());
             seen.extend(got);
         }
         assert_eq!(seen, mine, "{b}");
         // The cursor of the oldest alert ends the listing; the newest one's leaves the rest.
-        let oldest = AlertCursor::after(&mine[6]);
+        let oldest = mine[6].cursor();
         assert!(
             store
                 .alerts(Some(company), None, Some(oldest), 10)
@@ -217,7 +217,7 @@ async fn alerts_page_by_cursor_without_gaps_or_repeats() {
             .alerts(
                 Some(company),
                 Some(Alert::OPEN.into()),
-                Some(AlertCursor::after(&mine[0])),
+                Some(mine[0].cursor()),
                 10,
             )
             .await
