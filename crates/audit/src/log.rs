@@ -878,8 +878,13 @@ impl AuditService {
         ctx: &RequestContext,
     ) -> Result<Page, AuditError> {
         self.require(actor, false, ctx).await?;
-        self.page(actor.company_id, filter, cursor, limit).await
+        self.page(actor.company_id, filter, cursor, limit.clamp(1, MAX_PAGE))
+            .await
     }
+
+    /// The largest page of an export ([`Self::export_page`]): bigger than a client's page, as
+    /// an export reads on until the log ends and fewer round trips serve it sooner.
+    pub const MAX_EXPORT_PAGE: u64 = 1_000;
 
     /// The next page of an export authorized by [`Self::start_export`], renewing its pass.
     ///
@@ -896,10 +901,11 @@ impl AuditService {
         if !self.renew(&pass.claim) {
             return Err(AuditError::ExportSuperseded);
         }
+        let limit = limit.clamp(1, Self::MAX_EXPORT_PAGE);
         self.page(pass.company, filter, cursor, limit).await
     }
 
-    /// A page without the permission check.
+    /// A page of `limit` records (already clamped by the caller) without the permission check.
     async fn page(
         &self,
         company: CompanyId,
@@ -907,7 +913,6 @@ impl AuditService {
         cursor: Option<i64>,
         limit: u64,
     ) -> Result<Page, AuditError> {
-        let limit = limit.clamp(1, MAX_PAGE);
         let mut items = self.log.query(company, filter, cursor, limit + 1).await?;
         let next_cursor = if items.len() as u64 > limit {
             items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
@@ -1317,6 +1322,35 @@ mod tests {
         assert_eq!(exports(), 3);
         assert!(format!("{again:?}").starts_with("ExportPass("));
         drop((again, other));
+    }
+
+    /// A client's page holds at most `MAX_PAGE` records; an export's up to `MAX_EXPORT_PAGE`
+    /// (the store is asked for one more, to know whether another page follows).
+    #[tokio::test]
+    async fn an_export_reads_bigger_pages_than_a_client_may_ask_for() {
+        use std::sync::Mutex;
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let mut log = MockAuditLog::new();
+        let seen = asked.clone();
+        log.expect_query().returning(move |_, _, _, limit| {
+            seen.lock().unwrap().push(limit);
+            Ok(vec![])
+        });
+        let mut sink = MockAuditSink::new();
+        sink.expect_record().returning(|_| Ok(()));
+        let svc = service_with(log, sink);
+        let ctx = RequestContext::default();
+        let filter = AuditFilter::default();
+        let admin = admin_of(7).reauthenticated(Some(t0()));
+        svc.query(&admin, &filter, None, 500, &ctx).await.unwrap();
+        let pass = svc
+            .start_export(&admin, "csv", &filter, &ctx)
+            .await
+            .unwrap();
+        for limit in [500, 5_000, 0] {
+            svc.export_page(&pass, &filter, None, limit).await.unwrap();
+        }
+        assert_eq!(*asked.lock().unwrap(), [201, 501, 1_001, 2]);
     }
 
     /// An export whose client stopped reading holds the company's exports for
