@@ -19,7 +19,7 @@ mod service;
 pub use error::{AccountsError, FieldError};
 pub use model::{
     Company, CompanyName, CompanyProfile, ConfigChange, Email, MFA_GRACE, NewCompany, PersonName,
-    Rfc, TAX_REGIMES, User,
+    Rfc, TAX_REGIMES, User, UserPage,
 };
 pub use ownership::{
     OwnershipRepository, OwnershipService, OwnershipTransfer, TRANSFER_TTL, TransferStatus,

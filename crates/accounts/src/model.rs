@@ -282,6 +282,15 @@ pub struct User {
 }
 
 impl User {
+    /// Where the page after this user starts, in the listing's order (oldest first).
+    #[must_use]
+    pub fn cursor(&self) -> kernel::TimeCursor {
+        kernel::TimeCursor {
+            at: self.created_at,
+            id: self.id.as_uuid(),
+        }
+    }
+
     /// Effective permissions, derived (never stored): role defaults, plus grants, minus revokes.
     #[must_use]
     pub const fn permissions(&self) -> PermissionSet {
@@ -289,6 +298,15 @@ impl User {
             .default_permissions()
             .with_deltas(self.grants, self.revokes)
     }
+}
+
+/// A page of users, oldest first.
+#[derive(Debug, Clone)]
+pub struct UserPage {
+    /// The users.
+    pub items: Vec<User>,
+    /// Where the next page starts; `None` after the last.
+    pub next_cursor: Option<kernel::TimeCursor>,
 }
 
 impl fmt::Debug for User {

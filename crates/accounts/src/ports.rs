@@ -137,8 +137,14 @@ pub trait AccountRepository: Send + Sync {
     /// A user of `company`.
     async fn user(&self, company: CompanyId, id: UserId) -> Result<Option<User>, AccountsError>;
 
-    /// Every user of `company`, oldest first.
-    async fn users(&self, company: CompanyId) -> Result<Vec<User>, AccountsError>;
+    /// The users of `company`, oldest first (ties: lowest id first): only those after `after`
+    /// in that order, at most `limit`.
+    async fn users(
+        &self,
+        company: CompanyId,
+        after: Option<kernel::TimeCursor>,
+        limit: u64,
+    ) -> Result<Vec<User>, AccountsError>;
 
     /// Stores a user's new name, active flag, role and password hash, and, when asked, revokes
     /// its sessions; returns the revoked session ids.

@@ -9,7 +9,7 @@ use rbac::{Actor, Change, Permission, PermissionSet, Role, Scope, authorize, che
 use crate::{
     AccountRepository, AccountsError, Company, CompanyName, CompanyProfile, ConfigChange, Email,
     FieldError, MFA_GRACE, Password, PasswordHasher, PasswordPolicy, PersonName, RevocationReason,
-    Rfc, SessionRevocation, TAX_REGIMES, User,
+    Rfc, SessionRevocation, TAX_REGIMES, User, UserPage,
 };
 
 /// What `POST /v1/signup` carries.
@@ -353,19 +353,35 @@ impl AccountService {
         Ok(user)
     }
 
-    /// Every user of the actor's company.
+    /// A page of the users of the actor's company, oldest first, from `after` (the previous
+    /// page's `next_cursor`); `limit` is clamped to 1..=[`Self::MAX_USERS_PAGE`].
     ///
     /// # Errors
     /// `Forbidden`, `Internal`.
     pub async fn list_users(
         &self,
         actor: &Actor,
+        after: Option<kernel::TimeCursor>,
+        limit: u64,
         ctx: &RequestContext,
-    ) -> Result<Vec<User>, AccountsError> {
+    ) -> Result<UserPage, AccountsError> {
         self.require(actor, Permission::UsersRead, Action::USERS_READ, ctx)
             .await?;
-        self.repo.users(actor.company_id).await
+        let limit = limit.clamp(1, Self::MAX_USERS_PAGE);
+        // One more than asked, to know whether another page follows.
+        let mut items = self.repo.users(actor.company_id, after, limit + 1).await?;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(User::cursor)
+        } else {
+            None
+        };
+        Ok(UserPage { items, next_cursor })
     }
+
+    /// The largest page of [`Self::list_users`].
+    pub const MAX_USERS_PAGE: u64 = 200;
 
     /// One user of the actor's company; another company's id is `NotFound`.
     ///

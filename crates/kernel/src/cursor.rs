@@ -1,12 +1,12 @@
-//! Keyset cursors of lists ordered newest first.
+//! Keyset cursors of lists ordered by time.
 
 use uuid::Uuid;
 
 use crate::Timestamp;
 
-/// Where the next page of a list ordered newest first (ties: highest id first) starts: after
-/// the item made at `at` with id `id`. Items added meanwhile are newer, so they never shift a
-/// walk. Its text form (a page's `next_cursor`) is opaque to clients: the seconds and
+/// Where the next page of a list ordered by time, ties by id, starts: after the item made at
+/// `at` with id `id`, in the list's order (newest first for alerts and incidents, oldest first
+/// for users). Its text form (a page's `next_cursor`) is opaque to clients: the seconds and
 /// nanoseconds since the epoch and the id, `1796040000.123456789.<32 hex digits>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeCursor {

@@ -325,11 +325,29 @@ impl AccountRepository for SeaStore {
         .transpose()
     }
 
-    async fn users(&self, company: CompanyId) -> Result<Vec<User>, AccountsError> {
-        user::Entity::find()
-            .filter(user::Column::CompanyId.eq(company.as_uuid()))
-            .order_by_asc(user::Column::CreatedAt)
+    async fn users(
+        &self,
+        company: CompanyId,
+        after: Option<kernel::TimeCursor>,
+        limit: u64,
+    ) -> Result<Vec<User>, AccountsError> {
+        use sea_orm::QuerySelect as _;
+        let mut q = user::Entity::find().filter(user::Column::CompanyId.eq(company.as_uuid()));
+        // Keyset paging in the listing's order (oldest first): everything after the cursor's user.
+        if let Some(c) = after {
+            q = q.filter(
+                sea_orm::Condition::any()
+                    .add(user::Column::CreatedAt.gt(c.at))
+                    .add(
+                        sea_orm::Condition::all()
+                            .add(user::Column::CreatedAt.eq(c.at))
+                            .add(user::Column::Id.gt(c.id)),
+                    ),
+            );
+        }
+        q.order_by_asc(user::Column::CreatedAt)
             .order_by_asc(user::Column::Id)
+            .limit(limit)
             .all(&self.db)
             .await
             .map_err(internal)?

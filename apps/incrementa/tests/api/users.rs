@@ -52,6 +52,39 @@ async fn only_owner_and_admin_manage_users() {
             "hashes never leave the server"
         );
     }
+    // In pages of two, oldest first: the same five as one page, the owner first.
+    let emails = |r: &Reply| -> Vec<String> {
+        r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["email"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let whole = app.call("GET", "/v1/users", Some(&owner), None).await;
+    assert!(whole.body["next_cursor"].is_null(), "{}", whole.raw);
+    assert_eq!(emails(&whole)[0], "owner@example.com");
+    let mut paged = Vec::new();
+    let mut path = "/v1/users?limit=2".to_owned();
+    for page in 0.. {
+        assert!(page < 3, "more pages than five users need");
+        let r = app.call("GET", &path, Some(&owner), None).await;
+        assert_eq!(r.status, 200, "{}", r.raw);
+        paged.extend(emails(&r));
+        match r.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/users?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, emails(&whole));
+    for bad in ["cursor=abc", "limit=0", "limit=201"] {
+        assert_problem(
+            &app.call("GET", &format!("/v1/users?{bad}"), Some(&owner), None)
+                .await,
+            400,
+            "malformed_request",
+        );
+    }
     for t in [&manager, &vendor] {
         assert_problem(
             &app.call("GET", "/v1/users", Some(t), None).await,

@@ -3,23 +3,44 @@ use actix_web::{HttpResponse, web};
 use kernel::UserId;
 use secrecy::ExposeSecret;
 
-use crate::dto::{Items, NewUserBody, PermissionsBody, RoleBody, UserDto, UserPatchBody};
+use crate::dto::{NewUserBody, Page, PermissionsBody, RoleBody, UserDto, UserPatchBody};
 use crate::error::Body;
 use crate::{ApiError, ApiState, Auth, ClientContext};
+
+/// Paging of `GET /v1/users`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListParams {
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1 to 200 (default 200).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+}
 
 #[utoipa::path(
     get, path = "/v1/users", tag = "users", operation_id = "list_users",
     summary = "List the company's users",
-    responses((status = 200, description = "Every user of the caller's company.", body = Items<UserDto>)),
+    params(ListParams),
+    responses((status = 200, description = "A page of the caller's company's users, oldest first.",
+               body = Page<UserDto>)),
 )]
 pub(crate) async fn list(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
+    q: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let users = state.accounts.list_users(auth.actor(), &ctx.0).await?;
-    Ok(HttpResponse::Ok().json(Items {
-        items: users.iter().map(|u| UserDto::new(u, false)).collect(),
+    let ListParams { cursor, limit } = q.into_inner();
+    let after = crate::dto::time_cursor(cursor.as_deref())?;
+    let limit = crate::dto::list_limit(limit, accounts::AccountService::MAX_USERS_PAGE)?;
+    let page = state
+        .accounts
+        .list_users(auth.actor(), after, limit, &ctx.0)
+        .await?;
+    Ok(HttpResponse::Ok().json(Page {
+        items: page.items.iter().map(|u| UserDto::new(u, false)).collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }
 

@@ -80,13 +80,51 @@ async fn users_of_another_company_are_invisible() {
             "{}",
             db.backend
         );
-        assert_eq!(store.users(a.id).await.unwrap().len(), 1);
+        assert_eq!(store.users(a.id, None, 10).await.unwrap().len(), 1);
         let mut hijack = owner_b.clone();
         hijack.company_id = a.id;
         hijack.active = false;
         let err = store.update_user(&hijack, None, vec![]).await.unwrap_err();
         assert!(matches!(err, AccountsError::NotFound), "{}", db.backend);
         assert!(store.user(b.id, owner_b.id).await.unwrap().unwrap().active);
+    }
+}
+
+/// A company's users page oldest first from a cursor: users created at one instant are neither
+/// skipped nor repeated (ties go by id), and another company's never appear.
+#[tokio::test]
+async fn users_page_by_cursor_oldest_first() {
+    for (db, store, _conn) in stores().await {
+        let b = db.backend;
+        let (c, owner) = company_with_owner(&store, Role::Owner).await;
+        let (other, _) = company_with_owner(&store, Role::Owner).await;
+        let mut mine = vec![owner];
+        for n in 0..5_i64 {
+            let mut u = user(&c, &format!("{}@example.com", id().simple()), Role::Vendor);
+            // Two share the owner's instant, three a later one a fraction of a second on.
+            u.created_at = t0() + chrono::Duration::microseconds((n / 2) * 1_500_001);
+            store.insert_user(&u, vec![]).await.unwrap();
+            mine.push(u);
+        }
+        let theirs = user(
+            &other,
+            &format!("{}@example.com", id().simple()),
+            Role::Vendor,
+        );
+        store.insert_user(&theirs, vec![]).await.unwrap();
+        mine.sort_by_key(|u| (u.created_at, u.id));
+        let mut seen = Vec::new();
+        let mut after = None;
+        for page in 0.. {
+            assert!(page < 10, "{b}: paging does not end");
+            let got = store.users(c.id, after, 4).await.unwrap();
+            let Some(last) = got.last() else { break };
+            after = Some(last.cursor());
+            seen.extend(got.iter().map(|u| u.id));
+        }
+        assert_eq!(seen, mine.iter().map(|u| u.id).collect::<Vec<_>>(), "{b}");
+        let tail = store.users(c.id, Some(mine[4].cursor()), 10).await.unwrap();
+        assert_eq!(tail.len(), 1, "{b}");
     }
 }
 
