@@ -269,6 +269,15 @@ impl From<vault::VaultError> for ApiError {
                 "Credential already stored",
                 "this certificate is already in the vault",
             ),
+            V::LimitReached { max } => Self::new(
+                StatusCode::CONFLICT,
+                "credential_limit_reached",
+                "Credential limit reached",
+                format!(
+                    "the company stores {max} credentials, the most it may: delete expired or \
+                     unused ones first"
+                ),
+            ),
             V::NotFound => Self::not_found(),
             V::Forbidden(why) => Self::forbidden(why),
             V::ReauthenticationRequired => Self::reauthentication_required(),

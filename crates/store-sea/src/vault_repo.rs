@@ -103,6 +103,15 @@ impl CredentialRepository for SeaStore {
             .collect()
     }
 
+    async fn count(&self, company: CompanyId) -> Result<u64, VaultError> {
+        use sea_orm::PaginatorTrait as _;
+        row::Entity::find()
+            .filter(row::Column::CompanyId.eq(company.as_uuid()))
+            .count(&self.db)
+            .await
+            .map_err(internal)
+    }
+
     async fn sealed(
         &self,
         company: CompanyId,

@@ -29,6 +29,12 @@ pub enum VaultError {
     /// The company already stores this certificate.
     #[error("this certificate is already stored")]
     Duplicate,
+    /// The company stores as many credentials as it may.
+    #[error("the company stores {max} credentials, the most it may")]
+    LimitReached {
+        /// The bound.
+        max: u64,
+    },
     /// No such credential in the actor's company.
     #[error("not found")]
     NotFound,

@@ -82,6 +82,9 @@ pub trait CredentialRepository: Send + Sync {
     /// The company's credentials, newest first.
     async fn list(&self, company: CompanyId) -> Result<Vec<FiscalCredential>, VaultError>;
 
+    /// How many credentials the company stores.
+    async fn count(&self, company: CompanyId) -> Result<u64, VaultError>;
+
     /// One credential with its envelopes.
     async fn sealed(
         &self,

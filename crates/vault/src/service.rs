@@ -21,6 +21,11 @@ pub struct UploadLimits {
     pub max_password: usize,
     /// Largest text to sign.
     pub max_sign_data: usize,
+    /// Most credentials one company stores. SAT issues a company a handful (a CSD per branch
+    /// or system and one e.firma, renewed every four years); the vault accepts any well-formed
+    /// certificate with its key, so without a bound a company's rows (and its list) could grow
+    /// without end.
+    pub max_credentials: u64,
 }
 
 impl Default for UploadLimits {
@@ -29,6 +34,7 @@ impl Default for UploadLimits {
             max_file: 64 * 1024,
             max_password: 1024,
             max_sign_data: 1024 * 1024,
+            max_credentials: 100,
         }
     }
 }
@@ -175,8 +181,8 @@ impl VaultService {
     /// plaintext inputs are zeroized when this returns.
     ///
     /// # Errors
-    /// `Forbidden`, `ReauthenticationRequired`, `TooLarge`, one of the 422 upload errors,
-    /// `Duplicate`, `Internal`.
+    /// `Forbidden`, `ReauthenticationRequired`, `TooLarge`, `LimitReached`, one of the 422
+    /// upload errors, `Duplicate`, `Internal`.
     pub async fn upload(
         &self,
         actor: &Actor,
@@ -208,6 +214,13 @@ impl VaultService {
         }
         if private_key.expose().is_empty() {
             return Err(VaultError::PrivateKeyInvalid("the file is empty"));
+        }
+        // Before any parsing: a full vault costs no key derivation. (Checked, not locked: two
+        // uploads racing at the bound may both land, one over it.)
+        if self.repo.count(actor.company_id).await? >= self.limits.max_credentials {
+            return Err(VaultError::LimitReached {
+                max: self.limits.max_credentials,
+            });
         }
         let info = self.inspector.inspect(certificate)?;
         self.inspector

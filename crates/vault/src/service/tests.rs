@@ -79,8 +79,10 @@ impl Parts {
         });
         let mut audit = MockAuditSink::new();
         audit.expect_record().returning(|_| Ok(()));
+        let mut repo = MockCredentialRepository::new();
+        repo.expect_count().returning(|_| Ok(0));
         Self {
-            repo: MockCredentialRepository::new(),
+            repo,
             envelope,
             inspector: MockCertificateInspector::new(),
             accounts,
@@ -382,4 +384,30 @@ async fn a_key_in_use_or_the_newest_key_cannot_be_retired() {
     let err = svc.check_retirable(1).await.unwrap_err().to_string();
     assert!(err.contains("rewrap"), "{err}");
     svc.check_retirable(3).await.unwrap();
+}
+
+/// A company that stores as many credentials as it may gets `LimitReached` before anything is
+/// parsed (no key derivation) and nothing is stored; one below the bound uploads.
+#[tokio::test]
+async fn a_full_vault_refuses_the_next_upload_before_parsing_it() {
+    let max = UploadLimits::default().max_credentials;
+    let mut p = Parts::new(None);
+    p.repo = MockCredentialRepository::new();
+    p.repo.expect_count().returning(move |_| Ok(max));
+    p.repo.expect_insert().times(0);
+    p.inspector.expect_inspect().times(0);
+    p.inspector.expect_check_key().times(0);
+    let err = upload(&p.build(), &actor(Role::Owner, true))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, VaultError::LimitReached { max: 100 }),
+        "{err:?}"
+    );
+
+    let mut p = Parts::new(None).valid_inspector();
+    p.repo = MockCredentialRepository::new();
+    p.repo.expect_count().returning(move |_| Ok(max - 1));
+    p.repo.expect_insert().times(1).returning(|_, _| Ok(()));
+    upload(&p.build(), &actor(Role::Owner, true)).await.unwrap();
 }
