@@ -75,7 +75,7 @@ status=0
 # server refuses what the schema rules out) and ignored_auth.
 # One worker: hypothesis parses lambdas with `ast` while it generates, and CPython 3.11's `ast` is
 # not thread-safe (gh-106905: "AST constructor recursion depth mismatch" aborted a run with two).
-"$venv/bin/schemathesis" run "$base/openapi.json" \
+"$venv/bin/schemathesis" --config-file "$(dirname "$0")/schemathesis.toml" run "$base/openapi.json" \
   --header "Authorization: Bearer $token" \
   --checks all \
   --exclude-checks positive_data_acceptance \

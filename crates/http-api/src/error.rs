@@ -262,7 +262,12 @@ impl From<vault::VaultError> for ApiError {
             );
         }
         match err {
-            V::TooLarge(_) => too_large_upload(),
+            V::TooLarge { what, max } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                format!("{what} may be up to {max} bytes"),
+            ),
             V::Duplicate => Self::new(
                 StatusCode::CONFLICT,
                 "credential_exists",

@@ -317,7 +317,8 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
             ),
             (
                 "409",
-                "`credential_exists`: this certificate is already in the vault.",
+                "`credential_exists`: this certificate is already in the vault; \
+                 `credential_limit_reached`: the company stores 100 credentials already.",
             ),
         ],
         ("POST", "/v1/fiscal/credentials/{id}/signatures") => &[(
@@ -329,7 +330,9 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
             "/v1/audit/events"
             | "/v1/audit/access-log"
             | "/v1/audit/alerts"
-            | "/v1/company/changes",
+            | "/v1/company/changes"
+            | "/v1/incidents"
+            | "/v1/users",
         ) => &[MALFORMED_QUERY],
         _ => &[],
     }

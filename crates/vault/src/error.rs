@@ -23,9 +23,14 @@ pub enum VaultError {
     /// The certificate's RFC is not the company's.
     #[error("the certificate's RFC does not match the company's RFC")]
     RfcMismatch,
-    /// A file or the data to sign is larger than the bound.
-    #[error("{0} is too large")]
-    TooLarge(&'static str),
+    /// A file, the key's password or the data to sign is larger than its bound (API.md: 413).
+    #[error("{what} is larger than {max} bytes")]
+    TooLarge {
+        /// What: "the certificate", "the private key", "the password", "the data to sign".
+        what: &'static str,
+        /// The bound, in bytes.
+        max: usize,
+    },
     /// The company already stores this certificate.
     #[error("this certificate is already stored")]
     Duplicate,

@@ -200,14 +200,24 @@ impl VaultService {
             ctx,
         )
         .await?;
-        if certificate.len() > self.limits.max_file {
-            return Err(VaultError::TooLarge("the certificate"));
+        let max = self.limits.max_file;
+        if certificate.len() > max {
+            return Err(VaultError::TooLarge {
+                what: "the certificate",
+                max,
+            });
         }
-        if private_key.expose().len() > self.limits.max_file {
-            return Err(VaultError::TooLarge("the private key"));
+        if private_key.expose().len() > max {
+            return Err(VaultError::TooLarge {
+                what: "the private key",
+                max,
+            });
         }
         if password.expose().len() > self.limits.max_password {
-            return Err(VaultError::TooLarge("the password"));
+            return Err(VaultError::TooLarge {
+                what: "the password",
+                max: self.limits.max_password,
+            });
         }
         if certificate.is_empty() {
             return Err(VaultError::CertificateInvalid("the file is empty"));
@@ -381,7 +391,10 @@ impl VaultService {
         self.require(actor, Permission::FiscalSign, false, action, ctx)
             .await?;
         if data.len() > self.limits.max_sign_data {
-            return Err(VaultError::TooLarge("the data to sign"));
+            return Err(VaultError::TooLarge {
+                what: "the data to sign",
+                max: self.limits.max_sign_data,
+            });
         }
         let sealed = self
             .repo

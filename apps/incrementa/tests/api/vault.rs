@@ -213,12 +213,35 @@ async fn every_rejection_has_its_code_and_stores_nothing() {
             413,
             "payload_too_large",
         ),
+        (
+            f(valid.0, valid.1),
+            f("csd_valid", "private_key.key"),
+            vec![b'x'; 1025],
+            413,
+            "payload_too_large",
+        ),
     ];
     for (cer, key, pw, status, code) in cases {
         let r = app.upload(&owner, &parts(&cer, &key, &pw)).await;
         assert_problem(&r, status, code);
         assert!(!r.raw.contains("12345678"), "{}", r.raw);
     }
+    // A 413 says which bound the upload broke.
+    let long = app
+        .upload(
+            &owner,
+            &parts(
+                &f(valid.0, valid.1),
+                &f("csd_valid", "private_key.key"),
+                &[b'x'; 1025],
+            ),
+        )
+        .await;
+    assert_eq!(
+        long.body["detail"], "the password may be up to 1024 bytes",
+        "{}",
+        long.raw
+    );
     // Missing and unknown parts, and a JSON body.
     let cer = f(valid.0, valid.1);
     assert_problem(

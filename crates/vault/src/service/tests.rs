@@ -227,7 +227,13 @@ async fn oversized_inputs_are_refused_before_parsing() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, VaultError::TooLarge(_)));
+    assert!(matches!(
+        err,
+        VaultError::TooLarge {
+            what: "the certificate",
+            max: 65_536
+        }
+    ));
     let err = svc
         .upload(
             &who,
@@ -238,7 +244,31 @@ async fn oversized_inputs_are_refused_before_parsing() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, VaultError::TooLarge(_)));
+    assert!(matches!(
+        err,
+        VaultError::TooLarge {
+            what: "the private key",
+            ..
+        }
+    ));
+    // The password's bound is its own, and the error names it.
+    let err = svc
+        .upload(
+            &who,
+            b"c",
+            SecretBytes::new(vec![1]),
+            SecretBytes::new(vec![b'x'; 1025]),
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        VaultError::TooLarge {
+            what: "the password",
+            max: 1024
+        }
+    ));
 }
 
 fn stored(key_id: u32) -> SealedCredential {
