@@ -55,8 +55,10 @@ impl CredentialRepository for SeaStore {
     async fn insert(
         &self,
         c: &SealedCredential,
+        max: u64,
         audit: Vec<AuditRecord>,
     ) -> Result<(), VaultError> {
+        use sea_orm::{PaginatorTrait as _, QuerySelect as _};
         let info = &c.credential.info;
         let model = row::ActiveModel {
             id: Set(c.credential.id),
@@ -78,6 +80,24 @@ impl CredentialRepository for SeaStore {
             password: Set(c.password.as_str().to_owned()),
         };
         let txn = self.write_txn().await.map_err(internal)?;
+        // The bound, counted under the company's row lock on PostgreSQL (SQLite's write
+        // transaction already excludes every other writer): concurrent uploads count in turn.
+        let company = c.credential.company_id.as_uuid();
+        if self.backend() == sea_orm::DbBackend::Postgres {
+            crate::entity::company::Entity::find_by_id(company)
+                .lock_exclusive()
+                .one(&txn)
+                .await
+                .map_err(internal)?;
+        }
+        let stored = row::Entity::find()
+            .filter(row::Column::CompanyId.eq(company))
+            .count(&txn)
+            .await
+            .map_err(internal)?;
+        if stored >= max {
+            return Err(VaultError::LimitReached { max });
+        }
         row::Entity::insert(model)
             .exec_without_returning(&txn)
             .await

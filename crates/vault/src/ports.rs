@@ -68,14 +68,17 @@ pub trait CertificateInspector: Send + Sync {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait CredentialRepository: Send + Sync {
-    /// Stores a credential with its upload audit record, in one transaction.
+    /// Stores a credential with its upload audit record, in one transaction, unless the
+    /// company already stores `max` credentials.
     ///
     /// # Errors
     /// MUST return [`VaultError::Duplicate`] when the company already stores a certificate with
-    /// the same number.
+    /// the same number, and [`VaultError::LimitReached`] when it stores `max` credentials,
+    /// counted in the transaction so that concurrent uploads cannot pass the bound together.
     async fn insert(
         &self,
         credential: &SealedCredential,
+        max: u64,
         audit: Vec<AuditRecord>,
     ) -> Result<(), VaultError>;
 

@@ -225,8 +225,8 @@ impl VaultService {
         if private_key.expose().is_empty() {
             return Err(VaultError::PrivateKeyInvalid("the file is empty"));
         }
-        // Before any parsing: a full vault costs no key derivation. (Checked, not locked: two
-        // uploads racing at the bound may both land, one over it.)
+        // Before any parsing: a full vault costs no key derivation. (The store counts again in
+        // its transaction, so uploads racing at the bound cannot pass it together.)
         if self.repo.count(actor.company_id).await? >= self.limits.max_credentials {
             return Err(VaultError::LimitReached {
                 max: self.limits.max_credentials,
@@ -286,7 +286,9 @@ impl VaultService {
                     "certificate_number": sealed.credential.info.certificate_number,
                 })),
         ];
-        self.repo.insert(&sealed, audit).await?;
+        self.repo
+            .insert(&sealed, self.limits.max_credentials, audit)
+            .await?;
         Ok(view(sealed.credential, now))
     }
 

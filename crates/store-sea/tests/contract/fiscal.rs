@@ -42,17 +42,21 @@ async fn credentials_are_counted_per_company() {
         let (a, ua) = company_with_owner(&store, Role::Owner).await;
         let (other, uo) = company_with_owner(&store, Role::Owner).await;
         let first = sealed(a.id, ua.id, "30001000000500000001");
-        store.insert(&first, vec![]).await.unwrap();
+        store.insert(&first, 100, vec![]).await.unwrap();
         store
-            .insert(&sealed(a.id, ua.id, "30001000000500000002"), vec![])
+            .insert(&sealed(a.id, ua.id, "30001000000500000002"), 100, vec![])
             .await
             .unwrap();
         store
-            .insert(&sealed(other.id, uo.id, "30001000000500000001"), vec![])
+            .insert(
+                &sealed(other.id, uo.id, "30001000000500000001"),
+                100,
+                vec![],
+            )
             .await
             .unwrap();
         let again = store
-            .insert(&sealed(a.id, ua.id, "30001000000500000002"), vec![])
+            .insert(&sealed(a.id, ua.id, "30001000000500000002"), 100, vec![])
             .await;
         assert!(
             matches!(again, Err(VaultError::Duplicate)),
@@ -67,5 +71,43 @@ async fn credentials_are_counted_per_company() {
                 .unwrap()
         );
         assert_eq!(store.count(a.id).await.unwrap(), 1, "{b}");
+    }
+}
+
+/// The bound holds under concurrency: with room for one more credential, six uploads at once
+/// store exactly one, and the others get `LimitReached` (counted inside each transaction).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uploads_never_pass_the_bound() {
+    for (db, store, _conn) in stores().await {
+        let b = db.backend;
+        let (a, ua) = company_with_owner(&store, Role::Owner).await;
+        for n in 0..2 {
+            store
+                .insert(
+                    &sealed(a.id, ua.id, &format!("3000100000050000010{n}")),
+                    3,
+                    vec![],
+                )
+                .await
+                .unwrap();
+        }
+        let mut tasks = Vec::new();
+        for n in 0..6 {
+            let store = store.clone();
+            let c = sealed(a.id, ua.id, &format!("3000100000050000020{n}"));
+            tasks.push(tokio::spawn(
+                async move { store.insert(&c, 3, vec![]).await },
+            ));
+        }
+        let mut stored = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(()) => stored += 1,
+                Err(VaultError::LimitReached { max: 3 }) => {}
+                Err(e) => panic!("{b}: {e:?}"),
+            }
+        }
+        assert_eq!(stored, 1, "{b}");
+        assert_eq!(store.count(a.id).await.unwrap(), 3, "{b}");
     }
 }

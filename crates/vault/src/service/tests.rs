@@ -133,8 +133,9 @@ async fn a_valid_upload_seals_all_three_values_bound_to_their_record_and_stores_
     let mut p = Parts::new(Some("TCM970625MB1")).valid_inspector();
     p.repo
         .expect_insert()
-        .withf(|c, audit| {
-            c.key_id == 2
+        .withf(|c, max, audit| {
+            *max == 100
+                && c.key_id == 2
                 && c.certificate.as_str() == "sealed:fiscal.certificate:4"
                 && c.private_key.as_str() == "sealed:fiscal.private_key:3"
                 && c.password.as_str() == "sealed:fiscal.key_password:9"
@@ -142,7 +143,7 @@ async fn a_valid_upload_seals_all_three_values_bound_to_their_record_and_stores_
                 && !audit[0].details.to_string().contains("12345678a")
         })
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_, _, _| Ok(()));
     let view = upload(&p.build(), &actor(Role::Admin, true)).await.unwrap();
     assert_eq!(
         view.credential.info.certificate_number,
@@ -438,6 +439,6 @@ async fn a_full_vault_refuses_the_next_upload_before_parsing_it() {
     let mut p = Parts::new(None).valid_inspector();
     p.repo = MockCredentialRepository::new();
     p.repo.expect_count().returning(move |_| Ok(max - 1));
-    p.repo.expect_insert().times(1).returning(|_, _| Ok(()));
+    p.repo.expect_insert().times(1).returning(|_, _, _| Ok(()));
     upload(&p.build(), &actor(Role::Owner, true)).await.unwrap();
 }
