@@ -370,13 +370,7 @@ impl AccountService {
         let limit = limit.clamp(1, Self::MAX_USERS_PAGE);
         // One more than asked, to know whether another page follows.
         let mut items = self.repo.users(actor.company_id, after, limit + 1).await?;
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(User::cursor)
-        } else {
-            None
-        };
+        let next_cursor = kernel::cut_page(&mut items, limit, User::cursor);
         Ok(UserPage { items, next_cursor })
     }
 
@@ -860,12 +854,7 @@ impl AccountService {
             .repo
             .company_changes(actor.company_id, cursor, limit + 1)
             .await?;
-        let next = if items.len() as u64 > limit {
-            items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            items.last().map(|c| c.id)
-        } else {
-            None
-        };
+        let next = kernel::cut_page(&mut items, limit, |c| c.id);
         Ok((items, next))
     }
 

@@ -591,12 +591,7 @@ impl AuditService {
         let limit = limit.clamp(1, MAX_PAGE);
         self.review_chain(&chain_name(company)).await?;
         let mut items = self.log.alerts(company, status, after, limit + 1).await?;
-        let next_cursor = if items.len() as u64 > limit {
-            items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            items.last().map(Alert::cursor)
-        } else {
-            None
-        };
+        let next_cursor = kernel::cut_page(&mut items, limit, Alert::cursor);
         Ok(AlertPage { items, next_cursor })
     }
 
@@ -914,12 +909,7 @@ impl AuditService {
         limit: u64,
     ) -> Result<Page, AuditError> {
         let mut items = self.log.query(company, filter, cursor, limit + 1).await?;
-        let next_cursor = if items.len() as u64 > limit {
-            items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-            items.last().map(|r| r.seq)
-        } else {
-            None
-        };
+        let next_cursor = kernel::cut_page(&mut items, limit, |r| r.seq);
         Ok(Page { items, next_cursor })
     }
 

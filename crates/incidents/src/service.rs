@@ -247,13 +247,7 @@ impl IncidentService {
             .repo
             .list(actor.company_id, after, limit.saturating_add(1))
             .await?;
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(Incident::cursor)
-        } else {
-            None
-        };
+        let next_cursor = kernel::cut_page(&mut items, u64::from(limit), Incident::cursor);
         Ok(IncidentPage { items, next_cursor })
     }
 

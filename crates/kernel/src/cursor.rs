@@ -43,9 +43,31 @@ impl std::fmt::Display for TimeCursor {
     }
 }
 
+/// Cuts `items`, read with one more than `limit` asked for, to `limit`, and returns the
+/// cursor of the last item kept when more follow (`None` on the last page).
+pub fn cut_page<T, C>(items: &mut Vec<T>, limit: u64, cursor: impl Fn(&T) -> C) -> Option<C> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(cursor)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_names_its_last_item_only_when_more_follow() {
+        let mut more = vec![1, 2, 3];
+        assert_eq!(cut_page(&mut more, 2, |n| n * 10), Some(20));
+        assert_eq!(more, [1, 2]);
+        let mut last = vec![1, 2];
+        assert_eq!(cut_page(&mut last, 2, |n| n * 10), None);
+        assert_eq!(last, [1, 2]);
+    }
 
     #[test]
     fn a_cursor_reads_back_what_it_wrote_and_nothing_else() {

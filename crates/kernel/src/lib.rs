@@ -17,7 +17,7 @@ mod unavailable;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use context::RequestContext;
-pub use cursor::TimeCursor;
+pub use cursor::{TimeCursor, cut_page};
 pub use ids::{CompanyId, IdGenerator, SequentialIds, SessionId, UserId};
 pub use rate_limit::{ClientNet, RateLimiter};
 pub use text::{TextProblem, clean_text};
