@@ -53,6 +53,9 @@ pub struct Settings {
     pub master_key: Option<SecretString>,
     /// `INCREMENTA_MASTER_KEY_FILE`: a file holding it.
     pub master_key_file: Option<PathBuf>,
+    /// `INCREMENTA_VAULT_TRUSTED_ISSUERS`: a PEM bundle (or one DER certificate) of the CAs
+    /// whose certificates the vault accepts; unset, any well-formed certificate is accepted.
+    pub vault_trusted_issuers: Option<PathBuf>,
     /// `INCREMENTA_LOG`: tracing filter.
     pub log: String,
     /// `INCREMENTA_RATE_LIMIT_PER_IP`: failed logins per IP per hour (0 turns per-IP limits off).
@@ -148,6 +151,7 @@ impl Default for Settings {
             database_url: None,
             master_key: None,
             master_key_file: None,
+            vault_trusted_issuers: None,
             log: "info".into(),
             rate_limit_per_ip: 100,
             signup_limit_per_ip: 20,
@@ -195,6 +199,7 @@ struct FileSettings {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     master_key_file: Option<PathBuf>,
+    vault_trusted_issuers: Option<PathBuf>,
     log: Option<String>,
     rate_limit_per_ip: Option<u32>,
     signup_limit_per_ip: Option<u32>,
@@ -268,6 +273,9 @@ impl Settings {
             }
             if let Some(v) = f.master_key_file {
                 s.master_key_file = Some(v);
+            }
+            if let Some(v) = f.vault_trusted_issuers {
+                s.vault_trusted_issuers = Some(v);
             }
             if let Some(v) = f.log {
                 s.log = v;
@@ -372,6 +380,9 @@ impl Settings {
         }
         if let Some(v) = var("INCREMENTA_MASTER_KEY_FILE") {
             s.master_key_file = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("INCREMENTA_VAULT_TRUSTED_ISSUERS") {
+            s.vault_trusted_issuers = Some(PathBuf::from(v));
         }
         if let Some(v) = var("INCREMENTA_LOG") {
             s.log = v;
@@ -709,6 +720,22 @@ mod tests {
         assert_eq!(s.bind.to_string(), "0.0.0.0:9000");
         assert_eq!(s.session_limit, 4);
         assert_eq!(s.rate_limit_per_ip, 0);
+        assert_eq!(s.vault_trusted_issuers, None, "unset by default");
+        std::fs::write(&file, "vault_trusted_issuers = \"/etc/sat/cas.pem\"\n").unwrap();
+        let s = Settings::load(Some(&file), &env(&[])).unwrap();
+        assert_eq!(
+            s.vault_trusted_issuers,
+            Some(PathBuf::from("/etc/sat/cas.pem"))
+        );
+        let s = Settings::load(
+            Some(&file),
+            &env(&[("INCREMENTA_VAULT_TRUSTED_ISSUERS", "/run/secrets/sat.pem")]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.vault_trusted_issuers,
+            Some(PathBuf::from("/run/secrets/sat.pem"))
+        );
     }
 
     #[test]

@@ -524,6 +524,7 @@ fn config_check(settings: &Settings) -> Result<(), String> {
             timeout: std::time::Duration::from_secs(30),
         })?;
     }
+    startup::certificate_inspector(settings).map_err(|e| e.to_string())?;
     println!("{settings:#?}");
     println!("configuration OK");
     Ok(())

@@ -42,6 +42,15 @@ pub enum StartupError {
     /// The mail transport could not be set up.
     #[error("mail: {0}")]
     Mail(String),
+    /// `INCREMENTA_VAULT_TRUSTED_ISSUERS` names a file that cannot be read or holds no usable
+    /// certificate: the server does not start rather than accept any issuer.
+    #[error("INCREMENTA_VAULT_TRUSTED_ISSUERS {path}: {why}")]
+    TrustedIssuers {
+        /// The file.
+        path: String,
+        /// Why.
+        why: String,
+    },
     /// The listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -145,11 +154,36 @@ pub fn keyring(settings: &Settings) -> Result<(Keyring, KeySource), StartupError
     .map_err(StartupError::Key)
 }
 
+/// The SAT inspector: with `INCREMENTA_VAULT_TRUSTED_ISSUERS`, one that accepts only
+/// certificates those CAs signed.
+///
+/// # Errors
+/// `TrustedIssuers` when the file cannot be read or holds no usable certificate.
+pub fn certificate_inspector(
+    settings: &Settings,
+) -> Result<Arc<dyn vault::CertificateInspector>, StartupError> {
+    let Some(path) = &settings.vault_trusted_issuers else {
+        return Ok(Arc::new(SatInspector));
+    };
+    let failed = |why: String| StartupError::TrustedIssuers {
+        path: path.display().to_string(),
+        why,
+    };
+    let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    let issuers = crypto::TrustedIssuers::from_bytes(&bytes).map_err(|e| failed(e.to_string()))?;
+    tracing::info!(
+        certificates = issuers.len(),
+        "the vault accepts only certificates of the trusted issuers"
+    );
+    Ok(Arc::new(crypto::TrustingSatInspector::new(issuers)))
+}
+
 /// The vault wired to the store, the keyring and the SAT inspector.
 #[must_use]
 pub fn vault_service(
     keyring: &Keyring,
     store: &Arc<SeaStore>,
+    inspector: Arc<dyn vault::CertificateInspector>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn kernel::IdGenerator>,
 ) -> vault::VaultService {
@@ -157,7 +191,7 @@ pub fn vault_service(
         vault::VaultPorts {
             repo: store.clone(),
             envelope: Arc::new(AesCtrHmacEnvelope::new(keyring)),
-            inspector: Arc::new(SatInspector),
+            inspector,
             accounts: store.clone(),
             audit: store.clone(),
             clock,
@@ -426,7 +460,13 @@ pub async fn vault_for_cli(settings: &Settings) -> Result<KeysCli, StartupError>
     let (ring, source) = keyring(settings)?;
     let db = database(settings).await?;
     let store = Arc::new(SeaStore::new(db, Arc::new(HmacChain::new(&ring))));
-    let vault = vault_service(&ring, &store, Arc::new(SystemClock), Arc::new(RandomIds));
+    let vault = vault_service(
+        &ring,
+        &store,
+        certificate_inspector(settings)?,
+        Arc::new(SystemClock),
+        Arc::new(RandomIds),
+    );
     let mfa = mfa_service(&ring, &store, Arc::new(SystemClock), Arc::new(RandomIds));
     Ok(KeysCli {
         vault,
@@ -703,7 +743,13 @@ impl Application {
             outbox,
             settings.audit_retention_days,
         );
-        let vault = vault_service(&keyring, &store, clock.clone(), ids.clone());
+        let vault = vault_service(
+            &keyring,
+            &store,
+            certificate_inspector(settings)?,
+            clock.clone(),
+            ids.clone(),
+        );
         let gauges = Arc::new(DbGauges(
             store.clone(),
             clock.clone(),

@@ -26,7 +26,10 @@ pub use envelope::AesCtrHmacEnvelope;
 pub use hasher::{Argon2Hasher, HashParams, HashStats, legacy_hash};
 pub use master_key::{KeySource, Keyring, MasterKey};
 pub use otp::{HmacSha1Otp, MfaRandom};
-pub use sat::{SatInspector, fuzz_decrypt_key, fuzz_inspect, verify_signature};
+pub use sat::{
+    SatInspector, TrustedIssuers, TrustingSatInspector, fuzz_decrypt_key, fuzz_inspect,
+    verify_signature,
+};
 pub use tokens::{RandomIds, RandomTokens};
 
 /// Errors of the crypto adapter.
@@ -51,6 +54,9 @@ pub enum CryptoError {
     /// The key file or variable is unusable; the message says why without the key.
     #[error("master key: {0}")]
     Key(String),
+    /// The trusted issuers' certificates are unusable; the message says why.
+    #[error("trusted issuers: {0}")]
+    Trust(String),
     /// A backup stream could not be sealed or opened; the message says why.
     #[error("backup: {0}")]
     Backup(String),

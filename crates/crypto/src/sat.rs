@@ -317,6 +317,136 @@ pub fn verify_signature(
         .is_ok())
 }
 
+/// The issuers a deployment trusts for uploaded credentials (`INCREMENTA_VAULT_TRUSTED_ISSUERS`):
+/// SAT's CA certificates for production, so that a test credential (AC UAT) or a self-made one
+/// is refused before it is stored. Each is kept as its subject (raw DER) and RSA key; a
+/// certificate is trusted when one with its issuer's name verifies its signature.
+#[derive(Clone)]
+pub struct TrustedIssuers {
+    anchors: std::sync::Arc<[Anchor]>,
+}
+
+struct Anchor {
+    subject: Vec<u8>,
+    key: RsaPublicKey,
+}
+
+impl std::fmt::Debug for TrustedIssuers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TrustedIssuers({} certificates)", self.anchors.len())
+    }
+}
+
+impl TrustedIssuers {
+    /// Reads the trusted certificates: a PEM bundle of one or more, or one DER certificate.
+    ///
+    /// # Errors
+    /// `CryptoError::Trust` when the input holds no certificate, or one that is not an RSA
+    /// X.509 certificate.
+    pub fn from_bytes(input: &[u8]) -> Result<Self, crate::CryptoError> {
+        let bad = |why: &str| crate::CryptoError::Trust(why.to_owned());
+        let ders: Vec<Vec<u8>> = if input.first() == Some(&0x30) {
+            vec![input.to_vec()]
+        } else {
+            x509_parser::pem::Pem::iter_from_buffer(input)
+                .map(|pem| pem.map(|p| p.contents).map_err(|_| bad("unreadable PEM")))
+                .collect::<Result<_, _>>()?
+        };
+        let anchors = ders
+            .iter()
+            .map(|der| {
+                let cert = parse_certificate(der).map_err(|_| bad("not an X.509 certificate"))?;
+                let key = rsa_public_key(&cert).map_err(|_| bad("not an RSA certificate"))?;
+                Ok(Anchor {
+                    subject: cert.subject().as_raw().to_vec(),
+                    key,
+                })
+            })
+            .collect::<Result<Vec<_>, crate::CryptoError>>()?;
+        if anchors.is_empty() {
+            return Err(bad("no certificate"));
+        }
+        Ok(Self {
+            anchors: anchors.into(),
+        })
+    }
+
+    /// How many certificates are trusted.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.anchors.len()
+    }
+
+    /// Never: [`Self::from_bytes`] refuses an empty bundle.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
+    }
+
+    /// Whether a trusted issuer signed `cert` (PKCS#1 v1.5 with SHA-1, SHA-256, SHA-384 or
+    /// SHA-512, as SAT's CAs have over the years).
+    fn issued(&self, cert: &X509Certificate<'_>) -> bool {
+        let issuer = cert.issuer().as_raw();
+        let tbs: &[u8] = cert.tbs_certificate.as_ref();
+        let signature: &[u8] = &cert.signature_value.data;
+        fn with<D: sha2::Digest + pkcs8::AssociatedOid>(
+            tbs: &[u8],
+        ) -> (rsa::Pkcs1v15Sign, Vec<u8>) {
+            (rsa::Pkcs1v15Sign::new::<D>(), D::digest(tbs).to_vec())
+        }
+        let (scheme, digest) = match cert.signature_algorithm.algorithm.to_id_string().as_str() {
+            "1.2.840.113549.1.1.5" => with::<sha1::Sha1>(tbs),
+            "1.2.840.113549.1.1.11" => with::<Sha256>(tbs),
+            "1.2.840.113549.1.1.12" => with::<sha2::Sha384>(tbs),
+            "1.2.840.113549.1.1.13" => with::<sha2::Sha512>(tbs),
+            _ => return false,
+        };
+        self.anchors
+            .iter()
+            .filter(|a| a.subject == issuer)
+            .any(|a| a.key.verify(scheme.clone(), &digest, signature).is_ok())
+    }
+}
+
+/// The [`CertificateInspector`] that also requires a trusted issuer: [`SatInspector`]'s checks,
+/// then [`VaultError::CertificateUntrusted`] for a certificate no [`TrustedIssuers`] signed.
+#[derive(Debug, Clone)]
+pub struct TrustingSatInspector {
+    issuers: TrustedIssuers,
+}
+
+impl TrustingSatInspector {
+    /// Trusts `issuers`.
+    #[must_use]
+    pub const fn new(issuers: TrustedIssuers) -> Self {
+        Self { issuers }
+    }
+}
+
+impl CertificateInspector for TrustingSatInspector {
+    fn inspect(&self, certificate: &[u8]) -> Result<CertificateInfo, VaultError> {
+        let der = certificate_der(certificate)?;
+        let info = inspect_der(&der)?;
+        if !self.issuers.issued(&parse_certificate(&der)?) {
+            return Err(VaultError::CertificateUntrusted);
+        }
+        Ok(info)
+    }
+
+    fn check_key(
+        &self,
+        certificate: &[u8],
+        private_key: &[u8],
+        password: &[u8],
+    ) -> Result<(), VaultError> {
+        SatInspector.check_key(certificate, private_key, password)
+    }
+
+    fn sign(&self, private_key: &[u8], password: &[u8], data: &[u8]) -> Result<String, VaultError> {
+        SatInspector.sign(private_key, password, data)
+    }
+}
+
 /// Decrypts a key file, for fuzzing and benchmarks: the same path the vault uses.
 ///
 /// # Errors

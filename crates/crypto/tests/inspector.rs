@@ -162,3 +162,79 @@ fn signatures_verify_with_the_certificate_and_are_deterministic() {
         Err(VaultError::PrivateKeyPasswordInvalid)
     ));
 }
+
+/// With trusted issuers configured, a certificate their CA signed passes; one whose issuer is
+/// not among them, or whose signature does not verify, is `CertificateUntrusted`; a bundle
+/// (PEM, several certificates) works like one DER certificate; an unusable bundle is refused.
+#[test]
+fn only_certificates_a_trusted_issuer_signed_pass() {
+    use base64::Engine as _;
+    use crypto::{TrustedIssuers, TrustingSatInspector};
+    let ca = std::fs::read(format!(
+        "{}/tests/fixtures/ca.cer",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let pem = |der: &[u8]| {
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        )
+    };
+    let other = read("csd_person", "certificate.cer");
+    let valid = read("csd_valid", "certificate.cer");
+    let fiel = read("fiel_valid", "certificate.cer");
+
+    let by_der = TrustingSatInspector::new(TrustedIssuers::from_bytes(&ca).unwrap());
+    assert_eq!(by_der.inspect(&valid).unwrap().rfc, "TCM970625MB1");
+    assert_eq!(by_der.inspect(&fiel).unwrap().kind, CredentialKind::Fiel);
+    let bundle = format!("{}{}", pem(&other), pem(&ca));
+    let issuers = TrustedIssuers::from_bytes(bundle.as_bytes()).unwrap();
+    assert_eq!(issuers.len(), 2);
+    TrustingSatInspector::new(issuers).inspect(&valid).unwrap();
+
+    // Another CA only: the issuer is not trusted.
+    let elsewhere = TrustingSatInspector::new(TrustedIssuers::from_bytes(&other).unwrap());
+    assert!(matches!(
+        elsewhere.inspect(&valid),
+        Err(VaultError::CertificateUntrusted)
+    ));
+    // The right issuer's name, a signature it did not make (the last byte flipped).
+    let mut forged = valid.clone();
+    *forged.last_mut().unwrap() ^= 0x01;
+    assert!(
+        SatInspector.inspect(&forged).is_ok(),
+        "still a well-formed certificate"
+    );
+    assert!(matches!(
+        by_der.inspect(&forged),
+        Err(VaultError::CertificateUntrusted)
+    ));
+    // Malformed input is still `CertificateInvalid`, checked first.
+    assert!(matches!(
+        by_der.inspect(b"not a certificate"),
+        Err(VaultError::CertificateInvalid(_))
+    ));
+    // The key checks and signing are SatInspector's.
+    let (cer, key, pw) = pair("csd_valid");
+    by_der.check_key(&cer, &key, &pw).unwrap();
+    assert_eq!(
+        by_der.sign(&key, &pw, b"||x||").unwrap(),
+        SatInspector.sign(&key, &pw, b"||x||").unwrap()
+    );
+
+    for bad in [
+        &b""[..],
+        b"garbage",
+        b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+        &valid[..10],
+    ] {
+        assert!(TrustedIssuers::from_bytes(bad).is_err(), "{bad:?}");
+    }
+}

@@ -313,7 +313,9 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
                 "422",
                 "The credential is refused: `certificate_invalid`, `private_key_invalid`, \
                  `private_key_password_invalid`, `certificate_key_mismatch`, \
-                 `certificate_expired`, `certificate_not_yet_valid` or `rfc_mismatch`.",
+                 `certificate_expired`, `certificate_not_yet_valid`, `rfc_mismatch` or \
+                 `certificate_untrusted` (not signed by a CA of \
+                 `INCREMENTA_VAULT_TRUSTED_ISSUERS`, when set).",
             ),
             (
                 "409",

@@ -23,6 +23,10 @@ pub enum VaultError {
     /// The certificate's RFC is not the company's.
     #[error("the certificate's RFC does not match the company's RFC")]
     RfcMismatch,
+    /// The certificate was not issued (signed) by one of the issuers the deployment trusts
+    /// (`INCREMENTA_VAULT_TRUSTED_ISSUERS`, when set).
+    #[error("the certificate was not issued by a trusted issuer")]
+    CertificateUntrusted,
     /// A file, the key's password or the data to sign is larger than its bound (API.md: 413).
     #[error("{what} is larger than {max} bytes")]
     TooLarge {
@@ -78,6 +82,7 @@ impl VaultError {
             Self::CertificateExpired => "certificate_expired",
             Self::CertificateNotYetValid => "certificate_not_yet_valid",
             Self::RfcMismatch => "rfc_mismatch",
+            Self::CertificateUntrusted => "certificate_untrusted",
             _ => return None,
         })
     }

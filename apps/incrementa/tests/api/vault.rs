@@ -418,3 +418,58 @@ async fn tampered_or_swapped_envelopes_fail_closed() {
         );
     }
 }
+
+/// `INCREMENTA_VAULT_TRUSTED_ISSUERS`: with the fixtures' CA trusted, its credential is
+/// stored; with only another CA trusted, the same upload is 422 `certificate_untrusted` and
+/// nothing is stored; a file that holds no certificate stops the server from starting.
+#[actix_web::test]
+async fn only_credentials_of_trusted_issuers_are_stored() {
+    let ca = format!(
+        "{}/../../crates/crypto/tests/fixtures/ca.cer",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    use incrementa::startup::Application;
+    use test_support::TestDb;
+    async fn upload(app: &TestApp) -> (Reply, usize) {
+        let [(_, owner), _, _, _] = app.company_with_roles("").await;
+        app.reauth(&owner).await;
+        let (cer, key, pw) = (
+            fixture("csd_valid", "certificate.cer"),
+            fixture("csd_valid", "private_key.key"),
+            fixture("csd_valid", "password.txt"),
+        );
+        let r = app.upload(&owner, &parts(&cer, &key, &pw)).await;
+        let list = app
+            .call("GET", "/v1/fiscal/credentials", Some(&owner), None)
+            .await;
+        (r, list.body["items"].as_array().unwrap().len())
+    }
+    let trusted = spawn_configured(TestDb::sqlite(), |s| {
+        s.vault_trusted_issuers = Some(ca.clone().into());
+    })
+    .await;
+    let (r, stored) = upload(&trusted).await;
+    assert_eq!((r.status.as_u16(), stored), (201, 1), "{}", r.raw);
+
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("other-ca.cer");
+    std::fs::write(&elsewhere, fixture("csd_person", "certificate.cer")).unwrap();
+    let strict = spawn_configured(TestDb::sqlite(), |s| {
+        s.vault_trusted_issuers = Some(elsewhere.clone());
+    })
+    .await;
+    let (r, stored) = upload(&strict).await;
+    assert_problem(&r, 422, "certificate_untrusted");
+    assert_eq!(stored, 0);
+
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, b"").unwrap();
+    let db = TestDb::sqlite();
+    let mut settings = settings_for(&db, &dir.path().join("data"));
+    settings.vault_trusted_issuers = Some(empty);
+    let err = Application::build(&settings).await.err().unwrap();
+    assert!(
+        err.to_string().contains("INCREMENTA_VAULT_TRUSTED_ISSUERS"),
+        "{err}"
+    );
+}
