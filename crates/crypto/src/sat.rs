@@ -349,7 +349,17 @@ impl TrustedIssuers {
             vec![input.to_vec()]
         } else {
             x509_parser::pem::Pem::iter_from_buffer(input)
-                .map(|pem| pem.map(|p| p.contents).map_err(|_| bad("unreadable PEM")))
+                .filter_map(|pem| match pem {
+                    Ok(p) if p.label == "CERTIFICATE" => Some(Ok(p.contents)),
+                    // A private key has no place among trusted certificates: a wrong file.
+                    Ok(p) if p.label.contains("PRIVATE") => {
+                        Some(Err(bad("the file holds a private key")))
+                    }
+                    // Other blocks (a PUBLIC KEY before each certificate, as SAT's `.cer.pem`
+                    // files have) say nothing about trust.
+                    Ok(_) => None,
+                    Err(_) => Some(Err(bad("unreadable PEM"))),
+                })
                 .collect::<Result<_, _>>()?
         };
         let anchors = ders

@@ -198,6 +198,17 @@ fn only_certificates_a_trusted_issuer_signed_pass() {
     let issuers = TrustedIssuers::from_bytes(bundle.as_bytes()).unwrap();
     assert_eq!(issuers.len(), 2);
     TrustingSatInspector::new(issuers).inspect(&valid).unwrap();
+    // A PUBLIC KEY block before a certificate (as SAT's `.cer.pem` files have) is skipped.
+    let with_key = format!(
+        "-----BEGIN PUBLIC KEY-----\nMAA=\n-----END PUBLIC KEY-----\n{}",
+        pem(&ca)
+    );
+    assert_eq!(
+        TrustedIssuers::from_bytes(with_key.as_bytes())
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Another CA only: the issuer is not trusted.
     let elsewhere = TrustingSatInspector::new(TrustedIssuers::from_bytes(&other).unwrap());
@@ -233,6 +244,7 @@ fn only_certificates_a_trusted_issuer_signed_pass() {
         &b""[..],
         b"garbage",
         b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+        b"-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n",
         &valid[..10],
     ] {
         assert!(TrustedIssuers::from_bytes(bad).is_err(), "{bad:?}");
