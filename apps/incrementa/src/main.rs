@@ -524,7 +524,13 @@ fn config_check(settings: &Settings) -> Result<(), String> {
             timeout: std::time::Duration::from_secs(30),
         })?;
     }
-    startup::certificate_inspector(settings).map_err(|e| e.to_string())?;
+    if let Some(path) = &settings.vault_trusted_issuers {
+        startup::certificate_inspector(settings).map_err(|e| e.to_string())?;
+        println!(
+            "vault: stores only certificates of the trusted issuers in {}",
+            path.display()
+        );
+    }
     println!("{settings:#?}");
     println!("configuration OK");
     Ok(())

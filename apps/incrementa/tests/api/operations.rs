@@ -264,6 +264,17 @@ fn config_check_names_the_wrong_value_and_never_prints_secrets() {
         assert!(out.contains(expected), "{url}: {out}");
         assert!(!out.contains("Db-Secret-2026"), "{out}");
     }
+    // Trusted issuers: a usable bundle is named, an unusable one fails the check.
+    let ca = format!(
+        "{}/../../crates/crypto/tests/fixtures/ca.cer",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (code, out) = config_check(&[("INCREMENTA_VAULT_TRUSTED_ISSUERS", &ca)]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("trusted issuers in"), "{out}");
+    let (code, out) = config_check(&[("INCREMENTA_VAULT_TRUSTED_ISSUERS", "/nonexistent/cas.pem")]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("INCREMENTA_VAULT_TRUSTED_ISSUERS"), "{out}");
 }
 
 /// CORS: off by default; with INCREMENTA_CORS_ORIGINS only the listed origins get preflights
