@@ -332,28 +332,20 @@ impl AccountRepository for SeaStore {
         limit: u64,
     ) -> Result<Vec<User>, AccountsError> {
         use sea_orm::QuerySelect as _;
-        let mut q = user::Entity::find().filter(user::Column::CompanyId.eq(company.as_uuid()));
-        // Keyset paging in the listing's order (oldest first): everything after the cursor's user.
-        if let Some(c) = after {
-            q = q.filter(
-                sea_orm::Condition::any()
-                    .add(user::Column::CreatedAt.gt(c.at))
-                    .add(
-                        sea_orm::Condition::all()
-                            .add(user::Column::CreatedAt.eq(c.at))
-                            .add(user::Column::Id.gt(c.id)),
-                    ),
-            );
-        }
-        q.order_by_asc(user::Column::CreatedAt)
-            .order_by_asc(user::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .map(to_user)
-            .collect()
+        crate::time_keyset(
+            user::Entity::find().filter(user::Column::CompanyId.eq(company.as_uuid())),
+            user::Column::CreatedAt,
+            user::Column::Id,
+            after,
+            crate::TimeOrder::OldestFirst,
+        )
+        .limit(limit)
+        .all(&self.db)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(to_user)
+        .collect()
     }
 
     async fn update_user(

@@ -1,9 +1,7 @@
 use async_trait::async_trait;
 use audit::{AuditError, AuditRecord, AuditSink, ChainMac, ChainedRecord, GENESIS, chain_name};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 
 use crate::SeaStore;
 use crate::entity::{audit_chain_head as head, audit_event};
@@ -781,31 +779,25 @@ impl audit::AuditLog for SeaStore {
         limit: u64,
     ) -> Result<Vec<audit::Alert>, AuditError> {
         use crate::entity::audit_alert as alert;
-        use sea_orm::{QueryOrder, QuerySelect};
+        use sea_orm::QuerySelect as _;
         let mut q = alert::Entity::find().filter(of_company(alert::Column::CompanyId, company));
         if let Some(status) = status {
             q = q.filter(alert::Column::Status.eq(status));
         }
-        // Keyset paging in the listing's order (newest first, ties by id): everything before
-        // the cursor's alert, whatever was raised meanwhile.
-        if let Some(c) = after {
-            q = q.filter(
-                Condition::any().add(alert::Column::At.lt(c.at)).add(
-                    Condition::all()
-                        .add(alert::Column::At.eq(c.at))
-                        .add(alert::Column::Id.lt(c.id)),
-                ),
-            );
-        }
-        Ok(q.order_by_desc(alert::Column::At)
-            .order_by_desc(alert::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(log_err)?
-            .into_iter()
-            .map(to_alert)
-            .collect())
+        Ok(crate::time_keyset(
+            q,
+            alert::Column::At,
+            alert::Column::Id,
+            after,
+            crate::TimeOrder::NewestFirst,
+        )
+        .limit(limit)
+        .all(&self.db)
+        .await
+        .map_err(log_err)?
+        .into_iter()
+        .map(to_alert)
+        .collect())
     }
 
     async fn purge(

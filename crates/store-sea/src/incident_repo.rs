@@ -220,26 +220,17 @@ impl IncidentRepository for SeaStore {
         after: Option<kernel::TimeCursor>,
         limit: u32,
     ) -> Result<Vec<Incident>, IncidentError> {
-        let mut q = row::Entity::find().filter(row::Column::CompanyId.eq(company.as_uuid()));
-        // Keyset paging in the listing's order: everything before the cursor's incident.
-        if let Some(c) = after {
-            q = q.filter(
-                sea_orm::Condition::any()
-                    .add(row::Column::CreatedAt.lt(c.at))
-                    .add(
-                        sea_orm::Condition::all()
-                            .add(row::Column::CreatedAt.eq(c.at))
-                            .add(row::Column::Id.lt(c.id)),
-                    ),
-            );
-        }
-        let rows = q
-            .order_by_desc(row::Column::CreatedAt)
-            .order_by_desc(row::Column::Id)
-            .limit(u64::from(limit))
-            .all(&self.db)
-            .await
-            .map_err(internal)?;
+        let rows = crate::time_keyset(
+            row::Entity::find().filter(row::Column::CompanyId.eq(company.as_uuid())),
+            row::Column::CreatedAt,
+            row::Column::Id,
+            after,
+            crate::TimeOrder::NewestFirst,
+        )
+        .limit(u64::from(limit))
+        .all(&self.db)
+        .await
+        .map_err(internal)?;
         let mut lines = timelines(&self.db, company, rows.iter().map(|r| r.id).collect()).await?;
         rows.into_iter()
             .map(|m| {

@@ -471,6 +471,49 @@ pub(crate) const fn corrupt(table: &'static str, what: &'static str) -> CorruptR
 /// Rows one batch of a retention purge selects and deletes at most.
 pub(crate) const PURGE_BATCH: u64 = 1_000;
 
+/// Which way a list ordered by time runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimeOrder {
+    /// Alerts, incidents.
+    NewestFirst,
+    /// Users.
+    OldestFirst,
+}
+
+/// One page's worth of `query` in keyset order: ordered by `at`, ties by `id`, in `order`, and
+/// only the rows after `after` (a [`kernel::TimeCursor`]) in that order, so rows added meanwhile
+/// never shift a walk. The caller adds the limit.
+pub(crate) fn time_keyset<E: EntityTrait>(
+    query: sea_orm::Select<E>,
+    at: E::Column,
+    id: E::Column,
+    after: Option<kernel::TimeCursor>,
+    order: TimeOrder,
+) -> sea_orm::Select<E> {
+    use sea_orm::{
+        ColumnTrait as _, Condition, QueryFilter as _, QueryOrder as _, sea_query::Order,
+    };
+    let mut query = query;
+    if let Some(c) = after {
+        let (past_at, past_id) = match order {
+            TimeOrder::NewestFirst => (at.lt(c.at), id.lt(c.id)),
+            TimeOrder::OldestFirst => (at.gt(c.at), id.gt(c.id)),
+        };
+        query = query.filter(
+            Condition::any()
+                .add(past_at)
+                .add(Condition::all().add(at.eq(c.at)).add(past_id)),
+        );
+    }
+    let direction = match order {
+        TimeOrder::NewestFirst => Order::Desc,
+        TimeOrder::OldestFirst => Order::Asc,
+    };
+    query
+        .order_by(at, direction.clone())
+        .order_by(id, direction)
+}
+
 /// A retention purge in batches: each call of `batch` deletes up to [`PURGE_BATCH`] rows in a
 /// statement or a short transaction of its own (no purge holds locks while a large backlog goes)
 /// and answers how many rows it selected and how many it removed. Batches run until one selects
