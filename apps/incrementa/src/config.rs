@@ -117,6 +117,10 @@ pub struct Settings {
     pub smtp_password: Option<SecretString>,
     /// `INCREMENTA_OUTBOX_INTERVAL_SECONDS`: how often the outbox worker looks for due messages.
     pub outbox_interval_seconds: u64,
+    /// `INCREMENTA_VAULT_EXPIRY_CHECK_SECONDS`: how often the server looks for SAT credentials
+    /// that reached a new expiry stage (30, 7, 1 days left, expired) and tells those who manage
+    /// them (VAULT-8). Each stage is told once whatever the interval or the number of servers.
+    pub vault_expiry_check_seconds: u64,
     /// `INCREMENTA_TRUSTED_PROXIES`: comma-separated addresses or CIDR networks of reverse
     /// proxies whose `X-Forwarded-For` is believed (default: none).
     pub trusted_proxies: String,
@@ -179,6 +183,7 @@ impl Default for Settings {
             smtp_username: None,
             smtp_password: None,
             outbox_interval_seconds: 5,
+            vault_expiry_check_seconds: 3600,
             trusted_proxies: String::new(),
             cors_origins: String::new(),
             metrics_token: None,
@@ -222,6 +227,7 @@ struct FileSettings {
     smtp_tls: Option<String>,
     smtp_username: Option<String>,
     outbox_interval_seconds: Option<u64>,
+    vault_expiry_check_seconds: Option<u64>,
     trusted_proxies: Option<String>,
     cors_origins: Option<String>,
     #[serde(alias = "backup_dir_2")]
@@ -342,6 +348,9 @@ impl Settings {
             }
             if let Some(v) = f.outbox_interval_seconds {
                 s.outbox_interval_seconds = v;
+            }
+            if let Some(v) = f.vault_expiry_check_seconds {
+                s.vault_expiry_check_seconds = v;
             }
             if let Some(v) = f.trusted_proxies {
                 s.trusted_proxies = v;
@@ -526,6 +535,13 @@ impl Settings {
             s.outbox_interval_seconds =
                 parse("INCREMENTA_OUTBOX_INTERVAL_SECONDS", &v, "seconds, from 1")?;
         }
+        if let Some(v) = var("INCREMENTA_VAULT_EXPIRY_CHECK_SECONDS") {
+            s.vault_expiry_check_seconds = parse(
+                "INCREMENTA_VAULT_EXPIRY_CHECK_SECONDS",
+                &v,
+                "seconds, from 1",
+            )?;
+        }
         s.validate()?;
         Ok(s)
     }
@@ -573,6 +589,9 @@ impl Settings {
         }
         if !(1..=3600).contains(&self.outbox_interval_seconds) {
             return bad("outbox_interval_seconds", "must be between 1 and 3600");
+        }
+        if !(1..=86_400).contains(&self.vault_expiry_check_seconds) {
+            return bad("vault_expiry_check_seconds", "must be between 1 and 86400");
         }
         if self.smtp_username.is_some() != self.smtp_password.is_some() {
             return bad(
@@ -790,6 +809,24 @@ mod tests {
         }
         let s = Settings::load(None, &env(&[("INCREMENTA_SESSION_RETENTION_DAYS", "7")])).unwrap();
         assert_eq!(s.session_retention_days, 7);
+        assert_eq!(
+            Settings::load(None, &env(&[]))
+                .unwrap()
+                .vault_expiry_check_seconds,
+            3600
+        );
+        for every in ["0", "86401"] {
+            let err = Settings::load(
+                None,
+                &env(&[("INCREMENTA_VAULT_EXPIRY_CHECK_SECONDS", every)]),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("vault_expiry_check_seconds") && err.contains("86400"),
+                "{err}"
+            );
+        }
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "sesion_limit = 3\n").unwrap();

@@ -366,6 +366,26 @@ fn spawn_backups(settings: Settings, store: Arc<SeaStore>, clock: Arc<dyn Clock>
     });
 }
 
+/// The expiry notices of the vault (VAULT-8) every `every`, the first pass at start. Several
+/// processes may run them: each notice is recorded by compare-and-set, so a stage is told once.
+fn spawn_expiry_notices(vault: vault::VaultService, every: std::time::Duration) {
+    actix_web::rt::spawn(async move {
+        let mut interval = actix_web::rt::time::interval(every);
+        loop {
+            interval.tick().await;
+            match vault.send_expiry_notices().await {
+                Ok(r) if r.sent + r.skipped == 0 => {}
+                Ok(r) => tracing::info!(
+                    sent = r.sent,
+                    skipped = r.skipped,
+                    "fiscal credential expiry notices"
+                ),
+                Err(e) => tracing::error!(error = %e, "fiscal credential expiry notices failed"),
+            }
+        }
+    });
+}
+
 /// Most alerts of one review pass logged one by one; the rest are counted.
 const LOGGED_ALERTS: usize = 20;
 
@@ -749,6 +769,10 @@ impl Application {
             certificate_inspector(settings)?,
             clock.clone(),
             ids.clone(),
+        );
+        spawn_expiry_notices(
+            vault.clone(),
+            std::time::Duration::from_secs(settings.vault_expiry_check_seconds),
         );
         let gauges = Arc::new(DbGauges(
             store.clone(),

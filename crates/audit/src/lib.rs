@@ -139,6 +139,9 @@ impl Action {
     pub const FISCAL_CREDENTIAL_USED: Self = Self("fiscal.credential_used");
     /// A SAT credential was deleted.
     pub const FISCAL_CREDENTIAL_DELETED: Self = Self("fiscal.credential_deleted");
+    /// A SAT credential is about to expire or has expired, and those who manage the company's
+    /// credentials were told (VAULT-8; `details` names them and the stage: 30, 7, 1 or 0 days).
+    pub const FISCAL_CREDENTIAL_EXPIRING: Self = Self("fiscal.credential_expiring");
     /// A user's password changed (or rehashed: see `details`).
     pub const USER_PASSWORD_CHANGED: Self = Self("user.password_changed");
     /// Reading the user list or a user (recorded only when denied).

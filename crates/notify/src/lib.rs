@@ -53,6 +53,22 @@ pub enum Template {
         /// The incident's summary as its handler wrote it, or their message.
         message: String,
     },
+    /// A SAT credential of the user's company expires soon or has expired (VAULT-8); the user
+    /// is one who can replace it.
+    CredentialExpiring {
+        /// `CSD` or `e.firma`.
+        kind: String,
+        /// The taxpayer's RFC on the certificate.
+        rfc: String,
+        /// The certificate's number (public: it travels in every sealed invoice).
+        certificate_number: String,
+        /// When it stops being valid.
+        valid_to: Timestamp,
+        /// Whole days left (negative once expired).
+        days_to_expiry: i64,
+        /// `true` once it has expired.
+        expired: bool,
+    },
 }
 
 impl Template {
@@ -67,6 +83,7 @@ impl Template {
             Self::AccountDeactivated => "account_deactivated",
             Self::NewIpLogin { .. } => "new_ip_login",
             Self::Incident { .. } => "incident",
+            Self::CredentialExpiring { .. } => "credential_expiring",
         }
     }
 }
@@ -128,6 +145,14 @@ pub fn notices_for_record(record: &AuditRecord) -> Vec<Notice> {
         to_target(Template::RecoveryCodesRegenerated)
     } else if action == Action::USER_DEACTIVATED {
         to_target(Template::AccountDeactivated)
+    } else if action == Action::FISCAL_CREDENTIAL_EXPIRING {
+        credential_expiring(record)
+            .map(|template| {
+                recipients(record)
+                    .map(|user| notice(user, template.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     } else if action == Action::INCIDENT_NOTIFIED {
         let message = record
             .details
@@ -137,27 +162,60 @@ pub fn notices_for_record(record: &AuditRecord) -> Vec<Notice> {
             .chars()
             .take(MAX_MESSAGE_CHARS)
             .collect::<String>();
-        record
-            .details
-            .get("recipients")
-            .and_then(|r| r.as_array())
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| id.as_str().and_then(|s| Uuid::parse_str(s).ok()))
-                    .map(|id| {
-                        notice(
-                            UserId::from_uuid(id),
-                            Template::Incident {
-                                message: message.clone(),
-                            },
-                        )
-                    })
-                    .collect()
+        recipients(record)
+            .map(|user| {
+                notice(
+                    user,
+                    Template::Incident {
+                        message: message.clone(),
+                    },
+                )
             })
-            .unwrap_or_default()
+            .collect()
     } else {
         Vec::new()
     }
+}
+
+/// The users a record's `details.recipients` lists (ids that do not parse are skipped).
+fn recipients(record: &AuditRecord) -> impl Iterator<Item = UserId> + '_ {
+    record
+        .details
+        .get("recipients")
+        .and_then(|r| r.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|id| id.as_str().and_then(|s| Uuid::parse_str(s).ok()))
+        .map(UserId::from_uuid)
+}
+
+/// Longest RFC, certificate number or kind a credential notice carries.
+const MAX_CREDENTIAL_FIELD: usize = 64;
+
+/// The template of a `fiscal.credential_expiring` record, from its details (`None` when they
+/// are not what the vault writes).
+fn credential_expiring(record: &AuditRecord) -> Option<Template> {
+    let d = &record.details;
+    let text = |key: &str| -> Option<String> {
+        let value = d.get(key)?.as_str()?;
+        Some(value.chars().take(MAX_CREDENTIAL_FIELD).collect())
+    };
+    let kind = match d.get("kind")?.as_str()? {
+        "csd" => "CSD",
+        "fiel" => "e.firma",
+        _ => return None,
+    };
+    let valid_to = chrono::DateTime::parse_from_rfc3339(d.get("valid_to")?.as_str()?)
+        .ok()?
+        .with_timezone(&chrono::Utc);
+    Some(Template::CredentialExpiring {
+        kind: kind.to_owned(),
+        rfc: text("rfc")?,
+        certificate_number: text("certificate_number")?,
+        valid_to,
+        days_to_expiry: d.get("days_to_expiry")?.as_i64()?,
+        expired: d.get("stage")?.as_u64()? == 0,
+    })
 }
 
 /// The notice an alert causes: the user behind a privileged login from a new IP is told.

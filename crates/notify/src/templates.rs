@@ -1,5 +1,6 @@
 //! The wording of notices: Spanish, plain text, and never a secret (the templates take only a
-//! name, an IP address and the incident handler's own message).
+//! name, an IP address, the incident handler's own message and a SAT certificate's public
+//! facts: its kind, RFC, number and expiry).
 
 use crate::Template;
 
@@ -71,9 +72,71 @@ pub fn render(template: &Template, name: &str) -> Rendered {
                  Te recomendamos cambiar tu contraseña y revisar tus sesiones activas."
             ),
         ),
+        Template::CredentialExpiring {
+            kind,
+            rfc,
+            certificate_number,
+            valid_to,
+            days_to_expiry,
+            expired,
+        } => credential_expiring(
+            kind,
+            rfc,
+            certificate_number,
+            *valid_to,
+            *days_to_expiry,
+            *expired,
+        ),
     };
     Rendered {
         subject,
         body: format!("{greeting}{text}{SIGNATURE}"),
+    }
+}
+
+/// "1 día", "5 días".
+fn days(n: i64) -> String {
+    if n == 1 {
+        "1 día".to_owned()
+    } else {
+        format!("{n} días")
+    }
+}
+
+fn credential_expiring(
+    kind: &str,
+    rfc: &str,
+    certificate_number: &str,
+    valid_to: kernel::Timestamp,
+    days_to_expiry: i64,
+    expired: bool,
+) -> (String, String) {
+    let when = valid_to.format("%d/%m/%Y a las %H:%M (hora UTC)");
+    let what = format!("El {kind} del RFC {rfc} (certificado número {certificate_number})");
+    let replace = if kind == "CSD" {
+        "Tramita un CSD nuevo en el portal del SAT con tu e.firma y súbelo a la bóveda de \
+         IncrementaCRM para seguir sellando tus facturas."
+    } else {
+        "Renueva tu e.firma ante el SAT y sube la nueva a la bóveda de IncrementaCRM para seguir \
+         firmando con ella."
+    };
+    if expired {
+        (
+            format!("Tu {kind} del RFC {rfc} venció"),
+            format!("{what} venció el {when} y ya no sirve para firmar. {replace}"),
+        )
+    } else if days_to_expiry < 1 {
+        (
+            format!("Tu {kind} del RFC {rfc} vence en menos de un día"),
+            format!("{what} vence el {when}, en menos de un día. {replace}"),
+        )
+    } else {
+        (
+            format!("Tu {kind} del RFC {rfc} vence en {}", days(days_to_expiry)),
+            format!(
+                "{what} vence el {when}, en {}. {replace}",
+                days(days_to_expiry)
+            ),
+        )
     }
 }

@@ -139,6 +139,9 @@ fn every_template_is_spanish_signed_and_greets_by_name() {
         Template::Incident {
             message: "Mensaje".into(),
         },
+        expiring("CSD", 12, false),
+        expiring("e.firma", 0, false),
+        expiring("CSD", -1, true),
     ] {
         let r = render(&t, "Ana López");
         assert!(r.body.starts_with("Hola, Ana López:"), "{}", t.name());
@@ -155,6 +158,98 @@ fn every_template_is_spanish_signed_and_greets_by_name() {
         .body
         .contains("203.0.113.9")
     );
+}
+
+fn expiring(kind: &str, days_to_expiry: i64, expired: bool) -> Template {
+    Template::CredentialExpiring {
+        kind: kind.into(),
+        rfc: "TCM970625MB1".into(),
+        certificate_number: "30001000000500003416".into(),
+        valid_to: t0() + Duration::days(days_to_expiry),
+        days_to_expiry,
+        expired,
+    }
+}
+
+fn expiring_record(stage: u64, days_to_expiry: i64) -> AuditRecord {
+    let mut r = record(Action::FISCAL_CREDENTIAL_EXPIRING).details(serde_json::json!({
+        "kind": "csd",
+        "rfc": "TCM970625MB1",
+        "certificate_number": "30001000000500003416",
+        "valid_to": "2026-12-03T18:30:00Z",
+        "days_to_expiry": days_to_expiry,
+        "stage": stage,
+        "recipients": [user(3).to_string(), "not-a-uuid", user(4).to_string()],
+    }));
+    r.actor_id = None;
+    r.target = Some("fiscal_credential:00000000-0000-0000-0000-000000000005".into());
+    r
+}
+
+#[test]
+fn an_expiring_credential_notifies_each_recipient_the_vault_named() {
+    let notices = notices_for_record(&expiring_record(7, 2));
+    assert_eq!(
+        notices.iter().map(|n| n.user_id).collect::<Vec<_>>(),
+        [user(3), user(4)]
+    );
+    let expected = Template::CredentialExpiring {
+        kind: "CSD".into(),
+        rfc: "TCM970625MB1".into(),
+        certificate_number: "30001000000500003416".into(),
+        valid_to: chrono::Utc
+            .with_ymd_and_hms(2026, 12, 3, 18, 30, 0)
+            .unwrap(),
+        days_to_expiry: 2,
+        expired: false,
+    };
+    assert!(notices.iter().all(|n| n.template == expected
+        && n.company_id == company()
+        && n.cause == Uuid::from_u128(99)));
+    assert_eq!(expected.name(), "credential_expiring");
+    let expired = notices_for_record(&expiring_record(0, -1));
+    assert!(matches!(
+        expired[0].template,
+        Template::CredentialExpiring { expired: true, .. }
+    ));
+    // Details the vault never writes tell nobody rather than something wrong.
+    for broken in [
+        serde_json::json!({ "kind": "other" }),
+        serde_json::json!({ "valid_to": "yesterday" }),
+        serde_json::json!({ "stage": "seven" }),
+    ] {
+        let mut r = expiring_record(7, 2);
+        for (k, v) in broken.as_object().unwrap() {
+            r.details[k] = v.clone();
+        }
+        assert!(notices_for_record(&r).is_empty(), "{broken}");
+    }
+}
+
+#[test]
+fn credential_notices_say_what_expires_when_and_what_to_do() {
+    let soon = render(&expiring("CSD", 12, false), "Ana");
+    assert_eq!(soon.subject, "Tu CSD del RFC TCM970625MB1 vence en 12 días");
+    assert!(
+        soon.body
+            .contains("certificado número 30001000000500003416")
+    );
+    assert!(soon.body.contains("03/12/2026 a las 12:00 (hora UTC)"));
+    assert!(soon.body.contains("Tramita un CSD nuevo"));
+    let one = render(&expiring("e.firma", 1, false), "Ana");
+    assert_eq!(
+        one.subject,
+        "Tu e.firma del RFC TCM970625MB1 vence en 1 día"
+    );
+    assert!(one.body.contains("Renueva tu e.firma"));
+    let hours = render(&expiring("CSD", 0, false), "Ana");
+    assert_eq!(
+        hours.subject,
+        "Tu CSD del RFC TCM970625MB1 vence en menos de un día"
+    );
+    let gone = render(&expiring("CSD", -1, true), "Ana");
+    assert_eq!(gone.subject, "Tu CSD del RFC TCM970625MB1 venció");
+    assert!(gone.body.contains("ya no sirve para firmar"));
 }
 
 #[test]

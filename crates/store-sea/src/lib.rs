@@ -37,7 +37,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 pub use changes::{CHANNEL as CHANGE_CHANNEL, ChangeFollower};
-pub use migration::{Migrator, ROWS_UNCHANGED, rows_compatible};
+pub use migration::{Migrator, NULLABLE_COLUMNS_ADDED, ROWS_UNCHANGED, rows_compatible};
 
 /// Errors of connecting and migrating.
 #[derive(Debug, thiserror::Error)]

@@ -1,14 +1,14 @@
 use async_trait::async_trait;
 use audit::AuditRecord;
 use kernel::{CompanyId, Timestamp, UserId};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, SqlErr,
 };
 use vault::{
-    CertificateInfo, CredentialId, CredentialKind, CredentialRepository, FiscalCredential, Sealed,
-    SealedCredential, VaultError,
+    CertificateInfo, CredentialId, CredentialKind, CredentialRepository, ExpiryCandidate,
+    FiscalCredential, Sealed, SealedCredential, VaultError,
 };
 
 use crate::entity::fiscal_credential as row;
@@ -50,6 +50,20 @@ fn to_sealed(m: row::Model) -> Result<SealedCredential, VaultError> {
     })
 }
 
+/// One page of a pass over every company's credentials: `query`'s rows after `after` by id, at
+/// most `limit` (re-wrapping, expiry notices).
+fn id_page(
+    query: sea_orm::Select<row::Entity>,
+    after: Option<CredentialId>,
+    limit: u64,
+) -> sea_orm::Select<row::Entity> {
+    let query = match after {
+        Some(after) => query.filter(row::Column::Id.gt(after)),
+        None => query,
+    };
+    query.order_by_asc(row::Column::Id).limit(limit)
+}
+
 #[async_trait]
 impl CredentialRepository for SeaStore {
     async fn insert(
@@ -78,6 +92,7 @@ impl CredentialRepository for SeaStore {
             certificate: Set(c.certificate.as_str().to_owned()),
             private_key: Set(c.private_key.as_str().to_owned()),
             password: Set(c.password.as_str().to_owned()),
+            expiry_notice: Set(None),
         };
         let txn = self.write_txn().await.map_err(internal)?;
         // The bound, counted under the company's row lock on PostgreSQL (SQLite's write
@@ -175,19 +190,17 @@ impl CredentialRepository for SeaStore {
         after: Option<CredentialId>,
         limit: u64,
     ) -> Result<Vec<SealedCredential>, VaultError> {
-        let mut query = row::Entity::find().filter(row::Column::KeyId.ne(i64::from(current)));
-        if let Some(after) = after {
-            query = query.filter(row::Column::Id.gt(after));
-        }
-        query
-            .order_by_asc(row::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(internal)?
-            .into_iter()
-            .map(to_sealed)
-            .collect()
+        id_page(
+            row::Entity::find().filter(row::Column::KeyId.ne(i64::from(current))),
+            after,
+            limit,
+        )
+        .all(&self.db)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(to_sealed)
+        .collect()
     }
 
     async fn replace_envelopes(
@@ -217,6 +230,73 @@ impl CredentialRepository for SeaStore {
             .count(&self.db)
             .await
             .map_err(internal)
+    }
+
+    async fn expiry_candidates(
+        &self,
+        expired_after: Timestamp,
+        expiring_before: Timestamp,
+        after: Option<CredentialId>,
+        limit: u64,
+    ) -> Result<Vec<ExpiryCandidate>, VaultError> {
+        let window = row::Entity::find()
+            .filter(row::Column::ValidTo.gt(expired_after))
+            .filter(row::Column::ValidTo.lt(expiring_before))
+            .filter(
+                row::Column::ExpiryNotice
+                    .is_null()
+                    .or(row::Column::ExpiryNotice.gt(0)),
+            );
+        id_page(window, after, limit)
+            .all(&self.db)
+            .await
+            .map_err(internal)?
+            .iter()
+            .map(|m| {
+                let noticed = m
+                    .expiry_notice
+                    .map(|stage| {
+                        u16::try_from(stage)
+                            .map_err(|_| internal(corrupt("fiscal_credentials", "expiry_notice")))
+                    })
+                    .transpose()?;
+                Ok(ExpiryCandidate {
+                    credential: to_credential(m)?,
+                    noticed,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_expiry_notice(
+        &self,
+        company: CompanyId,
+        id: CredentialId,
+        stage: u16,
+        audit: Vec<AuditRecord>,
+    ) -> Result<bool, VaultError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        // Compare-and-set: only a later stage than the one recorded moves it, so of two
+        // processes noticing the same stage one updates a row and the other none.
+        let updated = row::Entity::update_many()
+            .col_expr(row::Column::ExpiryNotice, Expr::value(i32::from(stage)))
+            .filter(row::Column::Id.eq(id))
+            .filter(row::Column::CompanyId.eq(company.as_uuid()))
+            .filter(
+                row::Column::ExpiryNotice
+                    .is_null()
+                    .or(row::Column::ExpiryNotice.gt(i32::from(stage))),
+            )
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        if updated.rows_affected != 1 {
+            return Ok(false);
+        }
+        self.commit_with_audit_as(txn, audit, crate::Changed::NoSessionOrUser)
+            .await
+            .map_err(internal)?;
+        Ok(true)
     }
 
     async fn record_use(&self, audit: AuditRecord, _at: Timestamp) -> Result<(), VaultError> {

@@ -17,10 +17,11 @@ mod service;
 pub use error::VaultError;
 pub use model::{
     AssociatedData, CertificateInfo, CredentialId, CredentialKind, CredentialView,
-    FiscalCredential, Purpose, Sealed, SealedCredential, SecretBytes, Signature,
+    EXPIRED_NOTICE_DAYS, EXPIRY_NOTICE_STAGES, ExpiryCandidate, FiscalCredential, Purpose, Sealed,
+    SealedCredential, SecretBytes, Signature, expiry_stage,
 };
 pub use ports::{CertificateInspector, CredentialRepository, Envelope};
-pub use service::{RewrapProgress, UploadLimits, VaultPorts, VaultService, view};
+pub use service::{ExpiryNotices, RewrapProgress, UploadLimits, VaultPorts, VaultService, view};
 
 #[cfg(any(test, feature = "mocks"))]
 pub use ports::{MockCertificateInspector, MockCredentialRepository, MockEnvelope};

@@ -156,6 +156,61 @@ impl CredentialKind {
     }
 }
 
+impl CredentialKind {
+    /// The name SAT and its users give it: `CSD` or `e.firma`.
+    #[must_use]
+    pub const fn display_name(self) -> &'static str {
+        match self {
+            Self::Csd => "CSD",
+            Self::Fiel => "e.firma",
+        }
+    }
+}
+
+/// The stages at which those who manage a company's credentials are told that one expires
+/// (VAULT-8): when fewer than 30, 7 and 1 whole days are left, and once it has expired (0).
+pub const EXPIRY_NOTICE_STAGES: [u16; 4] = [30, 7, 1, 0];
+
+/// How long after its expiry a credential still gets its "expired" notice (stage 0): one that
+/// expired longer ago (say, before this version was installed) gets none.
+pub const EXPIRED_NOTICE_DAYS: i64 = 30;
+
+/// The expiry stage a credential valid until `valid_to` has reached at `now`: `Some(0)` once
+/// expired, `Some(1)`, `Some(7)` or `Some(30)` when fewer whole days than that are left, `None`
+/// while 30 or more are.
+///
+/// ```
+/// let now = kernel::Timestamp::from_timestamp(1_800_000_000, 0).unwrap();
+/// let day = chrono::Duration::days(1);
+/// assert_eq!(vault::expiry_stage(now + day * 31, now), None);
+/// assert_eq!(vault::expiry_stage(now + day * 29, now), Some(30));
+/// assert_eq!(vault::expiry_stage(now + day * 6, now), Some(7));
+/// assert_eq!(vault::expiry_stage(now + chrono::Duration::hours(5), now), Some(1));
+/// assert_eq!(vault::expiry_stage(now, now), Some(0));
+/// ```
+#[must_use]
+pub fn expiry_stage(valid_to: Timestamp, now: Timestamp) -> Option<u16> {
+    let remaining = (valid_to - now).num_seconds();
+    if remaining <= 0 {
+        return Some(0);
+    }
+    let days = remaining.div_euclid(86_400);
+    EXPIRY_NOTICE_STAGES
+        .iter()
+        .rev()
+        .copied()
+        .find(|&stage| stage > 0 && days < i64::from(stage))
+}
+
+/// A credential that may be due an expiry notice, with the stage last noticed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryCandidate {
+    /// The credential.
+    pub credential: FiscalCredential,
+    /// The stage of the last notice sent for it (`None`: none yet).
+    pub noticed: Option<u16>,
+}
+
 /// What a certificate says (VAULT-4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateInfo {

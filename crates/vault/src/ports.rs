@@ -5,8 +5,8 @@ use audit::AuditRecord;
 use kernel::{CompanyId, Timestamp};
 
 use crate::{
-    AssociatedData, CertificateInfo, CredentialId, FiscalCredential, Sealed, SealedCredential,
-    SecretBytes, VaultError,
+    AssociatedData, CertificateInfo, CredentialId, ExpiryCandidate, FiscalCredential, Sealed,
+    SealedCredential, SecretBytes, VaultError,
 };
 
 /// Authenticated envelope encryption (VAULT-1, VAULT-2, VAULT-7): AES-256-CTR with a fresh IV
@@ -125,4 +125,27 @@ pub trait CredentialRepository: Send + Sync {
 
     /// Records a use (a signature) of a credential.
     async fn record_use(&self, audit: AuditRecord, at: Timestamp) -> Result<(), VaultError>;
+
+    /// Up to `limit` credentials of every company that may be due an expiry notice (VAULT-8):
+    /// valid until after `expired_after` and before `expiring_before`, whose last notice (if
+    /// any) was not the last stage (0). Ordered by id, after `after`.
+    async fn expiry_candidates(
+        &self,
+        expired_after: Timestamp,
+        expiring_before: Timestamp,
+        after: Option<CredentialId>,
+        limit: u64,
+    ) -> Result<Vec<ExpiryCandidate>, VaultError>;
+
+    /// Records that the notice of `stage` went out for a credential, with its audit record, in
+    /// one transaction. Compare-and-set: `false`, and nothing stored, when the credential is
+    /// gone or a notice of `stage` or a later (smaller) one was recorded first, so that of
+    /// several processes running the same pass exactly one tells anybody.
+    async fn record_expiry_notice(
+        &self,
+        company: CompanyId,
+        id: CredentialId,
+        stage: u16,
+        audit: Vec<AuditRecord>,
+    ) -> Result<bool, VaultError>;
 }

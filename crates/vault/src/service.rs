@@ -48,6 +48,19 @@ pub struct RewrapProgress {
     pub skipped: u64,
 }
 
+/// What one pass of expiry notices did (VAULT-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExpiryNotices {
+    /// Notices recorded by this pass (one per credential and stage; each tells every holder of
+    /// `fiscal.credentials.manage` in the credential's company).
+    pub sent: u64,
+    /// Notices another process recorded first (or whose credential was deleted meanwhile).
+    pub skipped: u64,
+}
+
+/// Credentials read per page by an expiry pass, and users per page when finding recipients.
+const EXPIRY_PAGE: u64 = 200;
+
 /// Days counted as "expiring soon" (VAULT-8).
 const EXPIRING_SOON_DAYS: i64 = 30;
 
@@ -480,6 +493,105 @@ impl VaultService {
             progress(done);
         }
         Ok(done)
+    }
+
+    /// One pass of expiry notices (VAULT-8): every credential of every company that has reached
+    /// a new stage of [`crate::EXPIRY_NOTICE_STAGES`] since its last notice gets a
+    /// `fiscal.credential_expiring` record naming the stage and the recipients (the company's
+    /// active users holding `fiscal.credentials.manage`); the storage adapter queues their
+    /// e-mails with the record. One notice per credential and stage, whatever the number of
+    /// passes or processes: a server that was down through a stage sends only the latest one
+    /// on its next pass, and a credential that expired more than [`crate::EXPIRED_NOTICE_DAYS`]
+    /// ago gets none.
+    ///
+    /// # Errors
+    /// `Internal` (the pass stops; the next one resumes, as nothing half-done is kept).
+    pub async fn send_expiry_notices(&self) -> Result<ExpiryNotices, VaultError> {
+        let now = self.clock.now();
+        let expired_after = now - chrono::Duration::days(crate::EXPIRED_NOTICE_DAYS);
+        let expiring_before = now + chrono::Duration::days(EXPIRING_SOON_DAYS);
+        let mut done = ExpiryNotices::default();
+        let mut recipients: std::collections::HashMap<kernel::CompanyId, Vec<kernel::UserId>> =
+            std::collections::HashMap::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .repo
+                .expiry_candidates(expired_after, expiring_before, after, EXPIRY_PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.credential.id);
+            for candidate in page {
+                let c = &candidate.credential;
+                let Some(stage) = crate::expiry_stage(c.info.valid_to, now) else {
+                    continue;
+                };
+                if candidate.noticed.is_some_and(|noticed| noticed <= stage) {
+                    continue;
+                }
+                let to = match recipients.entry(c.company_id) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(self.credential_managers(c.company_id).await?)
+                    }
+                };
+                let record = AuditRecord::new(
+                    self.ids.new_id(),
+                    now,
+                    Action::FISCAL_CREDENTIAL_EXPIRING,
+                    Outcome::Success,
+                    &RequestContext::default(),
+                )
+                .company(c.company_id)
+                .target("fiscal_credential", c.id)
+                .details(serde_json::json!({
+                    "kind": c.info.kind.as_str(),
+                    "rfc": c.info.rfc,
+                    "certificate_number": c.info.certificate_number,
+                    "valid_to": c.info.valid_to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "days_to_expiry": view(c.clone(), now).days_to_expiry,
+                    "stage": stage,
+                    "recipients": to.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                }));
+                if self
+                    .repo
+                    .record_expiry_notice(c.company_id, c.id, stage, vec![record])
+                    .await?
+                {
+                    done.sent += 1;
+                } else {
+                    done.skipped += 1;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// The company's active users who hold `fiscal.credentials.manage`: those who can replace a
+    /// credential, oldest first.
+    async fn credential_managers(
+        &self,
+        company: kernel::CompanyId,
+    ) -> Result<Vec<kernel::UserId>, VaultError> {
+        let mut found = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.accounts.users(company, after, EXPIRY_PAGE).await?;
+            let full = u64::try_from(page.len()).unwrap_or(u64::MAX) >= EXPIRY_PAGE;
+            after = page.last().map(accounts::User::cursor);
+            found.extend(
+                page.iter()
+                    .filter(|u| {
+                        u.active
+                            && u.permissions()
+                                .contains(Permission::FiscalCredentialsManage)
+                    })
+                    .map(|u| u.id),
+            );
+            if !full || after.is_none() {
+                return Ok(found);
+            }
+        }
     }
 
     /// How many stored credentials are sealed under key version `key_id`.

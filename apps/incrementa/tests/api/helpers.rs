@@ -292,12 +292,20 @@ impl TestApp {
 
 /// The server on SQLite with a clock the test moves by hand (starting at the real time).
 pub async fn spawn_with_clock() -> (TestApp, std::sync::Arc<kernel::ManualClock>) {
+    spawn_with_clock_configured(|_| {}).await
+}
+
+/// [`spawn_with_clock`] with adjusted settings.
+pub async fn spawn_with_clock_configured(
+    adjust: impl FnOnce(&mut Settings),
+) -> (TestApp, std::sync::Arc<kernel::ManualClock>) {
     use kernel::Clock as _;
     let clock = std::sync::Arc::new(kernel::ManualClock::new(kernel::SystemClock.now()));
     let db = TestDb::sqlite();
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let settings = settings_for(&db, &data_dir);
+    let mut settings = settings_for(&db, &data_dir);
+    adjust(&mut settings);
     let app = Application::build_with_clock(&settings, clock.clone())
         .await
         .expect("server starts");

@@ -473,3 +473,126 @@ async fn only_credentials_of_trusted_issuers_are_stored() {
         "{err}"
     );
 }
+
+/// The outbox's credential-expiry messages: (to, subject, delivered), oldest first.
+async fn expiry_mails(app: &TestApp) -> Vec<(String, String, bool)> {
+    let conn = app.db.connect().await;
+    conn.query_all_raw(Statement::from_string(
+        conn.get_database_backend(),
+        "SELECT to_address, subject, delivered_at IS NOT NULL FROM outbox_messages \
+         WHERE template = 'credential_expiring' ORDER BY created_at, to_address"
+            .to_owned(),
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        (
+            r.try_get_by_index::<String>(0).unwrap(),
+            r.try_get_by_index::<String>(1).unwrap(),
+            r.try_get_by_index::<bool>(2).unwrap(),
+        )
+    })
+    .collect()
+}
+
+/// Waits (up to 30 s) until the outbox holds `n` delivered credential-expiry messages.
+async fn wait_for_expiry_mails(app: &TestApp, n: usize) -> Vec<(String, String, bool)> {
+    for _ in 0..300 {
+        let mails = expiry_mails(app).await;
+        if mails.len() >= n && mails.iter().all(|m| m.2) {
+            return mails;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "expected {n} delivered expiry mails: {:?}",
+        expiry_mails(app).await
+    );
+}
+
+/// VAULT-8 on the running server: when a stored CSD reaches 30, 7 and 1 days before its expiry,
+/// and once it has expired, the company's Owner and Admin (who manage credentials) are e-mailed
+/// once per stage — not the Manager or the Vendor, and never twice for a stage however many
+/// passes run — each notice recorded in the audit log.
+#[actix_web::test]
+async fn credential_managers_are_told_once_per_stage_as_a_csd_expires() {
+    let (app, clock) = spawn_with_clock_configured(|s| {
+        s.vault_expiry_check_seconds = 1;
+        s.outbox_interval_seconds = 1;
+    })
+    .await;
+    let [(_, owner), _, _, _] = app.company_with_roles("exp-").await;
+    app.reauth(&owner).await;
+    let id = app.upload_fixture(&owner, "csd_valid").await;
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let managers = ["exp-admin@example.com", "exp-owner@example.com"];
+
+    // The fixture expires on 2029-01-01T00:00:00Z. 9 days and 12 hours before: stage 30; two
+    // days before: stage 7, told once more (the passes in between repeated nothing); a day
+    // after (the server "missed" stage 1): only the expiry is told.
+    let mut mails = Vec::new();
+    for (now, subject) in [
+        (
+            "2028-12-22T12:00:00Z",
+            "Tu CSD del RFC TCM970625MB1 vence en 9 días",
+        ),
+        (
+            "2028-12-30T00:00:00Z",
+            "Tu CSD del RFC TCM970625MB1 vence en 2 días",
+        ),
+        ("2029-01-02T00:00:00Z", "Tu CSD del RFC TCM970625MB1 venció"),
+    ] {
+        clock.set(at(now));
+        let told = mails.len();
+        mails = wait_for_expiry_mails(&app, told + 2).await;
+        assert_eq!(mails.len(), told + 2, "{now}: {mails:?}");
+        let new: Vec<(&str, &str)> = mails[told..]
+            .iter()
+            .map(|m| (m.0.as_str(), m.1.as_str()))
+            .collect();
+        assert_eq!(
+            new,
+            [(managers[0], subject), (managers[1], subject)],
+            "{now}"
+        );
+    }
+    assert!(mails.iter().all(|m| managers.contains(&m.0.as_str())));
+
+    // Each notice is one audit record naming its stage and the two recipients.
+    let conn = app.db.connect().await;
+    let stages: Vec<serde_json::Value> = conn
+        .query_all_raw(Statement::from_string(
+            conn.get_database_backend(),
+            format!(
+                "SELECT details FROM audit_events WHERE action = 'fiscal.credential_expiring' \
+                 AND target = 'fiscal_credential:{id}' ORDER BY seq"
+            ),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_str(&r.try_get_by_index::<String>(0).unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        stages
+            .iter()
+            .map(|d| d["stage"].clone())
+            .collect::<Vec<_>>(),
+        [json!(30), json!(7), json!(0)]
+    );
+    assert!(
+        stages
+            .iter()
+            .all(|d| d["recipients"].as_array().unwrap().len() == 2)
+    );
+    // The messages were delivered (the default mailer writes .eml files).
+    let files = std::fs::read_dir(app.data_dir.join("outbox"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+        })
+        .count();
+    assert!(files >= 6, "{files} mail files");
+}

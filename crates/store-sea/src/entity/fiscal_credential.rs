@@ -23,6 +23,10 @@ pub struct Model {
     pub certificate: String,
     pub private_key: String,
     pub password: String,
+    /// Stage (30, 7, 1, 0 days) of the last expiry notice sent (VAULT-8); `None`: none yet, and
+    /// what a snapshot made before the column existed loads as.
+    #[serde(default)]
+    pub expiry_notice: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

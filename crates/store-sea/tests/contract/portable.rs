@@ -62,6 +62,34 @@ async fn populate(store: &SeaStore) {
         .await
         .unwrap();
     assert!(store.claim_daily("backup", "2026-11-21").await.unwrap());
+    // A vault row, one of whose columns (`expiry_notice`, m0017) older snapshots lack.
+    let (c, owner) = company_with_owner(store, Role::Owner).await;
+    let credential = vault::SealedCredential {
+        credential: vault::FiscalCredential {
+            id: id(),
+            company_id: c.id,
+            info: vault::CertificateInfo {
+                rfc: "TCM970625MB1".into(),
+                representative_rfc: None,
+                curp: None,
+                legal_name: "TACOS CAMPESTRE MX SA DE CV".into(),
+                certificate_number: "30001000000500000001".into(),
+                issuer: "AC de Pruebas".into(),
+                valid_from: t0(),
+                valid_to: t0() + chrono::Duration::days(1_460),
+                kind: vault::CredentialKind::Csd,
+            },
+            created_by: owner.id,
+            created_at: t0(),
+        },
+        certificate: vault::Sealed::new("v1.cert".into()),
+        private_key: vault::Sealed::new("v1.key".into()),
+        password: vault::Sealed::new("v1.password".into()),
+        key_id: 1,
+    };
+    vault::CredentialRepository::insert(store, &credential, 100, vec![])
+        .await
+        .unwrap();
 }
 
 async fn export(conn: &DatabaseConnection) -> (String, portable::Counts) {
@@ -126,7 +154,8 @@ async fn a_portable_snapshot_loads_into_either_database_row_for_row() {
     for (source, store, conn) in stores().await {
         populate(&store).await;
         let (text, counts) = export(&conn).await;
-        assert_eq!(counts["users"], 3);
+        assert_eq!(counts["users"], 4);
+        assert_eq!(counts["fiscal_credentials"], 1);
         assert_eq!(counts["audit_events"], 19);
         assert_eq!(counts["scheduled_jobs"], 1);
         // The same data gives the same snapshot.
@@ -317,27 +346,83 @@ async fn listed_migrations_leave_every_table_as_it_was() {
     }
 }
 
-/// A snapshot from a binary that lacked only migrations which change no table loads as it is;
-/// one from before a migration that changed a table, or from a newer binary, is refused.
+/// The guard on `store_sea::NULLABLE_COLUMNS_ADDED`: applying the migrations one at a time,
+/// each one listed there keeps every column as it was and adds only nullable ones, on both
+/// databases.
 #[tokio::test]
-async fn a_snapshot_from_before_table_neutral_migrations_loads() {
+async fn listed_migrations_only_add_nullable_columns() {
+    use sea_orm_migration::MigratorTrait as _;
+    for db in TestDb::each().await {
+        let conn = bare(&db).await;
+        let mut before = columns(&conn).await;
+        let mut checked = 0;
+        for m in store_sea::Migrator::migrations() {
+            store_sea::Migrator::up(&conn, Some(1)).await.unwrap();
+            let after = columns(&conn).await;
+            if store_sea::NULLABLE_COLUMNS_ADDED.contains(&m.name()) {
+                assert!(before.is_subset(&after), "{}: {}", db.backend, m.name());
+                let added: Vec<&String> = after.difference(&before).collect();
+                assert!(!added.is_empty(), "{}: {}", db.backend, m.name());
+                for column in added {
+                    // SQLite: `table.column:type:0` (notnull 0); PostgreSQL: `…:YES`.
+                    assert!(
+                        column.ends_with(":0") || column.ends_with(":YES"),
+                        "{}: {} adds {column}, which is NOT NULL",
+                        db.backend,
+                        m.name()
+                    );
+                }
+                checked += 1;
+            }
+            before = after;
+        }
+        assert_eq!(
+            checked,
+            store_sea::NULLABLE_COLUMNS_ADDED.len(),
+            "{}",
+            db.backend
+        );
+    }
+}
+
+/// A snapshot from a binary that lacked only migrations which change no table, or only add
+/// nullable columns, loads (its rows without the new columns get NULL there); one from before a
+/// migration that changed a table otherwise, or from a newer binary, is refused.
+#[tokio::test]
+async fn a_snapshot_from_before_compatible_migrations_loads() {
+    let migrations = <store_sea::Migrator as sea_orm_migration::MigratorTrait>::migrations();
     let current = store_sea::migration_count();
-    let neutral_tail = <store_sea::Migrator as sea_orm_migration::MigratorTrait>::migrations()
+    let compatible_tail = migrations
         .iter()
         .rev()
-        .take_while(|m| store_sea::ROWS_UNCHANGED.contains(&m.name()))
+        .take_while(|m| {
+            store_sea::ROWS_UNCHANGED.contains(&m.name())
+                || store_sea::NULLABLE_COLUMNS_ADDED.contains(&m.name())
+        })
         .count();
-    assert!(neutral_tail >= 2, "m0010 and m0011 change no table");
-    let oldest = current - neutral_tail;
+    assert!(compatible_tail >= 2, "m0010 and m0011 change no table");
+    let oldest = current - compatible_tail;
+    // Snapshots made before m0017 have no `expiry_notice` in their vault rows.
+    let m0017 = migrations
+        .iter()
+        .position(|m| m.name() == "m0017_vault_expiry_notices")
+        .unwrap()
+        + 1;
     for (db, store, conn) in stores().await {
         populate(&store).await;
         let (text, counts) = export(&conn).await;
+        assert!(text.contains(",\"expiry_notice\":null"), "{}", db.backend);
         let as_of = |n: usize| {
-            text.replacen(
+            let text = text.replacen(
                 &format!("\"migrations\":{current}"),
                 &format!("\"migrations\":{n}"),
                 1,
-            )
+            );
+            if n < m0017 {
+                text.replace(",\"expiry_notice\":null", "")
+            } else {
+                text
+            }
         };
         for n in [oldest - 1, current + 1] {
             let Some(target) = fresh(db.backend).await else {

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::*;
 use crate::{
-    CertificateInfo, CredentialKind, MockCertificateInspector, MockCredentialRepository,
-    MockEnvelope, Sealed,
+    CertificateInfo, CredentialKind, ExpiryCandidate, MockCertificateInspector,
+    MockCredentialRepository, MockEnvelope, Sealed,
 };
 
 fn t(y: i32, m: u32, d: u32) -> Timestamp {
@@ -441,4 +441,326 @@ async fn a_full_vault_refuses_the_next_upload_before_parsing_it() {
     p.repo.expect_count().returning(move |_| Ok(max - 1));
     p.repo.expect_insert().times(1).returning(|_, _, _| Ok(()));
     upload(&p.build(), &actor(Role::Owner, true)).await.unwrap();
+}
+
+// ---- Expiry notices (VAULT-8) ----
+
+fn now() -> Timestamp {
+    t(2026, 11, 21) + chrono::Duration::seconds(30)
+}
+
+fn expiring(n: u128, company: u128, valid_to: Timestamp) -> FiscalCredential {
+    FiscalCredential {
+        id: Uuid::from_u128(n),
+        company_id: CompanyId::from_uuid(Uuid::from_u128(company)),
+        info: CertificateInfo {
+            valid_to,
+            certificate_number: format!("3000100000050000{n:04}"),
+            ..info()
+        },
+        created_by: UserId::from_uuid(Uuid::from_u128(1)),
+        created_at: t(2025, 1, 1),
+    }
+}
+
+fn member(n: u128, company: u128, role: Role, active: bool) -> accounts::User {
+    accounts::User {
+        id: UserId::from_uuid(Uuid::from_u128(n)),
+        company_id: CompanyId::from_uuid(Uuid::from_u128(company)),
+        email: accounts::Email::parse(&format!("u{n}@example.com")).unwrap(),
+        name: accounts::PersonName::parse("Ana", "name").unwrap(),
+        role,
+        active,
+        password_hash: accounts::PasswordHash::new("$argon2id$stored".into()),
+        mfa_enabled: false,
+        grants: rbac::PermissionSet::empty(),
+        revokes: rbac::PermissionSet::empty(),
+        created_at: t(2025, 1, 1) + chrono::Duration::seconds(i64::try_from(n).unwrap()),
+        updated_at: t(2025, 1, 1),
+    }
+}
+
+type Recorded = Arc<std::sync::Mutex<Vec<(CredentialId, u16, Vec<AuditRecord>)>>>;
+
+/// A repository that offers `candidates` in one page and records every notice; the notice of
+/// credential `lost` is taken by "another process" (`false`).
+fn notice_repo(
+    candidates: Vec<ExpiryCandidate>,
+    lost: Option<u128>,
+) -> (MockCredentialRepository, Recorded) {
+    let mut repo = MockCredentialRepository::new();
+    let last = candidates.last().map(|c| c.credential.id);
+    repo.expect_expiry_candidates()
+        .returning(move |_, _, after, _| {
+            Ok(if after.is_none() {
+                candidates.clone()
+            } else {
+                assert_eq!(after, last, "the next page starts after the last id");
+                Vec::new()
+            })
+        });
+    let recorded: Recorded = Arc::default();
+    let sink = recorded.clone();
+    repo.expect_record_expiry_notice()
+        .returning(move |_, id, stage, audit| {
+            sink.lock().unwrap().push((id, stage, audit));
+            Ok(lost != Some(id.as_u128()))
+        });
+    (repo, recorded)
+}
+
+#[test]
+fn stages_change_at_30_7_and_1_whole_days_and_at_expiry() {
+    let n = now();
+    let s = chrono::Duration::seconds;
+    let d = chrono::Duration::days;
+    assert_eq!(crate::expiry_stage(n + d(400), n), None);
+    assert_eq!(crate::expiry_stage(n + d(30), n), None);
+    assert_eq!(crate::expiry_stage(n + d(30) - s(1), n), Some(30));
+    assert_eq!(crate::expiry_stage(n + d(7), n), Some(30));
+    assert_eq!(crate::expiry_stage(n + d(7) - s(1), n), Some(7));
+    assert_eq!(crate::expiry_stage(n + d(1), n), Some(7));
+    assert_eq!(crate::expiry_stage(n + d(1) - s(1), n), Some(1));
+    assert_eq!(crate::expiry_stage(n + s(1), n), Some(1));
+    assert_eq!(crate::expiry_stage(n, n), Some(0));
+    assert_eq!(crate::expiry_stage(n - d(3), n), Some(0));
+}
+
+#[tokio::test]
+async fn a_pass_sends_each_new_stage_once_to_the_active_credential_managers() {
+    let d = chrono::Duration::days;
+    let n = now();
+    let candidates = vec![
+        // Fewer than 30 days, never told: stage 30.
+        ExpiryCandidate {
+            credential: expiring(1, 7, n + d(20)),
+            noticed: None,
+        },
+        // Told at 30 already, still in that stage: nothing.
+        ExpiryCandidate {
+            credential: expiring(2, 7, n + d(20)),
+            noticed: Some(30),
+        },
+        // Told at 30, now fewer than 7 days: stage 7.
+        ExpiryCandidate {
+            credential: expiring(3, 7, n + d(5)),
+            noticed: Some(30),
+        },
+        // Never told (the server was down), hours left: only the latest stage, 1.
+        ExpiryCandidate {
+            credential: expiring(4, 9, n + chrono::Duration::hours(5)),
+            noticed: None,
+        },
+        // Told at 1, expired since: stage 0.
+        ExpiryCandidate {
+            credential: expiring(5, 7, n - d(1)),
+            noticed: Some(1),
+        },
+        // Outside the window (the store's filter is not trusted): nothing.
+        ExpiryCandidate {
+            credential: expiring(6, 7, n + d(45)),
+            noticed: None,
+        },
+    ];
+    let (repo, recorded) = notice_repo(candidates, None);
+    let mut p = Parts::new(None);
+    p.repo = repo;
+    let mut granted_vendor = member(15, 7, Role::Vendor, true);
+    granted_vendor.grants = rbac::PermissionSet::of(&[Permission::FiscalCredentialsManage]);
+    let mut revoked_admin = member(16, 7, Role::Admin, true);
+    revoked_admin.revokes = rbac::PermissionSet::of(&[Permission::FiscalCredentialsManage]);
+    let company7 = vec![
+        member(11, 7, Role::Owner, true),
+        member(12, 7, Role::Admin, true),
+        member(13, 7, Role::Vendor, true),
+        member(14, 7, Role::Admin, false),
+        granted_vendor,
+        revoked_admin,
+    ];
+    let company9 = vec![member(21, 9, Role::Owner, true)];
+    p.accounts
+        .expect_users()
+        .times(2)
+        .returning(move |company, after, limit| {
+            assert_eq!(after, None);
+            assert_eq!(limit, 200);
+            Ok(if company.as_uuid().as_u128() == 7 {
+                company7.clone()
+            } else {
+                company9.clone()
+            })
+        });
+    let svc = p.build();
+
+    let done = svc.send_expiry_notices().await.unwrap();
+
+    assert_eq!(
+        done,
+        ExpiryNotices {
+            sent: 4,
+            skipped: 0
+        }
+    );
+    let recorded = recorded.lock().unwrap();
+    let sent: Vec<(u128, u16)> = recorded
+        .iter()
+        .map(|(id, s, _)| (id.as_u128(), *s))
+        .collect();
+    assert_eq!(sent, vec![(1, 30), (3, 7), (4, 1), (5, 0)]);
+    let ids = |ns: &[u128]| -> Vec<String> {
+        ns.iter().map(|n| Uuid::from_u128(*n).to_string()).collect()
+    };
+    for (id, stage, audit) in recorded.iter() {
+        let [record] = audit.as_slice() else {
+            panic!("one record per notice")
+        };
+        assert_eq!(record.action, Action::FISCAL_CREDENTIAL_EXPIRING);
+        assert_eq!(record.outcome, Outcome::Success);
+        assert_eq!(record.actor_id, None, "nobody acted: the system noticed");
+        assert_eq!(record.at, n);
+        assert_eq!(
+            record.target.as_deref(),
+            Some(format!("fiscal_credential:{id}").as_str())
+        );
+        assert_eq!(record.details["stage"], serde_json::json!(stage));
+        assert_eq!(record.details["rfc"], "TCM970625MB1");
+        assert_eq!(record.details["kind"], "csd");
+        let recipients: Vec<String> =
+            serde_json::from_value(record.details["recipients"].clone()).unwrap();
+        if id.as_u128() == 4 {
+            assert_eq!(
+                record.company_id,
+                Some(CompanyId::from_uuid(Uuid::from_u128(9)))
+            );
+            assert_eq!(recipients, ids(&[21]));
+        } else {
+            assert_eq!(
+                record.company_id,
+                Some(CompanyId::from_uuid(Uuid::from_u128(7)))
+            );
+            // Owner, Admin and the Vendor granted the permission; not the Vendor without it,
+            // the deactivated Admin or the Admin whose permission was revoked.
+            assert_eq!(recipients, ids(&[11, 12, 15]));
+        }
+    }
+    let days: Vec<i64> = recorded
+        .iter()
+        .map(|(_, _, a)| a[0].details["days_to_expiry"].as_i64().unwrap())
+        .collect();
+    assert_eq!(days, vec![20, 5, 0, -1]);
+    assert_eq!(recorded[0].2[0].details["valid_to"], "2026-12-11T00:00:30Z");
+}
+
+#[tokio::test]
+async fn a_pass_asks_for_the_window_and_counts_notices_another_process_sent_first() {
+    let d = chrono::Duration::days;
+    let n = now();
+    let mut repo = MockCredentialRepository::new();
+    let pages = Arc::new(std::sync::Mutex::new(vec![
+        Vec::new(),
+        vec![
+            ExpiryCandidate {
+                credential: expiring(1, 7, n + d(3)),
+                noticed: None,
+            },
+            ExpiryCandidate {
+                credential: expiring(2, 7, n + d(3)),
+                noticed: None,
+            },
+        ],
+    ]));
+    repo.expect_expiry_candidates()
+        .withf(move |expired_after, expiring_before, _, limit| {
+            *expired_after == n - d(30) && *expiring_before == n + d(30) && *limit == 200
+        })
+        .times(2)
+        .returning(move |_, _, _, _| Ok(pages.lock().unwrap().pop().unwrap()));
+    // Credential 2's notice was recorded by another process first.
+    repo.expect_record_expiry_notice()
+        .times(2)
+        .returning(|_, id, stage, _| {
+            assert_eq!(stage, 7);
+            Ok(id.as_u128() != 2)
+        });
+    let mut p = Parts::new(None);
+    p.repo = repo;
+    p.accounts
+        .expect_users()
+        .times(1)
+        .returning(|_, _, _| Ok(vec![member(11, 7, Role::Owner, true)]));
+    let svc = p.build();
+
+    let done = svc.send_expiry_notices().await.unwrap();
+
+    assert_eq!(
+        done,
+        ExpiryNotices {
+            sent: 1,
+            skipped: 1
+        }
+    );
+}
+
+#[tokio::test]
+async fn recipients_are_read_page_by_page() {
+    let n = now();
+    let (repo, recorded) = notice_repo(
+        vec![ExpiryCandidate {
+            credential: expiring(1, 7, n + chrono::Duration::days(2)),
+            noticed: None,
+        }],
+        None,
+    );
+    let mut p = Parts::new(None);
+    p.repo = repo;
+    let first: Vec<accounts::User> = (100..300)
+        .map(|i| member(i, 7, Role::Vendor, true))
+        .collect();
+    let boundary = first.last().unwrap().cursor();
+    p.accounts
+        .expect_users()
+        .times(2)
+        .returning(move |_, after, _| {
+            Ok(match after {
+                None => first.clone(),
+                Some(c) => {
+                    assert_eq!(c, boundary);
+                    vec![member(300, 7, Role::Owner, true)]
+                }
+            })
+        });
+    let svc = p.build();
+
+    assert_eq!(svc.send_expiry_notices().await.unwrap().sent, 1);
+    let recorded = recorded.lock().unwrap();
+    assert_eq!(
+        recorded[0].2[0].details["recipients"],
+        serde_json::json!([Uuid::from_u128(300).to_string()])
+    );
+}
+
+#[tokio::test]
+async fn a_store_failure_stops_the_pass_with_an_error() {
+    let n = now();
+    let mut p = Parts::new(None);
+    p.repo
+        .expect_expiry_candidates()
+        .returning(move |_, _, _, _| {
+            Ok(vec![ExpiryCandidate {
+                credential: expiring(1, 7, n + chrono::Duration::days(2)),
+                noticed: None,
+            }])
+        });
+    p.repo
+        .expect_record_expiry_notice()
+        .returning(|_, _, _, _| Err(VaultError::internal(std::io::Error::other("down"))));
+    p.accounts
+        .expect_users()
+        .returning(|_, _, _| Ok(vec![member(11, 7, Role::Owner, true)]));
+    let svc = p.build();
+
+    assert!(matches!(
+        svc.send_expiry_notices().await,
+        Err(VaultError::Internal(_))
+    ));
 }
