@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Generates the project's own SAT-like test credentials (never real SAT files) with OpenSSL 3:
 #   crates/crypto/tests/fixtures/<name>/{certificate.cer,private_key.key,password.txt}
+# and the CA that issued them (ca.cer), another CA (other_ca.cer) and a CA certificate not allowed
+# to sign certificates (ca_without_cert_sign.cer), for the trusted-issuer tests.
 # Layout as SAT's (see shared/sat/FACTS.md): DER X.509 v3 with sha256WithRSA, RFC in
 # x500UniqueIdentifier (2.5.4.45) as "RFC / REP-RFC", CURP in serialNumber (2.5.4.5), the serial
 # number made of the ASCII codes of a 20-digit NoCertificado; the key as DER PKCS#8
@@ -57,6 +59,22 @@ CNF
 openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 7300 -sha256 \
   -subj "/CN=AC de Pruebas IncrementaCRM/O=IncrementaCRM Test CA/OU=Solo pruebas" 2>/dev/null
 
+# other_cas DIR: writes DIR/other_ca.cer and DIR/ca_without_cert_sign.cer (DER). Runs alone too:
+#   bash -c 'source <(sed -n "/^other_cas()/,/^}/p" scripts/gen-sat-like-fixtures.sh); other_cas crates/crypto/tests/fixtures'
+other_cas() {
+  local dir=$1 tmp
+  tmp=$(mktemp -d)
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/o.key" -out "$tmp/o.pem" -days 7300 -sha256 \
+    -subj "/CN=AC Ajena de Pruebas/O=Otra CA de pruebas" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+  openssl x509 -in "$tmp/o.pem" -outform DER -out "$dir/other_ca.cer"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/n.key" -out "$tmp/n.pem" -days 7300 -sha256 \
+    -subj "/CN=AC de Pruebas IncrementaCRM/O=IncrementaCRM Test CA/OU=Solo pruebas" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,digitalSignature" 2>/dev/null
+  openssl x509 -in "$tmp/n.pem" -outform DER -out "$dir/ca_without_cert_sign.cer"
+  rm -rf "$tmp"
+}
+
 # serial_of 30001000000500009901 -> hex of the ASCII digits
 serial_of() { printf '%s' "$1" | od -An -tx1 | tr -d ' \n'; }
 
@@ -92,4 +110,7 @@ issue mismatch       csd  30001000000500009906 250101000000Z 290101000000Z "$mor
 cp "$out/fiel_valid/private_key.key" "$out/mismatch/private_key.key"
 openssl x509 -in ca.pem -outform DER -out "$out/ca.cer"
 openssl x509 -inform DER -in "$out/csd_valid/certificate.cer" -outform PEM -out "$out/csd_valid/certificate.pem"
+# Trusted-issuer files that must not let the fixtures in: a CA that signed none of them, and a
+# certificate that says CA:TRUE but whose keyUsage does not allow signing certificates.
+other_cas "$out"
 echo "fixtures written to $out"

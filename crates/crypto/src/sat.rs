@@ -107,6 +107,14 @@ fn attribute(name: &X509Name<'_>, oid: &str) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
+/// A CA's name as people say it: its CN, else its O, else its OU.
+fn issuer_name(name: &X509Name<'_>) -> String {
+    attribute(name, OID_CN)
+        .or_else(|| attribute(name, OID_O))
+        .or_else(|| attribute(name, OID_OU))
+        .unwrap_or_else(|| "unknown issuer".to_owned())
+}
+
 /// The NoCertificado: the serial's bytes as ASCII digits (FACTS.md §3); other certificates get
 /// their serial in upper-case hex.
 fn certificate_number(serial: &[u8]) -> String {
@@ -168,10 +176,7 @@ fn inspect_der(der: &[u8]) -> Result<CertificateInfo, VaultError> {
         .or_else(|| attribute(subject, OID_NAME))
         .or_else(|| attribute(subject, OID_O))
         .ok_or(VaultError::CertificateInvalid("no name in the subject"))?;
-    let issuer = attribute(cert.issuer(), OID_CN)
-        .or_else(|| attribute(cert.issuer(), OID_O))
-        .or_else(|| attribute(cert.issuer(), OID_OU))
-        .unwrap_or_else(|| "unknown issuer".to_owned());
+    let issuer = issuer_name(cert.issuer());
     let validity = cert.validity();
     Ok(CertificateInfo {
         rfc,
@@ -364,8 +369,32 @@ impl TrustedIssuers {
         };
         let anchors = ders
             .iter()
-            .map(|der| {
+            .enumerate()
+            .map(|(n, der)| {
                 let cert = parse_certificate(der).map_err(|_| bad("not an X.509 certificate"))?;
+                // Only a CA may vouch for credentials: were a taxpayer's own certificate (CA:FALSE)
+                // in the file, whoever holds its key could sign certificates the vault accepts.
+                let ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
+                if !ca {
+                    return Err(bad(&format!(
+                        "certificate {} ({}) is not a CA certificate (no basicConstraints CA:TRUE); \
+                         give the certificates of the CAs that issue the credentials",
+                        n + 1,
+                        issuer_name(cert.subject())
+                    )));
+                }
+                let may_sign = match cert.key_usage() {
+                    Ok(Some(ku)) => ku.value.key_cert_sign(),
+                    Ok(None) => true,
+                    Err(_) => false,
+                };
+                if !may_sign {
+                    return Err(bad(&format!(
+                        "certificate {} ({}) may not sign certificates (keyUsage without keyCertSign)",
+                        n + 1,
+                        issuer_name(cert.subject())
+                    )));
+                }
                 let key = rsa_public_key(&cert).map_err(|_| bad("not an RSA certificate"))?;
                 Ok(Anchor {
                     subject: cert.subject().as_raw().to_vec(),

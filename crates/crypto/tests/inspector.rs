@@ -187,7 +187,14 @@ fn only_certificates_a_trusted_issuer_signed_pass() {
             lines.join("\n")
         )
     };
-    let other = read("csd_person", "certificate.cer");
+    let fixture_file = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let other = fixture_file("other_ca.cer");
     let valid = read("csd_valid", "certificate.cer");
     let fiel = read("fiel_valid", "certificate.cer");
 
@@ -238,6 +245,40 @@ fn only_certificates_a_trusted_issuer_signed_pass() {
     assert_eq!(
         by_der.sign(&key, &pw, b"||x||").unwrap(),
         SatInspector.sign(&key, &pw, b"||x||").unwrap()
+    );
+
+    // Only CAs that may sign certificates vouch: a taxpayer's certificate (CA:FALSE), whose key
+    // its holder has, or a CA certificate whose keyUsage lacks keyCertSign, is refused with the
+    // file's position and name, alone or in a bundle.
+    for (file, why) in [
+        (
+            read("csd_person", "certificate.cer"),
+            "is not a CA certificate",
+        ),
+        (
+            fixture_file("ca_without_cert_sign.cer"),
+            "may not sign certificates",
+        ),
+    ] {
+        let err = TrustedIssuers::from_bytes(&file).unwrap_err().to_string();
+        assert!(
+            err.contains(why) && err.contains("certificate 1 ("),
+            "{err}"
+        );
+        let bundle = format!("{}{}", pem(&ca), pem(&file));
+        let err = TrustedIssuers::from_bytes(bundle.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(why) && err.contains("certificate 2 ("),
+            "{err}"
+        );
+    }
+    assert!(
+        TrustedIssuers::from_bytes(&read("csd_person", "certificate.cer"))
+            .unwrap_err()
+            .to_string()
+            .contains("MARIA NUNEZ LOPEZ")
     );
 
     for bad in [

@@ -377,35 +377,43 @@ fn sat_conformance_signing_vectors_byte_for_byte() {
     );
 }
 
-/// Real SAT certificates through the trusted-issuers path: a bundle of real SAT certificates
-/// (DER, and a PEM of several) is read, and no real credential passes when its CA is not in
-/// the bundle (none of SAT's CA certificates ship with the project, so only refusal is
-/// checked here; acceptance is checked on the project's own fixtures and their CA).
+/// Real SAT certificates through the trusted-issuers path: real SAT credentials' certificates
+/// (CA:FALSE) are refused as issuers, as one DER file and in a PEM bundle of SAT's `.cer.pem`
+/// files (each with a PUBLIC KEY block first, skipped: the refusal names the certificate, so the
+/// bundle was read), and no real credential passes under CAs that did not sign it (none of
+/// SAT's CA certificates ship with the project, so only refusal is checked here; acceptance is
+/// checked on the project's own fixtures and their CA).
 #[test]
 fn sat_conformance_untrusted_issuers_refuse_real_credentials() {
     use crypto::{TrustedIssuers, TrustingSatInspector};
     let Some(d) = dir() else { return };
-    let own_ca = std::fs::read(format!(
-        "{}/tests/fixtures/ca.cer",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
+    let fixture = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
     let der = read(&d, "certs_only/30001000000500003456.cer");
-    let from_der = TrustedIssuers::from_bytes(&der).unwrap();
-    assert_eq!(from_der.len(), 1);
+    let err = TrustedIssuers::from_bytes(&der).unwrap_err().to_string();
+    assert!(
+        err.contains("certificate 1 (") && err.contains("is not a CA certificate"),
+        "{err}"
+    );
     let mut bundle = read(&d, "pem/EKU9003173C9_csd_2023.cer.pem");
     bundle.extend(read(&d, "pem/CSD01_AAA010101AAA.cer.pem"));
-    let from_pem = TrustedIssuers::from_bytes(&bundle).unwrap();
-    assert_eq!(from_pem.len(), 2);
-    // (The first file starts with a PUBLIC KEY block, skipped.) A PEM that also holds a
-    // private key is not a list of trusted certificates: refused.
+    let err = TrustedIssuers::from_bytes(&bundle).unwrap_err().to_string();
+    assert!(
+        err.contains("certificate 1 (") && err.contains("is not a CA certificate"),
+        "{err}"
+    );
+    // A PEM that also holds a private key is not a list of trusted certificates: refused.
     assert!(
         TrustedIssuers::from_bytes(&read(&d, "pem/CSD01_AAA010101AAA_all_in_one.pem")).is_err()
     );
     for issuers in [
-        from_der,
-        from_pem,
-        TrustedIssuers::from_bytes(&own_ca).unwrap(),
+        TrustedIssuers::from_bytes(&fixture("ca.cer")).unwrap(),
+        TrustedIssuers::from_bytes(&fixture("other_ca.cer")).unwrap(),
     ] {
         let inspector = TrustingSatInspector::new(issuers);
         for p in PAIRS {

@@ -421,7 +421,8 @@ async fn tampered_or_swapped_envelopes_fail_closed() {
 
 /// `INCREMENTA_VAULT_TRUSTED_ISSUERS`: with the fixtures' CA trusted, its credential is
 /// stored; with only another CA trusted, the same upload is 422 `certificate_untrusted` and
-/// nothing is stored; a file that holds no certificate stops the server from starting.
+/// nothing is stored; a file that holds no certificate, or a certificate that is not a CA's,
+/// stops the server from starting.
 #[actix_web::test]
 async fn only_credentials_of_trusted_issuers_are_stored() {
     let ca = format!(
@@ -453,7 +454,15 @@ async fn only_credentials_of_trusted_issuers_are_stored() {
 
     let dir = tempfile::tempdir().unwrap();
     let elsewhere = dir.path().join("other-ca.cer");
-    std::fs::write(&elsewhere, fixture("csd_person", "certificate.cer")).unwrap();
+    std::fs::write(
+        &elsewhere,
+        std::fs::read(format!(
+            "{}/../../crates/crypto/tests/fixtures/other_ca.cer",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
     let strict = spawn_configured(TestDb::sqlite(), |s| {
         s.vault_trusted_issuers = Some(elsewhere.clone());
     })
@@ -470,6 +479,16 @@ async fn only_credentials_of_trusted_issuers_are_stored() {
     let err = Application::build(&settings).await.err().unwrap();
     assert!(
         err.to_string().contains("INCREMENTA_VAULT_TRUSTED_ISSUERS"),
+        "{err}"
+    );
+    // A taxpayer's certificate is no issuer: whoever holds its key could vouch for anything.
+    let leaf = dir.path().join("leaf.cer");
+    std::fs::write(&leaf, fixture("csd_valid", "certificate.cer")).unwrap();
+    settings.vault_trusted_issuers = Some(leaf);
+    let err = Application::build(&settings).await.err().unwrap();
+    assert!(
+        err.to_string().contains("INCREMENTA_VAULT_TRUSTED_ISSUERS")
+            && err.to_string().contains("is not a CA certificate"),
         "{err}"
     );
 }
