@@ -33,6 +33,34 @@ pub(crate) fn list_limit(limit: Option<u32>, max: u64) -> Result<u64, crate::Api
     }
 }
 
+/// Paging of the lists ordered by time (`GET /v1/users`, `GET /v1/incidents`): a cursor and a
+/// page size that defaults to the largest.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TimePageParams {
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1 to 200 (default 200).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+}
+
+impl TimePageParams {
+    /// Where the page starts and how many it holds, at most `max`.
+    ///
+    /// # Errors
+    /// 400 for a cursor that is not a `next_cursor`, or a size out of range.
+    pub(crate) fn read(
+        &self,
+        max: u64,
+    ) -> Result<(Option<kernel::TimeCursor>, u64), crate::ApiError> {
+        Ok((
+            time_cursor(self.cursor.as_deref())?,
+            list_limit(self.limit, max)?,
+        ))
+    }
+}
+
 /// The `cursor` of a list ordered newest first, if given: the `next_cursor` of an earlier page.
 pub(crate) fn time_cursor(
     cursor: Option<&str>,

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use incidents::{EntryKind, Incident, NewIncident};
 use kernel::UserId;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::dto::{Page, ts};
@@ -183,33 +183,20 @@ pub(crate) async fn open(
     Ok(HttpResponse::Created().json(incident_json(&incident)))
 }
 
-/// Paging of `GET /v1/incidents`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ListParams {
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Page size, 1 to 200 (default 200).
-    #[param(minimum = 1, maximum = 200)]
-    limit: Option<u32>,
-}
-
 #[utoipa::path(
     get, path = "/v1/incidents", tag = "incidents", operation_id = "list_incidents",
     summary = "List the company's incidents",
-    params(ListParams),
+    params(crate::dto::TimePageParams),
     responses((status = 200, description = "A page of incidents, newest first.",
                body = Page<IncidentDto>)),
 )]
 pub(crate) async fn list(
     state: web::Data<ApiState>,
     auth: Auth,
-    q: web::Query<ListParams>,
+    q: web::Query<crate::dto::TimePageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let ListParams { cursor, limit } = q.into_inner();
-    let after = crate::dto::time_cursor(cursor.as_deref())?;
-    let max = u64::from(incidents::IncidentService::MAX_PAGE);
-    let limit = u32::try_from(crate::dto::list_limit(limit, max)?).unwrap_or(u32::MAX);
+    let (after, limit) = q.read(u64::from(incidents::IncidentService::MAX_PAGE))?;
+    let limit = u32::try_from(limit).unwrap_or(u32::MAX);
     let page = state.incidents.list(auth.actor(), after, limit).await?;
     Ok(HttpResponse::Ok().json(Page {
         items: page.items.iter().map(incident_json).collect(),

@@ -7,21 +7,10 @@ use crate::dto::{NewUserBody, Page, PermissionsBody, RoleBody, UserDto, UserPatc
 use crate::error::Body;
 use crate::{ApiError, ApiState, Auth, ClientContext};
 
-/// Paging of `GET /v1/users`.
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ListParams {
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Page size, 1 to 200 (default 200).
-    #[param(minimum = 1, maximum = 200)]
-    limit: Option<u32>,
-}
-
 #[utoipa::path(
     get, path = "/v1/users", tag = "users", operation_id = "list_users",
     summary = "List the company's users",
-    params(ListParams),
+    params(crate::dto::TimePageParams),
     responses((status = 200, description = "A page of the caller's company's users, oldest first.",
                body = Page<UserDto>)),
 )]
@@ -29,11 +18,9 @@ pub(crate) async fn list(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
-    q: web::Query<ListParams>,
+    q: web::Query<crate::dto::TimePageParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let ListParams { cursor, limit } = q.into_inner();
-    let after = crate::dto::time_cursor(cursor.as_deref())?;
-    let limit = crate::dto::list_limit(limit, accounts::AccountService::MAX_USERS_PAGE)?;
+    let (after, limit) = q.read(accounts::AccountService::MAX_USERS_PAGE)?;
     let page = state
         .accounts
         .list_users(auth.actor(), after, limit, &ctx.0)
