@@ -220,6 +220,20 @@ async fn build_online_indexes(db: &DatabaseConnection) -> Result<(), StoreError>
             std::sync::Arc::new(e),
         )))
     };
+    // Every start after the first finds them built: one catalog query on a pooled connection,
+    // no connection of its own, no lock.
+    let names: Vec<&str> = migration::ONLINE_INDEXES.iter().map(|i| i.name).collect();
+    let valid: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         WHERE c.relname = ANY($1) AND i.indisvalid AND pg_table_is_visible(c.oid)",
+    )
+    .bind(&names)
+    .fetch_one(db.get_postgres_connection_pool())
+    .await
+    .map_err(exec_err)?;
+    if usize::try_from(valid).is_ok_and(|n| n == names.len()) {
+        return Ok(());
+    }
     // A connection of its own, outside the pool: the session lock lives and dies with it, also
     // when a build fails half-way (closing it releases the lock).
     let mut conn = db

@@ -128,6 +128,37 @@ async fn the_audit_logs_indexes_are_built_and_an_invalid_one_is_rebuilt() {
     }
 }
 
+/// A start that finds every online index built (every start but the first) neither opens a
+/// connection of its own nor takes the builders' lock: while another session holds that lock,
+/// migrating still returns at once.
+#[tokio::test]
+async fn a_start_with_the_indexes_built_does_not_wait_for_the_builders_lock() {
+    use sea_orm::TransactionTrait;
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let conn = db.connect().await;
+    let holder = conn.begin().await.unwrap();
+    // "INCX", the lock `build_online_indexes` polls for (as a transaction lock here).
+    holder
+        .execute_unprepared(&format!(
+            "SELECT pg_advisory_xact_lock({})",
+            0x494E_4358_i64
+        ))
+        .await
+        .unwrap();
+    let done = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        store_sea::migrate(&conn),
+    )
+    .await;
+    assert!(
+        matches!(done, Ok(Ok(()))),
+        "migrate waited for the lock: {done:?}"
+    );
+    holder.rollback().await.unwrap();
+}
+
 /// Upgrading a PostgreSQL database whose audit log lacks an index does not stop audit writes:
 /// while the build waits for a transaction that is writing to the table, another insert
 /// goes through at once (a plain `CREATE INDEX` would queue it behind its lock), and the build
