@@ -17,8 +17,9 @@ mod service;
 pub use error::VaultError;
 pub use model::{
     AssociatedData, CertificateInfo, CredentialId, CredentialKind, CredentialView,
-    EXPIRED_NOTICE_DAYS, EXPIRY_NOTICE_STAGES, ExpiryCandidate, FiscalCredential, Purpose, Sealed,
-    SealedCredential, SecretBytes, Signature, expiry_stage,
+    EXPIRED_NOTICE_DAYS, EXPIRING_SOON_DAYS, EXPIRY_NOTICE_STAGES, ExpiryCandidate,
+    FiscalCredential, Purpose, Sealed, SealedCredential, SecretBytes, Signature, days_to_expiry,
+    expiry_stage,
 };
 pub use ports::{CertificateInspector, CredentialRepository, Envelope};
 pub use service::{ExpiryNotices, RewrapProgress, UploadLimits, VaultPorts, VaultService, view};

@@ -167,9 +167,19 @@ impl CredentialKind {
     }
 }
 
+/// Whole days to expiry under which a credential is "expiring soon" (VAULT-8).
+pub const EXPIRING_SOON_DAYS: u16 = 30;
+
 /// The stages at which those who manage a company's credentials are told that one expires
 /// (VAULT-8): when fewer than 30, 7 and 1 whole days are left, and once it has expired (0).
-pub const EXPIRY_NOTICE_STAGES: [u16; 4] = [30, 7, 1, 0];
+pub const EXPIRY_NOTICE_STAGES: [u16; 4] = [EXPIRING_SOON_DAYS, 7, 1, 0];
+
+/// Whole days from `now` to `valid_to`, rounded down (negative once expired: -1 on the day
+/// after).
+#[must_use]
+pub fn days_to_expiry(valid_to: Timestamp, now: Timestamp) -> i64 {
+    (valid_to - now).num_seconds().div_euclid(86_400)
+}
 
 /// How long after its expiry a credential still gets its "expired" notice (stage 0): one that
 /// expired longer ago (say, before this version was installed) gets none.
@@ -190,11 +200,10 @@ pub const EXPIRED_NOTICE_DAYS: i64 = 30;
 /// ```
 #[must_use]
 pub fn expiry_stage(valid_to: Timestamp, now: Timestamp) -> Option<u16> {
-    let remaining = (valid_to - now).num_seconds();
-    if remaining <= 0 {
+    if valid_to <= now {
         return Some(0);
     }
-    let days = remaining.div_euclid(86_400);
+    let days = days_to_expiry(valid_to, now);
     EXPIRY_NOTICE_STAGES
         .iter()
         .rev()

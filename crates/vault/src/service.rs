@@ -61,9 +61,6 @@ pub struct ExpiryNotices {
 /// Credentials read per page by an expiry pass, and users per page when finding recipients.
 const EXPIRY_PAGE: u64 = 200;
 
-/// Days counted as "expiring soon" (VAULT-8).
-const EXPIRING_SOON_DAYS: i64 = 30;
-
 /// The vault's use cases.
 #[derive(Clone)]
 pub struct VaultService {
@@ -107,10 +104,10 @@ pub struct VaultPorts {
 /// Expiry of a credential at `now` (VAULT-8).
 #[must_use]
 pub fn view(credential: FiscalCredential, now: Timestamp) -> CredentialView {
-    let remaining = (credential.info.valid_to - now).num_seconds();
-    let days_to_expiry = remaining.div_euclid(86_400);
+    let days_to_expiry = crate::days_to_expiry(credential.info.valid_to, now);
     CredentialView {
-        expiring_soon: remaining > 0 && days_to_expiry < EXPIRING_SOON_DAYS,
+        expiring_soon: credential.info.valid_to > now
+            && days_to_expiry < i64::from(crate::EXPIRING_SOON_DAYS),
         days_to_expiry,
         credential,
     }
@@ -509,7 +506,7 @@ impl VaultService {
     pub async fn send_expiry_notices(&self) -> Result<ExpiryNotices, VaultError> {
         let now = self.clock.now();
         let expired_after = now - chrono::Duration::days(crate::EXPIRED_NOTICE_DAYS);
-        let expiring_before = now + chrono::Duration::days(EXPIRING_SOON_DAYS);
+        let expiring_before = now + chrono::Duration::days(i64::from(crate::EXPIRING_SOON_DAYS));
         let mut done = ExpiryNotices::default();
         let mut recipients: std::collections::HashMap<kernel::CompanyId, Vec<kernel::UserId>> =
             std::collections::HashMap::new();
@@ -549,7 +546,7 @@ impl VaultService {
                     "rfc": c.info.rfc,
                     "certificate_number": c.info.certificate_number,
                     "valid_to": c.info.valid_to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    "days_to_expiry": view(c.clone(), now).days_to_expiry,
+                    "days_to_expiry": crate::days_to_expiry(c.info.valid_to, now),
                     "stage": stage,
                     "recipients": to.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 }));
