@@ -189,7 +189,7 @@ fn recipients(record: &AuditRecord) -> impl Iterator<Item = UserId> + '_ {
         .map(UserId::from_uuid)
 }
 
-/// Longest RFC, certificate number or kind a credential notice carries.
+/// Longest RFC or certificate number a credential notice carries.
 const MAX_CREDENTIAL_FIELD: usize = 64;
 
 /// The template of a `fiscal.credential_expiring` record, from its details (`None` when they
