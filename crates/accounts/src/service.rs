@@ -895,6 +895,14 @@ impl AccountService {
         if !violations.is_empty() {
             return Err(AccountsError::PasswordPolicy(violations));
         }
+        // The same password again would change nothing yet revoke the other sessions and tell
+        // the user it changed; and a change asked for after an incident must change it.
+        if new_password.expose() == current_password.expose() {
+            return Err(AccountsError::Validation(vec![crate::FieldError::new(
+                "new_password",
+                "same_as_current",
+            )]));
+        }
         let now = self.clock.now();
         let mut updated = user;
         updated.password_hash = self.hasher.hash(new_password).await?;

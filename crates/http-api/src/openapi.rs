@@ -245,6 +245,11 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
                 "422",
                 "`current_password_invalid`: `current_password` does not match.",
             ),
+            (
+                "422",
+                "`validation_failed` with `new_password` `same_as_current`: the new password is \
+                 the current one (nothing changes, no session is revoked).",
+            ),
             POLICY,
             VALIDATION,
         ],

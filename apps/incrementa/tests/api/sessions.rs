@@ -220,12 +220,9 @@ async fn password_change_keeps_this_session_and_revokes_the_others() {
             401,
             "invalid_credentials",
         );
-        assert_eq!(
-            app.login("ana@example.com", "Nuevo#Secreto2026")
-                .await
-                .status,
-            201
-        );
+        let relogin = app.login("ana@example.com", "Nuevo#Secreto2026").await;
+        assert_eq!(relogin.status, 201);
+        let other = relogin.body["token"].as_str().unwrap().to_owned();
 
         let bad = json!({ "current_password": "nope", "new_password": "Otro#Secreto2026", "new_password_confirmation": "Otro#Secreto2026" });
         assert_problem(
@@ -239,6 +236,20 @@ async fn password_change_keeps_this_session_and_revokes_the_others() {
             .call("PUT", "/v1/me/password", Some(&mine), Some(weak))
             .await;
         assert_problem(&r, 422, "password_policy");
+        // The current password again is no change: refused, and the other sessions live on.
+        let same = json!({ "current_password": "Nuevo#Secreto2026", "new_password": "Nuevo#Secreto2026", "new_password_confirmation": "Nuevo#Secreto2026" });
+        let r = app
+            .call("PUT", "/v1/me/password", Some(&mine), Some(same))
+            .await;
+        assert_problem(&r, 422, "validation_failed");
+        assert_eq!(
+            r.body["errors"],
+            json!([{ "field": "new_password", "code": "same_as_current" }])
+        );
+        assert_eq!(
+            app.call("GET", "/v1/me", Some(&other), None).await.status,
+            200
+        );
     }
 }
 

@@ -447,6 +447,34 @@ async fn password_change_needs_the_current_password_and_keeps_only_this_session(
     )
     .await
     .unwrap();
+
+    // The current password again: refused, nothing stored, no session revoked.
+    let mut repo = MockAccountRepository::new();
+    repo.expect_user()
+        .returning(|c, _| Ok(Some(user(c, 1, Role::Vendor))));
+    repo.expect_update_user().times(0);
+    let mut h = hasher();
+    h.expect_verify().returning(|_, _| {
+        Ok(PasswordCheck::Match {
+            needs_rehash: false,
+        })
+    });
+    let svc = service(repo, h, MockAuditSink::new());
+    let err = svc
+        .change_password(
+            &me,
+            &Password::new(GOOD),
+            &Password::new(GOOD),
+            &Password::new(GOOD),
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AccountsError::Validation(e)
+            if e == &[crate::FieldError::new("new_password", "same_as_current")]),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
