@@ -53,6 +53,20 @@ pub enum Template {
         /// The incident's summary as its handler wrote it, or their message.
         message: String,
     },
+    /// Someone stored or deleted a SAT credential of the user's company; the user is another
+    /// of those who manage them.
+    CredentialChanged {
+        /// `true`: stored; `false`: deleted.
+        uploaded: bool,
+        /// `CSD` or `e.firma`.
+        kind: String,
+        /// The taxpayer's RFC on the certificate.
+        rfc: String,
+        /// The certificate's number.
+        certificate_number: String,
+        /// The name of the user who did it.
+        by: String,
+    },
     /// A SAT credential of the user's company expires soon or has expired (VAULT-8); the user
     /// is one who can replace it.
     CredentialExpiring {
@@ -84,6 +98,10 @@ impl Template {
             Self::NewIpLogin { .. } => "new_ip_login",
             Self::Incident { .. } => "incident",
             Self::CredentialExpiring { .. } => "credential_expiring",
+            Self::CredentialChanged { uploaded: true, .. } => "credential_uploaded",
+            Self::CredentialChanged {
+                uploaded: false, ..
+            } => "credential_deleted",
         }
     }
 }
@@ -145,6 +163,16 @@ pub fn notices_for_record(record: &AuditRecord) -> Vec<Notice> {
         to_target(Template::RecoveryCodesRegenerated)
     } else if action == Action::USER_DEACTIVATED {
         to_target(Template::AccountDeactivated)
+    } else if action == Action::FISCAL_CREDENTIAL_UPLOADED
+        || action == Action::FISCAL_CREDENTIAL_DELETED
+    {
+        credential_changed(record, action == Action::FISCAL_CREDENTIAL_UPLOADED)
+            .map(|template| {
+                recipients(record)
+                    .map(|user| notice(user, template.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     } else if action == Action::FISCAL_CREDENTIAL_EXPIRING {
         credential_expiring(record)
             .map(|template| {
@@ -189,22 +217,44 @@ fn recipients(record: &AuditRecord) -> impl Iterator<Item = UserId> + '_ {
         .map(UserId::from_uuid)
 }
 
-/// Longest RFC or certificate number a credential notice carries.
+/// Longest RFC, certificate number or name a credential notice carries.
 const MAX_CREDENTIAL_FIELD: usize = 64;
+
+/// A text field of a credential record's details, cut to [`MAX_CREDENTIAL_FIELD`].
+fn detail_text(d: &serde_json::Value, key: &str) -> Option<String> {
+    let value = d.get(key)?.as_str()?;
+    Some(value.chars().take(MAX_CREDENTIAL_FIELD).collect())
+}
+
+/// The name of a credential's kind in a record's details, as its users say it.
+fn detail_kind(d: &serde_json::Value) -> Option<&'static str> {
+    match d.get("kind")?.as_str()? {
+        "csd" => Some("CSD"),
+        "fiel" => Some("e.firma"),
+        _ => None,
+    }
+}
+
+/// The template of a `fiscal.credential_uploaded` or `fiscal.credential_deleted` record
+/// (`None` when its details are not what the vault writes, as in records made before the
+/// vault named the recipients).
+fn credential_changed(record: &AuditRecord, uploaded: bool) -> Option<Template> {
+    let d = &record.details;
+    Some(Template::CredentialChanged {
+        uploaded,
+        kind: detail_kind(d)?.to_owned(),
+        rfc: detail_text(d, "rfc")?,
+        certificate_number: detail_text(d, "certificate_number")?,
+        by: detail_text(d, "by")?,
+    })
+}
 
 /// The template of a `fiscal.credential_expiring` record, from its details (`None` when they
 /// are not what the vault writes).
 fn credential_expiring(record: &AuditRecord) -> Option<Template> {
     let d = &record.details;
-    let text = |key: &str| -> Option<String> {
-        let value = d.get(key)?.as_str()?;
-        Some(value.chars().take(MAX_CREDENTIAL_FIELD).collect())
-    };
-    let kind = match d.get("kind")?.as_str()? {
-        "csd" => "CSD",
-        "fiel" => "e.firma",
-        _ => return None,
-    };
+    let text = |key: &str| detail_text(d, key);
+    let kind = detail_kind(d)?;
     let valid_to = chrono::DateTime::parse_from_rfc3339(d.get("valid_to")?.as_str()?)
         .ok()?
         .with_timezone(&chrono::Utc);

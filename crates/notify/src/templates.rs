@@ -1,6 +1,6 @@
 //! The wording of notices: Spanish, plain text, and never a secret (the templates take only a
 //! name, an IP address, the incident handler's own message and a SAT certificate's public
-//! facts: its kind, RFC, number and expiry).
+//! facts: its kind, RFC, number and expiry, and who stored or deleted it).
 
 use crate::Template;
 
@@ -72,6 +72,36 @@ pub fn render(template: &Template, name: &str) -> Rendered {
                  Te recomendamos cambiar tu contraseña y revisar tus sesiones activas."
             ),
         ),
+        Template::CredentialChanged {
+            uploaded,
+            kind,
+            rfc,
+            certificate_number,
+            by,
+        } => {
+            let (the, a) = articles(kind);
+            let what =
+                format!("{the} {kind} del RFC {rfc} (certificado número {certificate_number})");
+            if *uploaded {
+                (
+                    format!("Se guardó {a} {kind} en la bóveda de tu empresa"),
+                    format!(
+                        "{by} guardó {what} en la bóveda de IncrementaCRM; con él se firman \
+                         documentos de tu empresa. Si nadie lo esperaba, revisa la bitácora de \
+                         auditoría y avisa al propietario de la cuenta."
+                    ),
+                )
+            } else {
+                (
+                    format!("Se eliminó {a} {kind} de la bóveda de tu empresa"),
+                    format!(
+                        "{by} eliminó {what} de la bóveda de IncrementaCRM; ya no se podrá firmar \
+                         con él. Si nadie lo esperaba, revisa la bitácora de auditoría y avisa al \
+                         propietario de la cuenta."
+                    ),
+                )
+            }
+        }
         Template::CredentialExpiring {
             kind,
             rfc,
@@ -94,6 +124,16 @@ pub fn render(template: &Template, name: &str) -> Rendered {
     }
 }
 
+/// The definite and indefinite articles of a credential's kind: "el"/"un" CSD, "la"/"una"
+/// e.firma.
+fn articles(kind: &str) -> (&'static str, &'static str) {
+    if kind == "e.firma" {
+        ("la", "una")
+    } else {
+        ("el", "un")
+    }
+}
+
 /// "1 día", "5 días".
 fn days(n: i64) -> String {
     if n == 1 {
@@ -112,7 +152,11 @@ fn credential_expiring(
     expired: bool,
 ) -> (String, String) {
     let when = valid_to.format("%d/%m/%Y a las %H:%M (hora UTC)");
-    let what = format!("El {kind} del RFC {rfc} (certificado número {certificate_number})");
+    let the = match articles(kind).0 {
+        "la" => "La",
+        _ => "El",
+    };
+    let what = format!("{the} {kind} del RFC {rfc} (certificado número {certificate_number})");
     let replace = if kind == "CSD" {
         "Tramita un CSD nuevo en el portal del SAT con tu e.firma y súbelo a la bóveda de \
          IncrementaCRM para seguir sellando tus facturas."

@@ -139,6 +139,8 @@ fn every_template_is_spanish_signed_and_greets_by_name() {
         Template::Incident {
             message: "Mensaje".into(),
         },
+        changed(true),
+        changed(false),
         expiring("CSD", 12, false),
         expiring("e.firma", 0, false),
         expiring("CSD", -1, true),
@@ -158,6 +160,60 @@ fn every_template_is_spanish_signed_and_greets_by_name() {
         .body
         .contains("203.0.113.9")
     );
+}
+
+fn changed(uploaded: bool) -> Template {
+    Template::CredentialChanged {
+        uploaded,
+        kind: "e.firma".into(),
+        rfc: "TCM970625MB1".into(),
+        certificate_number: "30001000000500003415".into(),
+        by: "Luis Pérez".into(),
+    }
+}
+
+#[test]
+fn a_stored_or_deleted_credential_notifies_the_other_managers_the_vault_named() {
+    for (action, uploaded) in [
+        (Action::FISCAL_CREDENTIAL_UPLOADED, true),
+        (Action::FISCAL_CREDENTIAL_DELETED, false),
+    ] {
+        let r = record(action).details(serde_json::json!({
+            "kind": "fiel",
+            "rfc": "TCM970625MB1",
+            "certificate_number": "30001000000500003415",
+            "by": "Luis Pérez",
+            "recipients": [user(3).to_string()],
+        }));
+        let notices = notices_for_record(&r);
+        assert_eq!(notices.len(), 1, "{action}");
+        assert_eq!(notices[0].user_id, user(3));
+        assert_eq!(notices[0].template, changed(uploaded));
+        // A record from before recipients were named (or without its facts) tells nobody.
+        let old = record(action).details(serde_json::json!({
+            "kind": "fiel", "rfc": "TCM970625MB1", "certificate_number": "1",
+        }));
+        assert!(notices_for_record(&old).is_empty(), "{action}");
+        let bare =
+            record(action).details(serde_json::json!({ "recipients": [user(3).to_string()] }));
+        assert!(notices_for_record(&bare).is_empty(), "{action}");
+    }
+    assert_eq!(changed(true).name(), "credential_uploaded");
+    assert_eq!(changed(false).name(), "credential_deleted");
+    let stored = render(&changed(true), "Ana");
+    assert_eq!(
+        stored.subject,
+        "Se guardó una e.firma en la bóveda de tu empresa"
+    );
+    assert!(stored.body.contains(
+        "Luis Pérez guardó la e.firma del RFC TCM970625MB1 (certificado número 30001000000500003415)"
+    ));
+    let deleted = render(&changed(false), "Ana");
+    assert_eq!(
+        deleted.subject,
+        "Se eliminó una e.firma de la bóveda de tu empresa"
+    );
+    assert!(deleted.body.contains("ya no se podrá firmar"));
 }
 
 fn expiring(kind: &str, days_to_expiry: i64, expired: bool) -> Template {
@@ -242,6 +298,11 @@ fn credential_notices_say_what_expires_when_and_what_to_do() {
         "Tu e.firma del RFC TCM970625MB1 vence en 1 día"
     );
     assert!(one.body.contains("Renueva tu e.firma"));
+    assert!(
+        one.body.contains("La e.firma del RFC TCM970625MB1"),
+        "{}",
+        one.body
+    );
     let hours = render(&expiring("CSD", 0, false), "Ana");
     assert_eq!(
         hours.subject,

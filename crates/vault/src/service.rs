@@ -188,7 +188,8 @@ impl VaultService {
     }
 
     /// Validates and stores a credential (VAULT-1..5). Nothing is stored on any failure; the
-    /// plaintext inputs are zeroized when this returns.
+    /// plaintext inputs are zeroized when this returns. The company's other credential managers
+    /// are told.
     ///
     /// # Errors
     /// `Forbidden`, `ReauthenticationRequired`, `TooLarge`, `LimitReached`, one of the 422
@@ -287,6 +288,8 @@ impl VaultService {
                 created_at: now,
             },
         };
+        // The other managers are told (a credential signs the company's invoices).
+        let (recipients, by) = self.others_to_tell(actor).await?;
         let audit = vec![
             self.record(action, Outcome::Success, actor, ctx)
                 .target("fiscal_credential", id)
@@ -294,6 +297,8 @@ impl VaultService {
                     "kind": sealed.credential.info.kind.as_str(),
                     "rfc": sealed.credential.info.rfc,
                     "certificate_number": sealed.credential.info.certificate_number,
+                    "by": by,
+                    "recipients": recipients,
                 })),
         ];
         self.repo
@@ -355,7 +360,7 @@ impl VaultService {
         Ok(view(sealed.credential, self.clock.now()))
     }
 
-    /// Deletes a credential (step-up).
+    /// Deletes a credential (step-up); the company's other credential managers are told.
     ///
     /// # Errors
     /// `Forbidden`, `ReauthenticationRequired`, `NotFound`, `Internal`.
@@ -374,9 +379,25 @@ impl VaultService {
             ctx,
         )
         .await?;
+        let gone = self
+            .repo
+            .sealed(actor.company_id, id)
+            .await?
+            .ok_or(VaultError::NotFound)?
+            .credential
+            .info;
+        // The other managers are told: a company without its CSD cannot invoice.
+        let (recipients, by) = self.others_to_tell(actor).await?;
         let audit = vec![
             self.record(action, Outcome::Success, actor, ctx)
-                .target("fiscal_credential", id),
+                .target("fiscal_credential", id)
+                .details(serde_json::json!({
+                    "kind": gone.kind.as_str(),
+                    "rfc": gone.rfc,
+                    "certificate_number": gone.certificate_number,
+                    "by": by,
+                    "recipients": recipients,
+                })),
         ];
         if self.repo.delete(actor.company_id, id, audit).await? {
             Ok(())
@@ -528,9 +549,13 @@ impl VaultService {
                 }
                 let to = match recipients.entry(c.company_id) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(self.credential_managers(c.company_id).await?)
-                    }
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                        self.credential_managers(c.company_id)
+                            .await?
+                            .into_iter()
+                            .map(|(id, _)| id)
+                            .collect(),
+                    ),
                 };
                 let record = AuditRecord::new(
                     self.ids.new_id(),
@@ -564,12 +589,28 @@ impl VaultService {
         Ok(done)
     }
 
-    /// The company's active users who hold `fiscal.credentials.manage`: those who can replace a
-    /// credential, oldest first.
+    /// Who is told of a change `actor` makes to the vault: the company's other credential
+    /// managers (ids, as text), and the actor's name for the message.
+    async fn others_to_tell(&self, actor: &Actor) -> Result<(Vec<String>, String), VaultError> {
+        let managers = self.credential_managers(actor.company_id).await?;
+        let name = managers
+            .iter()
+            .find(|(id, _)| *id == actor.user_id)
+            .map_or_else(|| "Un usuario de tu empresa".to_owned(), |(_, n)| n.clone());
+        let others = managers
+            .into_iter()
+            .filter(|(id, _)| *id != actor.user_id)
+            .map(|(id, _)| id.to_string())
+            .collect();
+        Ok((others, name))
+    }
+
+    /// The company's active users who hold `fiscal.credentials.manage` (those who can replace
+    /// a credential), oldest first, with their names.
     async fn credential_managers(
         &self,
         company: kernel::CompanyId,
-    ) -> Result<Vec<kernel::UserId>, VaultError> {
+    ) -> Result<Vec<(kernel::UserId, String)>, VaultError> {
         let mut found = Vec::new();
         let mut after = None;
         loop {
@@ -583,7 +624,7 @@ impl VaultService {
                             && u.permissions()
                                 .contains(Permission::FiscalCredentialsManage)
                     })
-                    .map(|u| u.id),
+                    .map(|u| (u.id, u.name.as_str().to_owned())),
             );
             if !full || after.is_none() {
                 return Ok(found);

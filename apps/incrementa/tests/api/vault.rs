@@ -615,3 +615,65 @@ async fn credential_managers_are_told_once_per_stage_as_a_csd_expires() {
         .count();
     assert!(files >= 6, "{files} mail files");
 }
+
+/// The other credential managers hear of a stored or deleted credential: the Owner's upload
+/// mails the Admin (not the Owner, the Manager or the Vendor), the Admin's deletion mails the
+/// Owner, each naming who did it.
+#[actix_web::test]
+async fn the_other_credential_managers_hear_of_an_upload_and_a_deletion() {
+    for app in spawn_each().await {
+        let b = app.db.backend;
+        let [(_, owner), (_, admin), _, _] = app.company_with_roles("chg-").await;
+        app.reauth(&owner).await;
+        let id = app.upload_fixture(&owner, "csd_valid").await;
+        app.reauth(&admin).await;
+        let r = app
+            .call(
+                "DELETE",
+                &format!("/v1/fiscal/credentials/{id}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 204, "{b}: {}", r.raw);
+
+        let conn = app.db.connect().await;
+        let mails: Vec<(String, String, String)> = conn
+            .query_all_raw(Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT template, to_address, body FROM outbox_messages \
+                 WHERE template LIKE 'credential_%' ORDER BY created_at"
+                    .to_owned(),
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get_by_index::<String>(0).unwrap(),
+                    r.try_get_by_index::<String>(1).unwrap(),
+                    r.try_get_by_index::<String>(2).unwrap(),
+                )
+            })
+            .collect();
+        let who: Vec<(&str, &str)> = mails.iter().map(|m| (m.0.as_str(), m.1.as_str())).collect();
+        assert_eq!(
+            who,
+            [
+                ("credential_uploaded", "chg-admin@example.com"),
+                ("credential_deleted", "chg-owner@example.com"),
+            ],
+            "{b}"
+        );
+        assert!(
+            mails[0].2.contains("Ana López guardó el CSD del RFC TCM970625MB1"),
+            "{b}: {}",
+            mails[0].2
+        );
+        assert!(
+            mails[1].2.contains("Vendedor eliminó el CSD del RFC TCM970625MB1"),
+            "{b}: {}",
+            mails[1].2
+        );
+    }
+}

@@ -68,6 +68,13 @@ impl Parts {
                 created_at: t(2025, 1, 1),
             }))
         });
+        // The company's credential managers: the acting Owner (user 1) and an Admin (user 3).
+        accounts.expect_users().returning(|company, _, _| {
+            Ok(vec![
+                member(1, company.as_uuid().as_u128(), Role::Owner, true),
+                member(3, company.as_uuid().as_u128(), Role::Admin, true),
+            ])
+        });
         let mut envelope = MockEnvelope::new();
         envelope.expect_current_key_id().return_const(2_u32);
         envelope.expect_seal().returning(|plain, ad| {
@@ -141,6 +148,10 @@ async fn a_valid_upload_seals_all_three_values_bound_to_their_record_and_stores_
                 && c.password.as_str() == "sealed:fiscal.key_password:9"
                 && audit.len() == 1
                 && !audit[0].details.to_string().contains("12345678a")
+                // The other credential managers are told, by name of the actor.
+                && audit[0].details["by"] == "Ana"
+                && audit[0].details["recipients"]
+                    == serde_json::json!([Uuid::from_u128(3).to_string()])
         })
         .times(1)
         .returning(|_, _, _| Ok(()));
@@ -286,6 +297,44 @@ fn stored(key_id: u32) -> SealedCredential {
         password: Sealed::new("p".into()),
         key_id,
     }
+}
+
+/// A deletion names what went and tells the company's other credential managers; a
+/// credential that is not the company's is 404 and nothing is deleted.
+#[tokio::test]
+async fn a_deletion_is_recorded_with_what_went_and_told_to_the_other_managers() {
+    let mut p = Parts::new(None);
+    p.repo.expect_sealed().returning(|company, id| {
+        Ok((id == Uuid::from_u128(9)).then(|| {
+            let mut c = stored(2);
+            c.credential.company_id = company;
+            c
+        }))
+    });
+    p.repo
+        .expect_delete()
+        .withf(|_, id, audit| {
+            let d = &audit[0].details;
+            *id == Uuid::from_u128(9)
+                && audit[0].action == Action::FISCAL_CREDENTIAL_DELETED
+                && d["kind"] == "csd"
+                && d["rfc"] == "TCM970625MB1"
+                && d["certificate_number"] == "30001000000500009901"
+                && d["by"] == "Ana"
+                && d["recipients"] == serde_json::json!([Uuid::from_u128(3).to_string()])
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(true));
+    let svc = p.build();
+    let who = actor(Role::Owner, true).reauthenticated(Some(svc.clock.now()));
+    svc.delete(&who, Uuid::from_u128(9), &RequestContext::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        svc.delete(&who, Uuid::from_u128(8), &RequestContext::default())
+            .await,
+        Err(VaultError::NotFound)
+    ));
 }
 
 #[tokio::test]
@@ -578,6 +627,7 @@ async fn a_pass_sends_each_new_stage_once_to_the_active_credential_managers() {
         revoked_admin,
     ];
     let company9 = vec![member(21, 9, Role::Owner, true)];
+    p.accounts = MockAccountRepository::new();
     p.accounts
         .expect_users()
         .times(2)
@@ -684,6 +734,7 @@ async fn a_pass_asks_for_the_window_and_counts_notices_another_process_sent_firs
         });
     let mut p = Parts::new(None);
     p.repo = repo;
+    p.accounts = MockAccountRepository::new();
     p.accounts
         .expect_users()
         .times(1)
@@ -717,6 +768,7 @@ async fn recipients_are_read_page_by_page() {
         .map(|i| member(i, 7, Role::Vendor, true))
         .collect();
     let boundary = first.last().unwrap().cursor();
+    p.accounts = MockAccountRepository::new();
     p.accounts
         .expect_users()
         .times(2)
@@ -754,6 +806,7 @@ async fn a_store_failure_stops_the_pass_with_an_error() {
     p.repo
         .expect_record_expiry_notice()
         .returning(|_, _, _, _| Err(VaultError::internal(std::io::Error::other("down"))));
+    p.accounts = MockAccountRepository::new();
     p.accounts
         .expect_users()
         .returning(|_, _, _| Ok(vec![member(11, 7, Role::Owner, true)]));
