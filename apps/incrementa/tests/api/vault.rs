@@ -493,26 +493,54 @@ async fn only_credentials_of_trusted_issuers_are_stored() {
     );
 }
 
-/// The outbox's credential-expiry messages: (to, subject, delivered), oldest first.
-async fn expiry_mails(app: &TestApp) -> Vec<(String, String, bool)> {
+/// One message of the outbox.
+#[derive(Debug)]
+struct Mail {
+    template: String,
+    to: String,
+    subject: String,
+    body: String,
+    delivered: bool,
+}
+
+/// The outbox's messages whose template is `template` (SQL `LIKE`), oldest first (ties: by
+/// recipient).
+async fn outbox(app: &TestApp, template: &str) -> Vec<Mail> {
     let conn = app.db.connect().await;
-    conn.query_all_raw(Statement::from_string(
+    conn.query_all_raw(Statement::from_sql_and_values(
         conn.get_database_backend(),
-        "SELECT to_address, subject, delivered_at IS NOT NULL FROM outbox_messages \
-         WHERE template = 'credential_expiring' ORDER BY created_at, to_address"
-            .to_owned(),
+        match conn.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                "SELECT template, to_address, subject, body, delivered_at IS NOT NULL \
+                 FROM outbox_messages WHERE template LIKE $1 ORDER BY created_at, to_address"
+            }
+            _ => {
+                "SELECT template, to_address, subject, body, delivered_at IS NOT NULL \
+                 FROM outbox_messages WHERE template LIKE ? ORDER BY created_at, to_address"
+            }
+        },
+        [template.into()],
     ))
     .await
     .unwrap()
     .iter()
-    .map(|r| {
-        (
-            r.try_get_by_index::<String>(0).unwrap(),
-            r.try_get_by_index::<String>(1).unwrap(),
-            r.try_get_by_index::<bool>(2).unwrap(),
-        )
+    .map(|r| Mail {
+        template: r.try_get_by_index(0).unwrap(),
+        to: r.try_get_by_index(1).unwrap(),
+        subject: r.try_get_by_index(2).unwrap(),
+        body: r.try_get_by_index(3).unwrap(),
+        delivered: r.try_get_by_index(4).unwrap(),
     })
     .collect()
+}
+
+/// The outbox's credential-expiry messages: (to, subject, delivered), oldest first.
+async fn expiry_mails(app: &TestApp) -> Vec<(String, String, bool)> {
+    outbox(app, "credential_expiring")
+        .await
+        .into_iter()
+        .map(|m| (m.to, m.subject, m.delivered))
+        .collect()
 }
 
 /// Waits (up to 30 s) until the outbox holds `n` delivered credential-expiry messages.
@@ -637,26 +665,11 @@ async fn the_other_credential_managers_hear_of_an_upload_and_a_deletion() {
             .await;
         assert_eq!(r.status, 204, "{b}: {}", r.raw);
 
-        let conn = app.db.connect().await;
-        let mails: Vec<(String, String, String)> = conn
-            .query_all_raw(Statement::from_string(
-                conn.get_database_backend(),
-                "SELECT template, to_address, body FROM outbox_messages \
-                 WHERE template LIKE 'credential_%' ORDER BY created_at"
-                    .to_owned(),
-            ))
-            .await
-            .unwrap()
+        let mails = outbox(&app, "credential_%").await;
+        let who: Vec<(&str, &str)> = mails
             .iter()
-            .map(|r| {
-                (
-                    r.try_get_by_index::<String>(0).unwrap(),
-                    r.try_get_by_index::<String>(1).unwrap(),
-                    r.try_get_by_index::<String>(2).unwrap(),
-                )
-            })
+            .map(|m| (m.template.as_str(), m.to.as_str()))
             .collect();
-        let who: Vec<(&str, &str)> = mails.iter().map(|m| (m.0.as_str(), m.1.as_str())).collect();
         assert_eq!(
             who,
             [
@@ -666,14 +679,18 @@ async fn the_other_credential_managers_hear_of_an_upload_and_a_deletion() {
             "{b}"
         );
         assert!(
-            mails[0].2.contains("Ana López guardó el CSD del RFC TCM970625MB1"),
-            "{b}: {}",
-            mails[0].2
+            mails[0]
+                .body
+                .contains("Ana López guardó el CSD del RFC TCM970625MB1"),
+            "{b}: {:?}",
+            mails[0]
         );
         assert!(
-            mails[1].2.contains("Vendedor eliminó el CSD del RFC TCM970625MB1"),
-            "{b}: {}",
-            mails[1].2
+            mails[1]
+                .body
+                .contains("Vendedor eliminó el CSD del RFC TCM970625MB1"),
+            "{b}: {:?}",
+            mails[1]
         );
     }
 }
