@@ -551,6 +551,22 @@ impl http_api::metrics::Gauges for DbGauges {
                 n as f64,
             ));
         }
+        if let Ok((expiring, expired)) = self
+            .0
+            .credentials_by_expiry(self.1.now(), vault::EXPIRING_SOON_DAYS)
+            .await
+        {
+            out.push((
+                "incrementa_fiscal_credentials_expiring",
+                "Stored SAT credentials, all companies, valid for fewer than 30 more days (their managers are e-mailed).",
+                expiring as f64,
+            ));
+            out.push((
+                "incrementa_fiscal_credentials_expired",
+                "Stored SAT credentials, all companies, whose validity has ended: they sign nothing.",
+                expired as f64,
+            ));
+        }
         if let Ok(n) = self.0.active_sessions(self.1.now()).await {
             out.push((
                 "incrementa_active_sessions",

@@ -64,6 +64,32 @@ fn id_page(
     query.order_by_asc(row::Column::Id).limit(limit)
 }
 
+impl SeaStore {
+    /// Stored credentials of every company, for the metrics gauges: how many are valid for fewer
+    /// than `soon_days` more days at `now`, and how many have expired (they cannot sign). Two
+    /// range counts on the `valid_to` index (m0017).
+    ///
+    /// # Errors
+    /// The database is unreachable.
+    pub async fn credentials_by_expiry(
+        &self,
+        now: Timestamp,
+        soon_days: u16,
+    ) -> Result<(u64, u64), sea_orm::DbErr> {
+        let soon = now + chrono::Duration::days(i64::from(soon_days));
+        let expiring = row::Entity::find()
+            .filter(row::Column::ValidTo.gt(now))
+            .filter(row::Column::ValidTo.lt(soon))
+            .count(&self.db)
+            .await?;
+        let expired = row::Entity::find()
+            .filter(row::Column::ValidTo.lte(now))
+            .count(&self.db)
+            .await?;
+        Ok((expiring, expired))
+    }
+}
+
 #[async_trait]
 impl CredentialRepository for SeaStore {
     async fn insert(

@@ -603,6 +603,19 @@ async fn credential_managers_are_told_once_per_stage_as_a_csd_expires() {
             [(managers[0], subject), (managers[1], subject)],
             "{now}"
         );
+        // The operator's gauges follow (all companies): expiring until it has expired.
+        let expired = now.starts_with("2029");
+        assert_eq!(
+            (
+                app.metric("incrementa_fiscal_credentials_expiring").await,
+                app.metric("incrementa_fiscal_credentials_expired").await,
+            ),
+            (
+                Some(if expired { "0" } else { "1" }.to_owned()),
+                Some(if expired { "1" } else { "0" }.to_owned()),
+            ),
+            "{now}"
+        );
     }
     assert!(mails.iter().all(|m| managers.contains(&m.0.as_str())));
 
