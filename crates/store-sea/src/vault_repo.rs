@@ -3,8 +3,8 @@ use audit::AuditRecord;
 use kernel::{CompanyId, Timestamp, UserId};
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr,
+    ActiveValue::Set, ColumnTrait, DerivePartialModel, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqlErr,
 };
 use vault::{
     CertificateInfo, CredentialId, CredentialKind, CredentialRepository, ExpiryCandidate,
@@ -18,35 +18,94 @@ fn internal(e: impl std::error::Error + Send + Sync + 'static) -> VaultError {
     crate::outage(e).map_or_else(VaultError::internal, VaultError::internal)
 }
 
-fn to_credential(m: &row::Model) -> Result<FiscalCredential, VaultError> {
-    Ok(FiscalCredential {
-        id: m.id,
-        company_id: CompanyId::from_uuid(m.company_id),
-        info: CertificateInfo {
-            rfc: m.rfc.clone(),
-            representative_rfc: m.representative_rfc.clone(),
-            curp: m.curp.clone(),
-            legal_name: m.legal_name.clone(),
-            certificate_number: m.certificate_number.clone(),
-            issuer: m.issuer.clone(),
-            valid_from: m.valid_from,
-            valid_to: m.valid_to,
-            kind: CredentialKind::parse(&m.kind)
-                .ok_or_else(|| internal(corrupt("fiscal_credentials", "kind")))?,
-        },
-        created_by: UserId::from_uuid(m.created_by),
-        created_at: m.created_at,
-    })
+/// A credential's row without its envelopes: what lists, views, deletions and the expiry pass
+/// read (the three envelopes are several KiB a row and only signing and re-wrapping open them).
+#[derive(Debug, DerivePartialModel)]
+#[sea_orm(entity = "row::Entity")]
+struct Meta {
+    id: uuid::Uuid,
+    company_id: uuid::Uuid,
+    kind: String,
+    rfc: String,
+    representative_rfc: Option<String>,
+    curp: Option<String>,
+    legal_name: String,
+    certificate_number: String,
+    issuer: String,
+    valid_from: Timestamp,
+    valid_to: Timestamp,
+    created_by: uuid::Uuid,
+    created_at: Timestamp,
+    expiry_notice: Option<i32>,
+}
+
+impl Meta {
+    fn credential(self) -> Result<FiscalCredential, VaultError> {
+        Ok(FiscalCredential {
+            id: self.id,
+            company_id: CompanyId::from_uuid(self.company_id),
+            info: CertificateInfo {
+                kind: CredentialKind::parse(&self.kind)
+                    .ok_or_else(|| internal(corrupt("fiscal_credentials", "kind")))?,
+                rfc: self.rfc,
+                representative_rfc: self.representative_rfc,
+                curp: self.curp,
+                legal_name: self.legal_name,
+                certificate_number: self.certificate_number,
+                issuer: self.issuer,
+                valid_from: self.valid_from,
+                valid_to: self.valid_to,
+            },
+            created_by: UserId::from_uuid(self.created_by),
+            created_at: self.created_at,
+        })
+    }
 }
 
 fn to_sealed(m: row::Model) -> Result<SealedCredential, VaultError> {
+    let row::Model {
+        id,
+        company_id,
+        kind,
+        rfc,
+        representative_rfc,
+        curp,
+        legal_name,
+        certificate_number,
+        issuer,
+        valid_from,
+        valid_to,
+        created_by,
+        created_at,
+        key_id,
+        certificate,
+        private_key,
+        password,
+        expiry_notice,
+    } = m;
+    let meta = Meta {
+        id,
+        company_id,
+        kind,
+        rfc,
+        representative_rfc,
+        curp,
+        legal_name,
+        certificate_number,
+        issuer,
+        valid_from,
+        valid_to,
+        created_by,
+        created_at,
+        expiry_notice,
+    };
     Ok(SealedCredential {
-        credential: to_credential(&m)?,
-        key_id: u32::try_from(m.key_id)
+        credential: meta.credential()?,
+        key_id: u32::try_from(key_id)
             .map_err(|_| internal(corrupt("fiscal_credentials", "key_id")))?,
-        certificate: Sealed::new(m.certificate),
-        private_key: Sealed::new(m.private_key),
-        password: Sealed::new(m.password),
+        certificate: Sealed::new(certificate),
+        private_key: Sealed::new(private_key),
+        password: Sealed::new(password),
     })
 }
 
@@ -156,11 +215,12 @@ impl CredentialRepository for SeaStore {
             .filter(row::Column::CompanyId.eq(company.as_uuid()))
             .order_by_desc(row::Column::CreatedAt)
             .order_by_desc(row::Column::Id)
+            .into_partial_model::<Meta>()
             .all(&self.db)
             .await
             .map_err(internal)?
-            .iter()
-            .map(to_credential)
+            .into_iter()
+            .map(Meta::credential)
             .collect()
     }
 
@@ -171,6 +231,23 @@ impl CredentialRepository for SeaStore {
             .count(&self.db)
             .await
             .map_err(internal)
+    }
+
+    async fn credential(
+        &self,
+        company: CompanyId,
+        id: CredentialId,
+    ) -> Result<Option<FiscalCredential>, VaultError> {
+        let mut rows = row::Entity::find_by_id(id)
+            .filter(row::Column::CompanyId.eq(company.as_uuid()))
+            .into_partial_model::<Meta>()
+            .all(&self.db)
+            .await
+            .map_err(internal)?;
+        if rows.len() > 1 {
+            return Err(internal(corrupt("fiscal_credentials", "id")));
+        }
+        rows.pop().map(Meta::credential).transpose()
     }
 
     async fn sealed(
@@ -274,10 +351,11 @@ impl CredentialRepository for SeaStore {
                     .or(row::Column::ExpiryNotice.gt(0)),
             );
         id_page(window, after, limit)
+            .into_partial_model::<Meta>()
             .all(&self.db)
             .await
             .map_err(internal)?
-            .iter()
+            .into_iter()
             .map(|m| {
                 let noticed = m
                     .expiry_notice
@@ -287,7 +365,7 @@ impl CredentialRepository for SeaStore {
                     })
                     .transpose()?;
                 Ok(ExpiryCandidate {
-                    credential: to_credential(m)?,
+                    credential: m.credential()?,
                     noticed,
                 })
             })

@@ -88,7 +88,14 @@ pub trait CredentialRepository: Send + Sync {
     /// How many credentials the company stores.
     async fn count(&self, company: CompanyId) -> Result<u64, VaultError>;
 
-    /// One credential with its envelopes.
+    /// One credential without its envelopes (viewing, deleting).
+    async fn credential(
+        &self,
+        company: CompanyId,
+        id: CredentialId,
+    ) -> Result<Option<FiscalCredential>, VaultError>;
+
+    /// One credential with its envelopes (signing).
     async fn sealed(
         &self,
         company: CompanyId,

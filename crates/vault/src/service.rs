@@ -352,12 +352,12 @@ impl VaultService {
             ctx,
         )
         .await?;
-        let sealed = self
+        let credential = self
             .repo
-            .sealed(actor.company_id, id)
+            .credential(actor.company_id, id)
             .await?
             .ok_or(VaultError::NotFound)?;
-        Ok(view(sealed.credential, self.clock.now()))
+        Ok(view(credential, self.clock.now()))
     }
 
     /// Deletes a credential (step-up); the company's other credential managers are told.
@@ -381,10 +381,9 @@ impl VaultService {
         .await?;
         let gone = self
             .repo
-            .sealed(actor.company_id, id)
+            .credential(actor.company_id, id)
             .await?
             .ok_or(VaultError::NotFound)?
-            .credential
             .info;
         // The other managers are told: a company without its CSD cannot invoice.
         let (recipients, by) = self.others_to_tell(actor).await?;

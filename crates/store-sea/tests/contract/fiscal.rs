@@ -74,6 +74,43 @@ async fn credentials_are_counted_per_company() {
     }
 }
 
+/// The metadata reads (one credential, the list) give what was stored, the company's own only,
+/// and agree with the read that carries the envelopes.
+#[tokio::test]
+async fn metadata_reads_match_what_was_stored_and_stay_in_the_company() {
+    for (db, store, _conn) in stores().await {
+        let b = db.backend;
+        let (a, ua) = company_with_owner(&store, Role::Owner).await;
+        let (other, _) = company_with_owner(&store, Role::Owner).await;
+        let mut stored = sealed(a.id, ua.id, "30001000000500000011");
+        stored.credential.info.representative_rfc = Some("VAAM130719H60".into());
+        stored.credential.info.curp = Some("VAAM130719HDFLLR04".into());
+        stored.credential.info.kind = CredentialKind::Fiel;
+        store.insert(&stored, 100, vec![]).await.unwrap();
+        let id = stored.credential.id;
+        let one = store.credential(a.id, id).await.unwrap();
+        assert_eq!(one.as_ref(), Some(&stored.credential), "{b}");
+        assert_eq!(
+            store.list(a.id).await.unwrap(),
+            vec![stored.credential.clone()],
+            "{b}"
+        );
+        let full = store.sealed(a.id, id).await.unwrap().unwrap();
+        assert_eq!(full.credential, stored.credential, "{b}");
+        assert_eq!(full.private_key.as_str(), "v1.key", "{b}");
+        assert_eq!(store.credential(other.id, id).await.unwrap(), None, "{b}");
+        assert_eq!(
+            store
+                .credential(a.id, uuid::Uuid::from_u128(7))
+                .await
+                .unwrap(),
+            None,
+            "{b}"
+        );
+        assert!(store.list(other.id).await.unwrap().is_empty(), "{b}");
+    }
+}
+
 /// The bound holds under concurrency: with room for one more credential, six uploads at once
 /// store exactly one, and the others get `LimitReached` (counted inside each transaction).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

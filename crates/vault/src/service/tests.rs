@@ -304,10 +304,12 @@ fn stored(key_id: u32) -> SealedCredential {
 #[tokio::test]
 async fn a_deletion_is_recorded_with_what_went_and_told_to_the_other_managers() {
     let mut p = Parts::new(None);
-    p.repo.expect_sealed().returning(|company, id| {
+    // Only the metadata is read: the envelopes never leave the database for a deletion.
+    p.repo.expect_sealed().times(0);
+    p.repo.expect_credential().returning(|company, id| {
         Ok((id == Uuid::from_u128(9)).then(|| {
-            let mut c = stored(2);
-            c.credential.company_id = company;
+            let mut c = stored(2).credential;
+            c.company_id = company;
             c
         }))
     });
@@ -333,6 +335,39 @@ async fn a_deletion_is_recorded_with_what_went_and_told_to_the_other_managers() 
     assert!(matches!(
         svc.delete(&who, Uuid::from_u128(8), &RequestContext::default())
             .await,
+        Err(VaultError::NotFound)
+    ));
+}
+
+/// Viewing one credential reads its metadata only; another company's id is 404.
+#[tokio::test]
+async fn a_credential_is_viewed_without_reading_its_envelopes() {
+    let mut p = Parts::new(None);
+    p.repo.expect_sealed().times(0);
+    p.repo
+        .expect_credential()
+        .withf(|company, _| *company == company_id())
+        .returning(|_, id| Ok((id == Uuid::from_u128(9)).then(|| stored(2).credential)));
+    let svc = p.build();
+    let seen = svc
+        .get(
+            &actor(Role::Admin, false),
+            Uuid::from_u128(9),
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.credential.info.certificate_number,
+        "30001000000500009901"
+    );
+    assert!(matches!(
+        svc.get(
+            &actor(Role::Admin, false),
+            Uuid::from_u128(8),
+            &RequestContext::default()
+        )
+        .await,
         Err(VaultError::NotFound)
     ));
 }
