@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Generates the project's own SAT-like test credentials (never real SAT files) with OpenSSL 3:
 #   crates/crypto/tests/fixtures/<name>/{certificate.cer,private_key.key,password.txt}
-# and the CA that issued them (ca.cer), another CA (other_ca.cer) and a CA certificate not allowed
-# to sign certificates (ca_without_cert_sign.cer), for the trusted-issuer tests.
+# and the CA that issued them (ca.cer, valid 2015-2045), another CA (other_ca.cer), a CA certificate
+# not allowed to sign certificates (ca_without_cert_sign.cer) and the issuing CA's name and key in
+# a certificate valid only from 2026-01-01 (late_ca.cer: it vouches for csd_future alone, issued
+# in 2030; the others were issued before it existed), for the trusted-issuer tests.
 # Layout as SAT's (see shared/sat/FACTS.md): DER X.509 v3 with sha256WithRSA, RFC in
 # x500UniqueIdentifier (2.5.4.45) as "RFC / REP-RFC", CURP in serialNumber (2.5.4.5), the serial
 # number made of the ASCII codes of a 20-digit NoCertificado; the key as DER PKCS#8
@@ -50,14 +52,29 @@ keyUsage = digitalSignature, nonRepudiation
 basicConstraints = critical, CA:FALSE
 keyUsage = digitalSignature, nonRepudiation, dataEncipherment, keyAgreement
 extendedKeyUsage = emailProtection, clientAuth
+[ v3_ca ]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
 [ req ]
 distinguished_name = dn
 string_mask = nombstr
 [ dn ]
 CNF
 
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 7300 -sha256 \
-  -subj "/CN=AC de Pruebas IncrementaCRM/O=IncrementaCRM Test CA/OU=Solo pruebas" 2>/dev/null
+# The CA, self-signed with explicit dates (`req -x509` can only start it today): the trusted-issuer
+# check wants a CA whose validity covers when each credential was issued.
+ca_subject="/CN=AC de Pruebas IncrementaCRM/O=IncrementaCRM Test CA/OU=Solo pruebas"
+# self_sign OUT SERIAL START END: a certificate of ca.key under ca_subject, valid from START to END.
+self_sign() {
+  local cert=$1 serial=$2 start=$3 end=$4
+  openssl req -new -key ca.key -out "$cert.csr" -subj "$ca_subject" -config ca.cnf 2>/dev/null
+  echo "$serial" > ca/serial
+  openssl ca -batch -selfsign -keyfile ca.key -config ca.cnf -extensions v3_ca \
+    -startdate "$start" -enddate "$end" -in "$cert.csr" -out "$cert" -notext 2>/dev/null
+}
+openssl genrsa -out ca.key 2048 2>/dev/null
+self_sign ca.pem 01 150101000000Z 450101000000Z
 
 # other_cas DIR: writes DIR/other_ca.cer and DIR/ca_without_cert_sign.cer (DER). Runs alone too:
 #   bash -c 'source <(sed -n "/^other_cas()/,/^}/p" scripts/gen-sat-like-fixtures.sh); other_cas crates/crypto/tests/fixtures'
@@ -109,6 +126,8 @@ issue csd_future     csd  30001000000500009905 300101000000Z 340101000000Z "$mor
 issue mismatch       csd  30001000000500009906 250101000000Z 290101000000Z "$moral_csd"
 cp "$out/fiel_valid/private_key.key" "$out/mismatch/private_key.key"
 openssl x509 -in ca.pem -outform DER -out "$out/ca.cer"
+self_sign late.pem 02 260101000000Z 460101000000Z
+openssl x509 -in late.pem -outform DER -out "$out/late_ca.cer"
 openssl x509 -inform DER -in "$out/csd_valid/certificate.cer" -outform PEM -out "$out/csd_valid/certificate.pem"
 # Trusted-issuer files that must not let the fixtures in: a CA that signed none of them, and a
 # certificate that says CA:TRUE but whose keyUsage does not allow signing certificates.

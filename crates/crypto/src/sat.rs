@@ -334,6 +334,10 @@ pub struct TrustedIssuers {
 struct Anchor {
     subject: Vec<u8>,
     key: RsaPublicKey,
+    /// The CA certificate's validity (Unix seconds): it vouches only for certificates issued
+    /// (whose validity starts) within it.
+    not_before: i64,
+    not_after: i64,
 }
 
 impl std::fmt::Debug for TrustedIssuers {
@@ -396,9 +400,12 @@ impl TrustedIssuers {
                     )));
                 }
                 let key = rsa_public_key(&cert).map_err(|_| bad("not an RSA certificate"))?;
+                let validity = cert.validity();
                 Ok(Anchor {
                     subject: cert.subject().as_raw().to_vec(),
                     key,
+                    not_before: validity.not_before.timestamp(),
+                    not_after: validity.not_after.timestamp(),
                 })
             })
             .collect::<Result<Vec<_>, crate::CryptoError>>()?;
@@ -423,9 +430,12 @@ impl TrustedIssuers {
     }
 
     /// Whether a trusted issuer signed `cert` (PKCS#1 v1.5 with SHA-1, SHA-256, SHA-384 or
-    /// SHA-512, as SAT's CAs have over the years).
+    /// SHA-512, as SAT's CAs have over the years) while it was valid: a certificate whose
+    /// validity starts before its CA's or after it ended was not issued by that CA as it was
+    /// (back-dated, or made with a retired CA's key), and is not trusted.
     fn issued(&self, cert: &X509Certificate<'_>) -> bool {
         let issuer = cert.issuer().as_raw();
+        let issued_at = cert.validity().not_before.timestamp();
         let tbs: &[u8] = cert.tbs_certificate.as_ref();
         let signature: &[u8] = &cert.signature_value.data;
         fn with<D: sha2::Digest + pkcs8::AssociatedOid>(
@@ -443,6 +453,7 @@ impl TrustedIssuers {
         self.anchors
             .iter()
             .filter(|a| a.subject == issuer)
+            .filter(|a| (a.not_before..=a.not_after).contains(&issued_at))
             .any(|a| a.key.verify(scheme.clone(), &digest, signature).is_ok())
     }
 }

@@ -163,30 +163,32 @@ fn signatures_verify_with_the_certificate_and_are_deterministic() {
     ));
 }
 
+/// A DER certificate as a PEM block.
+fn pem(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
 /// With trusted issuers configured, a certificate their CA signed passes; one whose issuer is
 /// not among them, or whose signature does not verify, is `CertificateUntrusted`; a bundle
 /// (PEM, several certificates) works like one DER certificate; an unusable bundle is refused.
 #[test]
 fn only_certificates_a_trusted_issuer_signed_pass() {
-    use base64::Engine as _;
     use crypto::{TrustedIssuers, TrustingSatInspector};
     let ca = std::fs::read(format!(
         "{}/tests/fixtures/ca.cer",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
-    let pem = |der: &[u8]| {
-        let body = base64::engine::general_purpose::STANDARD.encode(der);
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-            lines.join("\n")
-        )
-    };
     let fixture_file = |name: &str| {
         std::fs::read(format!(
             "{}/tests/fixtures/{name}",
@@ -290,4 +292,49 @@ fn only_certificates_a_trusted_issuer_signed_pass() {
     ] {
         assert!(TrustedIssuers::from_bytes(bad).is_err(), "{bad:?}");
     }
+}
+
+/// A CA vouches only for certificates issued while it was valid: `late_ca.cer` has the fixtures'
+/// CA name and key but is valid from 2026, so of the fixtures it trusts only `csd_future`
+/// (issued in 2030); the others, issued before it existed, are `CertificateUntrusted` under it
+/// and trusted under `ca.cer` (valid 2015–2045). In a bundle with both, each one's own window
+/// decides.
+#[test]
+fn a_ca_vouches_only_for_what_it_issued_while_valid() {
+    use crypto::{TrustedIssuers, TrustingSatInspector};
+    let fixture = |name: &str| {
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let late =
+        TrustingSatInspector::new(TrustedIssuers::from_bytes(&fixture("late_ca.cer")).unwrap());
+    let whole = TrustingSatInspector::new(TrustedIssuers::from_bytes(&fixture("ca.cer")).unwrap());
+    assert_eq!(
+        late.inspect(&read("csd_future", "certificate.cer"))
+            .unwrap()
+            .certificate_number,
+        "30001000000500009905"
+    );
+    for name in ["csd_valid", "fiel_valid", "csd_expired", "csd_person"] {
+        let cer = read(name, "certificate.cer");
+        assert!(
+            matches!(late.inspect(&cer), Err(VaultError::CertificateUntrusted)),
+            "{name}"
+        );
+        whole.inspect(&cer).unwrap();
+    }
+    // Both certificates of the CA in one bundle: the key and name match both, and the one whose
+    // window holds the credential's issuance vouches for it.
+    let bundle = format!(
+        "{}{}",
+        pem(&fixture("late_ca.cer")),
+        pem(&fixture("ca.cer"))
+    );
+    let both = TrustingSatInspector::new(TrustedIssuers::from_bytes(bundle.as_bytes()).unwrap());
+    both.inspect(&read("csd_valid", "certificate.cer")).unwrap();
+    both.inspect(&read("csd_future", "certificate.cer"))
+        .unwrap();
 }

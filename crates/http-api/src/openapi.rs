@@ -320,7 +320,7 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
                  `private_key_password_invalid`, `certificate_key_mismatch`, \
                  `certificate_expired`, `certificate_not_yet_valid`, `rfc_mismatch` or \
                  `certificate_untrusted` (not signed by a CA of \
-                 `INCREMENTA_VAULT_TRUSTED_ISSUERS`, when set).",
+                 `INCREMENTA_VAULT_TRUSTED_ISSUERS`, when set, while that CA was valid).",
             ),
             (
                 "409",
