@@ -36,6 +36,9 @@ enum Command {
     Config(ConfigCommand),
     /// Encrypted backups of the whole database (BAK-1, BAK-3).
     Backup(BackupArgs),
+    /// Help a locked-out user (break glass).
+    #[command(subcommand)]
+    Users(UsersCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,6 +124,20 @@ enum AuditCommand {
         /// Why it needs no incident (up to 500 characters), kept in the audit record.
         #[arg(long)]
         reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Give a user who cannot log in (an Owner who forgot the password has nobody above them)
+    /// a new random password, printed once on standard output for you to hand over on a channel
+    /// you trust. Every session of theirs is revoked, the change is recorded on their company's
+    /// audit chain as the operator's, and they are e-mailed that their password changed. Their
+    /// MFA is left as it is; a lock from failed logins is lifted. They should change the
+    /// password at once (`PUT /v1/me/password`).
+    ResetPassword {
+        /// The user's e-mail address (their login).
+        email: String,
     },
 }
 
@@ -421,6 +438,56 @@ async fn audit_cmd(settings: &Settings, cmd: AuditCommand) -> Result<(), String>
     Ok(())
 }
 
+/// The `users` commands: the temporary password alone on standard output, what was done on
+/// standard error.
+#[allow(clippy::print_stdout)] // a command-line tool's answer
+async fn users_cmd(settings: &Settings, cmd: UsersCommand) -> Result<(), String> {
+    match cmd {
+        UsersCommand::ResetPassword { email } => {
+            let email =
+                accounts::Email::parse(&email).map_err(|_| "not an e-mail address".to_owned())?;
+            let startup::UsersCli { accounts, throttle } = startup::users_for_cli(settings)
+                .await
+                .map_err(|e| e.to_string())?;
+            let password = crypto::temporary_password();
+            let user = accounts
+                .reset_password_by_operator(&email, &password)
+                .await
+                .map_err(|e| match e {
+                    // The address stays out of the message: it is logged too.
+                    accounts::AccountsError::NotFound => {
+                        "no user logs in with that e-mail address; nothing changed".to_owned()
+                    }
+                    accounts::AccountsError::Forbidden(_) => {
+                        "that user is deactivated (an Owner or Admin of their company activates \
+                         users); nothing changed"
+                            .to_owned()
+                    }
+                    other => other.to_string(),
+                })?;
+            // A lock from failed logins (OPS-4) guards the old password against guessing; the
+            // new one is random, and the user must be able to use it now.
+            let unlocked = throttle.reset(email.as_str()).await;
+            println!("{}", password.expose());
+            if let Err(e) = unlocked {
+                eprintln!(
+                    "the account's login lock could not be lifted ({e}): it ends by itself within \
+                     an hour at most"
+                );
+            }
+            eprintln!(
+                "the password of {} (user {}, company {}) was reset: hand it over on a channel you \
+                 trust and have them change it at once; every session of theirs was revoked and \
+                 they were e-mailed that their password changed",
+                email.as_str(),
+                user.id,
+                user.company_id
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The `backup` commands.
 #[allow(clippy::print_stdout)] // a command-line tool's answer
 async fn backup_cmd(settings: &Settings, args: BackupArgs) -> Result<(), String> {
@@ -560,6 +627,7 @@ async fn main() -> ExitCode {
         Command::Audit(cmd) => audit_cmd(&settings, cmd).await,
         Command::Config(ConfigCommand::Check) => config_check(&settings),
         Command::Backup(args) => backup_cmd(&settings, args).await,
+        Command::Users(cmd) => users_cmd(&settings, cmd).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

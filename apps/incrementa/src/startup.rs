@@ -447,6 +447,48 @@ pub async fn audit_for_cli(settings: &Settings) -> Result<audit::AuditService, S
     ))
 }
 
+/// What the `users` commands work with.
+pub struct UsersCli {
+    /// Accounts: the configured Argon2 parameters, the default password policy, records on the
+    /// audit chains (whose notices reach the outbox in the same transaction, as in the server).
+    pub accounts: AccountService,
+    /// The login throttle (OPS-4), keyed by normalized e-mail address.
+    pub throttle: Arc<dyn sessions::LoginThrottle>,
+}
+
+impl std::fmt::Debug for UsersCli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsersCli").finish_non_exhaustive()
+    }
+}
+
+/// Accounts and the login throttle, for the `users` commands.
+///
+/// # Errors
+/// Key or database errors, or Argon2 parameters the hasher refuses.
+pub async fn users_for_cli(settings: &Settings) -> Result<UsersCli, StartupError> {
+    let (ring, _) = keyring(settings)?;
+    let db = database(settings).await?;
+    let store = Arc::new(SeaStore::new(db, Arc::new(HmacChain::new(&ring))));
+    let params = HashParams {
+        m_kib: settings.argon2_memory_kib,
+        t: settings.argon2_iterations,
+        p: settings.argon2_parallelism,
+    };
+    let hasher = Arc::new(Argon2Hasher::new(params, 1).map_err(StartupError::Key)?);
+    Ok(UsersCli {
+        accounts: AccountService::new(
+            store.clone(),
+            hasher,
+            store.clone(),
+            Arc::new(SystemClock),
+            Arc::new(RandomIds),
+            PasswordPolicy::default(),
+        ),
+        throttle: store,
+    })
+}
+
 /// What the `keys` commands work with.
 pub struct KeysCli {
     /// The fiscal vault (credentials sealed with the keyring).

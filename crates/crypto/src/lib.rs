@@ -30,7 +30,7 @@ pub use sat::{
     SatInspector, TrustedIssuers, TrustingSatInspector, fuzz_decrypt_key, fuzz_inspect,
     verify_signature,
 };
-pub use tokens::{RandomIds, RandomTokens};
+pub use tokens::{RandomIds, RandomTokens, temporary_password};
 
 /// Errors of the crypto adapter.
 #[derive(Debug, thiserror::Error)]

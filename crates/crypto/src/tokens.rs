@@ -35,9 +35,61 @@ impl kernel::IdGenerator for RandomIds {
     }
 }
 
+/// A temporary password for the operator's reset (`incrementa users reset-password`), from the
+/// operating system's generator: 16 characters drawn from letters, digits and `#%+=-_`, then one
+/// each of an upper-case letter, a lower-case letter, a digit and a symbol, so it meets the
+/// password policy (about 113 bits). Only for handing over once; the user should change it.
+#[must_use]
+pub fn temporary_password() -> accounts::Password {
+    const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+    const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
+    const DIGIT: &[u8] = b"23456789";
+    const SYMBOL: &[u8] = b"#%+=-_";
+    // One character of `set`, without modulo bias (bytes past the last whole multiple of the
+    // set's size are drawn again).
+    fn pick(set: &[u8], out: &mut Zeroizing<String>) {
+        let len = set.len();
+        let limit = 256 - 256 % len;
+        loop {
+            let mut byte = [0_u8; 1];
+            OsRng.fill_bytes(&mut byte);
+            let [value] = byte;
+            let value = usize::from(value);
+            if value < limit {
+                if let Some(&c) = set.get(value % len) {
+                    out.push(char::from(c));
+                }
+                return;
+            }
+        }
+    }
+    let all: Vec<u8> = [UPPER, LOWER, DIGIT, SYMBOL].concat();
+    let mut text = Zeroizing::new(String::with_capacity(20));
+    for _ in 0..16 {
+        pick(&all, &mut text);
+    }
+    for set in [UPPER, LOWER, DIGIT, SYMBOL] {
+        pick(set, &mut text);
+    }
+    accounts::Password::new(&text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Temporary passwords meet the default policy, are 20 characters and differ every time.
+    #[test]
+    fn temporary_passwords_meet_the_policy_and_never_repeat() {
+        let policy = accounts::PasswordPolicy::default();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let p = temporary_password();
+            assert_eq!(p.expose().chars().count(), 20);
+            assert!(policy.check(&p, &p, None).is_empty(), "{}", p.expose());
+            assert!(seen.insert(p.expose().to_owned()));
+        }
+    }
 
     #[test]
     fn tokens_are_long_random_and_hashed() {

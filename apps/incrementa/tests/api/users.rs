@@ -1,3 +1,4 @@
+use sea_orm::ConnectionTrait as _;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -247,5 +248,111 @@ async fn another_companys_users_answer_404_and_stay_unchanged() {
                 .len(),
             1
         );
+    }
+}
+
+/// Break glass (`incrementa users reset-password`): an Owner locked out of their account gets a
+/// new random password from the operator. The old password and every session stop working at
+/// once, the new one logs in (the lock from failed logins lifted), the change is on the
+/// company's chain as the operator's (never
+/// the password), the Owner is mailed, and the chain still verifies. An unknown address or a
+/// malformed one changes nothing and says so.
+#[actix_web::test]
+async fn the_operator_resets_a_locked_out_owners_password() {
+    for db in test_support::TestDb::each().await {
+        // No session cache: the command runs in another process, and on SQLite this one would
+        // otherwise serve the revoked session for up to its cache time.
+        let app = spawn_configured(db, |s| s.session_cache_ms = 0).await;
+        let b = app.db.backend;
+        let (_, owner_id) = app.signup("owner@example.com").await;
+        let before = app.token("owner@example.com").await;
+        let cli = |args: &[&str]| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_incrementa"))
+                .args(args)
+                .env("INCREMENTA_DATA_DIR", &app.data_dir)
+                .env("DATABASE_URL", &app.db.url)
+                .env("INCREMENTA_LOG", "warn")
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        };
+        let audit_before = app.audit_dump().await.len();
+        for (email, why) in [
+            (
+                "nobody@example.com",
+                "no user logs in with that e-mail address",
+            ),
+            ("not an address", "not an e-mail address"),
+        ] {
+            let (ok, out, err) = cli(&["users", "reset-password", email]);
+            assert!(!ok && out.is_empty() && err.contains(why), "{b}: {err}");
+        }
+        assert_eq!(app.audit_dump().await.len(), audit_before, "{b}");
+
+        // The Owner tried passwords until the account locked (OPS-4).
+        for _ in 0..5 {
+            app.login("owner@example.com", "Olvidada#2026").await;
+        }
+        let locked = app.login("owner@example.com", "Olvidada#2026").await;
+        assert_eq!(locked.status, 429, "{b}: {}", locked.raw);
+
+        let (ok, out, err) = cli(&["users", "reset-password", "Owner@Example.com"]);
+        assert!(ok, "{b}: {err}");
+        assert!(
+            err.contains("every session of theirs was revoked"),
+            "{b}: {err}"
+        );
+        let password = out.trim().to_owned();
+        assert_eq!(password.chars().count(), 20, "{b}: {out}");
+        assert_ne!(password, PASSWORD, "{b}");
+
+        assert_problem(
+            &app.call("GET", "/v1/me", Some(&before), None).await,
+            401,
+            "unauthenticated",
+        );
+        assert_eq!(
+            app.login("owner@example.com", PASSWORD).await.status,
+            401,
+            "{b}"
+        );
+        let after = app.login("owner@example.com", &password).await;
+        assert_eq!(after.status, 201, "{b}: {}", after.raw);
+
+        let audit = app.audit_dump().await;
+        let target = format!("user:{owner_id}");
+        assert!(
+            audit.iter().any(|r| r
+                .starts_with(&format!("user.password_changed|success|{target}|"))
+                && r.contains("\"operator\"")),
+            "{b}: {audit:?}"
+        );
+        assert!(
+            audit
+                .iter()
+                .any(|r| r.starts_with("session.revoked|success|session:")
+                    && r.contains("password_changed")),
+            "{b}"
+        );
+        assert!(!audit.iter().any(|r| r.contains(&password)), "{b}");
+
+        let conn = app.db.connect().await;
+        let mailed = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT COUNT(*) FROM outbox_messages WHERE template = 'password_changed'",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap();
+        assert_eq!(mailed, 1, "{b}");
+        let (ok, verified, err) = cli(&["audit", "verify"]);
+        assert!(ok && verified.contains("verified"), "{b}: {verified}{err}");
     }
 }

@@ -477,6 +477,82 @@ async fn password_change_needs_the_current_password_and_keeps_only_this_session(
     );
 }
 
+/// The operator's reset: the user found by e-mail gets the new password, every session goes
+/// (none kept), and the record is the user's company's, without an actor, saying the operator
+/// did it; an unknown e-mail, a deactivated user and a password the policy refuses change
+/// nothing.
+#[tokio::test]
+async fn the_operator_resets_a_password_revoking_every_session() {
+    let email = Email::parse("user5@example.com").unwrap();
+    let mut repo = MockAccountRepository::new();
+    repo.expect_user_by_email()
+        .withf(|e| e.as_str() == "user5@example.com")
+        .returning(|_| Ok(Some(user(company(), 5, Role::Owner))));
+    repo.expect_update_user()
+        .withf(|u, revoke, audit| {
+            let record = &audit[0];
+            u.id == UserId::from_uuid(uuid::Uuid::from_u128(5))
+                && u.password_hash.as_str() == "$argon2id$fake"
+                && revoke.as_ref().is_some_and(|r| {
+                    r.keep.is_none()
+                        && r.reason == RevocationReason::PasswordChanged
+                        && r.audit_template.company_id == Some(company())
+                        && r.audit_template.actor_id.is_none()
+                })
+                && audit.len() == 1
+                && record.action == Action::USER_PASSWORD_CHANGED
+                && record.outcome == Outcome::Success
+                && record.company_id == Some(company())
+                && record.actor_id.is_none()
+                && record.target.as_deref() == Some("user:00000000-0000-0000-0000-000000000005")
+                && record.details["by"] == "operator"
+                && !record.details.to_string().contains(GOOD)
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(vec![]));
+    let svc = service(repo, hasher(), MockAuditSink::new());
+    let reset = svc
+        .reset_password_by_operator(&email, &Password::new(GOOD))
+        .await
+        .unwrap();
+    assert_eq!(reset.company_id, company());
+
+    // Refusals store nothing.
+    let mut repo = MockAccountRepository::new();
+    repo.expect_user_by_email().returning(|e| {
+        Ok(match e.as_str() {
+            "user6@example.com" => Some(User {
+                active: false,
+                ..user(company(), 6, Role::Vendor)
+            }),
+            "user7@example.com" => Some(user(company(), 7, Role::Vendor)),
+            _ => None,
+        })
+    });
+    repo.expect_update_user().times(0);
+    let mut h = MockPasswordHasher::new();
+    h.expect_hash().times(0);
+    let svc = service(repo, h, MockAuditSink::new());
+    let reset = |email: &str, password: &str| {
+        let email = Email::parse(email).unwrap();
+        let password = Password::new(password);
+        let svc = &svc;
+        async move { svc.reset_password_by_operator(&email, &password).await }
+    };
+    assert!(matches!(
+        reset("nobody@example.com", GOOD).await,
+        Err(AccountsError::NotFound)
+    ));
+    assert!(matches!(
+        reset("user6@example.com", GOOD).await,
+        Err(AccountsError::Forbidden(_))
+    ));
+    assert!(matches!(
+        reset("user7@example.com", "short").await,
+        Err(AccountsError::PasswordPolicy(v)) if v.contains(&PasswordViolation::TooShort)
+    ));
+}
+
 #[tokio::test]
 async fn a_failed_audit_write_fails_the_denial_closed() {
     let mut sink = MockAuditSink::new();
