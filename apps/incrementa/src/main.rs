@@ -139,6 +139,14 @@ enum UsersCommand {
         /// The user's e-mail address (their login).
         email: String,
     },
+    /// Turn MFA off for a user who lost both the authenticator and the recovery codes: the TOTP
+    /// secret and the codes are deleted, the change is recorded as the operator's, and they are
+    /// e-mailed that MFA was turned off. Where the company requires MFA, their next login can
+    /// only enrol again. Check who asks first: this removes a factor.
+    ResetMfa {
+        /// The user's e-mail address (their login).
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -442,22 +450,27 @@ async fn audit_cmd(settings: &Settings, cmd: AuditCommand) -> Result<(), String>
 /// standard error.
 #[allow(clippy::print_stdout)] // a command-line tool's answer
 async fn users_cmd(settings: &Settings, cmd: UsersCommand) -> Result<(), String> {
+    let email = match &cmd {
+        UsersCommand::ResetPassword { email } | UsersCommand::ResetMfa { email } => email,
+    };
+    let email = accounts::Email::parse(email).map_err(|_| "not an e-mail address".to_owned())?;
+    let startup::UsersCli {
+        accounts,
+        throttle,
+        mfa,
+    } = startup::users_for_cli(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    // The address stays out of the messages: they are logged too.
+    let unknown = || "no user logs in with that e-mail address; nothing changed".to_owned();
     match cmd {
-        UsersCommand::ResetPassword { email } => {
-            let email =
-                accounts::Email::parse(&email).map_err(|_| "not an e-mail address".to_owned())?;
-            let startup::UsersCli { accounts, throttle } = startup::users_for_cli(settings)
-                .await
-                .map_err(|e| e.to_string())?;
+        UsersCommand::ResetPassword { .. } => {
             let password = crypto::temporary_password();
             let user = accounts
                 .reset_password_by_operator(&email, &password)
                 .await
                 .map_err(|e| match e {
-                    // The address stays out of the message: it is logged too.
-                    accounts::AccountsError::NotFound => {
-                        "no user logs in with that e-mail address; nothing changed".to_owned()
-                    }
+                    accounts::AccountsError::NotFound => unknown(),
                     accounts::AccountsError::Forbidden(_) => {
                         "that user is deactivated (an Owner or Admin of their company activates \
                          users); nothing changed"
@@ -479,6 +492,26 @@ async fn users_cmd(settings: &Settings, cmd: UsersCommand) -> Result<(), String>
                 "the password of {} (user {}, company {}) was reset: hand it over on a channel you \
                  trust and have them change it at once; every session of theirs was revoked and \
                  they were e-mailed that their password changed",
+                email.as_str(),
+                user.id,
+                user.company_id
+            );
+        }
+        UsersCommand::ResetMfa { .. } => {
+            let user = accounts
+                .repository()
+                .user_by_email(&email)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(unknown)?;
+            mfa.disable_by_operator(&user).await.map_err(|e| match e {
+                mfa::MfaError::NotEnabled => {
+                    "that user has no MFA to reset; nothing changed".to_owned()
+                }
+                other => other.to_string(),
+            })?;
+            println!(
+                "MFA of {} (user {}, company {}) turned off; they were e-mailed",
                 email.as_str(),
                 user.id,
                 user.company_id

@@ -454,6 +454,8 @@ pub struct UsersCli {
     pub accounts: AccountService,
     /// The login throttle (OPS-4), keyed by normalized e-mail address.
     pub throttle: Arc<dyn sessions::LoginThrottle>,
+    /// MFA (TOTP secrets sealed with the keyring).
+    pub mfa: mfa::MfaService,
 }
 
 impl std::fmt::Debug for UsersCli {
@@ -476,7 +478,9 @@ pub async fn users_for_cli(settings: &Settings) -> Result<UsersCli, StartupError
         p: settings.argon2_parallelism,
     };
     let hasher = Arc::new(Argon2Hasher::new(params, 1).map_err(StartupError::Key)?);
+    let mfa = mfa_service(&ring, &store, Arc::new(SystemClock), Arc::new(RandomIds));
     Ok(UsersCli {
+        mfa,
         accounts: AccountService::new(
             store.clone(),
             hasher,

@@ -338,6 +338,26 @@ impl MfaService {
         }
     }
 
+    /// The operator's break glass (`incrementa users reset-mfa`) for a user who lost both the
+    /// authenticator and the recovery codes: what [`Self::disable`] does, recorded on the user's
+    /// company chain without an actor and with `"by": "operator"` (the user is mailed that MFA
+    /// was turned off). Under a company policy that requires MFA, the user's next login is
+    /// restricted to enrolling again.
+    ///
+    /// # Errors
+    /// `NotEnabled`, `Internal`.
+    pub async fn disable_by_operator(&self, user: &User) -> Result<(), MfaError> {
+        let mut audit = self
+            .record(Action::MFA_DISABLED, user, &RequestContext::default())
+            .details(serde_json::json!({ "by": "operator" }));
+        audit.actor_id = None;
+        if self.repo.disable(user.company_id, user.id, audit).await? {
+            Ok(())
+        } else {
+            Err(MfaError::NotEnabled)
+        }
+    }
+
     /// Re-seals every TOTP secret under the current master key (after `keys rotate`), in
     /// batches; returns how many were re-sealed. Secrets changed meanwhile are picked up again.
     ///

@@ -354,20 +354,7 @@ async fn the_operator_lists_and_dismisses_the_platforms_alerts_from_the_command_
             app.login(&format!("nobody{n}@example.com"), "Wrong#Password1")
                 .await;
         }
-        let cli = |args: &[&str]| {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_incrementa"))
-                .args(args)
-                .env("INCREMENTA_DATA_DIR", &app.data_dir)
-                .env("DATABASE_URL", &app.db.url)
-                .env("INCREMENTA_LOG", "warn")
-                .output()
-                .unwrap();
-            (
-                out.status.success(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        };
+        let cli = |args: &[&str]| app.command(args);
         let (ok, listed, err) = cli(&["audit", "alerts", "--status", "open"]);
         assert!(ok, "{b}: {err}");
         let line = listed

@@ -217,6 +217,44 @@ impl TestApp {
         r.body["id"].as_str().unwrap().to_owned()
     }
 
+    /// Runs the real binary on this server's data directory and database: (success, stdout,
+    /// stderr).
+    pub fn command(&self, args: &[&str]) -> (bool, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_incrementa"))
+            .args(args)
+            .env("INCREMENTA_DATA_DIR", &self.data_dir)
+            .env("DATABASE_URL", &self.db.url)
+            .env("INCREMENTA_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// How many messages of `template` the outbox holds.
+    pub async fn outbox_count(&self, template: &str) -> i64 {
+        let conn = self.db.connect().await;
+        let sql = match conn.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                "SELECT COUNT(*) FROM outbox_messages WHERE template = $1"
+            }
+            _ => "SELECT COUNT(*) FROM outbox_messages WHERE template = ?",
+        };
+        conn.query_one_raw(Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            sql,
+            [template.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap()
+    }
+
     /// Every audit row as text, for searching.
     pub async fn audit_dump(&self) -> Vec<String> {
         let db = self.db.connect().await;

@@ -438,3 +438,53 @@ async fn after_the_grace_period_owners_and_admins_without_mfa_may_only_enrol() {
         200
     );
 }
+
+/// Break glass (`incrementa users reset-mfa`): a user who lost the authenticator and the
+/// recovery codes logs in with the password alone afterwards; the change is the operator's in
+/// the audit log and mailed; a second reset, an unknown address or a malformed one change
+/// nothing and say so.
+#[actix_web::test]
+async fn the_operator_turns_mfa_off_for_a_user_who_lost_it() {
+    let (app, clock) = spawn_with_clock().await;
+    let email = "lost-phone@example.com";
+    let (_, owner_id) = app.signup(email).await;
+    let token = app.token(email).await;
+    enrol(&app, &clock, &token).await;
+    assert_problem(&app.login(email, PASSWORD).await, 401, "mfa_required");
+
+    for (who, why) in [
+        (
+            "nobody@example.com",
+            "no user logs in with that e-mail address",
+        ),
+        ("not an address", "not an e-mail address"),
+    ] {
+        let (ok, out, err) = app.command(&["users", "reset-mfa", who]);
+        assert!(!ok && out.is_empty() && err.contains(why), "{err}");
+    }
+    assert_problem(&app.login(email, PASSWORD).await, 401, "mfa_required");
+
+    let (ok, out, err) = app.command(&["users", "reset-mfa", "Lost-Phone@Example.com"]);
+    assert!(ok && out.contains("turned off"), "{out}{err}");
+    let back = app.login(email, PASSWORD).await;
+    assert_eq!(back.status, 201, "{}", back.raw);
+    let me = app
+        .call(
+            "GET",
+            "/v1/me",
+            Some(back.body["token"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(me.body["mfa_enabled"], false, "{}", me.raw);
+    assert!(
+        app.audit_dump().await.iter().any(|r| r
+            .starts_with(&format!("mfa.disabled|success|user:{owner_id}|"))
+            && r.contains("\"operator\"")),
+        "no operator record"
+    );
+    assert_eq!(app.outbox_count("mfa_disabled").await, 1);
+
+    let (ok, _, err) = app.command(&["users", "reset-mfa", email]);
+    assert!(!ok && err.contains("no MFA to reset"), "{err}");
+}

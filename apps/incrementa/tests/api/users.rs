@@ -1,4 +1,3 @@
-use sea_orm::ConnectionTrait as _;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -266,20 +265,7 @@ async fn the_operator_resets_a_locked_out_owners_password() {
         let b = app.db.backend;
         let (_, owner_id) = app.signup("owner@example.com").await;
         let before = app.token("owner@example.com").await;
-        let cli = |args: &[&str]| {
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_incrementa"))
-                .args(args)
-                .env("INCREMENTA_DATA_DIR", &app.data_dir)
-                .env("DATABASE_URL", &app.db.url)
-                .env("INCREMENTA_LOG", "warn")
-                .output()
-                .unwrap();
-            (
-                out.status.success(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        };
+        let cli = |args: &[&str]| app.command(args);
         let audit_before = app.audit_dump().await.len();
         for (email, why) in [
             (
@@ -340,18 +326,7 @@ async fn the_operator_resets_a_locked_out_owners_password() {
         );
         assert!(!audit.iter().any(|r| r.contains(&password)), "{b}");
 
-        let conn = app.db.connect().await;
-        let mailed = conn
-            .query_one_raw(sea_orm::Statement::from_string(
-                conn.get_database_backend(),
-                "SELECT COUNT(*) FROM outbox_messages WHERE template = 'password_changed'",
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get_by_index::<i64>(0)
-            .unwrap();
-        assert_eq!(mailed, 1, "{b}");
+        assert_eq!(app.outbox_count("password_changed").await, 1, "{b}");
         let (ok, verified, err) = cli(&["audit", "verify"]);
         assert!(ok && verified.contains("verified"), "{b}: {verified}{err}");
     }

@@ -585,6 +585,36 @@ async fn disabling_removes_the_factor_and_only_works_when_enabled() {
     assert_eq!(f.service.status(&u).await.unwrap(), MfaStatus::default());
 }
 
+/// The operator's reset removes the factor like the user's own, and its record has no actor
+/// and says the operator did it; without MFA there is nothing to reset.
+#[tokio::test]
+async fn the_operator_turns_mfa_off_for_a_user_who_lost_it() {
+    let f = fixture();
+    let mut u = user(1);
+    assert!(matches!(
+        f.service.disable_by_operator(&u).await,
+        Err(MfaError::NotEnabled)
+    ));
+    enrolled(&f, &mut u).await;
+    f.service.disable_by_operator(&u).await.unwrap();
+    assert!(matches!(
+        f.service
+            .verify(&u, &SecondFactor::totp(&code_now(&f)), &ctx())
+            .await,
+        Err(MfaError::NotEnabled)
+    ));
+    let audit = f.repo.audit.lock().unwrap();
+    let record = audit.last().unwrap();
+    assert_eq!(record.action, Action::MFA_DISABLED);
+    assert_eq!(record.actor_id, None);
+    assert_eq!(record.company_id, Some(u.company_id));
+    assert_eq!(
+        record.target.as_deref(),
+        Some(format!("user:{}", u.id).as_str())
+    );
+    assert_eq!(record.details["by"], "operator");
+}
+
 #[tokio::test]
 async fn rewrap_reseals_every_secret_under_the_current_key() {
     let f = fixture();
