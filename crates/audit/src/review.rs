@@ -143,6 +143,17 @@ pub fn need(record: &ChainedRecord) -> Need {
         }
         ("audit.exported", _) => Need::Exports,
         ("backup.failed", _) => Need::Itself,
+        // The platform's operator changed how a user logs in (`incrementa users reset-password`,
+        // `reset-mfa`): the company learns of it in its alerts, not only the user by mail.
+        ("user.password_changed" | "mfa.disabled", "success") => {
+            let details: serde_json::Value =
+                serde_json::from_str(&record.details).unwrap_or_default();
+            if detail(&details, "by") == Some("operator") {
+                Need::Itself
+            } else {
+                Need::Nothing
+            }
+        }
         _ => Need::Nothing,
     }
 }
@@ -261,13 +272,26 @@ pub fn evaluate(
             }
         }
         Need::Itself => {
-            let destination = detail(&details, "destination").unwrap_or("a destination");
-            out.push(alert(
-                "backup_failed",
-                "high",
-                record.target.clone().unwrap_or_default(),
-                format!("a backup could not be written to {destination}"),
-            ));
+            let target = record.target.clone().unwrap_or_default();
+            let user = target.strip_prefix("user:").unwrap_or(&target).to_owned();
+            let (rule, summary) = match record.action.as_str() {
+                "user.password_changed" => (
+                    "operator_password_reset",
+                    format!("the platform's operator reset the password of user {user}"),
+                ),
+                "mfa.disabled" => (
+                    "operator_mfa_reset",
+                    format!("the platform's operator turned MFA off for user {user}"),
+                ),
+                _ => (
+                    "backup_failed",
+                    format!(
+                        "a backup could not be written to {}",
+                        detail(&details, "destination").unwrap_or("a destination")
+                    ),
+                ),
+            };
+            out.push(alert(rule, "high", target, summary));
         }
         Need::Nothing => {}
     }
@@ -324,6 +348,45 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    /// The operator's resets raise a high alert each, naming the user; the user's own change
+    /// and disabling raise none.
+    #[test]
+    fn operator_resets_raise_high_alerts() {
+        for (action, rule) in [
+            ("user.password_changed", "operator_password_reset"),
+            ("mfa.disabled", "operator_mfa_reset"),
+        ] {
+            let mut r = rec(action, "success", serde_json::json!({ "by": "operator" }));
+            r.actor_id = None;
+            r.target = Some(format!("user:{}", Uuid::from_u128(5)));
+            assert_eq!(need(&r), Need::Itself, "{action}");
+            let mut n = 0;
+            let alerts = evaluate(
+                &r,
+                &Context::default(),
+                &AlertThresholds::default(),
+                &mut || {
+                    n += 1;
+                    Uuid::from_u128(n)
+                },
+            );
+            assert_eq!(alerts.len(), 1, "{action}");
+            let a = &alerts[0];
+            assert_eq!((a.rule.as_str(), a.severity.as_str()), (rule, "high"));
+            assert_eq!(a.subject, format!("user:{}", Uuid::from_u128(5)));
+            assert!(
+                a.summary.contains(&Uuid::from_u128(5).to_string()),
+                "{}",
+                a.summary
+            );
+            let own = rec(action, "success", serde_json::json!({}));
+            assert_eq!(need(&own), Need::Nothing, "{action}");
+            assert!(rules(&own, Context::default()).is_empty());
+            let failed = rec(action, "failure", serde_json::json!({ "by": "operator" }));
+            assert_eq!(need(&failed), Need::Nothing, "{action}");
+        }
     }
 
     #[test]

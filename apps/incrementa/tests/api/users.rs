@@ -327,6 +327,21 @@ async fn the_operator_resets_a_locked_out_owners_password() {
         assert!(!audit.iter().any(|r| r.contains(&password)), "{b}");
 
         assert_eq!(app.outbox_count("password_changed").await, 1, "{b}");
+        // The company sees it among its alerts, naming the user.
+        let token = after.body["token"].as_str().unwrap();
+        let alerts = app.call("GET", "/v1/audit/alerts", Some(token), None).await;
+        assert_eq!(alerts.status, 200, "{b}: {}", alerts.raw);
+        assert!(
+            alerts.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["rule"] == "operator_password_reset"
+                    && a["severity"] == "high"
+                    && a["subject"] == target.as_str()),
+            "{b}: {}",
+            alerts.raw
+        );
         let (ok, verified, err) = cli(&["audit", "verify"]);
         assert!(ok && verified.contains("verified"), "{b}: {verified}{err}");
     }
