@@ -4,7 +4,8 @@
 # and the CA that issued them (ca.cer, valid 2015-2045), another CA (other_ca.cer), a CA certificate
 # not allowed to sign certificates (ca_without_cert_sign.cer) and the issuing CA's name and key in
 # a certificate valid only from 2026-01-01 (late_ca.cer: it vouches for csd_future alone, issued
-# in 2030; the others were issued before it existed), for the trusted-issuer tests.
+# in 2030; the others were issued before it existed) and a CA valid only from 2010 to 2015
+# (expired_ca.cer), for the trusted-issuer tests.
 # Layout as SAT's (see shared/sat/FACTS.md): DER X.509 v3 with sha256WithRSA, RFC in
 # x500UniqueIdentifier (2.5.4.45) as "RFC / REP-RFC", CURP in serialNumber (2.5.4.5), the serial
 # number made of the ASCII codes of a 20-digit NoCertificado; the key as DER PKCS#8
@@ -65,12 +66,13 @@ CNF
 # The CA, self-signed with explicit dates (`req -x509` can only start it today): the trusted-issuer
 # check wants a CA whose validity covers when each credential was issued.
 ca_subject="/CN=AC de Pruebas IncrementaCRM/O=IncrementaCRM Test CA/OU=Solo pruebas"
-# self_sign OUT SERIAL START END: a certificate of ca.key under ca_subject, valid from START to END.
+# self_sign OUT SERIAL START END [KEY SUBJECT]: a CA certificate of KEY (ca.key) under SUBJECT
+# (ca_subject), valid from START to END.
 self_sign() {
-  local cert=$1 serial=$2 start=$3 end=$4
-  openssl req -new -key ca.key -out "$cert.csr" -subj "$ca_subject" -config ca.cnf 2>/dev/null
+  local cert=$1 serial=$2 start=$3 end=$4 key=${5:-ca.key} subject=${6:-$ca_subject}
+  openssl req -new -key "$key" -out "$cert.csr" -subj "$subject" -config ca.cnf 2>/dev/null
   echo "$serial" > ca/serial
-  openssl ca -batch -selfsign -keyfile ca.key -config ca.cnf -extensions v3_ca \
+  openssl ca -batch -selfsign -keyfile "$key" -config ca.cnf -extensions v3_ca \
     -startdate "$start" -enddate "$end" -in "$cert.csr" -out "$cert" -notext 2>/dev/null
 }
 openssl genrsa -out ca.key 2048 2>/dev/null
@@ -128,6 +130,10 @@ cp "$out/fiel_valid/private_key.key" "$out/mismatch/private_key.key"
 openssl x509 -in ca.pem -outform DER -out "$out/ca.cer"
 self_sign late.pem 02 260101000000Z 460101000000Z
 openssl x509 -in late.pem -outform DER -out "$out/late_ca.cer"
+# A CA whose validity ended in 2015 (config check and the start-up log say so).
+openssl genrsa -out expired.key 2048 2>/dev/null
+self_sign expired.pem 03 100101000000Z 150101000000Z expired.key "/CN=AC Vencida de Pruebas/O=Otra CA de pruebas"
+openssl x509 -in expired.pem -outform DER -out "$out/expired_ca.cer"
 openssl x509 -inform DER -in "$out/csd_valid/certificate.cer" -outform PEM -out "$out/csd_valid/certificate.pem"
 # Trusted-issuer files that must not let the fixtures in: a CA that signed none of them, and a
 # certificate that says CA:TRUE but whose keyUsage does not allow signing certificates.

@@ -625,11 +625,32 @@ fn config_check(settings: &Settings) -> Result<(), String> {
         })?;
     }
     if let Some(path) = &settings.vault_trusted_issuers {
-        startup::certificate_inspector(settings).map_err(|e| e.to_string())?;
+        let issuers = startup::trusted_issuers(settings)
+            .map_err(|e| e.to_string())?
+            .ok_or("INCREMENTA_VAULT_TRUSTED_ISSUERS: no certificates")?;
         println!(
             "vault: stores only certificates of the trusted issuers in {}",
             path.display()
         );
+        let now = kernel::Clock::now(&kernel::SystemClock);
+        let expired = startup::expired_issuers(&issuers, now);
+        let day = |t: Option<kernel::Timestamp>| {
+            t.map_or_else(|| "?".to_owned(), |t| t.format("%Y-%m-%d").to_string())
+        };
+        for (n, c) in issuers.certificates().iter().enumerate() {
+            let note = if expired.contains(c) {
+                " (EXPIRED: vouches only for credentials it issued before then)"
+            } else {
+                ""
+            };
+            println!(
+                "vault: trusted issuer {}: {}, valid {} to {}{note}",
+                n + 1,
+                c.name,
+                day(c.valid_from),
+                day(c.valid_to)
+            );
+        }
     }
     println!("{settings:#?}");
     println!("configuration OK");

@@ -154,23 +154,62 @@ pub fn keyring(settings: &Settings) -> Result<(Keyring, KeySource), StartupError
     .map_err(StartupError::Key)
 }
 
-/// The SAT inspector: with `INCREMENTA_VAULT_TRUSTED_ISSUERS`, one that accepts only
-/// certificates those CAs signed.
+/// The CAs of `INCREMENTA_VAULT_TRUSTED_ISSUERS`, when it is set.
 ///
 /// # Errors
 /// `TrustedIssuers` when the file cannot be read or holds no usable certificate.
-pub fn certificate_inspector(
+pub fn trusted_issuers(
     settings: &Settings,
-) -> Result<Arc<dyn vault::CertificateInspector>, StartupError> {
+) -> Result<Option<crypto::TrustedIssuers>, StartupError> {
     let Some(path) = &settings.vault_trusted_issuers else {
-        return Ok(Arc::new(SatInspector));
+        return Ok(None);
     };
     let failed = |why: String| StartupError::TrustedIssuers {
         path: path.display().to_string(),
         why,
     };
     let bytes = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
-    let issuers = crypto::TrustedIssuers::from_bytes(&bytes).map_err(|e| failed(e.to_string()))?;
+    crypto::TrustedIssuers::from_bytes(&bytes)
+        .map(Some)
+        .map_err(|e| failed(e.to_string()))
+}
+
+/// The trusted CA certificates whose validity has ended at `now`: they still vouch for the
+/// credentials they issued while valid, and for no newer ones (a file of only those makes the
+/// vault refuse every new credential).
+#[must_use]
+pub fn expired_issuers(
+    issuers: &crypto::TrustedIssuers,
+    now: kernel::Timestamp,
+) -> Vec<crypto::TrustedIssuer> {
+    issuers
+        .certificates()
+        .into_iter()
+        .filter(|c| c.valid_to.is_some_and(|end| end <= now))
+        .collect()
+}
+
+/// The SAT inspector: with `INCREMENTA_VAULT_TRUSTED_ISSUERS`, one that accepts only
+/// certificates those CAs signed; a CA certificate of the file that has expired at `now` is
+/// logged as a warning.
+///
+/// # Errors
+/// `TrustedIssuers` when the file cannot be read or holds no usable certificate.
+pub fn certificate_inspector(
+    settings: &Settings,
+    now: kernel::Timestamp,
+) -> Result<Arc<dyn vault::CertificateInspector>, StartupError> {
+    let Some(issuers) = trusted_issuers(settings)? else {
+        return Ok(Arc::new(SatInspector));
+    };
+    for expired in expired_issuers(&issuers, now) {
+        tracing::warn!(
+            issuer = %expired.name,
+            valid_to = ?expired.valid_to,
+            "a trusted issuer's certificate has expired: it vouches only for credentials it \
+             issued before then"
+        );
+    }
     tracing::info!(
         certificates = issuers.len(),
         "the vault accepts only certificates of the trusted issuers"
@@ -529,7 +568,7 @@ pub async fn vault_for_cli(settings: &Settings) -> Result<KeysCli, StartupError>
     let vault = vault_service(
         &ring,
         &store,
-        certificate_inspector(settings)?,
+        certificate_inspector(settings, SystemClock.now())?,
         Arc::new(SystemClock),
         Arc::new(RandomIds),
     );
@@ -828,7 +867,7 @@ impl Application {
         let vault = vault_service(
             &keyring,
             &store,
-            certificate_inspector(settings)?,
+            certificate_inspector(settings, clock.now())?,
             clock.clone(),
             ids.clone(),
         );

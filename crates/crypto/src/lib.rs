@@ -27,8 +27,8 @@ pub use hasher::{Argon2Hasher, HashParams, HashStats, legacy_hash};
 pub use master_key::{KeySource, Keyring, MasterKey};
 pub use otp::{HmacSha1Otp, MfaRandom};
 pub use sat::{
-    SatInspector, TrustedIssuers, TrustingSatInspector, fuzz_decrypt_key, fuzz_inspect,
-    verify_signature,
+    SatInspector, TrustedIssuer, TrustedIssuers, TrustingSatInspector, fuzz_decrypt_key,
+    fuzz_inspect, verify_signature,
 };
 pub use tokens::{RandomIds, RandomTokens, temporary_password};
 

@@ -332,6 +332,8 @@ pub struct TrustedIssuers {
 }
 
 struct Anchor {
+    /// The subject's common name (or its whole name), for the operator.
+    name: String,
     subject: Vec<u8>,
     key: RsaPublicKey,
     /// The CA certificate's validity (Unix seconds): it vouches only for certificates issued
@@ -402,6 +404,7 @@ impl TrustedIssuers {
                 let key = rsa_public_key(&cert).map_err(|_| bad("not an RSA certificate"))?;
                 let validity = cert.validity();
                 Ok(Anchor {
+                    name: issuer_name(cert.subject()),
                     subject: cert.subject().as_raw().to_vec(),
                     key,
                     not_before: validity.not_before.timestamp(),
@@ -421,6 +424,20 @@ impl TrustedIssuers {
     #[must_use]
     pub fn len(&self) -> usize {
         self.anchors.len()
+    }
+
+    /// Each trusted certificate's name and validity, in the file's order, for the operator
+    /// (`config check`, the start-up log).
+    #[must_use]
+    pub fn certificates(&self) -> Vec<TrustedIssuer> {
+        self.anchors
+            .iter()
+            .map(|a| TrustedIssuer {
+                name: a.name.clone(),
+                valid_from: chrono::DateTime::from_timestamp(a.not_before, 0),
+                valid_to: chrono::DateTime::from_timestamp(a.not_after, 0),
+            })
+            .collect()
     }
 
     /// Never: [`Self::from_bytes`] refuses an empty bundle.
@@ -456,6 +473,17 @@ impl TrustedIssuers {
             .filter(|a| (a.not_before..=a.not_after).contains(&issued_at))
             .any(|a| a.key.verify(scheme.clone(), &digest, signature).is_ok())
     }
+}
+
+/// One trusted CA certificate as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedIssuer {
+    /// Its subject's common name.
+    pub name: String,
+    /// Start of its validity (`None`: out of the representable range).
+    pub valid_from: Option<chrono::DateTime<chrono::Utc>>,
+    /// End of its validity: it vouches for credentials issued until then, and for no later ones.
+    pub valid_to: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The [`CertificateInspector`] that also requires a trusted issuer: [`SatInspector`]'s checks,

@@ -272,6 +272,26 @@ fn config_check_names_the_wrong_value_and_never_prints_secrets() {
     let (code, out) = config_check(&[("INCREMENTA_VAULT_TRUSTED_ISSUERS", &ca)]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("trusted issuers in"), "{out}");
+    assert!(
+        out.contains(
+            "trusted issuer 1: AC de Pruebas IncrementaCRM, valid 2015-01-01 to 2045-01-01\n"
+        ),
+        "{out}"
+    );
+    // A CA certificate that has expired is named as such (the check still passes: it vouches
+    // for what it issued while valid).
+    let expired = format!(
+        "{}/../../crates/crypto/tests/fixtures/expired_ca.cer",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (code, out) = config_check(&[("INCREMENTA_VAULT_TRUSTED_ISSUERS", &expired)]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(
+            "trusted issuer 1: AC Vencida de Pruebas, valid 2010-01-01 to 2015-01-01 (EXPIRED"
+        ),
+        "{out}"
+    );
     let (code, out) = config_check(&[("INCREMENTA_VAULT_TRUSTED_ISSUERS", "/nonexistent/cas.pem")]);
     assert_ne!(code, Some(0), "{out}");
     assert!(out.contains("INCREMENTA_VAULT_TRUSTED_ISSUERS"), "{out}");
