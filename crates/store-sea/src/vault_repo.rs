@@ -63,49 +63,29 @@ impl Meta {
 }
 
 fn to_sealed(m: row::Model) -> Result<SealedCredential, VaultError> {
-    let row::Model {
-        id,
-        company_id,
-        kind,
-        rfc,
-        representative_rfc,
-        curp,
-        legal_name,
-        certificate_number,
-        issuer,
-        valid_from,
-        valid_to,
-        created_by,
-        created_at,
-        key_id,
-        certificate,
-        private_key,
-        password,
-        expiry_notice,
-    } = m;
     let meta = Meta {
-        id,
-        company_id,
-        kind,
-        rfc,
-        representative_rfc,
-        curp,
-        legal_name,
-        certificate_number,
-        issuer,
-        valid_from,
-        valid_to,
-        created_by,
-        created_at,
-        expiry_notice,
+        id: m.id,
+        company_id: m.company_id,
+        kind: m.kind,
+        rfc: m.rfc,
+        representative_rfc: m.representative_rfc,
+        curp: m.curp,
+        legal_name: m.legal_name,
+        certificate_number: m.certificate_number,
+        issuer: m.issuer,
+        valid_from: m.valid_from,
+        valid_to: m.valid_to,
+        created_by: m.created_by,
+        created_at: m.created_at,
+        expiry_notice: m.expiry_notice,
     };
     Ok(SealedCredential {
         credential: meta.credential()?,
-        key_id: u32::try_from(key_id)
+        key_id: u32::try_from(m.key_id)
             .map_err(|_| internal(corrupt("fiscal_credentials", "key_id")))?,
-        certificate: Sealed::new(certificate),
-        private_key: Sealed::new(private_key),
-        password: Sealed::new(password),
+        certificate: Sealed::new(m.certificate),
+        private_key: Sealed::new(m.private_key),
+        password: Sealed::new(m.password),
     })
 }
 
