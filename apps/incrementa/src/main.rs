@@ -446,8 +446,8 @@ async fn audit_cmd(settings: &Settings, cmd: AuditCommand) -> Result<(), String>
     Ok(())
 }
 
-/// The `users` commands: the temporary password alone on standard output, what was done on
-/// standard error.
+/// The `users` commands. `reset-password` prints the temporary password alone on standard
+/// output (what was done goes to standard error); `reset-mfa` prints what was done.
 #[allow(clippy::print_stdout)] // a command-line tool's answer
 async fn users_cmd(settings: &Settings, cmd: UsersCommand) -> Result<(), String> {
     let email = match &cmd {

@@ -38,7 +38,7 @@ impl kernel::IdGenerator for RandomIds {
 /// A temporary password for the operator's reset (`incrementa users reset-password`), from the
 /// operating system's generator: 16 characters drawn from letters, digits and `#%+=-_`, then one
 /// each of an upper-case letter, a lower-case letter, a digit and a symbol, so it meets the
-/// password policy (about 113 bits). Only for handing over once; the user should change it.
+/// password policy (about 110 bits). Only for handing over once; the user should change it.
 #[must_use]
 pub fn temporary_password() -> accounts::Password {
     const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
