@@ -133,8 +133,8 @@ enum UsersCommand {
     /// a new random password, printed once on standard output for you to hand over on a channel
     /// you trust. Every session of theirs is revoked, the change is recorded on their company's
     /// audit chain as the operator's, and they are e-mailed that their password changed. Their
-    /// MFA is left as it is; a lock from failed logins is lifted. They should change the
-    /// password at once (`PUT /v1/me/password`).
+    /// MFA is left as it is; a lock from failed logins is lifted. Until they change the
+    /// password (`PUT /v1/me/password`), their sessions may do nothing else.
     ResetPassword {
         /// The user's e-mail address (their login).
         email: String,
@@ -490,8 +490,8 @@ async fn users_cmd(settings: &Settings, cmd: UsersCommand) -> Result<(), String>
             }
             eprintln!(
                 "the password of {} (user {}, company {}) was reset: hand it over on a channel you \
-                 trust and have them change it at once; every session of theirs was revoked and \
-                 they were e-mailed that their password changed",
+                 trust; they must change it before doing anything else; every session of theirs \
+                 was revoked and they were e-mailed that their password changed",
                 email.as_str(),
                 user.id,
                 user.company_id

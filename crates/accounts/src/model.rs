@@ -279,6 +279,9 @@ pub struct User {
     pub created_at: Timestamp,
     /// Last changed.
     pub updated_at: Timestamp,
+    /// Set by the operator's reset (the password was handed over by someone else): until the
+    /// user changes it, their sessions may only change it (see the HTTP guard).
+    pub password_change_required: bool,
 }
 
 impl User {

@@ -415,6 +415,7 @@ mod tests {
             revokes: PermissionSet::empty(),
             created_at: t0(),
             updated_at: t0(),
+            password_change_required: false,
         }
     }
     fn pending() -> OwnershipTransfer {

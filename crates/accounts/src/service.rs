@@ -254,6 +254,7 @@ impl AccountService {
             revokes: rbac::PermissionSet::empty(),
             created_at: now,
             updated_at: now,
+            password_change_required: false,
         };
         let audit = vec![
             self.record(Action::COMPANY_CREATED, Outcome::Success, ctx)
@@ -342,6 +343,7 @@ impl AccountService {
             revokes: rbac::PermissionSet::empty(),
             created_at: now,
             updated_at: now,
+            password_change_required: false,
         };
         let audit = vec![
             self.record(Action::USER_CREATED, Outcome::Success, ctx)
@@ -907,6 +909,8 @@ impl AccountService {
         let mut updated = user;
         updated.password_hash = self.hasher.hash(new_password).await?;
         updated.updated_at = now;
+        // A password the operator handed over is replaced: the restriction lifts.
+        updated.password_change_required = false;
         let audit = vec![
             self.record(Action::USER_PASSWORD_CHANGED, Outcome::Success, ctx)
                 .by(actor)
@@ -932,9 +936,10 @@ impl AccountService {
     /// `new_password`, which the operator hands over on a channel they trust. The password
     /// policy applies as to any new password; every session of the user is revoked; the change
     /// is recorded on the user's company chain without an actor and with `"by": "operator"`,
-    /// and the user is e-mailed that their password changed. MFA is untouched: a user with
-    /// TOTP still needs their code to log in. A deactivated user is refused (activating is the
-    /// company's decision, not the operator's).
+    /// and the user is e-mailed that their password changed. Until the user changes it
+    /// (`change_password` clears [`User::password_change_required`]), their sessions may only
+    /// do that. MFA is untouched: a user with TOTP still needs their code to log in. A
+    /// deactivated user is refused (activating is the company's decision, not the operator's).
     ///
     /// # Errors
     /// `NotFound` (no user with that e-mail), `Forbidden` (deactivated), `PasswordPolicy`,
@@ -963,6 +968,9 @@ impl AccountService {
         let mut updated = user;
         updated.password_hash = self.hasher.hash(new_password).await?;
         updated.updated_at = now;
+        // Someone else knows this password: until the user changes it, their sessions may
+        // only change it.
+        updated.password_change_required = true;
         let audit = vec![
             self.record(Action::USER_PASSWORD_CHANGED, Outcome::Success, &ctx)
                 .company(updated.company_id)

@@ -185,6 +185,45 @@ fn open_during_mfa_enrolment(method: &actix_web::http::Method, path: &str) -> bo
         .any(|(m, p)| *m == method.as_str() && *p == path)
 }
 
+/// The routes a session whose password was handed over by the operator may call until the user
+/// changes it: change it, see itself and its sessions, log out. Everything else answers 403
+/// `password_change_required`.
+pub const OPEN_DURING_PASSWORD_CHANGE: &[(&str, &str)] = &[
+    ("GET", "/v1/me"),
+    ("PUT", "/v1/me/password"),
+    ("GET", "/v1/sessions"),
+    ("DELETE", "/v1/sessions/current"),
+];
+
+fn open_during_password_change(method: &actix_web::http::Method, path: &str) -> bool {
+    OPEN_DURING_PASSWORD_CHANGE
+        .iter()
+        .any(|(m, p)| *m == method.as_str() && *p == path)
+}
+
+const PASSWORD_CHANGE_REQUIRED: &str = "password_change_required";
+const MFA_ENROLMENT_REQUIRED: &str = "mfa_enrolment_required";
+
+/// What keeps a restricted actor from `method path`, if anything: a password the operator reset
+/// must be changed first (`password_change_required`), then an Owner or Admin bound by the
+/// company's MFA policy must enrol (`mfa_enrolment_required`). While both apply, the password
+/// change's routes stay open, so the user can change it and then enrol.
+fn restriction(
+    actor: &Actor,
+    method: &actix_web::http::Method,
+    path: &str,
+) -> Option<&'static str> {
+    let for_password = actor.password_change_only && open_during_password_change(method, path);
+    if actor.password_change_only && !for_password {
+        Some(PASSWORD_CHANGE_REQUIRED)
+    } else if actor.mfa_enrolment_only && !for_password && !open_during_mfa_enrolment(method, path)
+    {
+        Some(MFA_ENROLMENT_REQUIRED)
+    } else {
+        None
+    }
+}
+
 fn bearer(req: &ServiceRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -213,16 +252,20 @@ pub(crate) async fn guard(
         Ok(auth) => auth,
         Err(e) => return Ok(req.error_response(ApiError::from(e))),
     };
-    if auth.actor.mfa_enrolment_only && !open_during_mfa_enrolment(req.method(), path) {
+    if let Some(code) = restriction(&auth.actor, req.method(), path) {
         let ctx = context_of(req.request());
         if let Err(e) = state
             .sessions
-            .record_denied(&auth.actor, path, "mfa_enrolment_required", path, &ctx)
+            .record_denied(&auth.actor, path, code, path, &ctx)
             .await
         {
             return Ok(req.error_response(ApiError::from(e)));
         }
-        return Ok(req.error_response(ApiError::mfa_enrolment_required()));
+        return Ok(req.error_response(if code == PASSWORD_CHANGE_REQUIRED {
+            ApiError::password_change_required()
+        } else {
+            ApiError::mfa_enrolment_required()
+        }));
     }
     if let Some(permission) = access.permission()
         && !authorize(&auth.actor, permission, Scope::Company).is_allowed()
@@ -258,4 +301,59 @@ pub(crate) async fn guard(
     }
     req.extensions_mut().insert(auth);
     next.call(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::Method;
+    use kernel::{CompanyId, SessionId, UserId};
+    use rbac::{Actor, Role};
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn owner() -> Actor {
+        Actor::new(
+            UserId::from_uuid(Uuid::from_u128(1)),
+            CompanyId::from_uuid(Uuid::from_u128(2)),
+            SessionId::from_uuid(Uuid::from_u128(3)),
+            Role::Owner,
+            Role::Owner.default_permissions(),
+        )
+    }
+
+    /// Each restriction opens its own routes only; with both, the password comes first (its
+    /// routes open, enrolment closed) so the user is never stuck between the two; without
+    /// either nothing is held back here.
+    #[test]
+    fn restricted_actors_reach_only_their_way_out() {
+        let put_password = (Method::PUT, "/v1/me/password");
+        let enrol = (Method::POST, "/v1/me/mfa/totp");
+        let users = (Method::GET, "/v1/users");
+        let me = (Method::GET, "/v1/me");
+        let check = |actor: &Actor, (m, p): &(Method, &str)| restriction(actor, m, p);
+
+        let free = owner();
+        for route in [&put_password, &enrol, &users, &me] {
+            assert_eq!(check(&free, route), None);
+        }
+        let password = owner().restricted_to_password_change();
+        assert_eq!(check(&password, &put_password), None);
+        assert_eq!(check(&password, &me), None);
+        assert_eq!(check(&password, &enrol), Some(PASSWORD_CHANGE_REQUIRED));
+        assert_eq!(check(&password, &users), Some(PASSWORD_CHANGE_REQUIRED));
+
+        let mfa = owner().restricted_to_mfa_enrolment();
+        assert_eq!(check(&mfa, &enrol), None);
+        assert_eq!(check(&mfa, &put_password), Some(MFA_ENROLMENT_REQUIRED));
+        assert_eq!(check(&mfa, &users), Some(MFA_ENROLMENT_REQUIRED));
+
+        let both = owner()
+            .restricted_to_mfa_enrolment()
+            .restricted_to_password_change();
+        assert_eq!(check(&both, &put_password), None);
+        assert_eq!(check(&both, &me), None);
+        assert_eq!(check(&both, &enrol), Some(PASSWORD_CHANGE_REQUIRED));
+        assert_eq!(check(&both, &users), Some(PASSWORD_CHANGE_REQUIRED));
+    }
 }

@@ -305,6 +305,9 @@ pub(crate) struct MeDto {
     pub mfa_enabled: bool,
     #[schema(schema_with = schemas::permission_list)]
     pub permissions: Vec<&'static str>,
+    /// Present (`true`) while the caller must change a password the operator reset.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub password_change_required: bool,
 }
 
 /// A session just created.
@@ -346,6 +349,10 @@ pub(crate) struct LoginDto {
     /// Present when a recovery code was used: how many are left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery_codes_remaining: Option<u32>,
+    /// The password was reset by the platform's operator: only `PUT /v1/me/password` (and the
+    /// caller's profile, sessions and logout) answer until it is changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_change_required: Option<bool>,
 }
 
 /// One of the caller's open sessions.

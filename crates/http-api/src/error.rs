@@ -85,6 +85,17 @@ impl ApiError {
         )
     }
 
+    /// 403 for a session whose user must change a password the operator handed over.
+    #[must_use]
+    pub fn password_change_required() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "password_change_required",
+            "Password change required",
+            "your password was reset by the platform's operator: change it with PUT /v1/me/password",
+        )
+    }
+
     /// 404, also for another company's ids.
     #[must_use]
     pub fn not_found() -> Self {

@@ -28,7 +28,7 @@ use actix_web::{App, middleware, web};
 use async_trait::async_trait;
 use sessions::SessionService;
 
-pub use auth::{Auth, ClientContext, OPEN_DURING_MFA_ENROLMENT};
+pub use auth::{Auth, ClientContext, OPEN_DURING_MFA_ENROLMENT, OPEN_DURING_PASSWORD_CHANGE};
 pub use error::ApiError;
 pub use routes::{Access, RouteDecl};
 

@@ -391,10 +391,14 @@ fn decorate(op: &mut Operation, route: &RouteDecl) {
             problem(if access.needs_step_up() {
                 "`forbidden`: the caller lacks the permission or a further rule refuses; \
                  `reauthentication_required`: no re-authentication in the last 5 minutes; \
-                 `mfa_enrolment_required`: an Owner or Admin must enrol in MFA first."
+                 `mfa_enrolment_required`: an Owner or Admin must enrol in MFA first; \
+                 `password_change_required`: the operator reset the caller's password, \
+                 which must be changed first."
             } else {
                 "`forbidden`: the caller lacks the permission or a further rule refuses; \
-                 `mfa_enrolment_required`: an Owner or Admin must enrol in MFA first."
+                 `mfa_enrolment_required`: an Owner or Admin must enrol in MFA first; \
+                 `password_change_required`: the operator reset the caller's password, \
+                 which must be changed first."
             }),
         );
     }

@@ -391,9 +391,12 @@ mod tests {
     }
 
     #[test]
-    fn the_routes_open_during_mfa_enrolment_exist_and_need_no_permission() {
+    fn the_routes_open_during_mfa_enrolment_or_a_password_change_exist_and_need_no_permission() {
         let table = table();
-        for (method, path) in crate::OPEN_DURING_MFA_ENROLMENT {
+        for (method, path) in crate::OPEN_DURING_MFA_ENROLMENT
+            .iter()
+            .chain(crate::OPEN_DURING_PASSWORD_CHANGE)
+        {
             let route = table
                 .iter()
                 .find(|r| r.method.as_str() == *method && r.path == *path)

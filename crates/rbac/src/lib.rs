@@ -63,6 +63,11 @@ pub struct Actor {
     /// enrolled. Such an actor holds no permission at all and may only enrol (the HTTP guard
     /// lets it reach the enrolment routes, its profile and logout).
     pub mfa_enrolment_only: bool,
+    /// The user's password was handed over by the platform's operator (`incrementa users
+    /// reset-password`) and not changed since. Such an actor holds no permission at all and may
+    /// only change the password (the HTTP guard lets it reach that route, its profile and
+    /// logout).
+    pub password_change_only: bool,
 }
 
 impl Actor {
@@ -83,6 +88,7 @@ impl Actor {
             permissions,
             reauthenticated_at: None,
             mfa_enrolment_only: false,
+            password_change_only: false,
         }
     }
 
@@ -92,6 +98,15 @@ impl Actor {
     pub const fn restricted_to_mfa_enrolment(mut self) -> Self {
         self.permissions = PermissionSet::empty();
         self.mfa_enrolment_only = true;
+        self
+    }
+
+    /// The same actor restricted to changing its password: every permission is dropped, so
+    /// [`authorize`] denies everything whatever the caller checks.
+    #[must_use]
+    pub const fn restricted_to_password_change(mut self) -> Self {
+        self.permissions = PermissionSet::empty();
+        self.password_change_only = true;
         self
     }
 
@@ -249,6 +264,25 @@ mod tests {
             }
         }
         assert!(!actor(Role::Owner).mfa_enrolment_only);
+    }
+
+    #[test]
+    fn an_actor_restricted_to_a_password_change_is_denied_everything() {
+        let owner = actor(Role::Owner).restricted_to_password_change();
+        assert!(owner.password_change_only);
+        for permission in Permission::ALL {
+            assert_eq!(
+                authorize(&owner, permission, Scope::Own { owner: user(1) }),
+                Decision::Deny,
+                "{permission}"
+            );
+            assert_eq!(
+                authorize(&owner, permission, Scope::Company),
+                Decision::Deny,
+                "{permission}"
+            );
+        }
+        assert!(!actor(Role::Owner).password_change_only);
     }
 
     #[test]

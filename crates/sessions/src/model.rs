@@ -134,6 +134,8 @@ pub struct LoginOutcome {
     pub mfa_notice: Option<MfaNotice>,
     /// The second factor used, if any.
     pub factor: Option<mfa::FactorUsed>,
+    /// The password was handed over by the operator: the session may only change it.
+    pub password_change_required: bool,
 }
 
 /// One line of `GET /v1/sessions`.

@@ -460,6 +460,7 @@ impl SessionService {
             revoked_session_ids,
             mfa_notice,
             factor,
+            password_change_required: user.password_change_required,
         })
     }
 
@@ -539,6 +540,13 @@ impl SessionService {
         // MFA-2: the restriction lifts as soon as the user has enrolled.
         let actor = if session.mfa_enrolment_only && !user.mfa_enabled {
             actor.restricted_to_mfa_enrolment()
+        } else {
+            actor
+        };
+        // A password the operator handed over: only changing it is allowed until it is changed
+        // (read from the user at every request, so it lifts with the change).
+        let actor = if user.password_change_required {
+            actor.restricted_to_password_change()
         } else {
             actor
         };

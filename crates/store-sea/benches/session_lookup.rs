@@ -117,6 +117,7 @@ fn setup(
             revokes: rbac::PermissionSet::empty(),
             created_at: now,
             updated_at: now,
+            password_change_required: false,
         };
         store
             .create_company_with_owner(&company, &user, vec![])

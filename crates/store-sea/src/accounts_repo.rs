@@ -45,6 +45,7 @@ pub(crate) fn to_user(m: user::Model) -> Result<User, AccountsError> {
         revokes: permission_set(&m.permission_revokes),
         created_at: m.created_at,
         updated_at: m.updated_at,
+        password_change_required: m.password_change_required == Some(true),
     })
 }
 
@@ -101,6 +102,7 @@ fn user_row(u: &User) -> user::ActiveModel {
         session_seq: Set(0),
         created_at: Set(u.created_at),
         updated_at: Set(u.updated_at),
+        password_change_required: Set(u.password_change_required.then_some(true)),
     }
 }
 
@@ -373,6 +375,10 @@ impl AccountRepository for SeaStore {
                 Expr::value(permission_names(user.revokes)),
             )
             .col_expr(user::Column::UpdatedAt, Expr::value(user.updated_at))
+            .col_expr(
+                user::Column::PasswordChangeRequired,
+                Expr::value(user.password_change_required.then_some(true)),
+            )
             .filter(user::Column::Id.eq(user.id.as_uuid()))
             .filter(user::Column::CompanyId.eq(user.company_id.as_uuid()))
             .exec(&txn)

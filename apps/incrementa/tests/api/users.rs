@@ -252,7 +252,8 @@ async fn another_companys_users_answer_404_and_stay_unchanged() {
 
 /// Break glass (`incrementa users reset-password`): an Owner locked out of their account gets a
 /// new random password from the operator. The old password and every session stop working at
-/// once, the new one logs in (the lock from failed logins lifted), the change is on the
+/// once, the new one logs in (the lock from failed logins lifted) to a session that may only
+/// change it until it is changed, the change is on the
 /// company's chain as the operator's (never
 /// the password), the Owner is mailed, and the chain still verifies. An unknown address or a
 /// malformed one changes nothing and says so.
@@ -296,6 +297,7 @@ async fn the_operator_resets_a_locked_out_owners_password() {
         assert_eq!(password.chars().count(), 20, "{b}: {out}");
         assert_ne!(password, PASSWORD, "{b}");
 
+        assert_eq!(app.outbox_count("password_changed").await, 1, "{b}");
         assert_problem(
             &app.call("GET", "/v1/me", Some(&before), None).await,
             401,
@@ -308,6 +310,51 @@ async fn the_operator_resets_a_locked_out_owners_password() {
         );
         let after = app.login("owner@example.com", &password).await;
         assert_eq!(after.status, 201, "{b}: {}", after.raw);
+        // Someone else knows that password: until the Owner changes it, the session may only
+        // change it (and see itself).
+        assert_eq!(
+            after.body["password_change_required"], true,
+            "{b}: {}",
+            after.raw
+        );
+        let token = after.body["token"].as_str().unwrap();
+        let me = app.call("GET", "/v1/me", Some(token), None).await;
+        assert_eq!(me.body["password_change_required"], true, "{b}: {}", me.raw);
+        assert_problem(
+            &app.call("GET", "/v1/users", Some(token), None).await,
+            403,
+            "password_change_required",
+        );
+        let changed = app
+            .call(
+                "PUT",
+                "/v1/me/password",
+                Some(token),
+                Some(json!({
+                    "current_password": password,
+                    "new_password": "Nueva#Clave2026",
+                    "new_password_confirmation": "Nueva#Clave2026"
+                })),
+            )
+            .await;
+        assert_eq!(changed.status, 204, "{b}: {}", changed.raw);
+        let me = app.call("GET", "/v1/me", Some(token), None).await;
+        assert!(
+            me.body.get("password_change_required").is_none(),
+            "{b}: {}",
+            me.raw
+        );
+        assert_eq!(
+            app.call("GET", "/v1/users", Some(token), None).await.status,
+            200,
+            "{b}"
+        );
+        let relogin = app.login("owner@example.com", "Nueva#Clave2026").await;
+        assert_eq!(relogin.status, 201, "{b}");
+        assert!(
+            relogin.body.get("password_change_required").is_none(),
+            "{b}"
+        );
 
         let audit = app.audit_dump().await;
         let target = format!("user:{owner_id}");
@@ -326,9 +373,7 @@ async fn the_operator_resets_a_locked_out_owners_password() {
         );
         assert!(!audit.iter().any(|r| r.contains(&password)), "{b}");
 
-        assert_eq!(app.outbox_count("password_changed").await, 1, "{b}");
         // The company sees it among its alerts, naming the user.
-        let token = after.body["token"].as_str().unwrap();
         let alerts = app.call("GET", "/v1/audit/alerts", Some(token), None).await;
         assert_eq!(alerts.status, 200, "{b}: {}", alerts.raw);
         assert!(

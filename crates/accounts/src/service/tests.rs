@@ -78,6 +78,7 @@ fn user(company: CompanyId, id: u128, role: Role) -> User {
         revokes: rbac::PermissionSet::empty(),
         created_at: now,
         updated_at: now,
+        password_change_required: false,
     }
 }
 
@@ -417,14 +418,20 @@ async fn password_change_needs_the_current_password_and_keeps_only_this_session(
         .unwrap_err();
     assert!(matches!(err, AccountsError::CurrentPasswordInvalid));
 
-    // Right password: stored with a revocation that keeps the current session.
+    // Right password: stored with a revocation that keeps the current session, and the demand
+    // to change a password the operator handed over is lifted.
     let session = me.session_id;
     let mut repo = MockAccountRepository::new();
-    repo.expect_user()
-        .returning(|c, _| Ok(Some(user(c, 1, Role::Vendor))));
+    repo.expect_user().returning(|c, _| {
+        Ok(Some(User {
+            password_change_required: true,
+            ..user(c, 1, Role::Vendor)
+        }))
+    });
     repo.expect_update_user()
         .withf(move |u, revoke, _| {
             u.password_hash.as_str() == "$argon2id$fake"
+                && !u.password_change_required
                 && revoke.as_ref().is_some_and(|r| {
                     r.keep == Some(session) && r.reason == RevocationReason::PasswordChanged
                 })
@@ -493,6 +500,7 @@ async fn the_operator_resets_a_password_revoking_every_session() {
             let record = &audit[0];
             u.id == UserId::from_uuid(uuid::Uuid::from_u128(5))
                 && u.password_hash.as_str() == "$argon2id$fake"
+                && u.password_change_required
                 && revoke.as_ref().is_some_and(|r| {
                     r.keep.is_none()
                         && r.reason == RevocationReason::PasswordChanged

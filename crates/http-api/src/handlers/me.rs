@@ -22,6 +22,7 @@ pub(crate) async fn me(auth: Auth) -> HttpResponse {
         active: user.active,
         mfa_enabled: user.mfa_enabled,
         permissions: auth.actor().permissions.names(),
+        password_change_required: user.password_change_required,
     })
 }
 

@@ -67,6 +67,7 @@ pub(crate) async fn login(
         mfa_enrolment_due,
         mfa_enrolment_required,
         recovery_codes_remaining,
+        password_change_required: outcome.password_change_required.then_some(true),
     }))
 }
 

@@ -32,6 +32,7 @@ fn user(n: u128) -> User {
         revokes: rbac::PermissionSet::empty(),
         created_at: t0(),
         updated_at: t0(),
+        password_change_required: false,
     }
 }
 

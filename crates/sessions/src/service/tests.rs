@@ -41,6 +41,7 @@ fn user(active: bool) -> accounts::User {
         revokes: rbac::PermissionSet::empty(),
         created_at: t0(),
         updated_at: t0(),
+        password_change_required: false,
     }
 }
 
@@ -619,6 +620,29 @@ async fn authenticate_accepts_a_live_session_without_writing() {
             .permissions
             .contains(rbac::Permission::UsersManage)
     );
+}
+
+/// A user whose password the operator handed over authenticates as an actor that may only
+/// change it: no permission at all, and the flag the HTTP guard reads.
+#[tokio::test]
+async fn a_password_to_change_restricts_the_actor_until_it_is_changed() {
+    let flagged = accounts::User {
+        password_change_required: true,
+        ..user(true)
+    };
+    let auth = auth_parts(session(false, t0()), flagged)
+        .build()
+        .authenticate("goodtoken")
+        .await
+        .unwrap();
+    assert!(auth.actor.password_change_only);
+    assert_eq!(auth.actor.permissions, rbac::PermissionSet::empty());
+    let auth = auth_parts(session(false, t0()), user(true))
+        .build()
+        .authenticate("goodtoken")
+        .await
+        .unwrap();
+    assert!(!auth.actor.password_change_only);
 }
 
 #[tokio::test]

@@ -22,6 +22,10 @@ pub struct Model {
     pub session_seq: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// After the operator's reset: the user must change the password before anything else.
+    /// `None` (NULL) means no, and is what a snapshot made before the column existed loads as.
+    #[serde(default)]
+    pub password_change_required: Option<bool>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,6 +19,7 @@ mod m0014_audit_login_index;
 pub(crate) mod m0015_audit_login_network_index;
 mod m0016_audit_alerts_listing_index;
 mod m0017_vault_expiry_notices;
+mod m0018_password_change_required;
 
 /// Runs `statements` in order on PostgreSQL and nothing on SQLite: the migrations that add
 /// PostgreSQL-only functions and triggers (m0011 to m0013).
@@ -86,7 +87,10 @@ pub const ROWS_UNCHANGED: &[&str] = &[
 /// field as `None`: a row of a portable snapshot made before them loads with NULL there, which is
 /// what such a row meant (nothing recorded yet). Guarded by the contract test
 /// `listed_migrations_only_add_nullable_columns` on both databases.
-pub const NULLABLE_COLUMNS_ADDED: &[&str] = &["m0017_vault_expiry_notices"];
+pub const NULLABLE_COLUMNS_ADDED: &[&str] = &[
+    "m0017_vault_expiry_notices",
+    "m0018_password_change_required",
+];
 
 /// Whether a portable snapshot made by a binary with `snapshot` migrations loads into this
 /// binary's schema: the same number, or fewer when every migration after the snapshot's is in
@@ -126,6 +130,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0015_audit_login_network_index::Migration),
             Box::new(m0016_audit_alerts_listing_index::Migration),
             Box::new(m0017_vault_expiry_notices::Migration),
+            Box::new(m0018_password_change_required::Migration),
         ]
     }
 }

@@ -162,6 +162,35 @@ async fn insert_and_update_round_trip() {
         let stored = store.user(c.id, vendor.id).await.unwrap().unwrap();
         assert_eq!(stored.name.as_str(), "Renamed", "{}", db.backend);
         assert!(!stored.active);
+        assert!(!stored.password_change_required, "{}", db.backend);
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM audit_events").await, 2);
+        // The demand to change a password the operator handed over is stored and lifted, and
+        // read the same way by the login's read.
+        for demanded in [true, false] {
+            let mut flagged = stored.clone();
+            flagged.password_change_required = demanded;
+            store.update_user(&flagged, None, vec![]).await.unwrap();
+            let again = store.user(c.id, vendor.id).await.unwrap().unwrap();
+            assert_eq!(again.password_change_required, demanded, "{}", db.backend);
+            let by_email = store.user_by_email(&vendor.email).await.unwrap().unwrap();
+            assert_eq!(
+                by_email.password_change_required, demanded,
+                "{}",
+                db.backend
+            );
+        }
+        let mut born_flagged = user(&c, "w@example.com", Role::Vendor);
+        born_flagged.password_change_required = true;
+        store.insert_user(&born_flagged, vec![]).await.unwrap();
+        assert!(
+            store
+                .user(c.id, born_flagged.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .password_change_required,
+            "{}",
+            db.backend
+        );
     }
 }

@@ -69,6 +69,7 @@ pub fn user(company: &Company, email: &str, role: Role) -> User {
         revokes: rbac::PermissionSet::empty(),
         created_at: t0(),
         updated_at: t0(),
+        password_change_required: false,
     }
 }
 

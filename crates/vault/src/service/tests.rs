@@ -561,6 +561,7 @@ fn member(n: u128, company: u128, role: Role, active: bool) -> accounts::User {
         revokes: rbac::PermissionSet::empty(),
         created_at: t(2025, 1, 1) + chrono::Duration::seconds(i64::try_from(n).unwrap()),
         updated_at: t(2025, 1, 1),
+        password_change_required: false,
     }
 }
 

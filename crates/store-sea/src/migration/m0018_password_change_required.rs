@@ -1,0 +1,35 @@
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Users {
+    Table,
+    PasswordChangeRequired,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // `true` after the operator's reset (`incrementa users reset-password`): the user's
+        // sessions may only change the password until they do. Nullable, NULL meaning false, so
+        // a portable snapshot made before this migration loads (its users had no such demand).
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Users::Table)
+                    .add_column(
+                        ColumnDef::new(Users::PasswordChangeRequired)
+                            .boolean()
+                            .null(),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+}
