@@ -20,18 +20,12 @@ impl MigrationTrait for Migration {
         // VAULT-8: the stage (30, 7, 1 or 0 days) of the last expiry notice sent for a
         // credential; NULL while none was. Nullable, so a portable snapshot made before this
         // migration loads (its rows had none: NULL is what they mean).
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(FiscalCredentials::Table)
-                    .add_column(
-                        ColumnDef::new(FiscalCredentials::ExpiryNotice)
-                            .integer()
-                            .null(),
-                    )
-                    .to_owned(),
-            )
-            .await?;
+        super::add_nullable_column(
+            manager,
+            FiscalCredentials::Table,
+            ColumnDef::new(FiscalCredentials::ExpiryNotice).integer(),
+        )
+        .await?;
         // The hourly pass looks for credentials whose validity ends within a window. The
         // table holds at most 100 rows per company and is small next to the audit log, so a
         // plain index built in the migration's transaction is fine.

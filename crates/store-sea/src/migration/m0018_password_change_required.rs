@@ -19,17 +19,11 @@ impl MigrationTrait for Migration {
         // `true` after the operator's reset (`incrementa users reset-password`): the user's
         // sessions may only change the password until they do. Nullable, NULL meaning false, so
         // a portable snapshot made before this migration loads (its users had no such demand).
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Users::Table)
-                    .add_column(
-                        ColumnDef::new(Users::PasswordChangeRequired)
-                            .boolean()
-                            .null(),
-                    )
-                    .to_owned(),
-            )
-            .await
+        super::add_nullable_column(
+            manager,
+            Users::Table,
+            ColumnDef::new(Users::PasswordChangeRequired).boolean(),
+        )
+        .await
     }
 }

@@ -32,6 +32,23 @@ async fn on_postgres(manager: &SchemaManager<'_>, statements: &[&str]) -> Result
     Ok(())
 }
 
+/// Adds `column` to `table` as a nullable column: the step of every migration in
+/// [`NULLABLE_COLUMNS_ADDED`] (NULL must mean what a row from before the migration meant).
+async fn add_nullable_column(
+    manager: &SchemaManager<'_>,
+    table: impl IntoIden,
+    column: &mut ColumnDef,
+) -> Result<(), DbErr> {
+    manager
+        .alter_table(
+            Table::alter()
+                .table(table)
+                .add_column(column.null())
+                .to_owned(),
+        )
+        .await
+}
+
 /// An index on a table that grows without bound (the audit log and its alerts). SQLite builds it
 /// in its migration. On PostgreSQL the migration leaves it to `build_online_indexes`, which
 /// runs after the migrations commit and builds it with `CREATE INDEX CONCURRENTLY`: a plain
