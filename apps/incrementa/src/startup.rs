@@ -773,12 +773,14 @@ impl Application {
         });
         spawn_review(audit.clone());
         spawn_backups(settings.clone(), store.clone(), clock.clone());
+        let reset_tokens = Arc::new(crypto::ResetTokens::new(&keyring));
         let outbox = notify::OutboxWorker::new(
             store.clone(),
             mailer(settings)?,
             clock.clone(),
             notify::RetryPolicy::default(),
-        );
+        )
+        .with_reset_tokens(reset_tokens.clone());
         spawn_outbox(
             outbox.clone(),
             std::time::Duration::from_secs(settings.outbox_interval_seconds),
@@ -817,6 +819,24 @@ impl Application {
             Duration::hours(1),
             100_000,
         )));
+        // Password-reset requests and failed confirmations: the sign-up limit per client
+        // network, one window for both.
+        let password_resets = accounts::PasswordResetService::new(
+            accounts::ResetPorts {
+                users: store.clone(),
+                resets: store.clone(),
+                tokens: reset_tokens,
+                hasher: hasher.clone(),
+                clock: clock.clone(),
+                ids: ids.clone(),
+            },
+            PasswordPolicy::default(),
+            Arc::new(RateLimiter::<ClientNet>::new(
+                per_ip,
+                Duration::hours(1),
+                100_000,
+            )),
+        );
         let session_config = SessionConfig {
             default_cap: settings.session_limit,
             idle_timeout: Duration::minutes(settings.session_idle_minutes),
@@ -885,6 +905,7 @@ impl Application {
             accounts,
             sessions,
             ownership,
+            password_resets,
             vault,
             mfa,
             incidents: incidents::IncidentService::new(store.clone(), clock.clone(), ids.clone()),

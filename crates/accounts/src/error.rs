@@ -52,7 +52,11 @@ pub enum AccountsError {
     /// The current password given to a password change is wrong.
     #[error("the current password is not correct")]
     CurrentPasswordInvalid,
-    /// Too many sign-ups from this address; retry after this many seconds.
+    /// A password-reset token that is unknown, forged, used, replaced or expired, or whose user
+    /// was deactivated: one answer for all, so it tells nothing.
+    #[error("the password reset link is invalid or has expired; ask for a new one")]
+    ResetTokenInvalid,
+    /// Too many attempts from this address; retry after this many seconds.
     #[error("too many attempts; retry later")]
     RateLimited {
         /// Seconds to wait.

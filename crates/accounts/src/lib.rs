@@ -14,6 +14,7 @@ mod model;
 mod ownership;
 mod password;
 mod ports;
+mod reset;
 mod service;
 
 pub use error::{AccountsError, FieldError};
@@ -28,6 +29,10 @@ pub use password::{Password, PasswordHash, PasswordPolicy, PasswordViolation};
 pub use ports::{
     AccountRepository, PasswordCheck, PasswordHasher, RevocationReason, SessionRevocation,
 };
+pub use reset::{
+    PasswordReset, PasswordResetRepository, PasswordResetService, RESET_RESEND_INTERVAL, RESET_TTL,
+    ResetConfirmation, ResetPorts, ResetTokenVerifier,
+};
 pub use service::{
     AccountService, CompanyPatch, MAX_CHANGES_PAGE, NewUserRequest, SignupRequest, UserPatch,
 };
@@ -36,3 +41,5 @@ pub use service::{
 pub use ownership::MockOwnershipRepository;
 #[cfg(any(test, feature = "mocks"))]
 pub use ports::{MockAccountRepository, MockPasswordHasher};
+#[cfg(any(test, feature = "mocks"))]
+pub use reset::{MockPasswordResetRepository, MockResetTokenVerifier};

@@ -144,6 +144,10 @@ impl Action {
     pub const FISCAL_CREDENTIAL_EXPIRING: Self = Self("fiscal.credential_expiring");
     /// A user's password changed (or rehashed: see `details`).
     pub const USER_PASSWORD_CHANGED: Self = Self("user.password_changed");
+    /// Someone asked for a password-reset e-mail for this user (`POST /v1/password-resets`);
+    /// the record's id is the reset's id, and the mail it causes carries the reset's token,
+    /// made at delivery and never stored.
+    pub const USER_PASSWORD_RESET_REQUESTED: Self = Self("user.password_reset_requested");
     /// Reading the user list or a user (recorded only when denied).
     pub const USERS_READ: Self = Self("users.read");
     /// The company's configuration changed (details: every field, old and new).

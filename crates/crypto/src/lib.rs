@@ -4,6 +4,8 @@
 //!   blocking pool behind a semaphore so logins cannot starve the async executor (OPS-4); unknown
 //!   users are verified against a dummy hash so timing does not reveal which emails exist.
 //! - [`RandomTokens`]: 256-bit session tokens from the OS generator, stored as SHA-256 (SES-3).
+//! - [`ResetTokens`]: password-reset tokens, a MAC of the reset's id, made at delivery and never
+//!   stored.
 //! - [`Keyring`]: the versions of the vault master key, from the environment or a 0600 key file
 //!   created on first start (ENC-1); rotation and retirement (VAULT-7).
 //! - [`AesCtrHmacEnvelope`]: the vault's envelope encryption (VAULT-1, VAULT-2).
@@ -17,6 +19,7 @@ mod envelope;
 mod hasher;
 mod master_key;
 mod otp;
+mod reset_tokens;
 mod sat;
 mod tokens;
 
@@ -26,6 +29,7 @@ pub use envelope::AesCtrHmacEnvelope;
 pub use hasher::{Argon2Hasher, HashParams, HashStats, legacy_hash};
 pub use master_key::{KeySource, Keyring, MasterKey};
 pub use otp::{HmacSha1Otp, MfaRandom};
+pub use reset_tokens::ResetTokens;
 pub use sat::{
     SatInspector, TrustedIssuer, TrustedIssuers, TrustingSatInspector, fuzz_decrypt_key,
     fuzz_inspect, verify_signature,

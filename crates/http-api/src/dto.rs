@@ -120,6 +120,24 @@ pub(crate) struct ConfirmMfaBody {
     pub code: SecretString,
 }
 
+/// The address of the account whose password was forgotten.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"email": "lupita@example.mx"}))]
+pub(crate) struct PasswordResetBody {
+    pub email: String,
+}
+
+/// The code from the password-reset e-mail and the new password, twice.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct PasswordResetConfirmBody {
+    #[schema(value_type = String, format = Password)]
+    pub token: SecretString,
+    #[schema(value_type = String, format = Password)]
+    pub new_password: SecretString,
+    #[schema(value_type = String, format = Password)]
+    pub new_password_confirmation: SecretString,
+}
+
 /// The current password and the new one, twice.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ChangePasswordBody {

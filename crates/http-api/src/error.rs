@@ -251,6 +251,12 @@ impl From<AccountsError> for ApiError {
                 "Current password is wrong",
                 "current_password does not match",
             ),
+            AccountsError::ResetTokenInvalid => Self::new(
+                StatusCode::BAD_REQUEST,
+                "reset_token_invalid",
+                "Invalid or expired reset code",
+                "the password reset code is invalid, used or expired; ask for a new one",
+            ),
             AccountsError::RateLimited { retry_after_secs } => Self::rate_limited(retry_after_secs),
             AccountsError::ReauthenticationRequired => Self::reauthentication_required(),
             AccountsError::Conflict { code, message } => {

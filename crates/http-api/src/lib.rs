@@ -21,7 +21,7 @@ pub mod routes;
 
 use std::sync::Arc;
 
-use accounts::{AccountService, OwnershipService};
+use accounts::{AccountService, OwnershipService, PasswordResetService};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, middleware, web};
@@ -55,6 +55,8 @@ pub struct ApiState {
     pub sessions: SessionService,
     /// Ownership transfers.
     pub ownership: OwnershipService,
+    /// Self-service password resets.
+    pub password_resets: PasswordResetService,
     /// The fiscal vault.
     pub vault: vault::VaultService,
     /// Multi-factor authentication.

@@ -22,7 +22,8 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi, PartialSchema as _, ToSchema};
 
 use crate::handlers::{
-    audit, company, docs, fiscal, incidents, me, mfa, ops, ownership, sessions, signup, users,
+    audit, company, docs, fiscal, incidents, me, mfa, ops, ownership, password_resets, sessions,
+    signup, users,
 };
 use crate::routes::{Access, RouteDecl};
 
@@ -90,6 +91,7 @@ pub(crate) struct FieldProblem {
         ops::healthz, ops::readyz, ops::metrics,
         docs::openapi_json, docs::page, docs::asset,
         signup::signup,
+        password_resets::request, password_resets::confirm,
         sessions::login, sessions::list, sessions::logout, sessions::reauthenticate, sessions::revoke,
         me::me, me::change_password,
         mfa::status, mfa::begin, mfa::confirm, mfa::disable, mfa::regenerate_recovery_codes,
@@ -224,6 +226,19 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
     );
     match (method.as_str(), path) {
         ("POST", "/v1/signup") | ("POST", "/v1/users") => &[VALIDATION, POLICY, EMAIL_TAKEN],
+        ("POST", "/v1/password-resets") => &[(
+            "422",
+            "`validation_failed`: `email` is not an e-mail address (nothing says whether an \
+             address is registered).",
+        )],
+        ("POST", "/v1/password-resets/confirm") => &[
+            (
+                "400",
+                "`reset_token_invalid`: the code is wrong, used, replaced by a newer request or \
+                 expired, or the user was deactivated; ask for a new one.",
+            ),
+            POLICY,
+        ],
         ("POST", "/v1/sessions") => &[(
             "401",
             "`invalid_credentials`: wrong email or password; `mfa_required`: send `totp_code` or \

@@ -6,7 +6,8 @@ use rbac::Permission;
 
 use crate::auth::guard;
 use crate::handlers::{
-    audit, company, docs, fiscal, incidents, me, mfa, ops, ownership, sessions, signup, users,
+    audit, company, docs, fiscal, incidents, me, mfa, ops, ownership, password_resets, sessions,
+    signup, users,
 };
 
 /// What a route requires of its caller.
@@ -91,6 +92,8 @@ pub fn declare<S: RouteSink>(r: &mut S) {
     r.add(Method::GET,    "/docs/{asset}",                           Public,               docs::asset);
     r.add(Method::POST,   "/v1/signup",                              Public,               signup::signup);
     r.add(Method::POST,   "/v1/sessions",                            Public,               sessions::login);
+    r.add(Method::POST,   "/v1/password-resets",                     Public,               password_resets::request);
+    r.add(Method::POST,   "/v1/password-resets/confirm",             Public,               password_resets::confirm);
     r.add(Method::GET,    "/v1/sessions",                            Authenticated,        sessions::list);
     r.add(Method::DELETE, "/v1/sessions/current",                    Authenticated,        sessions::logout);
     r.add(Method::POST,   "/v1/sessions/current/reauthenticate",     Authenticated,        sessions::reauthenticate);
@@ -198,6 +201,8 @@ pub fn body_limit(method: &Method, path: &str) -> usize {
         (
             "POST",
             "/v1/sessions"
+            | "/v1/password-resets"
+            | "/v1/password-resets/confirm"
             | "/v1/sessions/current/reauthenticate"
             | "/v1/me/mfa/totp"
             | "/v1/me/mfa/totp/confirm"
@@ -351,6 +356,8 @@ mod tests {
         ("GET", "/docs/{asset}"),
         ("POST", "/v1/signup"),
         ("POST", "/v1/sessions"),
+        ("POST", "/v1/password-resets"),
+        ("POST", "/v1/password-resets/confirm"),
     ];
 
     #[test]

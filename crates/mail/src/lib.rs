@@ -238,6 +238,7 @@ mod tests {
             template: "mfa_enabled".into(),
             subject: "Activaste la verificación en dos pasos".into(),
             body: "Hola, Ana López:\n\nAcentos: áéíóú ñ".into(),
+            cause: uuid::Uuid::from_u128(43),
             created_at: chrono::Utc
                 .with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
                 .unwrap(),

@@ -17,11 +17,15 @@ mod templates;
 
 pub use outbox::{
     DeliveryReport, Mailer, NotifyError, OutboxMessage, OutboxPurge, OutboxStore, OutboxWorker,
-    RetryPolicy,
+    ResetTokenMinter, RetryPolicy,
 };
 #[cfg(any(test, feature = "mocks"))]
-pub use outbox::{MockMailer, MockOutboxStore};
-pub use templates::{Rendered, render};
+pub use outbox::{MockMailer, MockOutboxStore, MockResetTokenMinter};
+pub use templates::{RESET_TOKEN_PLACEHOLDER, Rendered, render};
+
+/// The template name of password-reset messages: the only ones whose placeholder the outbox
+/// worker fills with a token.
+pub const PASSWORD_RESET_TEMPLATE: &str = "password_reset";
 
 use audit::{Action, Alert, AuditRecord, Outcome};
 use kernel::{CompanyId, Timestamp, UserId};
@@ -47,6 +51,14 @@ pub enum Template {
     NewIpLogin {
         /// The address.
         ip: String,
+    },
+    /// The user asked for a password-reset e-mail. The reset's id is the notice's cause (the
+    /// `user.password_reset_requested` record's id); the stored body holds
+    /// [`RESET_TOKEN_PLACEHOLDER`], which the outbox worker replaces with the token as it hands
+    /// the message over, so the token is never stored.
+    PasswordReset {
+        /// When the token stops working.
+        expires_at: Timestamp,
     },
     /// A security incident affects the user.
     Incident {
@@ -96,6 +108,7 @@ impl Template {
             Self::RecoveryCodesRegenerated => "recovery_codes_regenerated",
             Self::AccountDeactivated => "account_deactivated",
             Self::NewIpLogin { .. } => "new_ip_login",
+            Self::PasswordReset { .. } => PASSWORD_RESET_TEMPLATE,
             Self::Incident { .. } => "incident",
             Self::CredentialExpiring { .. } => "credential_expiring",
             Self::CredentialChanged { uploaded: true, .. } => "credential_uploaded",
@@ -155,6 +168,18 @@ pub fn notices_for_record(record: &AuditRecord) -> Vec<Notice> {
             return Vec::new();
         }
         to_target(Template::PasswordChanged)
+    } else if action == Action::USER_PASSWORD_RESET_REQUESTED {
+        record
+            .details
+            .get("expires_at")
+            .and_then(|e| e.as_str())
+            .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+            .map(|e| {
+                to_target(Template::PasswordReset {
+                    expires_at: e.with_timezone(&chrono::Utc),
+                })
+            })
+            .unwrap_or_default()
     } else if action == Action::MFA_ENABLED {
         to_target(Template::MfaEnabled)
     } else if action == Action::MFA_DISABLED {

@@ -44,6 +44,8 @@ pub struct OutboxMessage {
     pub subject: String,
     /// Plain-text body.
     pub body: String,
+    /// The audit record or alert behind it (for a password reset: the reset's id).
+    pub cause: Uuid,
     /// When it was queued.
     pub created_at: Timestamp,
     /// Delivery attempts so far.
@@ -94,6 +96,13 @@ pub trait Mailer: Send + Sync {
         let _ = before;
         Ok(0)
     }
+}
+
+/// Makes password-reset tokens (the crypto adapter, with a key derived from the master key).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait ResetTokenMinter: Send + Sync {
+    /// The token of reset `reset`; `None` when no key can make one.
+    fn mint(&self, reset: Uuid) -> Option<zeroize::Zeroizing<String>>;
 }
 
 /// What a retention purge removed.
@@ -167,6 +176,7 @@ pub struct OutboxWorker {
     mailer: Arc<dyn Mailer>,
     clock: Arc<dyn Clock>,
     policy: RetryPolicy,
+    reset_tokens: Option<Arc<dyn ResetTokenMinter>>,
 }
 
 impl std::fmt::Debug for OutboxWorker {
@@ -191,7 +201,37 @@ impl OutboxWorker {
             mailer,
             clock,
             policy,
+            reset_tokens: None,
         }
+    }
+
+    /// Lets the worker fill password-reset messages' tokens. Without it such messages fail to
+    /// deliver (and are retried): a reset e-mail never goes out without its token.
+    #[must_use]
+    pub fn with_reset_tokens(mut self, minter: Arc<dyn ResetTokenMinter>) -> Self {
+        self.reset_tokens = Some(minter);
+        self
+    }
+
+    /// Hands `message` to the mailer; a password-reset message goes with its token in place of
+    /// the placeholder, in a copy that is wiped once handed over (the stored body never
+    /// changes).
+    async fn send(&self, message: &OutboxMessage) -> Result<(), NotifyError> {
+        if message.template != crate::PASSWORD_RESET_TEMPLATE {
+            return self.mailer.send(message).await;
+        }
+        let token = self
+            .reset_tokens
+            .as_ref()
+            .and_then(|minter| minter.mint(message.cause))
+            .ok_or_else(|| NotifyError::Delivery("no key to make the reset token".to_owned()))?;
+        let mut finished = message.clone();
+        finished.body = message
+            .body
+            .replace(crate::RESET_TOKEN_PLACEHOLDER, token.as_str());
+        let result = self.mailer.send(&finished).await;
+        zeroize::Zeroize::zeroize(&mut finished.body);
+        result
     }
 
     /// Retention: deletes the delivered and given-up messages queued more than `retention`
@@ -226,7 +266,7 @@ impl OutboxWorker {
             .await?;
         let mut report = DeliveryReport::default();
         for message in due {
-            let result = self.mailer.send(&message).await;
+            let result = self.send(&message).await;
             let at = self.clock.now();
             match result {
                 Ok(()) => {

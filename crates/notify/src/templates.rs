@@ -1,6 +1,8 @@
 //! The wording of notices: Spanish, plain text, and never a secret (the templates take only a
 //! name, an IP address, the incident handler's own message and a SAT certificate's public
-//! facts: its kind, RFC, number and expiry, and who stored or deleted it).
+//! facts: its kind, RFC, number and expiry, and who stored or deleted it). A password-reset
+//! body holds [`RESET_TOKEN_PLACEHOLDER`] where its token goes; the outbox worker fills it in
+//! at delivery.
 
 use crate::Template;
 
@@ -12,6 +14,11 @@ pub struct Rendered {
     /// Plain-text body.
     pub body: String,
 }
+
+/// Where a password-reset body's token goes. The outbox worker replaces it, in messages of the
+/// password-reset template only, with the token of the message's own reset (its cause); a
+/// recipient's name holding this text gets nothing but their own token.
+pub const RESET_TOKEN_PLACEHOLDER: &str = "[[token]]";
 
 const SIGNATURE: &str = "\n\n— Seguridad de IncrementaCRM\n\
 Este mensaje es automático. IncrementaCRM nunca te pedirá tu contraseña, tus códigos de \
@@ -58,6 +65,17 @@ pub fn render(template: &Template, name: &str) -> Rendered {
             "Un administrador de tu empresa desactivó tu cuenta y cerró tus sesiones. Si crees \
              que es un error, habla con él."
                 .to_owned(),
+        ),
+        Template::PasswordReset { expires_at } => (
+            "Restablece tu contraseña de IncrementaCRM".to_owned(),
+            format!(
+                "Alguien pidió restablecer la contraseña de tu cuenta. Si fuiste tú, usa este \
+                 código en la pantalla de restablecimiento; sirve una sola vez, hasta el {} \
+                 (hora UTC):\n\n{RESET_TOKEN_PLACEHOLDER}\n\nAl usarlo se cierran todas tus \
+                 sesiones. Si no lo pediste, ignora este mensaje: tu contraseña no cambia, y \
+                 nadie del equipo de IncrementaCRM te pedirá este código.",
+                expires_at.format("%d/%m/%Y a las %H:%M")
+            ),
         ),
         Template::NewIpLogin { ip } => (
             "Inicio de sesión desde una dirección nueva".to_owned(),

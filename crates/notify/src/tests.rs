@@ -139,6 +139,7 @@ fn every_template_is_spanish_signed_and_greets_by_name() {
         Template::Incident {
             message: "Mensaje".into(),
         },
+        Template::PasswordReset { expires_at: t0() },
         changed(true),
         changed(false),
         expiring("CSD", 12, false),
@@ -341,6 +342,7 @@ fn message(n: u128, attempts: u32) -> OutboxMessage {
         template: "mfa_enabled".into(),
         subject: "s".into(),
         body: "b".into(),
+        cause: Uuid::from_u128(n + 1000),
         created_at: t0(),
         attempts,
     }
@@ -457,4 +459,127 @@ async fn the_retention_purge_cuts_at_the_clock_minus_the_retention() {
     mailer.expect_purge_delivered().times(0);
     let worker = worker_at_t0(store, mailer);
     assert!(worker.purge_finished(Duration::days(1)).await.is_err());
+}
+
+fn reset_record() -> AuditRecord {
+    AuditRecord::new(
+        Uuid::from_u128(99),
+        t0(),
+        Action::USER_PASSWORD_RESET_REQUESTED,
+        Outcome::Success,
+        &RequestContext::default(),
+    )
+    .company(company())
+    .target("user", user(2))
+    .details(serde_json::json!({ "expires_at": (t0() + Duration::minutes(30)).to_rfc3339() }))
+}
+
+#[test]
+fn a_reset_request_mails_its_user_a_body_with_a_placeholder_and_no_token() {
+    let notices = notices_for_record(&reset_record());
+    let expires_at = t0() + Duration::minutes(30);
+    assert_eq!(
+        notices,
+        vec![Notice {
+            company_id: company(),
+            user_id: user(2),
+            template: Template::PasswordReset { expires_at },
+            at: t0(),
+            cause: Uuid::from_u128(99),
+        }]
+    );
+    assert_eq!(notices[0].template.name(), PASSWORD_RESET_TEMPLATE);
+    let mail = render(&notices[0].template, "Ana");
+    assert_eq!(mail.body.matches(RESET_TOKEN_PLACEHOLDER).count(), 1);
+    assert!(
+        mail.body.contains("21/11/2026 a las 12:30"),
+        "{}",
+        mail.body
+    );
+    // A record without its expiry (not what the service writes) mails nobody.
+    let mut bare = reset_record();
+    bare.details = serde_json::json!({});
+    assert_eq!(notices_for_record(&bare), vec![]);
+}
+
+fn reset_message(n: u128) -> OutboxMessage {
+    OutboxMessage {
+        template: PASSWORD_RESET_TEMPLATE.into(),
+        body: format!("Hola, Ana {RESET_TOKEN_PLACEHOLDER}:\n\n{RESET_TOKEN_PLACEHOLDER}\n"),
+        ..message(n, 0)
+    }
+}
+
+/// The worker fills the token of the message's own reset (its cause) into the copy it hands the
+/// mailer; other templates go as stored, placeholder and all.
+#[tokio::test]
+async fn the_worker_fills_each_reset_message_with_its_own_token_at_delivery() {
+    let mut store = MockOutboxStore::new();
+    store.expect_claim_due().returning(|_, _, _| {
+        Ok(vec![
+            reset_message(1),
+            OutboxMessage {
+                body: format!("incident text {RESET_TOKEN_PLACEHOLDER}"),
+                ..message(2, 0)
+            },
+        ])
+    });
+    store
+        .expect_record_attempt()
+        .times(2)
+        .withf(|_, _, error, _| error.is_none())
+        .returning(|_, _, _, _| Ok(()));
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let seen = sent.clone();
+    let mut mailer = MockMailer::new();
+    mailer.expect_send().returning(move |m| {
+        seen.lock().unwrap().push(m.body.clone());
+        Ok(())
+    });
+    let mut minter = MockResetTokenMinter::new();
+    minter
+        .expect_mint()
+        .withf(|reset| *reset == Uuid::from_u128(1001))
+        .times(1)
+        .returning(|reset| Some(zeroize::Zeroizing::new(format!("TOKEN-{reset}"))));
+    let worker = worker_at_t0(store, mailer).with_reset_tokens(Arc::new(minter));
+    let report = worker.run_once().await.unwrap();
+    assert_eq!(report.delivered, 2);
+    let sent = sent.lock().unwrap();
+    let token = format!("TOKEN-{}", Uuid::from_u128(1001));
+    assert_eq!(
+        sent[0],
+        format!("Hola, Ana {token}:\n\n{token}\n"),
+        "a placeholder in the name yields the recipient's own token, nobody else's"
+    );
+    assert_eq!(sent[1], format!("incident text {RESET_TOKEN_PLACEHOLDER}"));
+}
+
+/// Fails closed: without a minter, or when it cannot make a token, the reset message is not
+/// sent (it waits for a retry) and the mailer never sees its placeholder.
+#[tokio::test]
+async fn a_reset_message_without_its_token_is_not_sent() {
+    for minter in [None, Some(())] {
+        let mut store = MockOutboxStore::new();
+        store
+            .expect_claim_due()
+            .returning(|_, _, _| Ok(vec![reset_message(1)]));
+        store
+            .expect_record_attempt()
+            .times(1)
+            .withf(|_, _, error, retry| {
+                error.as_deref() == Some("no key to make the reset token") && retry.is_some()
+            })
+            .returning(|_, _, _, _| Ok(()));
+        let mut mailer = MockMailer::new();
+        mailer.expect_send().times(0);
+        let mut worker = worker_at_t0(store, mailer);
+        if minter.is_some() {
+            let mut m = MockResetTokenMinter::new();
+            m.expect_mint().returning(|_| None);
+            worker = worker.with_reset_tokens(Arc::new(m));
+        }
+        let report = worker.run_once().await.unwrap();
+        assert_eq!(report.retrying, 1);
+    }
 }

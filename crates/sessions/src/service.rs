@@ -568,6 +568,16 @@ impl SessionService {
             .await
     }
 
+    /// Lifts the failed-login lock of `email` (OPS-4) after its password was reset: the lock
+    /// guarded the old password against guessing, and the user must be able to use the new one
+    /// at once.
+    ///
+    /// # Errors
+    /// `Internal`.
+    pub async fn lift_login_lock(&self, email: &Email) -> Result<(), SessionError> {
+        self.throttle.reset(&throttle_key(email.as_str())).await
+    }
+
     /// Deletes the sessions that ended more than [`SessionConfig::ended_retention`] ago, so the
     /// table (and the addresses and user agents it holds) does not grow with every login ever
     /// made, nor each login's look at the user's live sessions with it. Run daily by the server.

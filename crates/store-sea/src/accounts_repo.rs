@@ -1,14 +1,14 @@
 use accounts::{
     AccountRepository, AccountsError, Company, CompanyName, CompanyProfile, ConfigChange, Email,
-    PasswordHash, PersonName, Rfc, SessionRevocation, User,
+    PasswordHash, PasswordReset, PasswordResetRepository, PersonName, Rfc, SessionRevocation, User,
 };
 use async_trait::async_trait;
 use audit::AuditRecord;
-use kernel::{CompanyId, SessionId, UserId};
+use kernel::{CompanyId, SessionId, Timestamp, UserId};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    SqlErr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, SqlErr,
 };
 
 use crate::entity::{company, company_change, session, user};
@@ -103,6 +103,8 @@ fn user_row(u: &User) -> user::ActiveModel {
         created_at: Set(u.created_at),
         updated_at: Set(u.updated_at),
         password_change_required: Set(u.password_change_required.then_some(true)),
+        password_reset_id: Set(None),
+        password_reset_expires_at: Set(None),
     }
 }
 
@@ -357,38 +359,53 @@ impl AccountRepository for SeaStore {
         audit: Vec<AuditRecord>,
     ) -> Result<Vec<SessionId>, AccountsError> {
         let txn = self.write_txn().await.map_err(internal)?;
-        let result = user::Entity::update_many()
-            .col_expr(user::Column::Name, Expr::value(user.name.as_str()))
-            .col_expr(user::Column::Role, Expr::value(user.role.as_str()))
-            .col_expr(user::Column::Active, Expr::value(user.active))
-            .col_expr(
-                user::Column::PasswordHash,
-                Expr::value(user.password_hash.as_str()),
-            )
-            .col_expr(user::Column::MfaEnabled, Expr::value(user.mfa_enabled))
-            .col_expr(
-                user::Column::PermissionGrants,
-                Expr::value(permission_names(user.grants)),
-            )
-            .col_expr(
-                user::Column::PermissionRevokes,
-                Expr::value(permission_names(user.revokes)),
-            )
-            .col_expr(user::Column::UpdatedAt, Expr::value(user.updated_at))
-            .col_expr(
-                user::Column::PasswordChangeRequired,
-                Expr::value(user.password_change_required.then_some(true)),
-            )
-            .filter(user::Column::Id.eq(user.id.as_uuid()))
-            .filter(user::Column::CompanyId.eq(user.company_id.as_uuid()))
-            .exec(&txn)
-            .await
-            .map_err(internal)?;
+        let result = user_update(user).exec(&txn).await.map_err(internal)?;
         if result.rows_affected == 0 {
             return Err(AccountsError::NotFound);
         }
+        self.finish_user_update(txn, user, revoke, audit).await
+    }
+}
+
+/// The statement that stores what the domain may change of `user` (its row in its company).
+fn user_update(user: &User) -> sea_orm::UpdateMany<user::Entity> {
+    user::Entity::update_many()
+        .col_expr(user::Column::Name, Expr::value(user.name.as_str()))
+        .col_expr(user::Column::Role, Expr::value(user.role.as_str()))
+        .col_expr(user::Column::Active, Expr::value(user.active))
+        .col_expr(
+            user::Column::PasswordHash,
+            Expr::value(user.password_hash.as_str()),
+        )
+        .col_expr(user::Column::MfaEnabled, Expr::value(user.mfa_enabled))
+        .col_expr(
+            user::Column::PermissionGrants,
+            Expr::value(permission_names(user.grants)),
+        )
+        .col_expr(
+            user::Column::PermissionRevokes,
+            Expr::value(permission_names(user.revokes)),
+        )
+        .col_expr(user::Column::UpdatedAt, Expr::value(user.updated_at))
+        .col_expr(
+            user::Column::PasswordChangeRequired,
+            Expr::value(user.password_change_required.then_some(true)),
+        )
+        .filter(user::Column::Id.eq(user.id.as_uuid()))
+        .filter(user::Column::CompanyId.eq(user.company_id.as_uuid()))
+}
+
+impl SeaStore {
+    /// After `user`'s row was updated in `txn`: revokes its sessions when asked, writes the
+    /// records (the revocations' first, then `audit`: one append) and commits.
+    async fn finish_user_update(
+        &self,
+        txn: sea_orm::DatabaseTransaction,
+        user: &User,
+        revoke: Option<SessionRevocation>,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Vec<SessionId>, AccountsError> {
         let mut revoked = Vec::new();
-        // The revocations' records come first in the chain, then the change's: one append.
         let mut records = Vec::new();
         if let Some(revocation) = revoke {
             revoked = live_session_ids(&txn, user.company_id, user.id, revocation.at)
@@ -406,5 +423,102 @@ impl AccountRepository for SeaStore {
             .await
             .map_err(internal)?;
         Ok(revoked)
+    }
+}
+
+#[async_trait]
+impl PasswordResetRepository for SeaStore {
+    async fn open_reset(
+        &self,
+        reset: &PasswordReset,
+        keep_if_expires_after: Timestamp,
+        audit: Vec<AuditRecord>,
+    ) -> Result<bool, AccountsError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        let result = user::Entity::update_many()
+            .col_expr(user::Column::PasswordResetId, Expr::value(reset.id))
+            .col_expr(
+                user::Column::PasswordResetExpiresAt,
+                Expr::value(reset.expires_at),
+            )
+            .filter(user::Column::Id.eq(reset.user_id.as_uuid()))
+            .filter(user::Column::CompanyId.eq(reset.company_id.as_uuid()))
+            .filter(
+                Condition::any()
+                    .add(user::Column::PasswordResetExpiresAt.is_null())
+                    .add(user::Column::PasswordResetExpiresAt.lte(keep_if_expires_after)),
+            )
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        if result.rows_affected == 0 {
+            let exists = user::Entity::find()
+                .filter(user::Column::Id.eq(reset.user_id.as_uuid()))
+                .filter(user::Column::CompanyId.eq(reset.company_id.as_uuid()))
+                .count(&txn)
+                .await
+                .map_err(internal)?;
+            return if exists == 0 {
+                Err(AccountsError::NotFound)
+            } else {
+                Ok(false)
+            };
+        }
+        self.commit_with_audit_as(txn, audit, crate::Changed::Users(&[reset.user_id]))
+            .await
+            .map_err(internal)?;
+        Ok(true)
+    }
+
+    async fn reset(&self, id: uuid::Uuid) -> Result<Option<(User, PasswordReset)>, AccountsError> {
+        let Some(m) = user::Entity::find()
+            .filter(user::Column::PasswordResetId.eq(id))
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        let Some(expires_at) = m.password_reset_expires_at else {
+            return Ok(None);
+        };
+        let user = to_user(m)?;
+        let reset = PasswordReset {
+            id,
+            company_id: user.company_id,
+            user_id: user.id,
+            expires_at,
+        };
+        Ok(Some((user, reset)))
+    }
+
+    async fn complete_reset(
+        &self,
+        id: uuid::Uuid,
+        user: &User,
+        revoke: SessionRevocation,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Vec<SessionId>, AccountsError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        // Compare and set: only while the reset is still this user's open, unexpired one.
+        let result = user_update(user)
+            .col_expr(
+                user::Column::PasswordResetId,
+                Expr::value(Option::<uuid::Uuid>::None),
+            )
+            .col_expr(
+                user::Column::PasswordResetExpiresAt,
+                Expr::value(Option::<Timestamp>::None),
+            )
+            .filter(user::Column::PasswordResetId.eq(id))
+            .filter(user::Column::PasswordResetExpiresAt.gt(revoke.at))
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        if result.rows_affected == 0 {
+            return Err(AccountsError::ResetTokenInvalid);
+        }
+        self.finish_user_update(txn, user, Some(revoke), audit)
+            .await
     }
 }

@@ -78,6 +78,7 @@ fn to_message(m: message::Model) -> OutboxMessage {
         template: m.template,
         subject: m.subject,
         body: m.body,
+        cause: m.cause,
         created_at: m.created_at,
         attempts: u32::try_from(m.attempts).unwrap_or(u32::MAX),
     }

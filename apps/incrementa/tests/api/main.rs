@@ -20,6 +20,7 @@ mod load;
 mod matrix;
 mod operations;
 mod ownership;
+mod password_resets;
 mod rbac;
 mod reliability;
 mod robustness;

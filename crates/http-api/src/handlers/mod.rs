@@ -9,6 +9,7 @@ pub(crate) mod me;
 pub(crate) mod mfa;
 pub(crate) mod ops;
 pub(crate) mod ownership;
+pub(crate) mod password_resets;
 pub(crate) mod sessions;
 pub(crate) mod signup;
 pub(crate) mod users;

@@ -26,6 +26,14 @@ pub struct Model {
     /// `None` (NULL) means no, and is what a snapshot made before the column existed loads as.
     #[serde(default)]
     pub password_change_required: Option<bool>,
+    /// The user's open password reset: the id of the record that asked for it (the token is a
+    /// MAC of it, never stored), and when it expires. `None` when there is none, and in a
+    /// snapshot made before the columns existed.
+    #[serde(default)]
+    pub password_reset_id: Option<Uuid>,
+    /// When the open reset's token stops working.
+    #[serde(default)]
+    pub password_reset_expires_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

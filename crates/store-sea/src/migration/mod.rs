@@ -20,6 +20,7 @@ pub(crate) mod m0015_audit_login_network_index;
 mod m0016_audit_alerts_listing_index;
 mod m0017_vault_expiry_notices;
 mod m0018_password_change_required;
+mod m0019_password_resets;
 
 /// Runs `statements` in order on PostgreSQL and nothing on SQLite: the migrations that add
 /// PostgreSQL-only functions and triggers (m0011 to m0013).
@@ -107,6 +108,7 @@ pub const ROWS_UNCHANGED: &[&str] = &[
 pub const NULLABLE_COLUMNS_ADDED: &[&str] = &[
     "m0017_vault_expiry_notices",
     "m0018_password_change_required",
+    "m0019_password_resets",
 ];
 
 /// Whether a portable snapshot made by a binary with `snapshot` migrations loads into this
@@ -148,6 +150,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0016_audit_alerts_listing_index::Migration),
             Box::new(m0017_vault_expiry_notices::Migration),
             Box::new(m0018_password_change_required::Migration),
+            Box::new(m0019_password_resets::Migration),
         ]
     }
 }

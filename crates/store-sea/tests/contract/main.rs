@@ -17,6 +17,7 @@ mod migrations;
 mod ownership;
 mod pool;
 mod portable;
+mod resets;
 mod sessions;
 mod throttle;
 

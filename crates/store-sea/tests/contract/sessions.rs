@@ -36,7 +36,7 @@ fn login_records(u: &User, keep: SessionId) -> (AuditRecord, SessionRevocation) 
 }
 
 /// `u` logs in with `s` under `cap`.
-async fn open(
+pub(crate) async fn open(
     store: &SeaStore,
     u: &User,
     s: &NewSession,
