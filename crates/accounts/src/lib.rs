@@ -30,8 +30,8 @@ pub use ports::{
     AccountRepository, PasswordCheck, PasswordHasher, RevocationReason, SessionRevocation,
 };
 pub use reset::{
-    PasswordReset, PasswordResetRepository, PasswordResetService, RESET_RESEND_INTERVAL, RESET_TTL,
-    ResetConfirmation, ResetPorts, ResetTokenVerifier,
+    AcceptedReset, PasswordReset, PasswordResetRepository, PasswordResetService,
+    RESET_RESEND_INTERVAL, RESET_TTL, ResetConfirmation, ResetPorts, ResetTokenVerifier,
 };
 pub use service::{
     AccountService, CompanyPatch, MAX_CHANGES_PAGE, NewUserRequest, SignupRequest, UserPatch,

@@ -106,6 +106,33 @@ impl fmt::Debug for ResetConfirmation {
     }
 }
 
+/// A reset request past its limit and form check ([`PasswordResetService::accept`]), not yet
+/// looked up.
+pub struct AcceptedReset {
+    service: PasswordResetService,
+    email: Email,
+    ctx: RequestContext,
+}
+
+impl fmt::Debug for AcceptedReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcceptedReset").finish_non_exhaustive()
+    }
+}
+
+impl AcceptedReset {
+    /// Looks the address up and, for an active user who has not asked within
+    /// [`RESET_RESEND_INTERVAL`], opens a reset and queues its e-mail, with its audit record, in
+    /// one transaction. Unknown and deactivated addresses get nothing, and the outcome is the
+    /// same `Ok(())` for all.
+    ///
+    /// # Errors
+    /// `Internal` (nothing was written).
+    pub async fn send(self) -> Result<(), AccountsError> {
+        self.service.open_for(&self.email, &self.ctx).await
+    }
+}
+
 /// Longest token read: a real one is 48 characters.
 const MAX_TOKEN_CHARS: usize = 128;
 
@@ -184,24 +211,48 @@ impl PasswordResetService {
         }
     }
 
-    /// Asks for a reset e-mail. The answer is the same whether or not the address belongs to a
-    /// user (unknown and deactivated users get nothing, nor does one who asked within
-    /// [`RESET_RESEND_INTERVAL`]); a malformed address is a validation error, which says nothing
-    /// about who is registered. Every request counts against the client network's limit.
+    /// Asks for a reset e-mail: [`Self::accept`], then [`AcceptedReset::send`].
     ///
     /// # Errors
     /// `RateLimited`, `Validation`, `Internal`.
     pub async fn request(&self, email: &str, ctx: &RequestContext) -> Result<(), AccountsError> {
+        self.accept(email, ctx)?.send().await
+    }
+
+    /// The part of a request that does not depend on who the address belongs to: the client
+    /// network's limit (every request counts) and the address's form (a malformed one is a
+    /// validation error, which says nothing about who is registered). What it returns looks the
+    /// user up and opens the reset; an adapter may run that after answering, so that the answer
+    /// takes the same time for registered and unknown addresses.
+    ///
+    /// # Errors
+    /// `RateLimited`, `Validation`.
+    pub fn accept(
+        &self,
+        email: &str,
+        ctx: &RequestContext,
+    ) -> Result<AcceptedReset, AccountsError> {
         let now = self.ports.clock.now();
         self.limited(ctx, now)?;
         self.count(ctx, now);
         let email = Email::parse(email).map_err(|e| AccountsError::Validation(vec![e]))?;
-        let Some(user) = self.ports.users.user_by_email(&email).await? else {
+        Ok(AcceptedReset {
+            service: self.clone(),
+            email,
+            ctx: ctx.clone(),
+        })
+    }
+
+    /// Opens a reset for the user with `email` and queues its e-mail, unless there is no such
+    /// active user or they asked within [`RESET_RESEND_INTERVAL`].
+    async fn open_for(&self, email: &Email, ctx: &RequestContext) -> Result<(), AccountsError> {
+        let Some(user) = self.ports.users.user_by_email(email).await? else {
             return Ok(());
         };
         if !user.active {
             return Ok(());
         }
+        let now = self.ports.clock.now();
         let id = self.ports.ids.new_id();
         let reset = PasswordReset {
             id,

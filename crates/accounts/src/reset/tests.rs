@@ -158,6 +158,31 @@ async fn a_request_for_a_user_opens_a_reset_whose_id_is_its_records() {
     assert_eq!(record.context.ip, ctx().ip);
 }
 
+/// `accept` decides everything the answer says (limit, form) without looking anyone up; only
+/// `send` does, so an adapter can answer before it runs.
+#[tokio::test]
+async fn accepting_a_request_looks_nobody_up_and_sending_it_does() {
+    let mut s = Setup::new();
+    s.limit = 1;
+    s.users
+        .expect_user_by_email()
+        .times(1)
+        .returning(|_| Ok(Some(user(true))));
+    s.resets
+        .expect_open_reset()
+        .times(1)
+        .returning(|_, _, _| Ok(true));
+    let service = s.service();
+    let accepted = service.accept("ana@example.com", &ctx()).unwrap();
+    assert!(!format!("{accepted:?}").contains("ana"), "{accepted:?}");
+    // The limit is spent by the acceptance, before any look-up.
+    assert!(matches!(
+        service.accept("otra@example.com", &ctx()),
+        Err(AccountsError::RateLimited { .. })
+    ));
+    accepted.send().await.unwrap();
+}
+
 #[tokio::test]
 async fn unknown_and_deactivated_users_get_the_same_answer_and_nothing_is_stored() {
     let mut s = Setup::new();

@@ -22,11 +22,50 @@ pub(crate) async fn request(
     ctx: ClientContext,
     body: Body<PasswordResetBody>,
 ) -> Result<HttpResponse, ApiError> {
-    state
+    let accepted = state
         .password_resets
-        .request(&body.into_inner().email, &ctx.0)
-        .await?;
+        .accept(&body.into_inner().email, &ctx.0)?;
+    // The look-up and the reset's write run after the answer, so a registered address is not
+    // told apart by a slower reply; past `BACKGROUND_LIMIT` of them at once (the per-address
+    // limit turned off, a flood), a request waits for its own, so they stay bounded.
+    match Background::enter() {
+        Some(slot) => {
+            actix_web::rt::spawn(async move {
+                if let Err(e) = accepted.send().await {
+                    tracing::error!(error = %e, "a password-reset request could not be stored");
+                }
+                drop(slot);
+            });
+        }
+        None => accepted.send().await?,
+    }
     Ok(HttpResponse::Accepted().finish())
+}
+
+/// Most password-reset requests finishing in the background at once.
+const BACKGROUND_LIMIT: usize = 64;
+
+static IN_BACKGROUND: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A place among the requests finishing in the background; given back when dropped.
+struct Background;
+
+impl Background {
+    fn enter() -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        IN_BACKGROUND
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < BACKGROUND_LIMIT).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        IN_BACKGROUND.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 #[utoipa::path(
@@ -60,4 +99,22 @@ pub(crate) async fn confirm(
         tracing::error!(error = %e, user = %user.id, "could not lift the login lock after a password reset");
     }
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The background holds at most `BACKGROUND_LIMIT` requests; a place comes back when its
+    /// request finishes.
+    #[test]
+    fn the_background_is_bounded_and_places_come_back() {
+        let held: Vec<Background> = std::iter::from_fn(Background::enter)
+            .take(BACKGROUND_LIMIT + 1)
+            .collect();
+        assert_eq!(held.len(), BACKGROUND_LIMIT);
+        assert!(Background::enter().is_none());
+        drop(held);
+        assert!(Background::enter().is_some());
+    }
 }
