@@ -589,18 +589,23 @@ impl VaultService {
     }
 
     /// Who is told of a change `actor` makes to the vault: the company's other credential
-    /// managers (ids, as text), and the actor's name for the message.
+    /// managers (ids, as text), or the actor alone when nobody else manages them (so a change
+    /// made from a stolen session still reaches the account's mailbox), and the actor's name
+    /// for the message.
     async fn others_to_tell(&self, actor: &Actor) -> Result<(Vec<String>, String), VaultError> {
         let managers = self.credential_managers(actor.company_id).await?;
         let name = managers
             .iter()
             .find(|(id, _)| *id == actor.user_id)
             .map_or_else(|| "Un usuario de tu empresa".to_owned(), |(_, n)| n.clone());
-        let others = managers
-            .into_iter()
+        let mut others: Vec<String> = managers
+            .iter()
             .filter(|(id, _)| *id != actor.user_id)
             .map(|(id, _)| id.to_string())
             .collect();
+        if others.is_empty() && managers.iter().any(|(id, _)| *id == actor.user_id) {
+            others.push(actor.user_id.to_string());
+        }
         Ok((others, name))
     }
 

@@ -299,6 +299,41 @@ fn stored(key_id: u32) -> SealedCredential {
     }
 }
 
+/// When the actor is the company's only credential manager, the actor is told (nobody else
+/// would be, and a change from a stolen session then still reaches the account's mailbox).
+#[tokio::test]
+async fn the_only_credential_manager_is_told_of_their_own_change() {
+    let mut p = Parts::new(Some("TCM970625MB1")).valid_inspector();
+    let mut accounts = MockAccountRepository::new();
+    accounts.expect_company().returning(|id| {
+        Ok(Some(Company {
+            id,
+            name: CompanyName::parse("X").unwrap(),
+            rfc: Some(Rfc::parse("TCM970625MB1").unwrap()),
+            session_limit: None,
+            profile: accounts::CompanyProfile::default(),
+            created_at: t(2025, 1, 1),
+        }))
+    });
+    // The Owner (user 1) manages credentials; the Vendor (user 4) does not.
+    accounts.expect_users().returning(|company, _, _| {
+        Ok(vec![
+            member(1, company.as_uuid().as_u128(), Role::Owner, true),
+            member(4, company.as_uuid().as_u128(), Role::Vendor, true),
+        ])
+    });
+    p.accounts = accounts;
+    p.repo
+        .expect_insert()
+        .withf(|_, _, audit| {
+            audit[0].details["recipients"] == serde_json::json!([Uuid::from_u128(1).to_string()])
+                && audit[0].details["by"] == "Ana"
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    upload(&p.build(), &actor(Role::Owner, true)).await.unwrap();
+}
+
 /// A deletion names what went and tells the company's other credential managers; a
 /// credential that is not the company's is 404 and nothing is deleted.
 #[tokio::test]
