@@ -477,7 +477,15 @@ async fn postgres_outage_answers_503_and_recovers_without_restart() {
 async fn sigterm_finishes_in_flight_requests_then_exits() {
     let app = spawn_app().await;
     app.signup("ana@example.com").await;
-    let mut server = ServerProcess::start(&app, &[("INCREMENTA_SESSION_LIMIT", "20")], None).await;
+    let mut server = ServerProcess::start(
+        &app,
+        &[
+            ("INCREMENTA_SESSION_LIMIT", "20"),
+            ("INCREMENTA_HASH_CONCURRENCY", "2"),
+        ],
+        None,
+    )
+    .await;
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(60))
         .finish();
@@ -493,9 +501,37 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         }
     });
     let all = join_all(logins);
+    let base = server.base.clone();
     let term = async {
-        // Twelve Argon2 verifications two at a time take far longer than this.
-        actix_web::rt::time::sleep(Duration::from_millis(30)).await;
+        // SIGTERM once every login has reached the server and some are still in flight: with
+        // a hash queued, both hashing threads are busy, so hashed + queued + 2 counts every
+        // login that arrived. What is tested is that accepted requests are finished, not how
+        // fast a busy machine opens twelve connections (one not yet accepted at SIGTERM is
+        // rightly refused).
+        let reached = |metrics: &str| -> bool {
+            let value = |name: &str| {
+                metrics
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            let queued = value("incrementa_password_hash_queue ");
+            queued >= 1.0 && value("incrementa_password_hashes_total ") + queued + 2.0 >= 12.0
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let mut res = awc::Client::default()
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&res.body().await.unwrap()).into_owned();
+            if reached(&text) {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+        }
         server.terminate();
     };
     let (statuses, ()) = futures_util::future::join(all, term).await;
