@@ -332,7 +332,11 @@ impl PasswordResetService {
         let audit = vec![
             record(Action::USER_PASSWORD_CHANGED)
                 .target("user", updated.id)
-                .details(serde_json::json!({ "by": "password_reset", "reset": reset.id })),
+                .details(serde_json::json!({
+                    "by": "password_reset",
+                    "reset": reset.id,
+                    "role": updated.role.as_str(),
+                })),
         ];
         let revoke = SessionRevocation {
             at: now,

@@ -144,14 +144,20 @@ pub fn need(record: &ChainedRecord) -> Need {
         ("audit.exported", _) => Need::Exports,
         ("backup.failed", _) => Need::Itself,
         // The platform's operator changed how a user logs in (`incrementa users reset-password`,
-        // `reset-mfa`): the company learns of it in its alerts, not only the user by mail.
+        // `reset-mfa`): the company learns of it in its alerts, not only the user by mail. So it
+        // does when an Owner's or Admin's password was reset with an e-mailed code: whoever
+        // reads that mailbox holds the account.
         ("user.password_changed" | "mfa.disabled", "success") => {
             let details: serde_json::Value =
                 serde_json::from_str(&record.details).unwrap_or_default();
-            if detail(&details, "by") == Some("operator") {
-                Need::Itself
-            } else {
-                Need::Nothing
+            match detail(&details, "by") {
+                Some("operator") => Need::Itself,
+                Some("password_reset")
+                    if matches!(detail(&details, "role"), Some("owner" | "admin")) =>
+                {
+                    Need::Itself
+                }
+                _ => Need::Nothing,
             }
         }
         _ => Need::Nothing,
@@ -274,24 +280,35 @@ pub fn evaluate(
         Need::Itself => {
             let target = record.target.clone().unwrap_or_default();
             let user = target.strip_prefix("user:").unwrap_or(&target).to_owned();
-            let (rule, summary) = match record.action.as_str() {
+            let (rule, severity, summary) = match record.action.as_str() {
+                "user.password_changed" if detail(&details, "by") == Some("password_reset") => (
+                    "privileged_password_reset",
+                    "medium",
+                    format!(
+                        "the password of {} {user} was reset with an e-mailed code",
+                        detail(&details, "role").unwrap_or("user")
+                    ),
+                ),
                 "user.password_changed" => (
                     "operator_password_reset",
+                    "high",
                     format!("the platform's operator reset the password of user {user}"),
                 ),
                 "mfa.disabled" => (
                     "operator_mfa_reset",
+                    "high",
                     format!("the platform's operator turned MFA off for user {user}"),
                 ),
                 _ => (
                     "backup_failed",
+                    "high",
                     format!(
                         "a backup could not be written to {}",
                         detail(&details, "destination").unwrap_or("a destination")
                     ),
                 ),
             };
-            out.push(alert(rule, "high", target, summary));
+            out.push(alert(rule, severity, target, summary));
         }
         Need::Nothing => {}
     }
@@ -348,6 +365,44 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    /// A password reset with an e-mailed code raises a medium alert for an Owner or Admin, and
+    /// none for the other roles.
+    #[test]
+    fn a_privileged_users_reset_by_mail_raises_a_medium_alert() {
+        for (role, alerted) in [
+            ("owner", true),
+            ("admin", true),
+            ("manager", false),
+            ("vendor", false),
+        ] {
+            let mut r = rec(
+                "user.password_changed",
+                "success",
+                serde_json::json!({ "by": "password_reset", "role": role }),
+            );
+            r.actor_id = None;
+            r.target = Some(format!("user:{}", Uuid::from_u128(5)));
+            let alerts = evaluate(
+                &r,
+                &Context::default(),
+                &AlertThresholds::default(),
+                &mut || Uuid::from_u128(9),
+            );
+            if alerted {
+                assert_eq!(need(&r), Need::Itself, "{role}");
+                assert_eq!(alerts.len(), 1, "{role}");
+                assert_eq!(
+                    (alerts[0].rule.as_str(), alerts[0].severity.as_str()),
+                    ("privileged_password_reset", "medium")
+                );
+                assert!(alerts[0].summary.contains(role), "{}", alerts[0].summary);
+                assert_eq!(alerts[0].subject, format!("user:{}", Uuid::from_u128(5)));
+            } else {
+                assert_eq!(need(&r), Need::Nothing, "{role}");
+            }
+        }
     }
 
     /// The operator's resets raise a high alert each, naming the user; the user's own change

@@ -222,6 +222,22 @@ async fn a_forgotten_password_is_reset_with_the_emailed_code() {
             .await;
         assert_eq!(verify.status, 200, "{b}: {}", verify.raw);
         assert_eq!(verify.body["ok"], true, "{b}: {}", verify.raw);
+        // An Owner's password reset by mail is among the company's alerts: whoever reads that
+        // mailbox holds the account.
+        let alerts = app
+            .call("GET", "/v1/audit/alerts", Some(&token), None)
+            .await;
+        assert!(
+            alerts.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["rule"] == "privileged_password_reset"
+                    && a["severity"] == "medium"
+                    && a["subject"] == target.as_str()),
+            "{b}: {}",
+            alerts.raw
+        );
     }
 }
 

@@ -275,6 +275,10 @@ async fn a_token_sets_the_password_revokes_every_session_and_closes_the_reset() 
     assert_eq!(record.company_id, Some(company()));
     assert_eq!(record.details["by"], "password_reset");
     assert_eq!(record.details["reset"], Uuid::from_u128(RESET).to_string());
+    assert_eq!(
+        record.details["role"], "owner",
+        "the review alerts on an Owner's reset"
+    );
     assert!(!format!("{audit:?}").contains(TOKEN));
 }
 
