@@ -104,15 +104,15 @@ async fn five_hundred_logins_across_two_processes_keep_the_cap_and_the_newest() 
 }
 
 /// Writes from `clients` concurrent clients until `stop` says so; returns the `legal_name`
-/// values the server acknowledged (200) and every status seen.
+/// values the server acknowledged (200) and every status seen. `acked` grows as they come.
 async fn write_load(
     base: &str,
     token: &str,
     clients: usize,
     stop: Rc<RefCell<bool>>,
     limit: usize,
+    acked: Rc<RefCell<Vec<String>>>,
 ) -> (Vec<String>, BTreeMap<u16, usize>) {
-    let acked = Rc::new(RefCell::new(Vec::new()));
     let statuses = Rc::new(RefCell::new(BTreeMap::new()));
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -165,10 +165,15 @@ async fn kill_nine_during_writes_loses_no_acknowledged_write() {
         let mut server = ServerProcess::start(&app, &[], None).await;
         let stop = Rc::new(RefCell::new(false));
         let base = server.base.clone();
-        let load = write_load(&base, &token, 8, stop.clone(), 100_000);
-        // Let writes land for a moment, then SIGKILL the process with requests in flight.
+        let progress = Rc::new(RefCell::new(Vec::new()));
+        let load = write_load(&base, &token, 8, stop.clone(), 100_000, progress.clone());
+        // Let writes land (at least 20, however busy the machine), then SIGKILL the process with
+        // requests in flight.
         let kill = async {
-            actix_web::rt::time::sleep(Duration::from_millis(800)).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while progress.borrow().len() < 20 && std::time::Instant::now() < deadline {
+                actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+            }
             server.stop();
             stop.replace(true);
         };
@@ -416,7 +421,7 @@ async fn postgres_outage_answers_503_and_recovers_without_restart() {
 
     // Load from 4 writers and the outage in the middle of it.
     let stop = Rc::new(RefCell::new(false));
-    let load = write_load(&app.base, &token, 4, stop.clone(), 1_000_000);
+    let load = write_load(&app.base, &token, 4, stop.clone(), 1_000_000, Rc::default());
     let outage = async {
         actix_web::rt::time::sleep(Duration::from_millis(500)).await;
         cluster.pg_ctl_stop();
