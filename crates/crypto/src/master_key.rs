@@ -175,6 +175,22 @@ impl Keyring {
         self.keys.iter().map(|(id, k)| (*id, k))
     }
 
+    /// A 32-byte key derived by HKDF-SHA-256 (`salt`, `info`) from every version: how each
+    /// purpose (the audit chain's MAC, reset tokens) gets keys of its own that never sit in the
+    /// database.
+    #[must_use]
+    pub(crate) fn derived(&self, salt: &[u8], info: &[u8]) -> BTreeMap<u32, Zeroizing<[u8; 32]>> {
+        self.iter()
+            .map(|(id, master)| {
+                let mut key = Zeroizing::new([0_u8; 32]);
+                // 32 bytes is within HKDF-SHA-256's output limit: expand cannot fail.
+                let _ = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), master.expose())
+                    .expand(info, key.as_mut());
+                (id, key)
+            })
+            .collect()
+    }
+
     /// The version ids.
     #[must_use]
     pub fn ids(&self) -> Vec<u32> {
