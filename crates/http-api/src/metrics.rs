@@ -43,6 +43,8 @@ struct Inner {
     routes: BTreeMap<String, RouteStats>,
     logins: BTreeMap<&'static str, u64>,
     vault: BTreeMap<(&'static str, &'static str), u64>,
+    /// Password-reset requests answered 202 whose look-up or write then failed.
+    reset_requests_failed: u64,
 }
 
 /// The in-process counters. Cheap to share.
@@ -115,6 +117,14 @@ impl Metrics {
         }
     }
 
+    /// Counts a password-reset request that was answered 202 and then could not be stored (its
+    /// user got no e-mail; the error is in the log).
+    pub fn reset_request_failed(&self) {
+        if let Ok(mut inner) = self.0.lock() {
+            inner.reset_requests_failed += 1;
+        }
+    }
+
     /// The Prometheus text exposition of the counters.
     #[must_use]
     pub fn render(&self) -> String {
@@ -174,6 +184,13 @@ impl Metrics {
                 "incrementa_vault_operations_total{{operation=\"{operation}\",outcome=\"{outcome}\"}} {n}"
             );
         }
+        out.push_str("# HELP incrementa_password_reset_requests_failed_total Password-reset requests answered 202 that could not be stored afterwards (no e-mail went out).\n");
+        out.push_str("# TYPE incrementa_password_reset_requests_failed_total counter\n");
+        let _ = writeln!(
+            out,
+            "incrementa_password_reset_requests_failed_total {}",
+            inner.reset_requests_failed
+        );
         out
     }
 }
@@ -246,6 +263,23 @@ mod tests {
             [
                 "incrementa_http_requests_total{method=\"OTHER\",route=\"(unmatched)\",status=\"404\"} 100"
             ]
+        );
+    }
+
+    #[test]
+    fn failed_reset_requests_are_counted() {
+        let m = Metrics::default();
+        assert!(
+            m.render()
+                .lines()
+                .any(|l| l == "incrementa_password_reset_requests_failed_total 0")
+        );
+        m.reset_request_failed();
+        m.reset_request_failed();
+        assert!(
+            m.render()
+                .lines()
+                .any(|l| l == "incrementa_password_reset_requests_failed_total 2")
         );
     }
 

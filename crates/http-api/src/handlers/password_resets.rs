@@ -30,8 +30,10 @@ pub(crate) async fn request(
     // limit turned off, a flood), a request waits for its own, so they stay bounded.
     match Background::enter() {
         Some(slot) => {
+            let metrics = state.metrics.clone();
             actix_web::rt::spawn(async move {
                 if let Err(e) = accepted.send().await {
+                    metrics.reset_request_failed();
                     tracing::error!(error = %e, "a password-reset request could not be stored");
                 }
                 drop(slot);
