@@ -79,8 +79,23 @@ async fn stored_reset_bodies(app: &TestApp) -> Vec<String> {
     .collect()
 }
 
-fn confirm_body(code: &str, password: &str) -> serde_json::Value {
-    json!({ "token": code, "new_password": password, "new_password_confirmation": password })
+/// Confirms a reset with `code` and `password` (twice).
+async fn confirm(app: &TestApp, code: &str, password: &str) -> Reply {
+    let body =
+        json!({ "token": code, "new_password": password, "new_password_confirmation": password });
+    app.call("POST", "/v1/password-resets/confirm", None, Some(body))
+        .await
+}
+
+/// Asks for a reset e-mail for `email`.
+async fn ask(app: &TestApp, email: &str) -> Reply {
+    app.call(
+        "POST",
+        "/v1/password-resets",
+        None,
+        Some(json!({ "email": email })),
+    )
+    .await
 }
 
 /// The whole path on each database: a locked-out Owner asks, gets one e-mail (asking again at
@@ -105,28 +120,11 @@ async fn a_forgotten_password_is_reset_with_the_emailed_code() {
             "nadie@example.com",
             "owner@example.com",
         ] {
-            let r = app
-                .call(
-                    "POST",
-                    "/v1/password-resets",
-                    None,
-                    Some(json!({ "email": email })),
-                )
-                .await;
+            let r = ask(&app, email).await;
             assert_eq!(r.status, 202, "{b} {email}: {}", r.raw);
             assert!(r.raw.is_empty(), "{b}: the answer says nothing: {}", r.raw);
         }
-        assert_problem(
-            &app.call(
-                "POST",
-                "/v1/password-resets",
-                None,
-                Some(json!({ "email": "not an address" })),
-            )
-            .await,
-            422,
-            "validation_failed",
-        );
+        assert_problem(&ask(&app, "not an address").await, 422, "validation_failed");
         let mails = reset_mails(&app.data_dir.join("outbox"), 1).await;
         let code = code_in(&mails[0]);
         assert!(mails[0].contains("owner@example.com"), "{b}: {}", mails[0]);
@@ -142,34 +140,14 @@ async fn a_forgotten_password_is_reset_with_the_emailed_code() {
         forged[30] = if forged[30] == b'A' { b'B' } else { b'A' };
         let forged = String::from_utf8(forged).unwrap();
         assert_problem(
-            &app.call(
-                "POST",
-                "/v1/password-resets/confirm",
-                None,
-                Some(confirm_body(&forged, NEW)),
-            )
-            .await,
+            &confirm(&app, &forged, NEW).await,
             400,
             "reset_token_invalid",
         );
-        let weak = app
-            .call(
-                "POST",
-                "/v1/password-resets/confirm",
-                None,
-                Some(confirm_body(&code, "corta")),
-            )
-            .await;
+        let weak = confirm(&app, &code, "corta").await;
         assert_problem(&weak, 422, "password_policy");
 
-        let done = app
-            .call(
-                "POST",
-                "/v1/password-resets/confirm",
-                None,
-                Some(confirm_body(&code, NEW)),
-            )
-            .await;
+        let done = confirm(&app, &code, NEW).await;
         assert_eq!(done.status, 204, "{b}: {}", done.raw);
         assert_problem(
             &app.call("GET", "/v1/me", Some(&before), None).await,
@@ -188,13 +166,7 @@ async fn a_forgotten_password_is_reset_with_the_emailed_code() {
 
         // Used once: the same code again is refused and changes nothing.
         assert_problem(
-            &app.call(
-                "POST",
-                "/v1/password-resets/confirm",
-                None,
-                Some(confirm_body(&code, "Otra#Distinta2026")),
-            )
-            .await,
+            &confirm(&app, &code, "Otra#Distinta2026").await,
             400,
             "reset_token_invalid",
         );
@@ -266,42 +238,14 @@ async fn reset_requests_are_limited_and_deactivated_users_get_nothing() {
     assert_eq!(off.status, 200, "{}", off.raw);
     // Two requests and two wrong codes use the four; the fifth attempt waits.
     for _ in 0..2 {
-        let r = app
-            .call(
-                "POST",
-                "/v1/password-resets",
-                None,
-                Some(json!({ "email": "vendor@example.com" })),
-            )
-            .await;
+        let r = ask(&app, "vendor@example.com").await;
         assert_eq!(r.status, 202, "{}", r.raw);
     }
-    let r = app
-        .call(
-            "POST",
-            "/v1/password-resets/confirm",
-            None,
-            Some(confirm_body("no-such-code", NEW)),
-        )
-        .await;
-    assert_problem(&r, 400, "reset_token_invalid");
-    let r = app
-        .call(
-            "POST",
-            "/v1/password-resets/confirm",
-            None,
-            Some(confirm_body("no-such-code", NEW)),
-        )
-        .await;
-    assert_problem(&r, 400, "reset_token_invalid");
-    let limited = app
-        .call(
-            "POST",
-            "/v1/password-resets",
-            None,
-            Some(json!({ "email": "owner@example.com" })),
-        )
-        .await;
+    for _ in 0..2 {
+        let r = confirm(&app, "no-such-code", NEW).await;
+        assert_problem(&r, 400, "reset_token_invalid");
+    }
+    let limited = ask(&app, "owner@example.com").await;
     assert_problem(&limited, 429, "rate_limited");
     assert!(limited.retry_after() > 0);
     assert_eq!(app.outbox_count("password_reset").await, 0);
