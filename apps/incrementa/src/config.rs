@@ -37,6 +37,53 @@ pub enum ConfigError {
     },
 }
 
+/// The longest reset page address (`reset_url`).
+const MAX_RESET_URL: usize = 512;
+
+/// Checks the front end's password-reset page and returns its normalised form: an absolute
+/// `https` address (`http` only on a loopback host, for development) without credentials,
+/// fragment or placeholder-like brackets, up to [`MAX_RESET_URL`] characters. Reset e-mails
+/// append `#token=<code>` to it.
+fn reset_page(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    let expected = "an absolute https:// address of the front end's reset page, e.g. \
+                    https://app.example.mx/restablecer";
+    if raw.len() > MAX_RESET_URL {
+        return Err(format!(
+            "must be at most {MAX_RESET_URL} characters: {expected}"
+        ));
+    }
+    if raw.contains('#') {
+        return Err(format!(
+            "must not have a fragment (`#…`): the mail adds `#token=<code>`; {expected}"
+        ));
+    }
+    if raw.contains("[[") || raw.contains("]]") {
+        return Err(format!("must not contain `[[` or `]]`: {expected}"));
+    }
+    let page = url::Url::parse(raw).map_err(|e| format!("{e}: {expected}"))?;
+    let loopback = match page.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(format!("has no host: {expected}")),
+    };
+    match page.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(format!(
+                "must use https (http only for localhost): the link carries a reset code; {expected}"
+            ));
+        }
+        _ => return Err(expected.to_owned()),
+    }
+    if !page.username().is_empty() || page.password().is_some() {
+        return Err(format!("must not hold a user name or password: {expected}"));
+    }
+    Ok(page.into())
+}
+
 /// The most password hashes a process computes at once (`hash_concurrency`).
 const MAX_HASH_CONCURRENCY: usize = 256;
 
@@ -117,6 +164,10 @@ pub struct Settings {
     pub smtp_password: Option<SecretString>,
     /// `INCREMENTA_OUTBOX_INTERVAL_SECONDS`: how often the outbox worker looks for due messages.
     pub outbox_interval_seconds: u64,
+    /// `INCREMENTA_RESET_URL`: the front end's password-reset page (`https://…`; `http://` only
+    /// for a loopback host). Set, reset e-mails also carry a link `<page>#token=<code>`;
+    /// unset (the default), the code alone. Normalised when loaded.
+    pub reset_url: Option<String>,
     /// `INCREMENTA_VAULT_EXPIRY_CHECK_SECONDS`: how often the server looks for SAT credentials
     /// that reached a new expiry stage (30, 7, 1 days left, expired) and tells those who manage
     /// them (VAULT-8). Each stage is told once whatever the interval or the number of servers.
@@ -183,6 +234,7 @@ impl Default for Settings {
             smtp_username: None,
             smtp_password: None,
             outbox_interval_seconds: 5,
+            reset_url: None,
             vault_expiry_check_seconds: 3600,
             trusted_proxies: String::new(),
             cors_origins: String::new(),
@@ -227,6 +279,7 @@ struct FileSettings {
     smtp_tls: Option<String>,
     smtp_username: Option<String>,
     outbox_interval_seconds: Option<u64>,
+    reset_url: Option<String>,
     vault_expiry_check_seconds: Option<u64>,
     trusted_proxies: Option<String>,
     cors_origins: Option<String>,
@@ -348,6 +401,9 @@ impl Settings {
             }
             if let Some(v) = f.outbox_interval_seconds {
                 s.outbox_interval_seconds = v;
+            }
+            if let Some(v) = f.reset_url {
+                s.reset_url = Some(v).filter(|v| !v.trim().is_empty());
             }
             if let Some(v) = f.vault_expiry_check_seconds {
                 s.vault_expiry_check_seconds = v;
@@ -535,6 +591,9 @@ impl Settings {
             s.outbox_interval_seconds =
                 parse("INCREMENTA_OUTBOX_INTERVAL_SECONDS", &v, "seconds, from 1")?;
         }
+        if let Some(v) = var("INCREMENTA_RESET_URL") {
+            s.reset_url = Some(v);
+        }
         if let Some(v) = var("INCREMENTA_VAULT_EXPIRY_CHECK_SECONDS") {
             s.vault_expiry_check_seconds = parse(
                 "INCREMENTA_VAULT_EXPIRY_CHECK_SECONDS",
@@ -543,6 +602,12 @@ impl Settings {
             )?;
         }
         s.validate()?;
+        if let Some(page) = s.reset_url.take() {
+            s.reset_url = Some(reset_page(&page).map_err(|problem| ConfigError::Invalid {
+                name: "reset_url",
+                problem,
+            })?);
+        }
         Ok(s)
     }
 
@@ -755,6 +820,57 @@ mod tests {
             s.vault_trusted_issuers,
             Some(PathBuf::from("/run/secrets/sat.pem"))
         );
+    }
+
+    /// The reset page is an https address the mail can append `#token=…` to; anything a
+    /// reset code should not travel to is refused with what is expected.
+    #[test]
+    fn the_reset_page_is_checked_and_normalised() {
+        assert_eq!(Settings::load(None, &env(&[])).unwrap().reset_url, None);
+        for (given, kept) in [
+            (
+                "https://App.Example.mx/restablecer",
+                "https://app.example.mx/restablecer",
+            ),
+            ("https://app.example.mx", "https://app.example.mx/"),
+            (
+                " https://app.example.mx/cuenta/restablecer?origen=correo ",
+                "https://app.example.mx/cuenta/restablecer?origen=correo",
+            ),
+            ("http://localhost:3000/reset", "http://localhost:3000/reset"),
+            ("http://127.0.0.1:3000/reset", "http://127.0.0.1:3000/reset"),
+            ("http://[::1]:3000/reset", "http://[::1]:3000/reset"),
+        ] {
+            let s = Settings::load(None, &env(&[("INCREMENTA_RESET_URL", given)])).unwrap();
+            assert_eq!(s.reset_url.as_deref(), Some(kept), "{given}");
+        }
+        let long = format!("https://app.example.mx/{}", "a".repeat(MAX_RESET_URL));
+        for (given, says) in [
+            ("http://app.example.mx/reset", "https"),
+            ("ftp://app.example.mx/reset", "https://"),
+            ("app.example.mx/reset", "https://"),
+            ("https://app.example.mx/reset#token=", "fragment"),
+            (
+                "https://ana:secreto@app.example.mx/reset",
+                "user name or password",
+            ),
+            ("https://app.example.mx/[[token]]", "[["),
+            ("mailto:ana@example.mx", "host"),
+            (long.as_str(), "at most 512"),
+        ] {
+            let err = Settings::load(None, &env(&[("INCREMENTA_RESET_URL", given)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("reset_url:") && err.contains(says),
+                "{given}: {err}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("incrementa.toml");
+        std::fs::write(&file, "reset_url = \"https://app.example.mx/r\"\n").unwrap();
+        let s = Settings::load(Some(&file), &env(&[])).unwrap();
+        assert_eq!(s.reset_url.as_deref(), Some("https://app.example.mx/r"));
     }
 
     #[test]

@@ -774,13 +774,16 @@ impl Application {
         spawn_review(audit.clone());
         spawn_backups(settings.clone(), store.clone(), clock.clone());
         let reset_tokens = Arc::new(crypto::ResetTokens::new(&keyring));
-        let outbox = notify::OutboxWorker::new(
+        let mut outbox = notify::OutboxWorker::new(
             store.clone(),
             mailer(settings)?,
             clock.clone(),
             notify::RetryPolicy::default(),
         )
         .with_reset_tokens(reset_tokens.clone());
+        if let Some(page) = &settings.reset_url {
+            outbox = outbox.with_reset_page(page);
+        }
         spawn_outbox(
             outbox.clone(),
             std::time::Duration::from_secs(settings.outbox_interval_seconds),

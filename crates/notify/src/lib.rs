@@ -21,7 +21,7 @@ pub use outbox::{
 };
 #[cfg(any(test, feature = "mocks"))]
 pub use outbox::{MockMailer, MockOutboxStore, MockResetTokenMinter};
-pub use templates::{RESET_TOKEN_PLACEHOLDER, Rendered, render};
+pub use templates::{RESET_LINK_PLACEHOLDER, RESET_TOKEN_PLACEHOLDER, Rendered, render};
 
 /// The template name of password-reset messages: the only ones whose placeholder the outbox
 /// worker fills with a token.

@@ -177,6 +177,7 @@ pub struct OutboxWorker {
     clock: Arc<dyn Clock>,
     policy: RetryPolicy,
     reset_tokens: Option<Arc<dyn ResetTokenMinter>>,
+    reset_page: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for OutboxWorker {
@@ -202,6 +203,7 @@ impl OutboxWorker {
             clock,
             policy,
             reset_tokens: None,
+            reset_page: None,
         }
     }
 
@@ -213,9 +215,20 @@ impl OutboxWorker {
         self
     }
 
+    /// Gives password-reset messages a link to the front end's reset page besides the code:
+    /// `<page>#token=<code>`. The code travels in the fragment, which browsers keep to
+    /// themselves: it reaches neither the page's server logs nor a `Referer`. `page` is an
+    /// absolute address the caller has checked (the server's `INCREMENTA_RESET_URL`); without
+    /// it the message carries the code alone.
+    #[must_use]
+    pub fn with_reset_page(mut self, page: &str) -> Self {
+        self.reset_page = Some(Arc::from(page));
+        self
+    }
+
     /// Hands `message` to the mailer; a password-reset message goes with its token in place of
-    /// the placeholder, in a copy that is wiped once handed over (the stored body never
-    /// changes).
+    /// the placeholder (and the link to the reset page in place of its own, when there is a
+    /// page), in a copy that is wiped once handed over (the stored body never changes).
     async fn send(&self, message: &OutboxMessage) -> Result<(), NotifyError> {
         if message.template != crate::PASSWORD_RESET_TEMPLATE {
             return self.mailer.send(message).await;
@@ -225,9 +238,17 @@ impl OutboxWorker {
             .as_ref()
             .and_then(|minter| minter.mint(message.cause))
             .ok_or_else(|| NotifyError::Delivery("no key to make the reset token".to_owned()))?;
+        let link = self.reset_page.as_deref().map_or_else(String::new, |page| {
+            format!(
+                "\n\nO abre este enlace, que ya lo incluye:\n{page}#token={}",
+                crate::RESET_TOKEN_PLACEHOLDER
+            )
+        });
         let mut finished = message.clone();
+        // The link first: it brings a token placeholder of its own, filled with the rest.
         finished.body = message
             .body
+            .replace(crate::RESET_LINK_PLACEHOLDER, &link)
             .replace(crate::RESET_TOKEN_PLACEHOLDER, token.as_str());
         let result = self.mailer.send(&finished).await;
         zeroize::Zeroize::zeroize(&mut finished.body);

@@ -1,8 +1,8 @@
 //! The wording of notices: Spanish, plain text, and never a secret (the templates take only a
 //! name, an IP address, the incident handler's own message and a SAT certificate's public
 //! facts: its kind, RFC, number and expiry, and who stored or deleted it). A password-reset
-//! body holds [`RESET_TOKEN_PLACEHOLDER`] where its token goes; the outbox worker fills it in
-//! at delivery.
+//! body holds [`RESET_TOKEN_PLACEHOLDER`] where its token goes and [`RESET_LINK_PLACEHOLDER`]
+//! where a link to the reset page may go; the outbox worker fills both in at delivery.
 
 use crate::Template;
 
@@ -19,6 +19,11 @@ pub struct Rendered {
 /// password-reset template only, with the token of the message's own reset (its cause); a
 /// recipient's name holding this text gets nothing but their own token.
 pub const RESET_TOKEN_PLACEHOLDER: &str = "[[token]]";
+
+/// Where a password-reset body's link to the reset page goes: the outbox worker replaces it
+/// with the link when the server knows the page (`OutboxWorker::with_reset_page`), and with
+/// nothing otherwise. Like the token's, only in password-reset messages.
+pub const RESET_LINK_PLACEHOLDER: &str = "[[link]]";
 
 const SIGNATURE: &str = "\n\n— Seguridad de IncrementaCRM\n\
 Este mensaje es automático. IncrementaCRM nunca te pedirá tu contraseña, tus códigos de \
@@ -71,7 +76,7 @@ pub fn render(template: &Template, name: &str) -> Rendered {
             format!(
                 "Alguien pidió restablecer la contraseña de tu cuenta. Si fuiste tú, usa este \
                  código en la pantalla de restablecimiento; sirve una sola vez, hasta el {} \
-                 (hora UTC):\n\n{RESET_TOKEN_PLACEHOLDER}\n\nAl usarlo se cierran todas tus \
+                 (hora UTC):\n\n{RESET_TOKEN_PLACEHOLDER}{RESET_LINK_PLACEHOLDER}\n\nAl usarlo se cierran todas tus \
                  sesiones. Si no lo pediste, ignora este mensaje: tu contraseña no cambia, y \
                  nadie del equipo de IncrementaCRM te pedirá este código.",
                 expires_at.format("%d/%m/%Y a las %H:%M")

@@ -583,3 +583,74 @@ async fn a_reset_message_without_its_token_is_not_sent() {
         assert_eq!(report.retrying, 1);
     }
 }
+
+/// Delivers one password-reset message whose stored body is `body` through a worker that knows
+/// the reset page `page` (or none) and returns what the mailer received.
+async fn deliver_reset(body: String, page: Option<&str>) -> String {
+    let mut store = MockOutboxStore::new();
+    store.expect_claim_due().returning(move |_, _, _| {
+        Ok(vec![OutboxMessage {
+            body: body.clone(),
+            ..reset_message(1)
+        }])
+    });
+    store
+        .expect_record_attempt()
+        .times(1)
+        .withf(|_, _, error, _| error.is_none())
+        .returning(|_, _, _, _| Ok(()));
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let seen = sent.clone();
+    let mut mailer = MockMailer::new();
+    mailer.expect_send().times(1).returning(move |m| {
+        seen.lock().unwrap().push(m.body.clone());
+        Ok(())
+    });
+    let mut minter = MockResetTokenMinter::new();
+    minter
+        .expect_mint()
+        .withf(|reset| *reset == Uuid::from_u128(1001))
+        .returning(|_| Some(zeroize::Zeroizing::new("TOKEN-OF-ANA".to_owned())));
+    let mut worker = worker_at_t0(store, mailer).with_reset_tokens(Arc::new(minter));
+    if let Some(page) = page {
+        worker = worker.with_reset_page(page);
+    }
+    assert_eq!(worker.run_once().await.unwrap().delivered, 1);
+    sent.lock().unwrap().remove(0)
+}
+
+/// With the front end's reset page known, the mail also links to it with the same code in the
+/// fragment; without it the mail holds the code alone. Either way no placeholder is left, and
+/// one smuggled into the recipient's name links to nothing but the recipient's own code.
+#[tokio::test]
+async fn a_known_reset_page_adds_a_link_carrying_the_same_code() {
+    let template = Template::PasswordReset {
+        expires_at: t0() + Duration::minutes(30),
+    };
+    let stored = render(&template, "Ana").body;
+    assert_eq!(stored.matches(RESET_LINK_PLACEHOLDER).count(), 1);
+
+    let linked = deliver_reset(stored.clone(), Some("https://app.example.mx/restablecer")).await;
+    assert!(
+        linked.contains("\n\nTOKEN-OF-ANA\n\nO abre este enlace, que ya lo incluye:\nhttps://app.example.mx/restablecer#token=TOKEN-OF-ANA\n\n"),
+        "{linked}"
+    );
+    assert!(!linked.contains("[["), "{linked}");
+
+    let plain = deliver_reset(stored, None).await;
+    assert!(plain.contains("\n\nTOKEN-OF-ANA\n\nAl usarlo"), "{plain}");
+    assert!(
+        !plain.contains("enlace") && !plain.contains("[["),
+        "{plain}"
+    );
+
+    let smuggled = render(&template, &format!("Ana {RESET_LINK_PLACEHOLDER}")).body;
+    let sent = deliver_reset(smuggled, Some("https://app.example.mx/r")).await;
+    assert_eq!(
+        sent.matches("https://app.example.mx/r#token=TOKEN-OF-ANA")
+            .count(),
+        2,
+        "{sent}"
+    );
+    assert!(!sent.contains("[["), "{sent}");
+}

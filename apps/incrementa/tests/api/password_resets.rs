@@ -9,6 +9,9 @@ use crate::helpers::*;
 
 const NEW: &str = "Recuperada#2026";
 
+/// The front end's reset page the e-mail links to.
+const PAGE: &str = "https://app.example.mx/restablecer";
+
 /// The text of a delivered `.eml` file: quoted-printable soft breaks joined, `=XX` decoded.
 fn eml_text(raw: &str) -> String {
     let joined = raw.replace("=\r\n", "").replace("=\n", "");
@@ -99,13 +102,18 @@ async fn ask(app: &TestApp, email: &str) -> Reply {
 }
 
 /// The whole path on each database: a locked-out Owner asks, gets one e-mail (asking again at
-/// once sends nothing, unknown addresses get the same answer), the code sets a new password,
+/// once sends nothing, unknown addresses get the same answer) with the code and a link to the
+/// reset page carrying it, the code sets a new password,
 /// which revokes the old session and lifts the lock; the code then stops working, the stored
 /// message never held it, and the chain verifies with both records on it.
 #[actix_web::test]
 async fn a_forgotten_password_is_reset_with_the_emailed_code() {
     for db in test_support::TestDb::each().await {
-        let app = spawn_configured(db, |s| s.outbox_interval_seconds = 1).await;
+        let app = spawn_configured(db, |s| {
+            s.outbox_interval_seconds = 1;
+            s.reset_url = Some(PAGE.to_owned());
+        })
+        .await;
         let b = app.db.backend;
         let (_, owner_id) = app.signup("owner@example.com").await;
         let before = app.token("owner@example.com").await;
@@ -128,11 +136,21 @@ async fn a_forgotten_password_is_reset_with_the_emailed_code() {
         let mails = reset_mails(&app.data_dir.join("outbox"), 1).await;
         let code = code_in(&mails[0]);
         assert!(mails[0].contains("owner@example.com"), "{b}: {}", mails[0]);
-        // What the database keeps is the placeholder, never the code.
+        // The front end's page is linked with the same code in the fragment.
+        assert!(
+            mails[0].contains(&format!("\n{PAGE}#token={code}")),
+            "{b}: {}",
+            mails[0]
+        );
+        // What the database keeps is the placeholders, never the code or the link.
         let stored = stored_reset_bodies(&app).await;
         assert_eq!(stored.len(), 1, "{b}: one e-mail for three requests");
         assert!(stored[0].contains(notify::RESET_TOKEN_PLACEHOLDER), "{b}");
-        assert!(!stored[0].contains(&code), "{b}");
+        assert!(stored[0].contains(notify::RESET_LINK_PLACEHOLDER), "{b}");
+        assert!(
+            !stored[0].contains(&code) && !stored[0].contains(PAGE),
+            "{b}"
+        );
         assert!(!app.audit_dump().await.concat().contains(&code), "{b}");
 
         // A wrong code, and a password the policy refuses (the code stays good).
