@@ -510,42 +510,48 @@ fn reset_message(n: u128) -> OutboxMessage {
     }
 }
 
-/// The worker fills the token of the message's own reset (its cause) into the copy it hands the
-/// mailer; other templates go as stored, placeholder and all.
-#[tokio::test]
-async fn the_worker_fills_each_reset_message_with_its_own_token_at_delivery() {
+/// Delivers `messages` through a worker whose minter makes `TOKEN-<reset id>` and that knows
+/// the reset page `page` (or none); returns the bodies the mailer received, in order.
+async fn deliver(messages: Vec<OutboxMessage>, page: Option<&str>) -> Vec<String> {
+    let count = messages.len();
     let mut store = MockOutboxStore::new();
-    store.expect_claim_due().returning(|_, _, _| {
-        Ok(vec![
-            reset_message(1),
-            OutboxMessage {
-                body: format!("incident text {RESET_TOKEN_PLACEHOLDER}"),
-                ..message(2, 0)
-            },
-        ])
-    });
+    store
+        .expect_claim_due()
+        .returning(move |_, _, _| Ok(messages.clone()));
     store
         .expect_record_attempt()
-        .times(2)
+        .times(count)
         .withf(|_, _, error, _| error.is_none())
         .returning(|_, _, _, _| Ok(()));
     let sent = Arc::new(Mutex::new(Vec::new()));
     let seen = sent.clone();
     let mut mailer = MockMailer::new();
-    mailer.expect_send().returning(move |m| {
+    mailer.expect_send().times(count).returning(move |m| {
         seen.lock().unwrap().push(m.body.clone());
         Ok(())
     });
     let mut minter = MockResetTokenMinter::new();
     minter
         .expect_mint()
-        .withf(|reset| *reset == Uuid::from_u128(1001))
-        .times(1)
         .returning(|reset| Some(zeroize::Zeroizing::new(format!("TOKEN-{reset}"))));
-    let worker = worker_at_t0(store, mailer).with_reset_tokens(Arc::new(minter));
-    let report = worker.run_once().await.unwrap();
-    assert_eq!(report.delivered, 2);
-    let sent = sent.lock().unwrap();
+    let mut worker = worker_at_t0(store, mailer).with_reset_tokens(Arc::new(minter));
+    if let Some(page) = page {
+        worker = worker.with_reset_page(page);
+    }
+    let delivered = worker.run_once().await.unwrap().delivered;
+    assert_eq!(usize::try_from(delivered).unwrap(), count);
+    std::mem::take(&mut *sent.lock().unwrap())
+}
+
+/// The worker fills the token of the message's own reset (its cause) into the copy it hands the
+/// mailer; other templates go as stored, placeholder and all.
+#[tokio::test]
+async fn the_worker_fills_each_reset_message_with_its_own_token_at_delivery() {
+    let incident = OutboxMessage {
+        body: format!("incident text {RESET_TOKEN_PLACEHOLDER}"),
+        ..message(2, 0)
+    };
+    let sent = deliver(vec![reset_message(1), incident], None).await;
     let token = format!("TOKEN-{}", Uuid::from_u128(1001));
     assert_eq!(
         sent[0],
@@ -584,39 +590,13 @@ async fn a_reset_message_without_its_token_is_not_sent() {
     }
 }
 
-/// Delivers one password-reset message whose stored body is `body` through a worker that knows
-/// the reset page `page` (or none) and returns what the mailer received.
+/// One password-reset message of reset 1001 whose stored body is `body`, delivered.
 async fn deliver_reset(body: String, page: Option<&str>) -> String {
-    let mut store = MockOutboxStore::new();
-    store.expect_claim_due().returning(move |_, _, _| {
-        Ok(vec![OutboxMessage {
-            body: body.clone(),
-            ..reset_message(1)
-        }])
-    });
-    store
-        .expect_record_attempt()
-        .times(1)
-        .withf(|_, _, error, _| error.is_none())
-        .returning(|_, _, _, _| Ok(()));
-    let sent = Arc::new(Mutex::new(Vec::new()));
-    let seen = sent.clone();
-    let mut mailer = MockMailer::new();
-    mailer.expect_send().times(1).returning(move |m| {
-        seen.lock().unwrap().push(m.body.clone());
-        Ok(())
-    });
-    let mut minter = MockResetTokenMinter::new();
-    minter
-        .expect_mint()
-        .withf(|reset| *reset == Uuid::from_u128(1001))
-        .returning(|_| Some(zeroize::Zeroizing::new("TOKEN-OF-ANA".to_owned())));
-    let mut worker = worker_at_t0(store, mailer).with_reset_tokens(Arc::new(minter));
-    if let Some(page) = page {
-        worker = worker.with_reset_page(page);
-    }
-    assert_eq!(worker.run_once().await.unwrap().delivered, 1);
-    sent.lock().unwrap().remove(0)
+    let message = OutboxMessage {
+        body,
+        ..reset_message(1)
+    };
+    deliver(vec![message], page).await.remove(0)
 }
 
 /// With the front end's reset page known, the mail also links to it with the same code in the
@@ -629,16 +609,23 @@ async fn a_known_reset_page_adds_a_link_carrying_the_same_code() {
     };
     let stored = render(&template, "Ana").body;
     assert_eq!(stored.matches(RESET_LINK_PLACEHOLDER).count(), 1);
+    let code = format!("TOKEN-{}", Uuid::from_u128(1001));
 
     let linked = deliver_reset(stored.clone(), Some("https://app.example.mx/restablecer")).await;
     assert!(
-        linked.contains("\n\nTOKEN-OF-ANA\n\nO abre este enlace, que ya lo incluye:\nhttps://app.example.mx/restablecer#token=TOKEN-OF-ANA\n\n"),
+        linked.contains(&format!(
+            "\n\n{code}\n\nO abre este enlace, que ya lo incluye:\n\
+             https://app.example.mx/restablecer#token={code}\n\n"
+        )),
         "{linked}"
     );
     assert!(!linked.contains("[["), "{linked}");
 
     let plain = deliver_reset(stored, None).await;
-    assert!(plain.contains("\n\nTOKEN-OF-ANA\n\nAl usarlo"), "{plain}");
+    assert!(
+        plain.contains(&format!("\n\n{code}\n\nAl usarlo")),
+        "{plain}"
+    );
     assert!(
         !plain.contains("enlace") && !plain.contains("[["),
         "{plain}"
@@ -647,7 +634,7 @@ async fn a_known_reset_page_adds_a_link_carrying_the_same_code() {
     let smuggled = render(&template, &format!("Ana {RESET_LINK_PLACEHOLDER}")).body;
     let sent = deliver_reset(smuggled, Some("https://app.example.mx/r")).await;
     assert_eq!(
-        sent.matches("https://app.example.mx/r#token=TOKEN-OF-ANA")
+        sent.matches(&format!("https://app.example.mx/r#token={code}"))
             .count(),
         2,
         "{sent}"
