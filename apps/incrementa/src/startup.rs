@@ -824,6 +824,16 @@ impl Application {
         )));
         // Password-reset requests and failed confirmations: the sign-up limit per client
         // network, one window for both.
+        // The same token key reads e-mail change codes: each code names its own pending id,
+        // and a reset's id is never a change's.
+        let email_changes = accounts::EmailChangeService::new(accounts::EmailChangePorts {
+            users: store.clone(),
+            changes: store.clone(),
+            tokens: reset_tokens.clone(),
+            audit: store.clone(),
+            clock: clock.clone(),
+            ids: ids.clone(),
+        });
         let password_resets = accounts::PasswordResetService::new(
             accounts::ResetPorts {
                 users: store.clone(),
@@ -909,6 +919,7 @@ impl Application {
             sessions,
             ownership,
             password_resets,
+            email_changes,
             vault,
             mfa,
             incidents: incidents::IncidentService::new(store.clone(), clock.clone(), ids.clone()),

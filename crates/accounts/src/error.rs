@@ -56,6 +56,10 @@ pub enum AccountsError {
     /// was deactivated: one answer for all, so it tells nothing.
     #[error("the password reset link is invalid or has expired; ask for a new one")]
     ResetTokenInvalid,
+    /// An e-mail change code that is unknown, forged, another change's, used, replaced or
+    /// expired: one answer for all.
+    #[error("the e-mail change code is invalid or has expired; ask for a new one")]
+    EmailChangeInvalid,
     /// Too many attempts from this address; retry after this many seconds.
     #[error("too many attempts; retry later")]
     RateLimited {

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod email_change;
 mod error;
 mod model;
 mod ownership;
@@ -17,6 +18,10 @@ mod ports;
 mod reset;
 mod service;
 
+pub use email_change::{
+    EMAIL_CHANGE_RESEND_INTERVAL, EMAIL_CHANGE_TTL, EmailChange, EmailChangePorts,
+    EmailChangeRepository, EmailChangeService,
+};
 pub use error::{AccountsError, FieldError};
 pub use model::{
     Company, CompanyName, CompanyProfile, ConfigChange, Email, MFA_GRACE, NewCompany, PersonName,
@@ -37,6 +42,8 @@ pub use service::{
     AccountService, CompanyPatch, MAX_CHANGES_PAGE, NewUserRequest, SignupRequest, UserPatch,
 };
 
+#[cfg(any(test, feature = "mocks"))]
+pub use email_change::MockEmailChangeRepository;
 #[cfg(any(test, feature = "mocks"))]
 pub use ownership::MockOwnershipRepository;
 #[cfg(any(test, feature = "mocks"))]

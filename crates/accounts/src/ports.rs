@@ -22,6 +22,8 @@ pub enum RevocationReason {
     UserDeactivated,
     /// Its user changed the password (PWD-6).
     PasswordChanged,
+    /// Its user changed their e-mail address (the other sessions end).
+    EmailChanged,
 }
 
 impl RevocationReason {
@@ -34,6 +36,7 @@ impl RevocationReason {
             Self::SessionLimit => "session_limit",
             Self::UserDeactivated => "user_deactivated",
             Self::PasswordChanged => "password_changed",
+            Self::EmailChanged => "email_changed",
         }
     }
 }

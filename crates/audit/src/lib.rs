@@ -148,6 +148,12 @@ impl Action {
     /// the record's id is the reset's id, and the mail it causes carries the reset's token,
     /// made at delivery and never stored.
     pub const USER_PASSWORD_RESET_REQUESTED: Self = Self("user.password_reset_requested");
+    /// A user asked to change their e-mail address (`POST /v1/me/email`; `details.to` is the
+    /// new address). The record's id is the change's id; the new address is mailed a code made
+    /// from it at delivery, the current one a warning.
+    pub const USER_EMAIL_CHANGE_REQUESTED: Self = Self("user.email_change_requested");
+    /// A user's e-mail address changed (`details.from`, `details.to`); the old address is told.
+    pub const USER_EMAIL_CHANGED: Self = Self("user.email_changed");
     /// Reading the user list or a user (recorded only when denied).
     pub const USERS_READ: Self = Self("users.read");
     /// The company's configuration changed (details: every field, old and new).

@@ -160,6 +160,17 @@ pub fn need(record: &ChainedRecord) -> Need {
                 _ => Need::Nothing,
             }
         }
+        // An Owner or Admin moved their account to another mailbox: the channel that resets
+        // their password changed hands, which the company should see.
+        ("user.email_changed", "success") => {
+            let details: serde_json::Value =
+                serde_json::from_str(&record.details).unwrap_or_default();
+            if matches!(detail(&details, "role"), Some("owner" | "admin")) {
+                Need::Itself
+            } else {
+                Need::Nothing
+            }
+        }
         _ => Need::Nothing,
     }
 }
@@ -289,6 +300,16 @@ pub fn evaluate(
                         detail(&details, "role").unwrap_or("user")
                     ),
                 ),
+                "user.email_changed" => (
+                    "privileged_email_change",
+                    "medium",
+                    format!(
+                        "the {} {user} changed the account's e-mail address from {} to {}",
+                        detail(&details, "role").unwrap_or("user"),
+                        detail(&details, "from").unwrap_or("?"),
+                        detail(&details, "to").unwrap_or("?"),
+                    ),
+                ),
                 "user.password_changed" => (
                     "operator_password_reset",
                     "high",
@@ -403,6 +424,55 @@ mod tests {
                 assert_eq!(need(&r), Need::Nothing, "{role}");
             }
         }
+    }
+
+    /// An Owner's or Admin's change of address raises a medium alert naming both addresses;
+    /// other roles' raise none, nor does a request that was never confirmed.
+    #[test]
+    fn a_privileged_users_change_of_address_raises_a_medium_alert() {
+        for (role, alerted) in [
+            ("owner", true),
+            ("admin", true),
+            ("manager", false),
+            ("vendor", false),
+        ] {
+            let mut r = rec(
+                "user.email_changed",
+                "success",
+                serde_json::json!({ "from": "ana@example.com", "to": "ana@nuevo.mx", "role": role }),
+            );
+            r.target = Some(format!("user:{}", Uuid::from_u128(5)));
+            let alerts = evaluate(
+                &r,
+                &Context::default(),
+                &AlertThresholds::default(),
+                &mut || Uuid::from_u128(9),
+            );
+            if alerted {
+                assert_eq!(alerts.len(), 1, "{role}");
+                assert_eq!(
+                    (alerts[0].rule.as_str(), alerts[0].severity.as_str()),
+                    ("privileged_email_change", "medium")
+                );
+                assert!(
+                    alerts[0].summary.contains(role)
+                        && alerts[0].summary.contains("ana@example.com")
+                        && alerts[0].summary.contains("ana@nuevo.mx"),
+                    "{}",
+                    alerts[0].summary
+                );
+                assert_eq!(alerts[0].subject, format!("user:{}", Uuid::from_u128(5)));
+            } else {
+                assert_eq!(need(&r), Need::Nothing, "{role}");
+                assert!(alerts.is_empty(), "{role}");
+            }
+        }
+        let asked = rec(
+            "user.email_change_requested",
+            "success",
+            serde_json::json!({ "to": "ana@nuevo.mx", "role": "owner" }),
+        );
+        assert_eq!(need(&asked), Need::Nothing);
     }
 
     /// The operator's resets raise a high alert each, naming the user; the user's own change

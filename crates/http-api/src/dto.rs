@@ -138,6 +138,31 @@ pub(crate) struct PasswordResetConfirmBody {
     pub new_password_confirmation: SecretString,
 }
 
+/// The address the caller wants to use from now on.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"new_email": "lupita@nuevo.mx"}))]
+pub(crate) struct EmailChangeBody {
+    pub new_email: String,
+}
+
+/// The code e-mailed to the new address.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct EmailChangeConfirmBody {
+    #[schema(value_type = String, format = Password)]
+    pub token: SecretString,
+}
+
+/// A change of address waiting for its code.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PendingEmailChangeDto {
+    /// The address the code was sent to.
+    #[schema(format = Email)]
+    pub pending_email: String,
+    /// When the code stops working.
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
 /// The current password and the new one, twice.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ChangePasswordBody {

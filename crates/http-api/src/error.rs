@@ -257,6 +257,12 @@ impl From<AccountsError> for ApiError {
                 "Invalid or expired reset code",
                 "the password reset code is invalid, used or expired; ask for a new one",
             ),
+            AccountsError::EmailChangeInvalid => Self::new(
+                StatusCode::BAD_REQUEST,
+                "email_change_invalid",
+                "Invalid or expired e-mail change code",
+                "the code is wrong, used, replaced by a newer request or expired; ask for a new one",
+            ),
             AccountsError::RateLimited { retry_after_secs } => Self::rate_limited(retry_after_secs),
             AccountsError::ReauthenticationRequired => Self::reauthentication_required(),
             AccountsError::Conflict { code, message } => {

@@ -21,7 +21,7 @@ pub mod routes;
 
 use std::sync::Arc;
 
-use accounts::{AccountService, OwnershipService, PasswordResetService};
+use accounts::{AccountService, EmailChangeService, OwnershipService, PasswordResetService};
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, middleware, web};
@@ -57,6 +57,8 @@ pub struct ApiState {
     pub ownership: OwnershipService,
     /// Self-service password resets.
     pub password_resets: PasswordResetService,
+    /// Self-service changes of e-mail address.
+    pub email_changes: EmailChangeService,
     /// The fiscal vault.
     pub vault: vault::VaultService,
     /// Multi-factor authentication.

@@ -93,7 +93,7 @@ pub(crate) struct FieldProblem {
         signup::signup,
         password_resets::request, password_resets::confirm,
         sessions::login, sessions::list, sessions::logout, sessions::reauthenticate, sessions::revoke,
-        me::me, me::change_password,
+        me::me, me::change_password, me::request_email_change, me::confirm_email_change,
         mfa::status, mfa::begin, mfa::confirm, mfa::disable, mfa::regenerate_recovery_codes,
         users::list, users::create, users::get, users::update, users::change_role,
         users::change_permissions,
@@ -267,6 +267,29 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
             ),
             POLICY,
             VALIDATION,
+        ],
+        ("POST", "/v1/me/email") => &[
+            (
+                "422",
+                "`validation_failed` with `new_email` `invalid` (not an address) or \
+                 `same_as_current`.",
+            ),
+            EMAIL_TAKEN,
+            (
+                "429",
+                "`rate_limited`: a change was asked for in the last 5 minutes.",
+            ),
+        ],
+        ("POST", "/v1/me/email/confirm") => &[
+            (
+                "400",
+                "`email_change_invalid`: the code is wrong, used, replaced by a newer request or \
+                 expired, or not the caller's; ask for a new one.",
+            ),
+            (
+                "409",
+                "`email_taken`: another account took the address meanwhile.",
+            ),
         ],
         ("POST", "/v1/me/mfa/totp") => &[(
             "409",

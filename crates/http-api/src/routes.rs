@@ -100,6 +100,8 @@ pub fn declare<S: RouteSink>(r: &mut S) {
     r.add(Method::DELETE, "/v1/sessions/{id}",                       Authenticated,        sessions::revoke);
     r.add(Method::GET,    "/v1/me",                                  Authenticated,        me::me);
     r.add(Method::PUT,    "/v1/me/password",                         Authenticated,        me::change_password);
+    r.add(Method::POST,   "/v1/me/email",                            AuthenticatedStepUp,  me::request_email_change);
+    r.add(Method::POST,   "/v1/me/email/confirm",                    Authenticated,        me::confirm_email_change);
     r.add(Method::GET,    "/v1/me/mfa",                              Authenticated,        mfa::status);
     r.add(Method::POST,   "/v1/me/mfa/totp",                         Authenticated,        mfa::begin);
     r.add(Method::POST,   "/v1/me/mfa/totp/confirm",                 Authenticated,        mfa::confirm);
@@ -203,6 +205,8 @@ pub fn body_limit(method: &Method, path: &str) -> usize {
             "/v1/sessions"
             | "/v1/password-resets"
             | "/v1/password-resets/confirm"
+            | "/v1/me/email"
+            | "/v1/me/email/confirm"
             | "/v1/sessions/current/reauthenticate"
             | "/v1/me/mfa/totp"
             | "/v1/me/mfa/totp/confirm"

@@ -23,9 +23,13 @@ pub use outbox::{
 pub use outbox::{MockMailer, MockOutboxStore, MockResetTokenMinter};
 pub use templates::{RESET_LINK_PLACEHOLDER, RESET_TOKEN_PLACEHOLDER, Rendered, render};
 
-/// The template name of password-reset messages: the only ones whose placeholder the outbox
-/// worker fills with a token.
+/// The template name of password-reset messages: the outbox worker fills their placeholder
+/// with a token (and their link placeholder with a link to the reset page).
 pub const PASSWORD_RESET_TEMPLATE: &str = "password_reset";
+
+/// The template name of the code sent to a new e-mail address: the outbox worker fills its
+/// placeholder with a token, as for password resets.
+pub const EMAIL_CHANGE_CODE_TEMPLATE: &str = "email_change_code";
 
 use audit::{Action, Alert, AuditRecord, Outcome};
 use kernel::{CompanyId, Timestamp, UserId};
@@ -59,6 +63,24 @@ pub enum Template {
     PasswordReset {
         /// When the token stops working.
         expires_at: Timestamp,
+    },
+    /// The user asked to change their address to `to`: sent **to `to`**, with the code that
+    /// confirms it. The change's id is the notice's cause (the `user.email_change_requested`
+    /// record's id); the stored body holds [`RESET_TOKEN_PLACEHOLDER`], filled at delivery.
+    EmailChangeCode {
+        /// When the code stops working.
+        expires_at: Timestamp,
+    },
+    /// The same request, told to the current address: someone (the user, or whoever holds
+    /// their session and password) is moving the account to `to`.
+    EmailChangeRequested {
+        /// The address asked for.
+        to: String,
+    },
+    /// The address changed to `to`: sent to the **old** address.
+    EmailChanged {
+        /// The new address.
+        to: String,
     },
     /// A security incident affects the user.
     Incident {
@@ -109,6 +131,9 @@ impl Template {
             Self::AccountDeactivated => "account_deactivated",
             Self::NewIpLogin { .. } => "new_ip_login",
             Self::PasswordReset { .. } => PASSWORD_RESET_TEMPLATE,
+            Self::EmailChangeCode { .. } => EMAIL_CHANGE_CODE_TEMPLATE,
+            Self::EmailChangeRequested { .. } => "email_change_requested",
+            Self::EmailChanged { .. } => "email_changed",
             Self::Incident { .. } => "incident",
             Self::CredentialExpiring { .. } => "credential_expiring",
             Self::CredentialChanged { uploaded: true, .. } => "credential_uploaded",
@@ -132,6 +157,10 @@ pub struct Notice {
     pub at: Timestamp,
     /// The audit record or alert behind it.
     pub cause: Uuid,
+    /// Where to send it instead of the user's current address: the new address for the code of
+    /// an e-mail change, the old one for the notice that it changed. Set only from the audit
+    /// record of the user's own change; every other notice goes to the user's address.
+    pub address: Option<String>,
 }
 
 fn target_user(record: &AuditRecord) -> Option<UserId> {
@@ -154,7 +183,9 @@ pub fn notices_for_record(record: &AuditRecord) -> Vec<Notice> {
         template,
         at: record.at,
         cause: record.id,
+        address: None,
     };
+    let detail = |name: &str| record.details.get(name).and_then(|v| v.as_str());
     let to_target = |template: Template| {
         target_user(record)
             .map(|u| vec![notice(u, template)])
@@ -180,6 +211,35 @@ pub fn notices_for_record(record: &AuditRecord) -> Vec<Notice> {
                 })
             })
             .unwrap_or_default()
+    } else if action == Action::USER_EMAIL_CHANGE_REQUESTED {
+        // The code goes to the new address, the warning to the current one.
+        let (Some(to), Some(expires_at)) = (
+            detail("to"),
+            detail("expires_at").and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok()),
+        ) else {
+            return Vec::new();
+        };
+        let Some(user) = target_user(record) else {
+            return Vec::new();
+        };
+        let expires_at = expires_at.with_timezone(&chrono::Utc);
+        vec![
+            Notice {
+                address: Some(to.to_owned()),
+                ..notice(user, Template::EmailChangeCode { expires_at })
+            },
+            notice(user, Template::EmailChangeRequested { to: to.to_owned() }),
+        ]
+    } else if action == Action::USER_EMAIL_CHANGED {
+        let (Some(from), Some(to), Some(user)) =
+            (detail("from"), detail("to"), target_user(record))
+        else {
+            return Vec::new();
+        };
+        vec![Notice {
+            address: Some(from.to_owned()),
+            ..notice(user, Template::EmailChanged { to: to.to_owned() })
+        }]
     } else if action == Action::MFA_ENABLED {
         to_target(Template::MfaEnabled)
     } else if action == Action::MFA_DISABLED {
@@ -306,6 +366,7 @@ pub fn notice_for_alert(alert: &Alert) -> Option<Notice> {
         template: Template::NewIpLogin { ip: ip.to_owned() },
         at: alert.at,
         cause: alert.id,
+        address: None,
     })
 }
 

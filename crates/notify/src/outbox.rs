@@ -226,11 +226,14 @@ impl OutboxWorker {
         self
     }
 
-    /// Hands `message` to the mailer; a password-reset message goes with its token in place of
-    /// the placeholder (and the link to the reset page in place of its own, when there is a
-    /// page), in a copy that is wiped once handed over (the stored body never changes).
+    /// Hands `message` to the mailer; a password-reset message or an e-mail change code goes
+    /// with the token of its own cause in place of the placeholder (and a password reset with
+    /// the link to the reset page in place of its own, when there is a page), in a copy that is
+    /// wiped once handed over (the stored body never changes). The token names the reset or the
+    /// change it was made for, and each confirmation only accepts its own kind's pending id.
     async fn send(&self, message: &OutboxMessage) -> Result<(), NotifyError> {
-        if message.template != crate::PASSWORD_RESET_TEMPLATE {
+        let is_reset = message.template == crate::PASSWORD_RESET_TEMPLATE;
+        if !is_reset && message.template != crate::EMAIL_CHANGE_CODE_TEMPLATE {
             return self.mailer.send(message).await;
         }
         let token = self
@@ -238,7 +241,8 @@ impl OutboxWorker {
             .as_ref()
             .and_then(|minter| minter.mint(message.cause))
             .ok_or_else(|| NotifyError::Delivery("no key to make the reset token".to_owned()))?;
-        let link = self.reset_page.as_deref().map_or_else(String::new, |page| {
+        let page = self.reset_page.as_deref().filter(|_| is_reset);
+        let link = page.map_or_else(String::new, |page| {
             format!(
                 "\n\nO abre este enlace, que ya lo incluye:\n{page}#token={}",
                 crate::RESET_TOKEN_PLACEHOLDER

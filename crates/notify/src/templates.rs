@@ -82,6 +82,31 @@ pub fn render(template: &Template, name: &str) -> Rendered {
                 expires_at.format("%d/%m/%Y a las %H:%M")
             ),
         ),
+        Template::EmailChangeCode { expires_at } => (
+            "Confirma tu nuevo correo en IncrementaCRM".to_owned(),
+            format!(
+                "Pediste usar esta dirección para tu cuenta de IncrementaCRM. Para confirmarlo, \
+                 escribe este código en la aplicación, con tu sesión abierta; sirve una sola vez, \
+                 hasta el {} (hora UTC):\n\n{RESET_TOKEN_PLACEHOLDER}\n\nSi no lo pediste, \
+                 ignora este mensaje: la cuenta sigue con su correo de siempre.",
+                expires_at.format("%d/%m/%Y a las %H:%M")
+            ),
+        ),
+        Template::EmailChangeRequested { to } => (
+            "Se pidió cambiar el correo de tu cuenta".to_owned(),
+            format!(
+                "Se pidió cambiar el correo de tu cuenta de IncrementaCRM a {to}. El cambio \
+                 ocurre solo si se confirma con un código enviado a esa dirección. {NOT_YOU}"
+            ),
+        ),
+        Template::EmailChanged { to } => (
+            "El correo de tu cuenta cambió".to_owned(),
+            format!(
+                "Tu cuenta de IncrementaCRM ahora usa la dirección {to}; a esta ya no llegarán \
+                 avisos ni códigos, y se cerraron tus otras sesiones. Si no fuiste tú, avisa de \
+                 inmediato al administrador de tu empresa."
+            ),
+        ),
         Template::NewIpLogin { ip } => (
             "Inicio de sesión desde una dirección nueva".to_owned(),
             format!(

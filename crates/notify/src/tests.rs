@@ -54,6 +54,7 @@ fn security_events_notify_the_user_they_concern() {
                 template,
                 at: t0(),
                 cause: Uuid::from_u128(99),
+                address: None,
             }],
             "{action}"
         );
@@ -486,6 +487,7 @@ fn a_reset_request_mails_its_user_a_body_with_a_placeholder_and_no_token() {
             template: Template::PasswordReset { expires_at },
             at: t0(),
             cause: Uuid::from_u128(99),
+            address: None,
         }]
     );
     assert_eq!(notices[0].template.name(), PASSWORD_RESET_TEMPLATE);
@@ -640,4 +642,108 @@ async fn a_known_reset_page_adds_a_link_carrying_the_same_code() {
         "{sent}"
     );
     assert!(!sent.contains("[["), "{sent}");
+}
+
+fn email_change_record(action: Action, details: serde_json::Value) -> AuditRecord {
+    AuditRecord::new(
+        Uuid::from_u128(98),
+        t0(),
+        action,
+        Outcome::Success,
+        &RequestContext::default(),
+    )
+    .company(company())
+    .actor(user(2))
+    .target("user", user(2))
+    .details(details)
+}
+
+/// An e-mail change mails its code to the new address and a warning to the current one; the
+/// change mails the old address. Records without their details mail nobody.
+#[test]
+fn an_email_change_mails_the_code_to_the_new_address_and_warns_the_old_one() {
+    let expires_at = t0() + Duration::minutes(60);
+    let requested = email_change_record(
+        Action::USER_EMAIL_CHANGE_REQUESTED,
+        serde_json::json!({ "to": "ana@nuevo.mx", "expires_at": expires_at.to_rfc3339() }),
+    );
+    let notices = notices_for_record(&requested);
+    let base = Notice {
+        company_id: company(),
+        user_id: user(2),
+        template: Template::EmailChangeCode { expires_at },
+        at: t0(),
+        cause: Uuid::from_u128(98),
+        address: Some("ana@nuevo.mx".into()),
+    };
+    assert_eq!(
+        notices,
+        vec![
+            base.clone(),
+            Notice {
+                template: Template::EmailChangeRequested {
+                    to: "ana@nuevo.mx".into()
+                },
+                address: None,
+                ..base.clone()
+            },
+        ]
+    );
+    assert_eq!(notices[0].template.name(), EMAIL_CHANGE_CODE_TEMPLATE);
+    let code_mail = render(&notices[0].template, "Ana");
+    assert_eq!(code_mail.body.matches(RESET_TOKEN_PLACEHOLDER).count(), 1);
+    assert!(!code_mail.body.contains(RESET_LINK_PLACEHOLDER));
+    assert!(
+        render(&notices[1].template, "Ana")
+            .body
+            .contains("ana@nuevo.mx")
+    );
+
+    let changed = email_change_record(
+        Action::USER_EMAIL_CHANGED,
+        serde_json::json!({ "from": "ana@example.com", "to": "ana@nuevo.mx" }),
+    );
+    assert_eq!(
+        notices_for_record(&changed),
+        vec![Notice {
+            template: Template::EmailChanged {
+                to: "ana@nuevo.mx".into()
+            },
+            address: Some("ana@example.com".into()),
+            ..base
+        }]
+    );
+    for action in [
+        Action::USER_EMAIL_CHANGE_REQUESTED,
+        Action::USER_EMAIL_CHANGED,
+    ] {
+        let bare = email_change_record(action, serde_json::json!({}));
+        assert_eq!(notices_for_record(&bare), vec![], "{action}");
+    }
+}
+
+/// The code of an e-mail change is filled in like a reset's, from the message's own cause, and
+/// never gets the reset page's link.
+#[tokio::test]
+async fn an_email_change_code_is_filled_in_at_delivery_without_a_link() {
+    let body = render(
+        &Template::EmailChangeCode {
+            expires_at: t0() + Duration::minutes(60),
+        },
+        &format!("Ana {RESET_LINK_PLACEHOLDER}"),
+    )
+    .body;
+    let message = OutboxMessage {
+        template: EMAIL_CHANGE_CODE_TEMPLATE.into(),
+        body,
+        ..message(1, 0)
+    };
+    let sent = deliver(vec![message], Some("https://app.example.mx/r")).await;
+    let code = format!("TOKEN-{}", Uuid::from_u128(1001));
+    assert!(sent[0].contains(&format!("\n\n{code}\n\n")), "{}", sent[0]);
+    assert!(
+        !sent[0].contains("https://") && !sent[0].contains("[["),
+        "{}",
+        sent[0]
+    );
 }

@@ -1,6 +1,7 @@
 use accounts::{
     AccountRepository, AccountsError, Company, CompanyName, CompanyProfile, ConfigChange, Email,
-    PasswordHash, PasswordReset, PasswordResetRepository, PersonName, Rfc, SessionRevocation, User,
+    EmailChange, EmailChangeRepository, PasswordHash, PasswordReset, PasswordResetRepository,
+    PersonName, Rfc, SessionRevocation, User,
 };
 use async_trait::async_trait;
 use audit::AuditRecord;
@@ -105,6 +106,9 @@ fn user_row(u: &User) -> user::ActiveModel {
         password_change_required: Set(u.password_change_required.then_some(true)),
         password_reset_id: Set(None),
         password_reset_expires_at: Set(None),
+        email_change_id: Set(None),
+        email_change_to: Set(None),
+        email_change_expires_at: Set(None),
     }
 }
 
@@ -510,6 +514,20 @@ impl PasswordResetRepository for SeaStore {
                 user::Column::PasswordResetExpiresAt,
                 Expr::value(Option::<Timestamp>::None),
             )
+            // The new password ends a pending change of address too: whoever asked for it
+            // may not be the one who just proved the mailbox.
+            .col_expr(
+                user::Column::EmailChangeId,
+                Expr::value(Option::<uuid::Uuid>::None),
+            )
+            .col_expr(
+                user::Column::EmailChangeTo,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                user::Column::EmailChangeExpiresAt,
+                Expr::value(Option::<Timestamp>::None),
+            )
             .filter(user::Column::PasswordResetId.eq(id))
             .filter(user::Column::PasswordResetExpiresAt.gt(revoke.at))
             .exec(&txn)
@@ -517,6 +535,133 @@ impl PasswordResetRepository for SeaStore {
             .map_err(internal)?;
         if result.rows_affected == 0 {
             return Err(AccountsError::ResetTokenInvalid);
+        }
+        self.finish_user_update(txn, user, Some(revoke), audit)
+            .await
+    }
+}
+
+#[async_trait]
+impl EmailChangeRepository for SeaStore {
+    async fn open_email_change(
+        &self,
+        change: &EmailChange,
+        keep_if_expires_after: Timestamp,
+        audit: Vec<AuditRecord>,
+    ) -> Result<bool, AccountsError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        let in_company = || {
+            Condition::all()
+                .add(user::Column::Id.eq(change.user_id.as_uuid()))
+                .add(user::Column::CompanyId.eq(change.company_id.as_uuid()))
+        };
+        let result = user::Entity::update_many()
+            .col_expr(user::Column::EmailChangeId, Expr::value(change.id))
+            .col_expr(user::Column::EmailChangeTo, Expr::value(change.to.as_str()))
+            .col_expr(
+                user::Column::EmailChangeExpiresAt,
+                Expr::value(change.expires_at),
+            )
+            .filter(in_company())
+            .filter(
+                Condition::any()
+                    .add(user::Column::EmailChangeExpiresAt.is_null())
+                    .add(user::Column::EmailChangeExpiresAt.lte(keep_if_expires_after)),
+            )
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        if result.rows_affected == 0 {
+            let exists = user::Entity::find()
+                .filter(in_company())
+                .count(&txn)
+                .await
+                .map_err(internal)?;
+            return if exists == 0 {
+                Err(AccountsError::NotFound)
+            } else {
+                Ok(false)
+            };
+        }
+        self.commit_with_audit_as(txn, audit, crate::Changed::Users(&[change.user_id]))
+            .await
+            .map_err(internal)?;
+        Ok(true)
+    }
+
+    async fn email_change(
+        &self,
+        company: CompanyId,
+        user: UserId,
+    ) -> Result<Option<EmailChange>, AccountsError> {
+        let Some(m) = crate::by_key(
+            user::Entity::find()
+                .filter(user::Column::Id.eq(user.as_uuid()))
+                .filter(user::Column::CompanyId.eq(company.as_uuid())),
+            &self.db,
+        )
+        .await
+        .map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        let (Some(id), Some(to), Some(expires_at)) = (
+            m.email_change_id,
+            m.email_change_to,
+            m.email_change_expires_at,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(EmailChange {
+            id,
+            company_id: company,
+            user_id: user,
+            to: Email::parse(&to).map_err(|_| internal(corrupt("users", "email_change_to")))?,
+            expires_at,
+        }))
+    }
+
+    async fn complete_email_change(
+        &self,
+        id: uuid::Uuid,
+        user: &User,
+        revoke: SessionRevocation,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Vec<SessionId>, AccountsError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        // Compare and set: only while the change is still this user's pending, unexpired one
+        // and asks for this address. An open password reset was mailed to the old address:
+        // it closes with the change.
+        let result = user_update(user)
+            .col_expr(user::Column::Email, Expr::value(user.email.as_str()))
+            .col_expr(
+                user::Column::EmailChangeId,
+                Expr::value(Option::<uuid::Uuid>::None),
+            )
+            .col_expr(
+                user::Column::EmailChangeTo,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                user::Column::EmailChangeExpiresAt,
+                Expr::value(Option::<Timestamp>::None),
+            )
+            .col_expr(
+                user::Column::PasswordResetId,
+                Expr::value(Option::<uuid::Uuid>::None),
+            )
+            .col_expr(
+                user::Column::PasswordResetExpiresAt,
+                Expr::value(Option::<Timestamp>::None),
+            )
+            .filter(user::Column::EmailChangeId.eq(id))
+            .filter(user::Column::EmailChangeTo.eq(user.email.as_str()))
+            .filter(user::Column::EmailChangeExpiresAt.gt(revoke.at))
+            .exec(&txn)
+            .await
+            .map_err(insert_error)?;
+        if result.rows_affected == 0 {
+            return Err(AccountsError::EmailChangeInvalid);
         }
         self.finish_user_update(txn, user, Some(revoke), audit)
             .await

@@ -19,8 +19,8 @@ fn internal(e: impl std::error::Error + Send + Sync + 'static) -> NotifyError {
 }
 
 /// Renders `notices` for their recipients and queues them on `conn` (the caller's transaction).
-/// A recipient that is not a user of the notice's company is skipped: notices name users by id
-/// only, so no address from elsewhere can be injected.
+/// A recipient that is not a user of the notice's company is skipped: notices name users by id,
+/// and only an e-mail change's notices carry an address (from the user's own change record).
 pub(crate) async fn enqueue_notices<C: ConnectionTrait>(
     conn: &C,
     notices: Vec<Notice>,
@@ -44,7 +44,9 @@ pub(crate) async fn enqueue_notices<C: ConnectionTrait>(
                 id: Set(Uuid::now_v7()),
                 company_id: Set(n.company_id.as_uuid()),
                 user_id: Set(n.user_id.as_uuid()),
-                to_address: Set(u.email.clone()),
+                // An e-mail change's own notices name their address (the new one for the
+                // code, the old one once changed); every other notice goes to the user's.
+                to_address: Set(n.address.unwrap_or_else(|| u.email.clone())),
                 to_name: Set(u.name.clone()),
                 template: Set(n.template.name().to_owned()),
                 subject: Set(rendered.subject),

@@ -235,6 +235,20 @@ impl TestApp {
     }
 
     /// How many messages of `template` the outbox holds.
+    /// The stored bodies of the queued messages of `template`.
+    pub async fn stored_bodies(&self, template: &str) -> Vec<String> {
+        let conn = self.db.connect().await;
+        conn.query_all_raw(Statement::from_string(
+            conn.get_database_backend(),
+            format!("SELECT body FROM outbox_messages WHERE template = '{template}'"),
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .collect()
+    }
+
     pub async fn outbox_count(&self, template: &str) -> i64 {
         let conn = self.db.connect().await;
         let sql = match conn.get_database_backend() {
@@ -599,4 +613,67 @@ impl SmtpSink {
             self.messages.lock().unwrap()
         );
     }
+}
+
+/// The text of a delivered `.eml` file: quoted-printable soft breaks joined, `=XX` decoded.
+pub fn eml_text(raw: &str) -> String {
+    let joined = raw.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Waits for the outbox directory `dir` to hold `n` e-mails whose text contains `needle`, and
+/// returns their texts.
+pub async fn delivered_mails(dir: &std::path::Path, needle: &str, n: usize) -> Vec<String> {
+    let mut found = Vec::new();
+    for _ in 0..200 {
+        found = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                    .map(|e| eml_text(&std::fs::read_to_string(e.path()).unwrap()))
+                    .filter(|t| t.contains(needle))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        if found.len() >= n {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        found.len(),
+        n,
+        "e-mails with {needle:?} in {}",
+        dir.display()
+    );
+    found
+}
+
+/// The code in a reset or e-mail change message: the line that is 48 URL-safe base64
+/// characters.
+pub fn mailed_code(mail: &str) -> String {
+    mail.lines()
+        .map(str::trim)
+        .find(|l| {
+            l.len() == 48
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .unwrap_or_else(|| panic!("no code in {mail}"))
+        .to_owned()
 }

@@ -12,6 +12,7 @@ mod backups;
 mod company;
 mod concurrency;
 mod docs;
+mod email_changes;
 mod errors;
 mod helpers;
 mod incidents;

@@ -42,6 +42,9 @@ fn probe(method: &str, path: &str, ids: &Ids) -> (String, Option<Value>) {
                 json!({ "current_password": "x", "new_password": "x", "new_password_confirmation": "x" }),
             ),
         ),
+        // A malformed address or an unknown code: 422 or 400 once allowed, nothing pending.
+        ("POST", "/v1/me/email") => (path.into(), Some(json!({ "new_email": "bad" }))),
+        ("POST", "/v1/me/email/confirm") => (path.into(), Some(json!({ "token": "bad" }))),
         ("POST", "/v1/users") => (
             path.into(),
             Some(

@@ -12,74 +12,9 @@ const NEW: &str = "Recuperada#2026";
 /// The front end's reset page the e-mail links to.
 const PAGE: &str = "https://app.example.mx/restablecer";
 
-/// The text of a delivered `.eml` file: quoted-printable soft breaks joined, `=XX` decoded.
-fn eml_text(raw: &str) -> String {
-    let joined = raw.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'='
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Waits for the outbox directory to hold `n` reset e-mails and returns their texts.
 async fn reset_mails(dir: &Path, n: usize) -> Vec<String> {
-    let mut found = Vec::new();
-    for _ in 0..200 {
-        found = std::fs::read_dir(dir)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-                    .map(|e| eml_text(&std::fs::read_to_string(e.path()).unwrap()))
-                    .filter(|t| t.contains("restablecimiento"))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        if found.len() >= n {
-            break;
-        }
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(found.len(), n, "reset e-mails in {}", dir.display());
-    found
-}
-
-/// The code in a reset e-mail: the line that is 48 URL-safe base64 characters.
-fn code_in(mail: &str) -> String {
-    mail.lines()
-        .map(str::trim)
-        .find(|l| {
-            l.len() == 48
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .unwrap_or_else(|| panic!("no code in {mail}"))
-        .to_owned()
-}
-
-async fn stored_reset_bodies(app: &TestApp) -> Vec<String> {
-    use sea_orm::{ConnectionTrait as _, Statement};
-    let conn = app.db.connect().await;
-    conn.query_all_raw(Statement::from_string(
-        conn.get_database_backend(),
-        "SELECT body FROM outbox_messages WHERE template = 'password_reset'".to_owned(),
-    ))
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.try_get_by_index::<String>(0).unwrap())
-    .collect()
+    delivered_mails(dir, "restablecimiento", n).await
 }
 
 /// Confirms a reset with `code` and `password` (twice).
@@ -134,7 +69,7 @@ async fn a_forgotten_password_is_reset_with_the_emailed_code() {
         }
         assert_problem(&ask(&app, "not an address").await, 422, "validation_failed");
         let mails = reset_mails(&app.data_dir.join("outbox"), 1).await;
-        let code = code_in(&mails[0]);
+        let code = mailed_code(&mails[0]);
         assert!(mails[0].contains("owner@example.com"), "{b}: {}", mails[0]);
         // The front end's page is linked with the same code in the fragment.
         assert!(
@@ -143,7 +78,7 @@ async fn a_forgotten_password_is_reset_with_the_emailed_code() {
             mails[0]
         );
         // What the database keeps is the placeholders, never the code or the link.
-        let stored = stored_reset_bodies(&app).await;
+        let stored = app.stored_bodies("password_reset").await;
         assert_eq!(stored.len(), 1, "{b}: one e-mail for three requests");
         assert!(stored[0].contains(notify::RESET_TOKEN_PLACEHOLDER), "{b}");
         assert!(stored[0].contains(notify::RESET_LINK_PLACEHOLDER), "{b}");

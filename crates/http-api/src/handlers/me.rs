@@ -2,7 +2,9 @@ use accounts::Password;
 use actix_web::{HttpResponse, web};
 use secrecy::ExposeSecret;
 
-use crate::dto::{ChangePasswordBody, MeDto};
+use crate::dto::{
+    ChangePasswordBody, EmailChangeBody, EmailChangeConfirmBody, MeDto, PendingEmailChangeDto,
+};
 use crate::error::Body;
 use crate::{ApiError, ApiState, Auth, ClientContext};
 
@@ -12,8 +14,12 @@ use crate::{ApiError, ApiState, Auth, ClientContext};
     responses((status = 200, description = "The caller's account and effective permissions.", body = MeDto)),
 )]
 pub(crate) async fn me(auth: Auth) -> HttpResponse {
-    let user = &auth.0.user;
-    HttpResponse::Ok().json(MeDto {
+    HttpResponse::Ok().json(me_dto(&auth.0.user, &auth))
+}
+
+/// What `GET /v1/me` says of `user`, the caller.
+fn me_dto(user: &accounts::User, auth: &Auth) -> MeDto {
+    MeDto {
         id: user.id.to_string(),
         email: user.email.as_str().to_owned(),
         name: user.name.as_str().to_owned(),
@@ -23,7 +29,7 @@ pub(crate) async fn me(auth: Auth) -> HttpResponse {
         mfa_enabled: user.mfa_enabled,
         permissions: auth.actor().permissions.names(),
         password_change_required: user.password_change_required,
-    })
+    }
 }
 
 #[utoipa::path(
@@ -52,4 +58,54 @@ pub(crate) async fn change_password(
         )
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    post, path = "/v1/me/email", tag = "accounts", operation_id = "request_email_change",
+    summary = "Ask to change the caller's e-mail address",
+    description = "Step-up. The new address (also the login and where password resets go) must \
+                   not belong to any account. It is e-mailed a code that confirms the change with \
+                   `POST /v1/me/email/confirm` within 60 minutes, from a session of the same user; \
+                   the current address is warned. Nothing changes until then. One request per 5 \
+                   minutes.",
+    request_body = EmailChangeBody,
+    responses((status = 202, description = "The code is on its way to the new address.", body = PendingEmailChangeDto)),
+)]
+pub(crate) async fn request_email_change(
+    state: web::Data<ApiState>,
+    auth: Auth,
+    ctx: ClientContext,
+    body: Body<EmailChangeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let change = state
+        .email_changes
+        .request(auth.actor(), &body.into_inner().new_email, &ctx.0)
+        .await?;
+    Ok(HttpResponse::Accepted().json(PendingEmailChangeDto {
+        pending_email: change.to.as_str().to_owned(),
+        expires_at: change.expires_at.to_rfc3339(),
+    }))
+}
+
+#[utoipa::path(
+    post, path = "/v1/me/email/confirm", tag = "accounts", operation_id = "confirm_email_change",
+    summary = "Confirm the new e-mail address with its code",
+    description = "The code (`token`) sent to the new address, from a session of the user who \
+                   asked. The address changes at once; an open password reset (sent to the old \
+                   address) is cancelled, the caller's other sessions are closed, and the old \
+                   address is told.",
+    request_body = EmailChangeConfirmBody,
+    responses((status = 200, description = "The caller, with the new address.", body = MeDto)),
+)]
+pub(crate) async fn confirm_email_change(
+    state: web::Data<ApiState>,
+    auth: Auth,
+    ctx: ClientContext,
+    body: Body<EmailChangeConfirmBody>,
+) -> Result<HttpResponse, ApiError> {
+    let user = state
+        .email_changes
+        .confirm(auth.actor(), &body.into_inner().token, &ctx.0)
+        .await?;
+    Ok(HttpResponse::Ok().json(me_dto(&user, &auth)))
 }

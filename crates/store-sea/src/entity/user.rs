@@ -34,6 +34,17 @@ pub struct Model {
     /// When the open reset's token stops working.
     #[serde(default)]
     pub password_reset_expires_at: Option<DateTimeUtc>,
+    /// The user's pending change of e-mail address: the id of the record that asked for it
+    /// (the code is a MAC of it, never stored), the address asked for, and when the code stops
+    /// working. `None` when there is none, and in a snapshot made before the columns existed.
+    #[serde(default)]
+    pub email_change_id: Option<Uuid>,
+    /// The address asked for.
+    #[serde(default)]
+    pub email_change_to: Option<String>,
+    /// When the pending change's code stops working.
+    #[serde(default)]
+    pub email_change_expires_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

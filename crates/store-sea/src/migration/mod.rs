@@ -21,6 +21,7 @@ mod m0016_audit_alerts_listing_index;
 mod m0017_vault_expiry_notices;
 mod m0018_password_change_required;
 mod m0019_password_resets;
+mod m0020_email_changes;
 
 /// Runs `statements` in order on PostgreSQL and nothing on SQLite: the migrations that add
 /// PostgreSQL-only functions and triggers (m0011 to m0013).
@@ -109,6 +110,7 @@ pub const NULLABLE_COLUMNS_ADDED: &[&str] = &[
     "m0017_vault_expiry_notices",
     "m0018_password_change_required",
     "m0019_password_resets",
+    "m0020_email_changes",
 ];
 
 /// Whether a portable snapshot made by a binary with `snapshot` migrations loads into this
@@ -151,6 +153,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0017_vault_expiry_notices::Migration),
             Box::new(m0018_password_change_required::Migration),
             Box::new(m0019_password_resets::Migration),
+            Box::new(m0020_email_changes::Migration),
         ]
     }
 }

@@ -10,6 +10,7 @@
 mod accounts;
 mod audit;
 mod changes;
+mod email_changes;
 mod fiscal;
 mod incidents;
 mod mfa;

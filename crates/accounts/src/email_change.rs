@@ -1,0 +1,311 @@
+//! A user changes their own e-mail address, which is also their login and the channel of their
+//! password resets, so the change is guarded at both ends:
+//!
+//! - **asking** needs a fresh step-up (the password again, and the second factor when enrolled:
+//!   MFA-3), and an address nobody has; the new address is e-mailed a code, and the current one
+//!   a warning that names the new address;
+//! - **confirming** needs the same user's session and that code, which proves the new mailbox
+//!   is theirs. Only then does the address change, in one transaction that also closes an open
+//!   password reset (mailed to the old address), revokes the user's other sessions and records
+//!   `user.email_changed`; the old address is told.
+//!
+//! As with password resets, no code is stored: the change is the id of its
+//! `user.email_change_requested` record, and the outbox worker makes the code from it as the
+//! e-mail goes out ([`crate::ResetTokenVerifier`] reads both kinds; a code only ever matches the
+//! pending change whose id it carries).
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use audit::{Action, AuditRecord, AuditSink, Outcome};
+use kernel::{Clock, CompanyId, IdGenerator, RequestContext, SessionId, Timestamp, UserId};
+use rbac::Actor;
+use uuid::Uuid;
+
+use crate::{
+    AccountRepository, AccountsError, Email, FieldError, ResetTokenVerifier, RevocationReason,
+    SessionRevocation, User,
+};
+
+/// How long the code sent to the new address works.
+pub const EMAIL_CHANGE_TTL: kernel::Duration = kernel::Duration::minutes(60);
+
+/// A user asks for at most one change in this interval (the new address is anybody's mailbox).
+pub const EMAIL_CHANGE_RESEND_INTERVAL: kernel::Duration = kernel::Duration::minutes(5);
+
+/// Longest code read: a real one is 48 characters.
+const MAX_TOKEN_CHARS: usize = 128;
+
+/// A user's pending change of address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailChange {
+    /// Its id: the id of the `user.email_change_requested` record that asked for it.
+    pub id: Uuid,
+    /// The user's company.
+    pub company_id: CompanyId,
+    /// The user.
+    pub user_id: UserId,
+    /// The address asked for.
+    pub to: Email,
+    /// When its code stops working.
+    pub expires_at: Timestamp,
+}
+
+/// Storage of pending address changes (at most one per user).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait EmailChangeRepository: Send + Sync {
+    /// Makes `change` its user's pending change and writes `audit`, in one transaction, unless
+    /// the user has one that expires after `keep_if_expires_after` (asked for too recently):
+    /// then nothing is written and the answer is `false`.
+    ///
+    /// # Errors
+    /// MUST return [`AccountsError::NotFound`] when the user is not in `change.company_id`.
+    async fn open_email_change(
+        &self,
+        change: &EmailChange,
+        keep_if_expires_after: Timestamp,
+        audit: Vec<AuditRecord>,
+    ) -> Result<bool, AccountsError>;
+
+    /// The user's pending change (expired or not).
+    async fn email_change(
+        &self,
+        company: CompanyId,
+        user: UserId,
+    ) -> Result<Option<EmailChange>, AccountsError>;
+
+    /// Completes the change `id`: in one transaction, and only if it is still `user`'s pending
+    /// change and unexpired at `revoke.at`, sets the user's address to `user.email`, closes the
+    /// change and any open password reset, revokes the user's sessions but `revoke.keep` and
+    /// writes `audit`. Returns the revoked session ids.
+    ///
+    /// # Errors
+    /// MUST return [`AccountsError::EmailChangeInvalid`] when the change is no longer pending
+    /// (used, replaced or expired) and [`AccountsError::EmailTaken`] when another user has the
+    /// address by now; either way nothing changes.
+    async fn complete_email_change(
+        &self,
+        id: Uuid,
+        user: &User,
+        revoke: SessionRevocation,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Vec<SessionId>, AccountsError>;
+}
+
+/// The ports an [`EmailChangeService`] uses.
+#[derive(Clone)]
+pub struct EmailChangePorts {
+    /// Users.
+    pub users: Arc<dyn AccountRepository>,
+    /// Pending changes.
+    pub changes: Arc<dyn EmailChangeRepository>,
+    /// Reads codes.
+    pub tokens: Arc<dyn ResetTokenVerifier>,
+    /// Records denials.
+    pub audit: Arc<dyn AuditSink>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Record ids.
+    pub ids: Arc<dyn IdGenerator>,
+}
+
+impl fmt::Debug for EmailChangePorts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailChangePorts").finish_non_exhaustive()
+    }
+}
+
+/// The e-mail change use cases. Cheap to clone; share it.
+#[derive(Clone, Debug)]
+pub struct EmailChangeService {
+    ports: EmailChangePorts,
+}
+
+impl EmailChangeService {
+    /// Wires the use cases.
+    #[must_use]
+    pub const fn new(ports: EmailChangePorts) -> Self {
+        Self { ports }
+    }
+
+    fn record(
+        &self,
+        action: Action,
+        now: Timestamp,
+        actor: &Actor,
+        ctx: &RequestContext,
+    ) -> AuditRecord {
+        AuditRecord::new(self.ports.ids.new_id(), now, action, Outcome::Success, ctx)
+            .company(actor.company_id)
+            .by(actor)
+            .target("user", actor.user_id)
+    }
+
+    /// Asks to change the actor's address to `new_email`: needs a fresh step-up; the address
+    /// must be well formed, not the current one and nobody's. Opens the change and queues the
+    /// code for the new address and a warning for the current one, with the
+    /// `user.email_change_requested` record, in one transaction. Returns the pending change.
+    ///
+    /// # Errors
+    /// `ReauthenticationRequired` (recorded), `Validation` (`new_email`: `invalid` or
+    /// `same_as_current`), `EmailTaken`, `RateLimited` (asked within
+    /// [`EMAIL_CHANGE_RESEND_INTERVAL`]), `NotFound`, `Internal`.
+    pub async fn request(
+        &self,
+        actor: &Actor,
+        new_email: &str,
+        ctx: &RequestContext,
+    ) -> Result<EmailChange, AccountsError> {
+        let now = self.ports.clock.now();
+        if !actor.has_step_up(now) {
+            let denial = AuditRecord::denied(
+                self.ports.ids.new_id(),
+                now,
+                ctx,
+                actor,
+                Action::USER_EMAIL_CHANGE_REQUESTED.as_str(),
+                "reauthentication_required",
+            );
+            self.ports.audit.record(denial).await?;
+            return Err(AccountsError::ReauthenticationRequired);
+        }
+        let to = Email::parse(new_email).map_err(|_| {
+            AccountsError::Validation(vec![FieldError::new("new_email", "invalid")])
+        })?;
+        let user = self
+            .ports
+            .users
+            .user(actor.company_id, actor.user_id)
+            .await?
+            .ok_or(AccountsError::NotFound)?;
+        if user.email == to {
+            return Err(AccountsError::Validation(vec![FieldError::new(
+                "new_email",
+                "same_as_current",
+            )]));
+        }
+        if self.ports.users.user_by_email(&to).await?.is_some() {
+            return Err(AccountsError::EmailTaken);
+        }
+        let id = self.ports.ids.new_id();
+        let change = EmailChange {
+            id,
+            company_id: user.company_id,
+            user_id: user.id,
+            to,
+            expires_at: now + EMAIL_CHANGE_TTL,
+        };
+        // The record's id is the change's: the code mailed for it is made for this change only.
+        let record = AuditRecord::new(
+            id,
+            now,
+            Action::USER_EMAIL_CHANGE_REQUESTED,
+            Outcome::Success,
+            ctx,
+        )
+        .company(actor.company_id)
+        .by(actor)
+        .target("user", actor.user_id)
+        .details(serde_json::json!({
+            "to": change.to.as_str(),
+            "expires_at": change.expires_at.to_rfc3339(),
+        }));
+        let keep_if_expires_after = change.expires_at - EMAIL_CHANGE_RESEND_INTERVAL;
+        if self
+            .ports
+            .changes
+            .open_email_change(&change, keep_if_expires_after, vec![record])
+            .await?
+        {
+            return Ok(change);
+        }
+        // Asked too recently: say when the next request is taken.
+        let pending = self
+            .ports
+            .changes
+            .email_change(actor.company_id, actor.user_id)
+            .await?;
+        let wait = pending.map_or(EMAIL_CHANGE_RESEND_INTERVAL, |p| {
+            p.expires_at - keep_if_expires_after
+        });
+        Err(AccountsError::RateLimited {
+            retry_after_secs: u64::try_from(wait.num_seconds())
+                .unwrap_or(0)
+                .saturating_add(1),
+        })
+    }
+
+    /// Confirms the actor's pending change with the code sent to the new address: the code
+    /// must name the actor's pending change, unexpired. Sets the address, closes any open
+    /// password reset, revokes the actor's other sessions and records `user.email_changed`
+    /// (`from`, `to`; the old address is told), in one transaction. Returns the user.
+    ///
+    /// # Errors
+    /// `EmailChangeInvalid` (unknown, forged, another change's, used, replaced or expired
+    /// code), `EmailTaken` (someone took the address meanwhile), `NotFound`, `Internal`.
+    pub async fn confirm(
+        &self,
+        actor: &Actor,
+        token: &secrecy::SecretString,
+        ctx: &RequestContext,
+    ) -> Result<User, AccountsError> {
+        use secrecy::ExposeSecret as _;
+        let now = self.ports.clock.now();
+        let token = token.expose_secret();
+        let named = (token.len() <= MAX_TOKEN_CHARS)
+            .then(|| self.ports.tokens.reset_id(token))
+            .flatten();
+        let Some(id) = named else {
+            return Err(AccountsError::EmailChangeInvalid);
+        };
+        let change = self
+            .ports
+            .changes
+            .email_change(actor.company_id, actor.user_id)
+            .await?
+            .filter(|c| c.id == id && c.expires_at > now)
+            .ok_or(AccountsError::EmailChangeInvalid)?;
+        let mut updated = self
+            .ports
+            .users
+            .user(actor.company_id, actor.user_id)
+            .await?
+            .ok_or(AccountsError::NotFound)?;
+        let from = std::mem::replace(&mut updated.email, change.to.clone());
+        updated.updated_at = now;
+        let audit = vec![
+            self.record(Action::USER_EMAIL_CHANGED, now, actor, ctx)
+                .details(serde_json::json!({
+                    "from": from.as_str(),
+                    "to": updated.email.as_str(),
+                    "change": change.id,
+                    "role": updated.role.as_str(),
+                })),
+        ];
+        let revoke = SessionRevocation {
+            at: now,
+            reason: RevocationReason::EmailChanged,
+            keep: Some(actor.session_id),
+            audit_template: AuditRecord::new(
+                self.ports.ids.new_id(),
+                now,
+                Action::SESSION_REVOKED,
+                Outcome::Success,
+                ctx,
+            )
+            .company(actor.company_id)
+            .by(actor),
+            ids: self.ports.ids.clone(),
+        };
+        self.ports
+            .changes
+            .complete_email_change(change.id, &updated, revoke, audit)
+            .await?;
+        Ok(updated)
+    }
+}
+
+#[cfg(test)]
+mod tests;

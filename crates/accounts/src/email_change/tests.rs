@@ -1,0 +1,336 @@
+use std::sync::{Arc, Mutex};
+
+use audit::{Action, MockAuditSink, Outcome};
+use chrono::TimeZone;
+use kernel::{CompanyId, Duration, ManualClock, RequestContext, SequentialIds, SessionId, UserId};
+use rbac::{Actor, Role};
+use uuid::Uuid;
+
+use super::*;
+use crate::{MockAccountRepository, MockResetTokenVerifier, PasswordHash, PersonName};
+
+const CODE: &str = "a-code-the-verifier-knows";
+const CHANGE: u128 = 900;
+
+fn now() -> Timestamp {
+    chrono::Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap()
+}
+
+fn company() -> CompanyId {
+    CompanyId::from_uuid(Uuid::from_u128(77))
+}
+
+fn user() -> User {
+    User {
+        id: UserId::from_uuid(Uuid::from_u128(5)),
+        company_id: company(),
+        email: Email::parse("ana@example.com").unwrap(),
+        name: PersonName::parse("Ana", "name").unwrap(),
+        role: Role::Admin,
+        active: true,
+        password_hash: PasswordHash::new("$argon2id$kept".into()),
+        mfa_enabled: false,
+        grants: rbac::PermissionSet::empty(),
+        revokes: rbac::PermissionSet::empty(),
+        created_at: now() - Duration::days(30),
+        updated_at: now() - Duration::days(30),
+        password_change_required: false,
+    }
+}
+
+fn actor(stepped_up: bool) -> Actor {
+    let u = user();
+    Actor::new(
+        u.id,
+        u.company_id,
+        SessionId::from_uuid(Uuid::from_u128(41)),
+        u.role,
+        u.permissions(),
+    )
+    .reauthenticated(stepped_up.then(|| now() - Duration::minutes(1)))
+}
+
+fn pending(expires_at: Timestamp) -> EmailChange {
+    EmailChange {
+        id: Uuid::from_u128(CHANGE),
+        company_id: company(),
+        user_id: user().id,
+        to: Email::parse("ana@nuevo.mx").unwrap(),
+        expires_at,
+    }
+}
+
+fn ctx() -> RequestContext {
+    RequestContext::new(Some("203.0.113.7".parse().unwrap()), Some("test"), None)
+}
+
+struct Setup {
+    users: MockAccountRepository,
+    changes: MockEmailChangeRepository,
+    tokens: MockResetTokenVerifier,
+    audit: MockAuditSink,
+}
+
+impl Setup {
+    /// The actor's user exists; nobody has another address.
+    fn new() -> Self {
+        let mut users = MockAccountRepository::new();
+        users.expect_user().returning(|_, _| Ok(Some(user())));
+        Self {
+            users,
+            changes: MockEmailChangeRepository::new(),
+            tokens: MockResetTokenVerifier::new(),
+            audit: MockAuditSink::new(),
+        }
+    }
+
+    fn service(self) -> EmailChangeService {
+        EmailChangeService::new(EmailChangePorts {
+            users: Arc::new(self.users),
+            changes: Arc::new(self.changes),
+            tokens: Arc::new(self.tokens),
+            audit: Arc::new(self.audit),
+            clock: Arc::new(ManualClock::new(now())),
+            ids: Arc::new(SequentialIds::default()),
+        })
+    }
+
+    /// The verifier knows [`CODE`] as change [`CHANGE`]; the user's pending change is `change`.
+    fn known_code(&mut self, change: Option<EmailChange>) {
+        self.tokens
+            .expect_reset_id()
+            .returning(|t| (t == CODE).then(|| Uuid::from_u128(CHANGE)));
+        self.changes
+            .expect_email_change()
+            .returning(move |_, _| Ok(change.clone()));
+    }
+}
+
+/// A stepped-up request opens a change whose id is its record's, carrying the normalised new
+/// address and the expiry, so the outbox can mail the code for this change and nothing else.
+#[tokio::test]
+async fn a_request_opens_a_change_whose_id_is_its_records() {
+    let mut s = Setup::new();
+    s.users.expect_user_by_email().returning(|_| Ok(None));
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let seen = written.clone();
+    s.changes
+        .expect_open_email_change()
+        .times(1)
+        .withf(|change, keep, _| *keep == change.expires_at - EMAIL_CHANGE_RESEND_INTERVAL)
+        .returning(move |change, _, audit| {
+            seen.lock().unwrap().push((change.clone(), audit));
+            Ok(true)
+        });
+    let change = s
+        .service()
+        .request(&actor(true), "  Ana@Nuevo.MX ", &ctx())
+        .await
+        .unwrap();
+    assert_eq!(change.to.as_str(), "ana@nuevo.mx");
+    assert_eq!(change.expires_at, now() + EMAIL_CHANGE_TTL);
+    let written = written.lock().unwrap();
+    let (stored, audit) = &written[0];
+    assert_eq!(stored, &change);
+    assert_eq!(audit.len(), 1);
+    let record = &audit[0];
+    assert_eq!(record.id, change.id, "the record's id is the change's");
+    assert_eq!(record.action, Action::USER_EMAIL_CHANGE_REQUESTED);
+    assert_eq!(record.outcome, Outcome::Success);
+    assert_eq!(record.actor_id, Some(user().id));
+    assert_eq!(
+        record.target.as_deref(),
+        Some(format!("user:{}", user().id).as_str())
+    );
+    assert_eq!(record.details["to"], "ana@nuevo.mx");
+    assert_eq!(
+        record.details["expires_at"],
+        change.expires_at.to_rfc3339().as_str()
+    );
+}
+
+/// Without a fresh step-up nothing is looked up or opened, and the denial is recorded.
+#[tokio::test]
+async fn a_request_without_step_up_is_refused_and_recorded() {
+    let mut s = Setup::new();
+    s.users.expect_user_by_email().times(0);
+    s.changes.expect_open_email_change().times(0);
+    s.audit
+        .expect_record()
+        .times(1)
+        .withf(|r| {
+            r.action == Action::AUTHORIZATION_DENIED
+                && r.details["attempted"] == "user.email_change_requested"
+                && r.details["reason"] == "reauthentication_required"
+        })
+        .returning(|_| Ok(()));
+    let err = s
+        .service()
+        .request(&actor(false), "ana@nuevo.mx", &ctx())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AccountsError::ReauthenticationRequired),
+        "{err:?}"
+    );
+}
+
+/// A malformed address, the current one, and someone else's are each refused before anything
+/// is written.
+#[tokio::test]
+async fn bad_same_and_taken_addresses_are_refused() {
+    let mut s = Setup::new();
+    s.users
+        .expect_user_by_email()
+        .withf(|e| e.as_str() == "luis@example.com")
+        .returning(|_| {
+            let mut other = user();
+            other.id = UserId::from_uuid(Uuid::from_u128(6));
+            other.email = Email::parse("luis@example.com").unwrap();
+            Ok(Some(other))
+        });
+    s.changes.expect_open_email_change().times(0);
+    let service = s.service();
+    for (given, field_code) in [
+        ("no es correo", "invalid"),
+        ("ANA@example.com", "same_as_current"),
+    ] {
+        match service.request(&actor(true), given, &ctx()).await {
+            Err(AccountsError::Validation(errors)) => {
+                assert_eq!(
+                    errors,
+                    vec![FieldError::new("new_email", field_code)],
+                    "{given}"
+                );
+            }
+            other => panic!("{given}: {other:?}"),
+        }
+    }
+    let err = service
+        .request(&actor(true), "luis@example.com", &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountsError::EmailTaken), "{err:?}");
+}
+
+/// A second request within the resend interval sends nothing and says how long to wait.
+#[tokio::test]
+async fn a_request_too_soon_after_the_last_one_is_rate_limited() {
+    let mut s = Setup::new();
+    s.users.expect_user_by_email().returning(|_| Ok(None));
+    s.changes
+        .expect_open_email_change()
+        .returning(|_, _, _| Ok(false));
+    // The pending change was asked for two minutes ago.
+    let asked = now() - Duration::minutes(2);
+    s.changes
+        .expect_email_change()
+        .returning(move |_, _| Ok(Some(pending(asked + EMAIL_CHANGE_TTL))));
+    let err = s
+        .service()
+        .request(&actor(true), "otra@nuevo.mx", &ctx())
+        .await
+        .unwrap_err();
+    match err {
+        AccountsError::RateLimited { retry_after_secs } => assert_eq!(retry_after_secs, 3 * 60 + 1),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The code of the pending change sets the address, keeps the current session, revokes the
+/// others, and records both addresses.
+#[tokio::test]
+async fn the_code_of_the_pending_change_sets_the_address() {
+    let mut s = Setup::new();
+    s.known_code(Some(pending(now() + Duration::minutes(10))));
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let seen = written.clone();
+    s.changes
+        .expect_complete_email_change()
+        .times(1)
+        .withf(|id, _, _, _| *id == Uuid::from_u128(CHANGE))
+        .returning(move |_, user, revoke, audit| {
+            seen.lock()
+                .unwrap()
+                .push((user.clone(), revoke.keep, revoke.reason, revoke.at, audit));
+            Ok(vec![])
+        });
+    let changed = s
+        .service()
+        .confirm(&actor(false), &secrecy::SecretString::from(CODE), &ctx())
+        .await
+        .unwrap();
+    assert_eq!(changed.email.as_str(), "ana@nuevo.mx");
+    assert_eq!(changed.updated_at, now());
+    let written = written.lock().unwrap();
+    let (stored, keep, reason, at, audit) = &written[0];
+    assert_eq!(stored, &changed);
+    assert_eq!(stored.password_hash.as_str(), "$argon2id$kept");
+    assert_eq!(*keep, Some(actor(false).session_id));
+    assert_eq!(*reason, RevocationReason::EmailChanged);
+    assert_eq!(*at, now());
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].action, Action::USER_EMAIL_CHANGED);
+    assert_eq!(audit[0].details["from"], "ana@example.com");
+    assert_eq!(audit[0].details["to"], "ana@nuevo.mx");
+    assert_eq!(audit[0].details["role"], "admin");
+}
+
+/// Forged, over-long, another change's and expired codes, and a user with nothing pending, all
+/// get the same answer and change nothing.
+#[tokio::test]
+async fn wrong_codes_change_nothing() {
+    let cases: [(&str, Option<EmailChange>); 5] = [
+        ("forged", Some(pending(now() + Duration::minutes(10)))),
+        (CODE, None),
+        (CODE, Some(pending(now()))),
+        (
+            CODE,
+            Some(EmailChange {
+                id: Uuid::from_u128(CHANGE + 1),
+                ..pending(now() + Duration::minutes(10))
+            }),
+        ),
+        ("x", Some(pending(now() + Duration::minutes(10)))),
+    ];
+    for (i, (code, change)) in cases.into_iter().enumerate() {
+        let mut s = Setup::new();
+        s.known_code(change);
+        s.changes.expect_complete_email_change().times(0);
+        let code = if i == 4 {
+            "c".repeat(200)
+        } else {
+            code.to_owned()
+        };
+        let err = s
+            .service()
+            .confirm(&actor(true), &secrecy::SecretString::from(code), &ctx())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AccountsError::EmailChangeInvalid),
+            "case {i}: {err:?}"
+        );
+    }
+}
+
+/// What the store says at completion (the address taken meanwhile, the change gone) reaches
+/// the caller unchanged.
+#[tokio::test]
+async fn the_stores_refusals_reach_the_caller() {
+    for refusal in [AccountsError::EmailTaken, AccountsError::EmailChangeInvalid] {
+        let mut s = Setup::new();
+        s.known_code(Some(pending(now() + Duration::minutes(10))));
+        let expected = format!("{refusal:?}");
+        let refusal = Mutex::new(Some(refusal));
+        s.changes
+            .expect_complete_email_change()
+            .returning(move |_, _, _, _| Err(refusal.lock().unwrap().take().unwrap()));
+        let err = s
+            .service()
+            .confirm(&actor(false), &secrecy::SecretString::from(CODE), &ctx())
+            .await
+            .unwrap_err();
+        assert_eq!(format!("{err:?}"), expected);
+    }
+}

@@ -1,0 +1,325 @@
+//! The e-mail change port: one pending change per user, re-opened only after the resend
+//! interval, its code mailed to the new address and a warning to the current one; completed
+//! once by compare and set, with the other sessions revoked and the old address told.
+
+use ::accounts::{
+    AccountRepository, AccountsError, EmailChange, EmailChangeRepository, PasswordReset,
+    PasswordResetRepository,
+};
+use chrono::Duration;
+use kernel::SessionId;
+
+use super::*;
+
+fn change(u: &User, to: &str, expires_at: Timestamp) -> EmailChange {
+    EmailChange {
+        id: id(),
+        company_id: u.company_id,
+        user_id: u.id,
+        to: Email::parse(to).unwrap(),
+        expires_at,
+    }
+}
+
+/// The record the service writes with a change (its id is the change's).
+fn requested(u: &User, c: &EmailChange) -> AuditRecord {
+    let mut rec = record(Action::USER_EMAIL_CHANGE_REQUESTED, Some(u.company_id))
+        .target("user", u.id)
+        .details(serde_json::json!({
+            "to": c.to.as_str(),
+            "expires_at": c.expires_at.to_rfc3339(),
+        }));
+    rec.id = c.id;
+    rec
+}
+
+/// Where the queued messages of `template` go.
+async fn addressed(conn: &DatabaseConnection, template: &str) -> Vec<String> {
+    use sea_orm::ConnectionTrait as _;
+    conn.query_all_raw(Statement::from_string(
+        conn.get_database_backend(),
+        format!("SELECT to_address FROM outbox_messages WHERE template = '{template}'"),
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.try_get_by_index::<String>(0).unwrap())
+    .collect()
+}
+
+#[tokio::test]
+async fn a_change_opens_once_per_interval_and_mails_both_addresses() {
+    for (db, store, conn) in stores().await {
+        let b = db.backend;
+        let (_, u) = company_with_owner(&store, Role::Admin).await;
+        let first = change(&u, "ana@nuevo.mx", t0() + Duration::minutes(60));
+        let keep = t0() + Duration::minutes(55);
+        assert!(
+            store
+                .open_email_change(&first, keep, vec![requested(&u, &first)])
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert_eq!(
+            store.email_change(u.company_id, u.id).await.unwrap(),
+            Some(first.clone()),
+            "{b}"
+        );
+        // The code goes to the new address with its placeholder, caused by the change's record;
+        // the warning to the current address.
+        assert_eq!(
+            addressed(&conn, "email_change_code").await,
+            vec!["ana@nuevo.mx".to_owned()],
+            "{b}"
+        );
+        let body: String = scalar(
+            &conn,
+            "SELECT body FROM outbox_messages WHERE template = 'email_change_code'",
+        )
+        .await;
+        assert!(body.contains(notify::RESET_TOKEN_PLACEHOLDER), "{b}");
+        let cause: uuid::Uuid = scalar(
+            &conn,
+            "SELECT cause FROM outbox_messages WHERE template = 'email_change_code'",
+        )
+        .await;
+        assert_eq!(cause, first.id, "{b}");
+        assert_eq!(
+            addressed(&conn, "email_change_requested").await,
+            vec![u.email.as_str().to_owned()],
+            "{b}"
+        );
+
+        // Asked again within the interval: the pending change stays, nothing is mailed.
+        let again = change(&u, "otra@nuevo.mx", t0() + Duration::minutes(61));
+        assert!(
+            !store
+                .open_email_change(
+                    &again,
+                    keep + Duration::minutes(1),
+                    vec![requested(&u, &again)]
+                )
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert_eq!(
+            store.email_change(u.company_id, u.id).await.unwrap(),
+            Some(first.clone()),
+            "{b}"
+        );
+        assert_eq!(addressed(&conn, "email_change_code").await.len(), 1, "{b}");
+
+        // After it, a new one replaces it.
+        let later = change(&u, "otra@nuevo.mx", t0() + Duration::minutes(66));
+        assert!(
+            store
+                .open_email_change(
+                    &later,
+                    t0() + Duration::minutes(61),
+                    vec![requested(&u, &later)]
+                )
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert_eq!(
+            store.email_change(u.company_id, u.id).await.unwrap(),
+            Some(later),
+            "{b}"
+        );
+
+        // Nobody of another company can be given a change, nor read through it.
+        let mut stranger = change(&u, "x@nuevo.mx", t0() + Duration::minutes(60));
+        stranger.company_id = company().id;
+        let err = store
+            .open_email_change(&stranger, keep, vec![])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountsError::NotFound), "{b}: {err:?}");
+        assert_eq!(
+            store.email_change(stranger.company_id, u.id).await.unwrap(),
+            None,
+            "{b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn completing_a_change_sets_the_address_once_and_closes_an_open_reset() {
+    for (db, store, conn) in stores().await {
+        let b = db.backend;
+        let (_, u) = company_with_owner(&store, Role::Admin).await;
+        let c = change(&u, "ana@nuevo.mx", t0() + Duration::minutes(60));
+        store
+            .open_email_change(&c, t0(), vec![requested(&u, &c)])
+            .await
+            .unwrap();
+        // A reset mailed to the old address is open too.
+        let reset = PasswordReset {
+            id: id(),
+            company_id: u.company_id,
+            user_id: u.id,
+            expires_at: t0() + Duration::minutes(30),
+        };
+        store.open_reset(&reset, t0(), vec![]).await.unwrap();
+        let mut sessions = Vec::new();
+        for n in 0..3 {
+            let s = super::sessions::new_session(&u, t0() + Duration::seconds(n));
+            super::sessions::open(&store, &u, &s, 5).await.unwrap();
+            sessions.push(s.id);
+        }
+        let current = sessions[2];
+        let at = t0() + Duration::minutes(10);
+        let mut changed = u.clone();
+        changed.email = c.to.clone();
+        changed.updated_at = at;
+        let records = || {
+            let mut rec = record(Action::USER_EMAIL_CHANGED, Some(u.company_id))
+                .target("user", u.id)
+                .details(serde_json::json!({ "from": u.email.as_str(), "to": "ana@nuevo.mx" }));
+            rec.at = at;
+            vec![rec]
+        };
+        let revoke = || SessionRevocation {
+            at,
+            audit_template: record(Action::SESSION_REVOKED, Some(u.company_id)),
+            ..revocation(RevocationReason::EmailChanged, Some(current))
+        };
+        let mut revoked = store
+            .complete_email_change(c.id, &changed, revoke(), records())
+            .await
+            .unwrap();
+        revoked.sort();
+        let mut others: Vec<SessionId> = sessions[..2].to_vec();
+        others.sort();
+        assert_eq!(revoked, others, "{b}: the current session stays");
+        let stored = store.user(u.company_id, u.id).await.unwrap().unwrap();
+        assert_eq!(stored.email.as_str(), "ana@nuevo.mx", "{b}");
+        assert_eq!(
+            store
+                .user_by_email(&Email::parse("ana@nuevo.mx").unwrap())
+                .await
+                .unwrap()
+                .map(|f| f.id),
+            Some(u.id),
+            "{b}"
+        );
+        assert!(
+            store.user_by_email(&u.email).await.unwrap().is_none(),
+            "{b}"
+        );
+        assert_eq!(
+            store.email_change(u.company_id, u.id).await.unwrap(),
+            None,
+            "{b}"
+        );
+        assert!(
+            store.reset(reset.id).await.unwrap().is_none(),
+            "{b}: the reset closed"
+        );
+        assert_eq!(
+            addressed(&conn, "email_changed").await,
+            vec![u.email.as_str().to_owned()],
+            "{b}: the old address is told"
+        );
+
+        // The second use finds it closed and changes nothing.
+        let mut again = changed.clone();
+        again.email = Email::parse("tercera@nuevo.mx").unwrap();
+        let err = store
+            .complete_email_change(c.id, &again, revoke(), records())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AccountsError::EmailChangeInvalid),
+            "{b}: {err:?}"
+        );
+        let stored = store.user(u.company_id, u.id).await.unwrap().unwrap();
+        assert_eq!(stored.email.as_str(), "ana@nuevo.mx", "{b}");
+        assert_eq!(addressed(&conn, "email_changed").await.len(), 1, "{b}");
+    }
+}
+
+#[tokio::test]
+async fn a_change_fails_whole_when_the_address_was_taken_or_the_code_expired() {
+    for (db, store, _conn) in stores().await {
+        let b = db.backend;
+        let (co, u) = company_with_owner(&store, Role::Owner).await;
+        let c = change(&u, "libre@nuevo.mx", t0() + Duration::minutes(60));
+        store
+            .open_email_change(&c, t0(), vec![requested(&u, &c)])
+            .await
+            .unwrap();
+        let s = super::sessions::new_session(&u, t0());
+        super::sessions::open(&store, &u, &s, 5).await.unwrap();
+        let mut changed = u.clone();
+        changed.email = c.to.clone();
+        let revoke = |at: Timestamp| SessionRevocation {
+            at,
+            audit_template: record(Action::SESSION_REVOKED, Some(u.company_id)),
+            ..revocation(RevocationReason::EmailChanged, None)
+        };
+
+        // Expired: refused, nothing changes.
+        let err = store
+            .complete_email_change(c.id, &changed, revoke(c.expires_at), vec![])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AccountsError::EmailChangeInvalid),
+            "{b}: {err:?}"
+        );
+
+        // Someone registered the address meanwhile: refused, the session and the pending
+        // change stay as they were.
+        let taker = user(&co, "libre@nuevo.mx", Role::Vendor);
+        store.insert_user(&taker, vec![]).await.unwrap();
+        let err = store
+            .complete_email_change(c.id, &changed, revoke(t0()), vec![])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountsError::EmailTaken), "{b}: {err:?}");
+        let stored = store.user(u.company_id, u.id).await.unwrap().unwrap();
+        assert_eq!(stored.email, u.email, "{b}");
+        assert_eq!(
+            store.email_change(u.company_id, u.id).await.unwrap(),
+            Some(c.clone()),
+            "{b}"
+        );
+        let live = ::sessions::SessionStore::list_active(
+            &*store,
+            u.company_id,
+            u.id,
+            t0(),
+            Duration::minutes(30),
+        )
+        .await
+        .unwrap();
+        assert_eq!(live.len(), 1, "{b}: nothing revoked");
+
+        // A password reset completed meanwhile ends the pending change.
+        let reset = PasswordReset {
+            id: id(),
+            company_id: u.company_id,
+            user_id: u.id,
+            expires_at: t0() + Duration::minutes(30),
+        };
+        store.open_reset(&reset, t0(), vec![]).await.unwrap();
+        store
+            .complete_reset(
+                reset.id,
+                &u,
+                revoke(t0()),
+                vec![record(Action::USER_PASSWORD_CHANGED, Some(u.company_id))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.email_change(u.company_id, u.id).await.unwrap(),
+            None,
+            "{b}"
+        );
+    }
+}
