@@ -130,17 +130,17 @@ impl EmailChangeService {
         Self { ports }
     }
 
+    /// A successful `action` of `actor` at `now`, with the record id `id`.
     fn record(
-        &self,
+        id: Uuid,
         action: Action,
         now: Timestamp,
         actor: &Actor,
         ctx: &RequestContext,
     ) -> AuditRecord {
-        AuditRecord::new(self.ports.ids.new_id(), now, action, Outcome::Success, ctx)
+        AuditRecord::new(id, now, action, Outcome::Success, ctx)
             .company(actor.company_id)
             .by(actor)
-            .target("user", actor.user_id)
     }
 
     /// Asks to change the actor's address to `new_email`: needs a fresh step-up; the address
@@ -198,20 +198,12 @@ impl EmailChangeService {
             expires_at: now + EMAIL_CHANGE_TTL,
         };
         // The record's id is the change's: the code mailed for it is made for this change only.
-        let record = AuditRecord::new(
-            id,
-            now,
-            Action::USER_EMAIL_CHANGE_REQUESTED,
-            Outcome::Success,
-            ctx,
-        )
-        .company(actor.company_id)
-        .by(actor)
-        .target("user", actor.user_id)
-        .details(serde_json::json!({
-            "to": change.to.as_str(),
-            "expires_at": change.expires_at.to_rfc3339(),
-        }));
+        let record = Self::record(id, Action::USER_EMAIL_CHANGE_REQUESTED, now, actor, ctx)
+            .target("user", actor.user_id)
+            .details(serde_json::json!({
+                "to": change.to.as_str(),
+                "expires_at": change.expires_at.to_rfc3339(),
+            }));
         let keep_if_expires_after = change.expires_at - EMAIL_CHANGE_RESEND_INTERVAL;
         if self
             .ports
@@ -276,27 +268,32 @@ impl EmailChangeService {
         let from = std::mem::replace(&mut updated.email, change.to.clone());
         updated.updated_at = now;
         let audit = vec![
-            self.record(Action::USER_EMAIL_CHANGED, now, actor, ctx)
-                .details(serde_json::json!({
-                    "from": from.as_str(),
-                    "to": updated.email.as_str(),
-                    "change": change.id,
-                    "role": updated.role.as_str(),
-                })),
+            Self::record(
+                self.ports.ids.new_id(),
+                Action::USER_EMAIL_CHANGED,
+                now,
+                actor,
+                ctx,
+            )
+            .target("user", actor.user_id)
+            .details(serde_json::json!({
+                "from": from.as_str(),
+                "to": updated.email.as_str(),
+                "change": change.id,
+                "role": updated.role.as_str(),
+            })),
         ];
         let revoke = SessionRevocation {
             at: now,
             reason: RevocationReason::EmailChanged,
             keep: Some(actor.session_id),
-            audit_template: AuditRecord::new(
+            audit_template: Self::record(
                 self.ports.ids.new_id(),
-                now,
                 Action::SESSION_REVOKED,
-                Outcome::Success,
+                now,
+                actor,
                 ctx,
-            )
-            .company(actor.company_id)
-            .by(actor),
+            ),
             ids: self.ports.ids.clone(),
         };
         self.ports
