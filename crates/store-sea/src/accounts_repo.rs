@@ -430,35 +430,63 @@ impl SeaStore {
     }
 }
 
-#[async_trait]
-impl PasswordResetRepository for SeaStore {
-    async fn open_reset(
+/// `update`, also closing the user's open password reset.
+fn closing_reset(update: sea_orm::UpdateMany<user::Entity>) -> sea_orm::UpdateMany<user::Entity> {
+    update
+        .col_expr(
+            user::Column::PasswordResetId,
+            Expr::value(Option::<uuid::Uuid>::None),
+        )
+        .col_expr(
+            user::Column::PasswordResetExpiresAt,
+            Expr::value(Option::<Timestamp>::None),
+        )
+}
+
+/// `update`, also closing the user's pending change of e-mail address.
+fn closing_email_change(
+    update: sea_orm::UpdateMany<user::Entity>,
+) -> sea_orm::UpdateMany<user::Entity> {
+    update
+        .col_expr(
+            user::Column::EmailChangeId,
+            Expr::value(Option::<uuid::Uuid>::None),
+        )
+        .col_expr(
+            user::Column::EmailChangeTo,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            user::Column::EmailChangeExpiresAt,
+            Expr::value(Option::<Timestamp>::None),
+        )
+}
+
+impl SeaStore {
+    /// Opens a pending reset or change: runs `update` (which sets it, unless the one there is
+    /// too recent) on the user's row in its company and commits `audit` with it. `false` when
+    /// the one there stays; `NotFound` when there is no such user.
+    async fn open_pending(
         &self,
-        reset: &PasswordReset,
-        keep_if_expires_after: Timestamp,
+        update: sea_orm::UpdateMany<user::Entity>,
+        company: CompanyId,
+        user_id: UserId,
         audit: Vec<AuditRecord>,
     ) -> Result<bool, AccountsError> {
+        let in_company = || {
+            Condition::all()
+                .add(user::Column::Id.eq(user_id.as_uuid()))
+                .add(user::Column::CompanyId.eq(company.as_uuid()))
+        };
         let txn = self.write_txn().await.map_err(internal)?;
-        let result = user::Entity::update_many()
-            .col_expr(user::Column::PasswordResetId, Expr::value(reset.id))
-            .col_expr(
-                user::Column::PasswordResetExpiresAt,
-                Expr::value(reset.expires_at),
-            )
-            .filter(user::Column::Id.eq(reset.user_id.as_uuid()))
-            .filter(user::Column::CompanyId.eq(reset.company_id.as_uuid()))
-            .filter(
-                Condition::any()
-                    .add(user::Column::PasswordResetExpiresAt.is_null())
-                    .add(user::Column::PasswordResetExpiresAt.lte(keep_if_expires_after)),
-            )
+        let result = update
+            .filter(in_company())
             .exec(&txn)
             .await
             .map_err(internal)?;
         if result.rows_affected == 0 {
             let exists = user::Entity::find()
-                .filter(user::Column::Id.eq(reset.user_id.as_uuid()))
-                .filter(user::Column::CompanyId.eq(reset.company_id.as_uuid()))
+                .filter(in_company())
                 .count(&txn)
                 .await
                 .map_err(internal)?;
@@ -468,10 +496,34 @@ impl PasswordResetRepository for SeaStore {
                 Ok(false)
             };
         }
-        self.commit_with_audit_as(txn, audit, crate::Changed::Users(&[reset.user_id]))
+        self.commit_with_audit_as(txn, audit, crate::Changed::Users(&[user_id]))
             .await
             .map_err(internal)?;
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl PasswordResetRepository for SeaStore {
+    async fn open_reset(
+        &self,
+        reset: &PasswordReset,
+        keep_if_expires_after: Timestamp,
+        audit: Vec<AuditRecord>,
+    ) -> Result<bool, AccountsError> {
+        let update = user::Entity::update_many()
+            .col_expr(user::Column::PasswordResetId, Expr::value(reset.id))
+            .col_expr(
+                user::Column::PasswordResetExpiresAt,
+                Expr::value(reset.expires_at),
+            )
+            .filter(
+                Condition::any()
+                    .add(user::Column::PasswordResetExpiresAt.is_null())
+                    .add(user::Column::PasswordResetExpiresAt.lte(keep_if_expires_after)),
+            );
+        self.open_pending(update, reset.company_id, reset.user_id, audit)
+            .await
     }
 
     async fn reset(&self, id: uuid::Uuid) -> Result<Option<(User, PasswordReset)>, AccountsError> {
@@ -505,29 +557,9 @@ impl PasswordResetRepository for SeaStore {
     ) -> Result<Vec<SessionId>, AccountsError> {
         let txn = self.write_txn().await.map_err(internal)?;
         // Compare and set: only while the reset is still this user's open, unexpired one.
-        let result = user_update(user)
-            .col_expr(
-                user::Column::PasswordResetId,
-                Expr::value(Option::<uuid::Uuid>::None),
-            )
-            .col_expr(
-                user::Column::PasswordResetExpiresAt,
-                Expr::value(Option::<Timestamp>::None),
-            )
-            // The new password ends a pending change of address too: whoever asked for it
-            // may not be the one who just proved the mailbox.
-            .col_expr(
-                user::Column::EmailChangeId,
-                Expr::value(Option::<uuid::Uuid>::None),
-            )
-            .col_expr(
-                user::Column::EmailChangeTo,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                user::Column::EmailChangeExpiresAt,
-                Expr::value(Option::<Timestamp>::None),
-            )
+        // The new password ends a pending change of address too: whoever asked for it may not
+        // be the one who just proved the mailbox.
+        let result = closing_email_change(closing_reset(user_update(user)))
             .filter(user::Column::PasswordResetId.eq(id))
             .filter(user::Column::PasswordResetExpiresAt.gt(revoke.at))
             .exec(&txn)
@@ -549,44 +581,20 @@ impl EmailChangeRepository for SeaStore {
         keep_if_expires_after: Timestamp,
         audit: Vec<AuditRecord>,
     ) -> Result<bool, AccountsError> {
-        let txn = self.write_txn().await.map_err(internal)?;
-        let in_company = || {
-            Condition::all()
-                .add(user::Column::Id.eq(change.user_id.as_uuid()))
-                .add(user::Column::CompanyId.eq(change.company_id.as_uuid()))
-        };
-        let result = user::Entity::update_many()
+        let update = user::Entity::update_many()
             .col_expr(user::Column::EmailChangeId, Expr::value(change.id))
             .col_expr(user::Column::EmailChangeTo, Expr::value(change.to.as_str()))
             .col_expr(
                 user::Column::EmailChangeExpiresAt,
                 Expr::value(change.expires_at),
             )
-            .filter(in_company())
             .filter(
                 Condition::any()
                     .add(user::Column::EmailChangeExpiresAt.is_null())
                     .add(user::Column::EmailChangeExpiresAt.lte(keep_if_expires_after)),
-            )
-            .exec(&txn)
+            );
+        self.open_pending(update, change.company_id, change.user_id, audit)
             .await
-            .map_err(internal)?;
-        if result.rows_affected == 0 {
-            let exists = user::Entity::find()
-                .filter(in_company())
-                .count(&txn)
-                .await
-                .map_err(internal)?;
-            return if exists == 0 {
-                Err(AccountsError::NotFound)
-            } else {
-                Ok(false)
-            };
-        }
-        self.commit_with_audit_as(txn, audit, crate::Changed::Users(&[change.user_id]))
-            .await
-            .map_err(internal)?;
-        Ok(true)
     }
 
     async fn email_change(
@@ -632,28 +640,8 @@ impl EmailChangeRepository for SeaStore {
         // Compare and set: only while the change is still this user's pending, unexpired one
         // and asks for this address. An open password reset was mailed to the old address:
         // it closes with the change.
-        let result = user_update(user)
+        let result = closing_reset(closing_email_change(user_update(user)))
             .col_expr(user::Column::Email, Expr::value(user.email.as_str()))
-            .col_expr(
-                user::Column::EmailChangeId,
-                Expr::value(Option::<uuid::Uuid>::None),
-            )
-            .col_expr(
-                user::Column::EmailChangeTo,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                user::Column::EmailChangeExpiresAt,
-                Expr::value(Option::<Timestamp>::None),
-            )
-            .col_expr(
-                user::Column::PasswordResetId,
-                Expr::value(Option::<uuid::Uuid>::None),
-            )
-            .col_expr(
-                user::Column::PasswordResetExpiresAt,
-                Expr::value(Option::<Timestamp>::None),
-            )
             .filter(user::Column::EmailChangeId.eq(id))
             .filter(user::Column::EmailChangeTo.eq(user.email.as_str()))
             .filter(user::Column::EmailChangeExpiresAt.gt(revoke.at))

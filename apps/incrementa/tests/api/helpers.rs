@@ -235,6 +235,25 @@ impl TestApp {
     }
 
     /// How many messages of `template` the outbox holds.
+    /// Asserts that the company of `token` has an alert of `rule` with `severity` about
+    /// `subject` (e.g. `user:<id>`).
+    pub async fn assert_alert(&self, token: &str, rule: &str, severity: &str, subject: &str) {
+        let alerts = self
+            .call("GET", "/v1/audit/alerts", Some(token), None)
+            .await;
+        assert_eq!(alerts.status, 200, "{}", alerts.raw);
+        assert!(
+            alerts.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["rule"] == rule && a["severity"] == severity && a["subject"] == subject),
+            "{} {rule} {severity} {subject}: {}",
+            self.db.backend,
+            alerts.raw
+        );
+    }
+
     /// The stored bodies of the queued messages of `template`.
     pub async fn stored_bodies(&self, template: &str) -> Vec<String> {
         let conn = self.db.connect().await;

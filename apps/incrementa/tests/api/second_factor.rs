@@ -484,24 +484,13 @@ async fn the_operator_turns_mfa_off_for_a_user_who_lost_it() {
         "no operator record"
     );
     assert_eq!(app.outbox_count("mfa_disabled").await, 1);
-    let alerts = app
-        .call(
-            "GET",
-            "/v1/audit/alerts",
-            Some(back.body["token"].as_str().unwrap()),
-            None,
-        )
-        .await;
-    assert!(
-        alerts.body["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["rule"] == "operator_mfa_reset"
-                && a["subject"] == format!("user:{owner_id}").as_str()),
-        "{}",
-        alerts.raw
-    );
+    app.assert_alert(
+        back.body["token"].as_str().unwrap(),
+        "operator_mfa_reset",
+        "high",
+        &format!("user:{owner_id}"),
+    )
+    .await;
 
     let (ok, _, err) = app.command(&["users", "reset-mfa", email]);
     assert!(!ok && err.contains("no MFA to reset"), "{err}");

@@ -374,19 +374,8 @@ async fn the_operator_resets_a_locked_out_owners_password() {
         assert!(!audit.iter().any(|r| r.contains(&password)), "{b}");
 
         // The company sees it among its alerts, naming the user.
-        let alerts = app.call("GET", "/v1/audit/alerts", Some(token), None).await;
-        assert_eq!(alerts.status, 200, "{b}: {}", alerts.raw);
-        assert!(
-            alerts.body["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|a| a["rule"] == "operator_password_reset"
-                    && a["severity"] == "high"
-                    && a["subject"] == target.as_str()),
-            "{b}: {}",
-            alerts.raw
-        );
+        app.assert_alert(token, "operator_password_reset", "high", &target)
+            .await;
         let (ok, verified, err) = cli(&["audit", "verify"]);
         assert!(ok && verified.contains("verified"), "{b}: {verified}{err}");
     }
