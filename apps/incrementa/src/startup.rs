@@ -822,18 +822,28 @@ impl Application {
             Duration::hours(1),
             100_000,
         )));
-        // Password-reset requests and failed confirmations: the sign-up limit per client
-        // network, one window for both.
-        // The same token key reads e-mail change codes: each code names its own pending id,
-        // and a reset's id is never a change's.
-        let email_changes = accounts::EmailChangeService::new(accounts::EmailChangePorts {
-            users: store.clone(),
-            changes: store.clone(),
-            tokens: reset_tokens.clone(),
-            audit: store.clone(),
-            clock: clock.clone(),
-            ids: ids.clone(),
-        });
+        // Password-reset requests, failed confirmations and failed undos of an e-mail change:
+        // the sign-up limit per client network, one window for all (each is a code guessed
+        // without a session).
+        let code_limiter = Arc::new(RateLimiter::<ClientNet>::new(
+            per_ip,
+            Duration::hours(1),
+            100_000,
+        ));
+        // The same token key reads e-mail change and undo codes: each code names its own
+        // pending id, and a reset's id is never a change's or an undo window's.
+        let email_changes = accounts::EmailChangeService::new(
+            accounts::EmailChangePorts {
+                users: store.clone(),
+                changes: store.clone(),
+                tokens: reset_tokens.clone(),
+                hasher: hasher.clone(),
+                audit: store.clone(),
+                clock: clock.clone(),
+                ids: ids.clone(),
+            },
+            code_limiter.clone(),
+        );
         let password_resets = accounts::PasswordResetService::new(
             accounts::ResetPorts {
                 users: store.clone(),
@@ -844,11 +854,7 @@ impl Application {
                 ids: ids.clone(),
             },
             PasswordPolicy::default(),
-            Arc::new(RateLimiter::<ClientNet>::new(
-                per_ip,
-                Duration::hours(1),
-                100_000,
-            )),
+            code_limiter,
         );
         let session_config = SessionConfig {
             default_cap: settings.session_limit,

@@ -9,6 +9,14 @@
 //!   password reset (mailed to the old address), revokes the user's other sessions and records
 //!   `user.email_changed`; the old address is told.
 //!
+//! - **undoing** needs the code mailed to the old address with that notice, for
+//!   [`EMAIL_REVERT_TTL`]: whoever moved the account knew the password and passed the step-up,
+//!   so the undo puts the old address back, makes the password one nobody knows and ends every
+//!   session, in one transaction that records `user.email_change_reverted` (a high alert); the
+//!   user then sets a password with a reset mailed to their own address again. A second change
+//!   inside the window keeps the first one's: moving the account on and on does not take the
+//!   undo away from the address it started at.
+//!
 //! As with password resets, no code is stored: the change is the id of its
 //! `user.email_change_requested` record, and the outbox worker makes the code from it as the
 //! e-mail goes out ([`crate::ResetTokenVerifier`] reads both kinds; a code only ever matches the
@@ -19,13 +27,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use audit::{Action, AuditRecord, AuditSink, Outcome};
-use kernel::{Clock, CompanyId, IdGenerator, RequestContext, SessionId, Timestamp, UserId};
+use kernel::{ClientNet, Clock, CompanyId, IdGenerator, RateLimiter, RequestContext, SessionId};
+use kernel::{Timestamp, UserId};
 use rbac::Actor;
 use uuid::Uuid;
 
 use crate::{
-    AccountRepository, AccountsError, Email, FieldError, ResetTokenVerifier, RevocationReason,
-    SessionRevocation, User,
+    AccountRepository, AccountsError, Email, FieldError, Password, PasswordHasher,
+    ResetTokenVerifier, RevocationReason, SessionRevocation, User,
 };
 
 /// How long the code sent to the new address works.
@@ -33,6 +42,9 @@ pub const EMAIL_CHANGE_TTL: kernel::Duration = kernel::Duration::minutes(60);
 
 /// A user asks for at most one change in this interval (the new address is anybody's mailbox).
 pub const EMAIL_CHANGE_RESEND_INTERVAL: kernel::Duration = kernel::Duration::minutes(5);
+
+/// How long the address a user had before a change can undo it, with the code mailed there.
+pub const EMAIL_REVERT_TTL: kernel::Duration = kernel::Duration::hours(72);
 
 /// Longest code read: a real one is 48 characters.
 const MAX_TOKEN_CHARS: usize = 128;
@@ -52,7 +64,23 @@ pub struct EmailChange {
     pub expires_at: Timestamp,
 }
 
-/// Storage of pending address changes (at most one per user).
+/// After a change of address, the window in which the address the user had before can undo it
+/// (at most one per user).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailRevert {
+    /// Its id: the id of the `user.email_changed` record that opened it.
+    pub id: Uuid,
+    /// The user's company.
+    pub company_id: CompanyId,
+    /// The user.
+    pub user_id: UserId,
+    /// The address the undo restores.
+    pub to: Email,
+    /// When the window closes.
+    pub expires_at: Timestamp,
+}
+
+/// Storage of pending address changes (at most one per user) and of undo windows.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait EmailChangeRepository: Send + Sync {
@@ -78,14 +106,44 @@ pub trait EmailChangeRepository: Send + Sync {
 
     /// Completes the change `id`: in one transaction, and only if it is still `user`'s pending
     /// change and unexpired at `revoke.at`, sets the user's address to `user.email`, closes the
-    /// change and any open password reset, revokes the user's sessions but `revoke.keep` and
-    /// writes `audit`. Returns the revoked session ids.
+    /// change and any open password reset, opens `revert` as the user's undo window when given
+    /// (`None` leaves the window there alone), revokes the user's sessions but `revoke.keep`
+    /// and writes `audit`. Returns the revoked session ids.
     ///
     /// # Errors
     /// MUST return [`AccountsError::EmailChangeInvalid`] when the change is no longer pending
     /// (used, replaced or expired) and [`AccountsError::EmailTaken`] when another user has the
     /// address by now; either way nothing changes.
     async fn complete_email_change(
+        &self,
+        id: Uuid,
+        user: &User,
+        revert: Option<EmailRevert>,
+        revoke: SessionRevocation,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Vec<SessionId>, AccountsError>;
+
+    /// The user's undo window (closed or not).
+    async fn email_revert_of(
+        &self,
+        company: CompanyId,
+        user: UserId,
+    ) -> Result<Option<EmailRevert>, AccountsError>;
+
+    /// The user whose undo window is `id`, with that window (closed or not).
+    async fn email_revert(&self, id: Uuid) -> Result<Option<(User, EmailRevert)>, AccountsError>;
+
+    /// Undoes through the window `id`: in one transaction, and only if it is still `user`'s
+    /// window and open at `revoke.at`, stores `user` as [`AccountRepository::update_user`]
+    /// does and its address, closes the window, any pending change and any open password
+    /// reset, revokes every session of the user and writes `audit`. Returns the revoked
+    /// session ids.
+    ///
+    /// # Errors
+    /// MUST return [`AccountsError::EmailChangeInvalid`] when the window is closed (used,
+    /// replaced or expired) and [`AccountsError::EmailTaken`] when another user has the address
+    /// by now; either way nothing changes.
+    async fn complete_email_revert(
         &self,
         id: Uuid,
         user: &User,
@@ -103,6 +161,8 @@ pub struct EmailChangePorts {
     pub changes: Arc<dyn EmailChangeRepository>,
     /// Reads codes.
     pub tokens: Arc<dyn ResetTokenVerifier>,
+    /// Hashes the password nobody knows that an undo leaves.
+    pub hasher: Arc<dyn PasswordHasher>,
     /// Records denials.
     pub audit: Arc<dyn AuditSink>,
     /// Time.
@@ -118,16 +178,24 @@ impl fmt::Debug for EmailChangePorts {
 }
 
 /// The e-mail change use cases. Cheap to clone; share it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EmailChangeService {
     ports: EmailChangePorts,
+    per_ip: Arc<RateLimiter<ClientNet>>,
+}
+
+impl fmt::Debug for EmailChangeService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailChangeService").finish_non_exhaustive()
+    }
 }
 
 impl EmailChangeService {
-    /// Wires the use cases.
+    /// Wires the use cases; `per_ip` limits failed undos per client network (the undo is the
+    /// one use case without a session; the password resets' limiter may be shared).
     #[must_use]
-    pub const fn new(ports: EmailChangePorts) -> Self {
-        Self { ports }
+    pub const fn new(ports: EmailChangePorts, per_ip: Arc<RateLimiter<ClientNet>>) -> Self {
+        Self { ports, per_ip }
     }
 
     /// A successful `action` of `actor` at `now`, with the record id `id`.
@@ -267,21 +335,38 @@ impl EmailChangeService {
             .ok_or(AccountsError::NotFound)?;
         let from = std::mem::replace(&mut updated.email, change.to.clone());
         updated.updated_at = now;
+        // The record's id opens the undo window for the old address, unless a window of an
+        // earlier change is still open: that one keeps the address the moves started from.
+        let id = self.ports.ids.new_id();
+        let open_window = self
+            .ports
+            .changes
+            .email_revert_of(actor.company_id, actor.user_id)
+            .await?
+            .is_some_and(|w| w.expires_at > now);
+        let revert = (!open_window).then(|| EmailRevert {
+            id,
+            company_id: updated.company_id,
+            user_id: updated.id,
+            to: from.clone(),
+            expires_at: now + EMAIL_REVERT_TTL,
+        });
+        let mut details = serde_json::json!({
+            "from": from.as_str(),
+            "to": updated.email.as_str(),
+            "change": change.id,
+            "role": updated.role.as_str(),
+        });
+        if let (Some(window), Some(map)) = (&revert, details.as_object_mut()) {
+            map.insert(
+                "revert_until".to_owned(),
+                window.expires_at.to_rfc3339().into(),
+            );
+        }
         let audit = vec![
-            Self::record(
-                self.ports.ids.new_id(),
-                Action::USER_EMAIL_CHANGED,
-                now,
-                actor,
-                ctx,
-            )
-            .target("user", actor.user_id)
-            .details(serde_json::json!({
-                "from": from.as_str(),
-                "to": updated.email.as_str(),
-                "change": change.id,
-                "role": updated.role.as_str(),
-            })),
+            Self::record(id, Action::USER_EMAIL_CHANGED, now, actor, ctx)
+                .target("user", actor.user_id)
+                .details(details),
         ];
         let revoke = SessionRevocation {
             at: now,
@@ -298,9 +383,88 @@ impl EmailChangeService {
         };
         self.ports
             .changes
-            .complete_email_change(change.id, &updated, revoke, audit)
+            .complete_email_change(change.id, &updated, revert, revoke, audit)
             .await?;
         Ok(updated)
+    }
+
+    /// Undoes a change of address with the code mailed to the address the user had before
+    /// (no session needed: whoever moved the account may have ended the owner's). The window
+    /// must be open; then the address goes back, the password becomes one nobody knows (the
+    /// mover knew the old one), an operator's demand to change it lifts, every session of the
+    /// user ends and any pending change or open reset closes, recorded as
+    /// `user.email_change_reverted`, in one transaction. The user then asks for a password
+    /// reset, which goes to the restored address; MFA stays as it is. Failed attempts count
+    /// against the client network's limit. Returns the user.
+    ///
+    /// # Errors
+    /// `RateLimited`, `EmailChangeInvalid` (unknown, forged, used, replaced or expired code),
+    /// `EmailTaken` (someone else has the old address by now: nothing changes), `Internal`.
+    pub async fn revert(
+        &self,
+        token: &secrecy::SecretString,
+        ctx: &RequestContext,
+    ) -> Result<User, AccountsError> {
+        use secrecy::ExposeSecret as _;
+        let now = self.ports.clock.now();
+        crate::reset::network_limited(&self.per_ip, ctx, now)?;
+        let token = token.expose_secret();
+        let found = match (token.len() <= MAX_TOKEN_CHARS)
+            .then(|| self.ports.tokens.reset_id(token))
+            .flatten()
+        {
+            Some(id) => self.ports.changes.email_revert(id).await?,
+            None => None,
+        };
+        let Some((user, window)) = found.filter(|(_, w)| w.expires_at > now) else {
+            crate::reset::count_network(&self.per_ip, ctx, now);
+            return Err(AccountsError::EmailChangeInvalid);
+        };
+        let mut updated = user;
+        let from = std::mem::replace(&mut updated.email, window.to.clone());
+        // A password nobody knows: 244 random bits from the id port, hashed and dropped.
+        let unknown = Password::new(&format!(
+            "{}{}",
+            self.ports.ids.new_id().simple(),
+            self.ports.ids.new_id().simple()
+        ));
+        updated.password_hash = self.ports.hasher.hash(&unknown).await?;
+        updated.password_change_required = false;
+        updated.updated_at = now;
+        let record = |action: Action| {
+            AuditRecord::new(self.ports.ids.new_id(), now, action, Outcome::Success, ctx)
+                .company(updated.company_id)
+        };
+        let audit = vec![
+            record(Action::USER_EMAIL_CHANGE_REVERTED)
+                .target("user", updated.id)
+                .details(serde_json::json!({
+                    "from": from.as_str(),
+                    "to": updated.email.as_str(),
+                    "revert": window.id,
+                    "role": updated.role.as_str(),
+                })),
+        ];
+        let revoke = SessionRevocation {
+            at: now,
+            reason: RevocationReason::EmailChangeReverted,
+            keep: None,
+            audit_template: record(Action::SESSION_REVOKED),
+            ids: self.ports.ids.clone(),
+        };
+        match self
+            .ports
+            .changes
+            .complete_email_revert(window.id, &updated, revoke, audit)
+            .await
+        {
+            Ok(_) => Ok(updated),
+            Err(AccountsError::EmailChangeInvalid) => {
+                crate::reset::count_network(&self.per_ip, ctx, now);
+                Err(AccountsError::EmailChangeInvalid)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

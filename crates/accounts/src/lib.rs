@@ -19,8 +19,8 @@ mod reset;
 mod service;
 
 pub use email_change::{
-    EMAIL_CHANGE_RESEND_INTERVAL, EMAIL_CHANGE_TTL, EmailChange, EmailChangePorts,
-    EmailChangeRepository, EmailChangeService,
+    EMAIL_CHANGE_RESEND_INTERVAL, EMAIL_CHANGE_TTL, EMAIL_REVERT_TTL, EmailChange,
+    EmailChangePorts, EmailChangeRepository, EmailChangeService, EmailRevert,
 };
 pub use error::{AccountsError, FieldError};
 pub use model::{

@@ -24,6 +24,8 @@ pub enum RevocationReason {
     PasswordChanged,
     /// Its user changed their e-mail address (the other sessions end).
     EmailChanged,
+    /// The address the user had before a change undid it (every session ends).
+    EmailChangeReverted,
 }
 
 impl RevocationReason {
@@ -37,6 +39,7 @@ impl RevocationReason {
             Self::UserDeactivated => "user_deactivated",
             Self::PasswordChanged => "password_changed",
             Self::EmailChanged => "email_changed",
+            Self::EmailChangeReverted => "email_change_reverted",
         }
     }
 }

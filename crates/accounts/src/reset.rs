@@ -136,6 +136,31 @@ impl AcceptedReset {
 /// Longest token read: a real one is 48 characters.
 const MAX_TOKEN_CHARS: usize = 128;
 
+/// `RateLimited` (with the seconds to wait) when the client network of `ctx` is over `per_ip`.
+pub(crate) fn network_limited(
+    per_ip: &RateLimiter<ClientNet>,
+    ctx: &RequestContext,
+    now: Timestamp,
+) -> Result<(), AccountsError> {
+    if let Some(ip) = ctx.ip
+        && let Some(wait) = per_ip.retry_after(&ClientNet::from(ip), now)
+    {
+        return Err(AccountsError::RateLimited {
+            retry_after_secs: u64::try_from(wait.num_seconds())
+                .unwrap_or(0)
+                .saturating_add(1),
+        });
+    }
+    Ok(())
+}
+
+/// Counts an attempt of the client network of `ctx` against `per_ip`.
+pub(crate) fn count_network(per_ip: &RateLimiter<ClientNet>, ctx: &RequestContext, now: Timestamp) {
+    if let Some(ip) = ctx.ip {
+        per_ip.hit(&ClientNet::from(ip), now);
+    }
+}
+
 /// The ports a [`PasswordResetService`] uses.
 #[derive(Clone)]
 pub struct ResetPorts {
@@ -192,23 +217,11 @@ impl PasswordResetService {
     }
 
     fn limited(&self, ctx: &RequestContext, now: Timestamp) -> Result<(), AccountsError> {
-        if let Some(ip) = ctx.ip
-            && let Some(wait) = self.per_ip.retry_after(&ClientNet::from(ip), now)
-        {
-            let secs = u64::try_from(wait.num_seconds())
-                .unwrap_or(0)
-                .saturating_add(1);
-            return Err(AccountsError::RateLimited {
-                retry_after_secs: secs,
-            });
-        }
-        Ok(())
+        network_limited(&self.per_ip, ctx, now)
     }
 
     fn count(&self, ctx: &RequestContext, now: Timestamp) {
-        if let Some(ip) = ctx.ip {
-            self.per_ip.hit(&ClientNet::from(ip), now);
-        }
+        count_network(&self.per_ip, ctx, now);
     }
 
     /// Asks for a reset e-mail: [`Self::accept`], then [`AcceptedReset::send`].

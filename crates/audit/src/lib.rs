@@ -154,6 +154,10 @@ impl Action {
     pub const USER_EMAIL_CHANGE_REQUESTED: Self = Self("user.email_change_requested");
     /// A user's e-mail address changed (`details.from`, `details.to`); the old address is told.
     pub const USER_EMAIL_CHANGED: Self = Self("user.email_changed");
+    /// The address a user had before a change undid it with the code mailed to it
+    /// (`POST /v1/email-changes/revert`; `details.from` the address undone, `details.to` the one
+    /// restored): the address is back, the password no longer works and every session ended.
+    pub const USER_EMAIL_CHANGE_REVERTED: Self = Self("user.email_change_reverted");
     /// Reading the user list or a user (recorded only when denied).
     pub const USERS_READ: Self = Self("users.read");
     /// The company's configuration changed (details: every field, old and new).

@@ -171,6 +171,9 @@ pub fn need(record: &ChainedRecord) -> Need {
                 Need::Nothing
             }
         }
+        // Someone's account was moved to another mailbox without them: whatever the role, the
+        // mover held its password and step-up, which the company must look into.
+        ("user.email_change_reverted", "success") => Need::Itself,
         _ => Need::Nothing,
     }
 }
@@ -310,6 +313,17 @@ pub fn evaluate(
                         detail(&details, "to").unwrap_or("?"),
                     ),
                 ),
+                "user.email_change_reverted" => (
+                    "email_change_reverted",
+                    "high",
+                    format!(
+                        "the {} {user}'s move from {} to {} was undone from the old address: \
+                         whoever moved it knew the password",
+                        detail(&details, "role").unwrap_or("user"),
+                        detail(&details, "to").unwrap_or("?"),
+                        detail(&details, "from").unwrap_or("?"),
+                    ),
+                ),
                 "user.password_changed" => (
                     "operator_password_reset",
                     "high",
@@ -423,6 +437,41 @@ mod tests {
             } else {
                 assert_eq!(need(&r), Need::Nothing, "{role}");
             }
+        }
+    }
+
+    /// An undone change of address raises a high alert for every role, naming both addresses.
+    #[test]
+    fn an_undone_change_of_address_raises_a_high_alert_for_any_role() {
+        for role in ["owner", "admin", "manager", "vendor"] {
+            let mut r = rec(
+                "user.email_change_reverted",
+                "success",
+                serde_json::json!({ "from": "ana@atacante.mx", "to": "ana@example.com", "role": role }),
+            );
+            r.target = Some(format!("user:{}", Uuid::from_u128(5)));
+            assert_eq!(need(&r), Need::Itself, "{role}");
+            let alerts = evaluate(
+                &r,
+                &Context::default(),
+                &AlertThresholds::default(),
+                &mut || Uuid::from_u128(9),
+            );
+            assert_eq!(alerts.len(), 1, "{role}");
+            let alert = &alerts[0];
+            assert_eq!(
+                (alert.rule.as_str(), alert.severity.as_str()),
+                ("email_change_reverted", "high")
+            );
+            assert!(
+                alert.summary.contains(role)
+                    && alert
+                        .summary
+                        .contains("from ana@example.com to ana@atacante.mx"),
+                "{}",
+                alert.summary
+            );
+            assert_eq!(alert.subject, format!("user:{}", Uuid::from_u128(5)));
         }
     }
 

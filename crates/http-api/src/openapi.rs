@@ -94,6 +94,7 @@ pub(crate) struct FieldProblem {
         password_resets::request, password_resets::confirm,
         sessions::login, sessions::list, sessions::logout, sessions::reauthenticate, sessions::revoke,
         me::me, me::change_password, me::request_email_change, me::confirm_email_change,
+        me::revert_email_change,
         mfa::status, mfa::begin, mfa::confirm, mfa::disable, mfa::regenerate_recovery_codes,
         users::list, users::create, users::get, users::update, users::change_role,
         users::change_permissions,
@@ -289,6 +290,22 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
             (
                 "409",
                 "`email_taken`: another account took the address meanwhile.",
+            ),
+        ],
+        ("POST", "/v1/email-changes/revert") => &[
+            (
+                "400",
+                "`email_change_invalid`: the code is wrong, used or expired, or a later undo or \
+                 change of the same account replaced it.",
+            ),
+            (
+                "409",
+                "`email_taken`: another account has the old address by now; nothing changed \
+                 (the company's administrator or the platform's operator takes it from here).",
+            ),
+            (
+                "429",
+                "`rate_limited`: too many wrong codes from this client address.",
             ),
         ],
         ("POST", "/v1/me/mfa/totp") => &[(

@@ -94,6 +94,7 @@ pub fn declare<S: RouteSink>(r: &mut S) {
     r.add(Method::POST,   "/v1/sessions",                            Public,               sessions::login);
     r.add(Method::POST,   "/v1/password-resets",                     Public,               password_resets::request);
     r.add(Method::POST,   "/v1/password-resets/confirm",             Public,               password_resets::confirm);
+    r.add(Method::POST,   "/v1/email-changes/revert",                Public,               me::revert_email_change);
     r.add(Method::GET,    "/v1/sessions",                            Authenticated,        sessions::list);
     r.add(Method::DELETE, "/v1/sessions/current",                    Authenticated,        sessions::logout);
     r.add(Method::POST,   "/v1/sessions/current/reauthenticate",     Authenticated,        sessions::reauthenticate);
@@ -207,6 +208,7 @@ pub fn body_limit(method: &Method, path: &str) -> usize {
             | "/v1/password-resets/confirm"
             | "/v1/me/email"
             | "/v1/me/email/confirm"
+            | "/v1/email-changes/revert"
             | "/v1/sessions/current/reauthenticate"
             | "/v1/me/mfa/totp"
             | "/v1/me/mfa/totp/confirm"
@@ -362,6 +364,7 @@ mod tests {
         ("POST", "/v1/sessions"),
         ("POST", "/v1/password-resets"),
         ("POST", "/v1/password-resets/confirm"),
+        ("POST", "/v1/email-changes/revert"),
     ];
 
     #[test]

@@ -31,6 +31,11 @@ pub const PASSWORD_RESET_TEMPLATE: &str = "password_reset";
 /// placeholder with a token, as for password resets.
 pub const EMAIL_CHANGE_CODE_TEMPLATE: &str = "email_change_code";
 
+/// The template name of the notice of a completed change that carries the code undoing it
+/// (sent to the old address): the outbox worker fills its placeholder with a token, as for
+/// password resets.
+pub const EMAIL_CHANGE_UNDO_TEMPLATE: &str = "email_changed_undo";
+
 use audit::{Action, Alert, AuditRecord, Outcome};
 use kernel::{CompanyId, Timestamp, UserId};
 use uuid::Uuid;
@@ -77,9 +82,24 @@ pub enum Template {
         /// The address asked for.
         to: String,
     },
-    /// The address changed to `to`: sent to the **old** address.
+    /// The address changed to `to`: sent to the **old** address. With `revert_until`, it
+    /// carries the code that undoes the change until then (the `user.email_changed` record's
+    /// id is the notice's cause and the undo window's id; the stored body holds
+    /// [`RESET_TOKEN_PLACEHOLDER`], filled at delivery).
     EmailChanged {
         /// The new address.
+        to: String,
+        /// When the undo window closes; `None` when an earlier change's window stays open.
+        revert_until: Option<Timestamp>,
+    },
+    /// The change to `from` was undone from the address the account is back at: sent there.
+    EmailChangeReverted {
+        /// The address undone.
+        from: String,
+    },
+    /// The same undo, told to the address undone: the account left it.
+    EmailChangeUndone {
+        /// The address the account is back at.
         to: String,
     },
     /// A security incident affects the user.
@@ -133,7 +153,15 @@ impl Template {
             Self::PasswordReset { .. } => PASSWORD_RESET_TEMPLATE,
             Self::EmailChangeCode { .. } => EMAIL_CHANGE_CODE_TEMPLATE,
             Self::EmailChangeRequested { .. } => "email_change_requested",
-            Self::EmailChanged { .. } => "email_changed",
+            Self::EmailChanged {
+                revert_until: None, ..
+            } => "email_changed",
+            Self::EmailChanged {
+                revert_until: Some(_),
+                ..
+            } => EMAIL_CHANGE_UNDO_TEMPLATE,
+            Self::EmailChangeReverted { .. } => "email_change_reverted",
+            Self::EmailChangeUndone { .. } => "email_change_undone",
             Self::Incident { .. } => "incident",
             Self::CredentialExpiring { .. } => "credential_expiring",
             Self::CredentialChanged { uploaded: true, .. } => "credential_uploaded",
@@ -236,10 +264,41 @@ pub fn notices_for_record(record: &AuditRecord) -> Vec<Notice> {
         else {
             return Vec::new();
         };
+        let revert_until = detail("revert_until")
+            .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+            .map(|e| e.with_timezone(&chrono::Utc));
         vec![Notice {
             address: Some(from.to_owned()),
-            ..notice(user, Template::EmailChanged { to: to.to_owned() })
+            ..notice(
+                user,
+                Template::EmailChanged {
+                    to: to.to_owned(),
+                    revert_until,
+                },
+            )
         }]
+    } else if action == Action::USER_EMAIL_CHANGE_REVERTED {
+        // Both addresses by name: the one the account is back at, and the one it left.
+        let (Some(from), Some(to), Some(user)) =
+            (detail("from"), detail("to"), target_user(record))
+        else {
+            return Vec::new();
+        };
+        vec![
+            Notice {
+                address: Some(to.to_owned()),
+                ..notice(
+                    user,
+                    Template::EmailChangeReverted {
+                        from: from.to_owned(),
+                    },
+                )
+            },
+            Notice {
+                address: Some(from.to_owned()),
+                ..notice(user, Template::EmailChangeUndone { to: to.to_owned() })
+            },
+        ]
     } else if action == Action::MFA_ENABLED {
         to_target(Template::MfaEnabled)
     } else if action == Action::MFA_DISABLED {

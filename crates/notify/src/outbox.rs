@@ -226,14 +226,17 @@ impl OutboxWorker {
         self
     }
 
-    /// Hands `message` to the mailer; a password-reset message or an e-mail change code goes
-    /// with the token of its own cause in place of the placeholder (and a password reset with
+    /// Hands `message` to the mailer; a password-reset message, an e-mail change code or the
+    /// code undoing a change goes with the token of its own cause in place of the placeholder (and a password reset with
     /// the link to the reset page in place of its own, when there is a page), in a copy that is
-    /// wiped once handed over (the stored body never changes). The token names the reset or the
-    /// change it was made for, and each confirmation only accepts its own kind's pending id.
+    /// wiped once handed over (the stored body never changes). The token names the reset, the
+    /// change or the undo window it was made for, and each use only accepts its own kind's id.
     async fn send(&self, message: &OutboxMessage) -> Result<(), NotifyError> {
         let is_reset = message.template == crate::PASSWORD_RESET_TEMPLATE;
-        if !is_reset && message.template != crate::EMAIL_CHANGE_CODE_TEMPLATE {
+        if !is_reset
+            && message.template != crate::EMAIL_CHANGE_CODE_TEMPLATE
+            && message.template != crate::EMAIL_CHANGE_UNDO_TEMPLATE
+        {
             return self.mailer.send(message).await;
         }
         let token = self

@@ -99,12 +99,50 @@ pub fn render(template: &Template, name: &str) -> Rendered {
                  ocurre solo si se confirma con un código enviado a esa dirección. {NOT_YOU}"
             ),
         ),
-        Template::EmailChanged { to } => (
+        Template::EmailChanged {
+            to,
+            revert_until: None,
+        } => (
             "El correo de tu cuenta cambió".to_owned(),
             format!(
                 "Tu cuenta de IncrementaCRM ahora usa la dirección {to}; a esta ya no llegarán \
                  avisos ni códigos, y se cerraron tus otras sesiones. Si no fuiste tú, avisa de \
                  inmediato al administrador de tu empresa."
+            ),
+        ),
+        Template::EmailChanged {
+            to,
+            revert_until: Some(until),
+        } => (
+            "El correo de tu cuenta cambió".to_owned(),
+            format!(
+                "Tu cuenta de IncrementaCRM ahora usa la dirección {to}; a esta ya no llegarán \
+                 avisos ni códigos, y se cerraron tus otras sesiones.\n\nSi no fuiste tú, \
+                 deshaz el cambio con este código en la pantalla «No fui yo» (o pídeselo al \
+                 administrador de tu empresa); sirve una sola vez, hasta el {} (hora UTC):\n\n\
+                 {RESET_TOKEN_PLACEHOLDER}\n\nAl usarlo, la cuenta vuelve a esta dirección, se \
+                 cierran todas sus sesiones y la contraseña deja de servir: después pide una \
+                 nueva con «Olvidé mi contraseña». Si fuiste tú, ignora el código.",
+                until.format("%d/%m/%Y a las %H:%M")
+            ),
+        ),
+        Template::EmailChangeReverted { from } => (
+            "Tu cuenta volvió a esta dirección".to_owned(),
+            format!(
+                "Se deshizo el cambio del correo de tu cuenta de IncrementaCRM a {from}: la \
+                 cuenta vuelve a usar esta dirección, se cerraron todas sus sesiones y la \
+                 contraseña ya no sirve. Pide una nueva con «Olvidé mi contraseña»; el código \
+                 llegará aquí. Quien cambió el correo conocía tu contraseña: si además activó la \
+                 verificación en dos pasos con un dispositivo que no es tuyo, pide al \
+                 administrador de tu empresa que la restablezca."
+            ),
+        ),
+        Template::EmailChangeUndone { to } => (
+            "Se deshizo el cambio de correo".to_owned(),
+            format!(
+                "La cuenta de IncrementaCRM que usaba esta dirección volvió a {to} con el código \
+                 que se envió ahí, y se cerraron sus sesiones. Si el cambio de correo lo hiciste \
+                 tú, habla con el administrador de tu empresa."
             ),
         ),
         Template::NewIpLogin { ip } => (

@@ -703,47 +703,133 @@ fn an_email_change_mails_the_code_to_the_new_address_and_warns_the_old_one() {
         Action::USER_EMAIL_CHANGED,
         serde_json::json!({ "from": "ana@example.com", "to": "ana@nuevo.mx" }),
     );
+    let plain = notices_for_record(&changed);
     assert_eq!(
-        notices_for_record(&changed),
+        plain,
         vec![Notice {
             template: Template::EmailChanged {
-                to: "ana@nuevo.mx".into()
+                to: "ana@nuevo.mx".into(),
+                revert_until: None,
             },
             address: Some("ana@example.com".into()),
-            ..base
+            ..base.clone()
         }]
     );
+    assert_eq!(plain[0].template.name(), "email_changed");
+    assert!(
+        !render(&plain[0].template, "Ana")
+            .body
+            .contains(RESET_TOKEN_PLACEHOLDER),
+        "no undo window of its own, no code"
+    );
+
+    // With an undo window, the old address gets the code that undoes the change.
+    let revert_until = t0() + Duration::hours(72);
+    let undoable = email_change_record(
+        Action::USER_EMAIL_CHANGED,
+        serde_json::json!({
+            "from": "ana@example.com",
+            "to": "ana@nuevo.mx",
+            "revert_until": revert_until.to_rfc3339(),
+        }),
+    );
+    let notices = notices_for_record(&undoable);
+    assert_eq!(
+        notices,
+        vec![Notice {
+            template: Template::EmailChanged {
+                to: "ana@nuevo.mx".into(),
+                revert_until: Some(revert_until),
+            },
+            address: Some("ana@example.com".into()),
+            ..base.clone()
+        }]
+    );
+    assert_eq!(notices[0].template.name(), EMAIL_CHANGE_UNDO_TEMPLATE);
+    let undo_mail = render(&notices[0].template, "Ana");
+    assert_eq!(undo_mail.body.matches(RESET_TOKEN_PLACEHOLDER).count(), 1);
+    assert!(!undo_mail.body.contains(RESET_LINK_PLACEHOLDER));
+    assert!(undo_mail.body.contains("ana@nuevo.mx"));
+
+    // The undo tells both addresses, each by name.
+    let reverted = email_change_record(
+        Action::USER_EMAIL_CHANGE_REVERTED,
+        serde_json::json!({ "from": "ana@nuevo.mx", "to": "ana@example.com" }),
+    );
+    let notices = notices_for_record(&reverted);
+    assert_eq!(
+        notices,
+        vec![
+            Notice {
+                template: Template::EmailChangeReverted {
+                    from: "ana@nuevo.mx".into()
+                },
+                address: Some("ana@example.com".into()),
+                ..base.clone()
+            },
+            Notice {
+                template: Template::EmailChangeUndone {
+                    to: "ana@example.com".into()
+                },
+                address: Some("ana@nuevo.mx".into()),
+                ..base
+            },
+        ]
+    );
+    for notice in &notices {
+        assert!(
+            !render(&notice.template, "Ana").body.contains("[["),
+            "{notice:?}"
+        );
+    }
     for action in [
         Action::USER_EMAIL_CHANGE_REQUESTED,
         Action::USER_EMAIL_CHANGED,
+        Action::USER_EMAIL_CHANGE_REVERTED,
     ] {
         let bare = email_change_record(action, serde_json::json!({}));
         assert_eq!(notices_for_record(&bare), vec![], "{action}");
     }
 }
 
-/// The code of an e-mail change is filled in like a reset's, from the message's own cause, and
-/// never gets the reset page's link.
+/// The code of an e-mail change, and the one undoing a change, are filled in like a reset's,
+/// from the message's own cause, and never get the reset page's link.
 #[tokio::test]
 async fn an_email_change_code_is_filled_in_at_delivery_without_a_link() {
-    let body = render(
-        &Template::EmailChangeCode {
-            expires_at: t0() + Duration::minutes(60),
-        },
-        &format!("Ana {RESET_LINK_PLACEHOLDER}"),
-    )
-    .body;
-    let message = OutboxMessage {
-        template: EMAIL_CHANGE_CODE_TEMPLATE.into(),
-        body,
-        ..message(1, 0)
-    };
-    let sent = deliver(vec![message], Some("https://app.example.mx/r")).await;
-    let code = format!("TOKEN-{}", Uuid::from_u128(1001));
-    assert!(sent[0].contains(&format!("\n\n{code}\n\n")), "{}", sent[0]);
-    assert!(
-        !sent[0].contains("https://") && !sent[0].contains("[["),
-        "{}",
-        sent[0]
-    );
+    let templates = [
+        (
+            EMAIL_CHANGE_CODE_TEMPLATE,
+            Template::EmailChangeCode {
+                expires_at: t0() + Duration::minutes(60),
+            },
+        ),
+        (
+            EMAIL_CHANGE_UNDO_TEMPLATE,
+            Template::EmailChanged {
+                to: "ana@nuevo.mx".into(),
+                revert_until: Some(t0() + Duration::hours(72)),
+            },
+        ),
+    ];
+    for (name, template) in templates {
+        assert_eq!(template.name(), name);
+        let body = render(&template, &format!("Ana {RESET_LINK_PLACEHOLDER}")).body;
+        let message = OutboxMessage {
+            template: name.into(),
+            body,
+            ..message(1, 0)
+        };
+        let sent = deliver(vec![message], Some("https://app.example.mx/r")).await;
+        let code = format!("TOKEN-{}", Uuid::from_u128(1001));
+        assert!(
+            sent[0].contains(&format!("\n\n{code}\n\n")),
+            "{name}: {}",
+            sent[0]
+        );
+        assert!(
+            !sent[0].contains("https://") && !sent[0].contains("[["),
+            "{name}: {}",
+            sent[0]
+        );
+    }
 }

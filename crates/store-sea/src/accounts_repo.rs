@@ -1,7 +1,7 @@
 use accounts::{
     AccountRepository, AccountsError, Company, CompanyName, CompanyProfile, ConfigChange, Email,
-    EmailChange, EmailChangeRepository, PasswordHash, PasswordReset, PasswordResetRepository,
-    PersonName, Rfc, SessionRevocation, User,
+    EmailChange, EmailChangeRepository, EmailRevert, PasswordHash, PasswordReset,
+    PasswordResetRepository, PersonName, Rfc, SessionRevocation, User,
 };
 use async_trait::async_trait;
 use audit::AuditRecord;
@@ -109,6 +109,9 @@ fn user_row(u: &User) -> user::ActiveModel {
         email_change_id: Set(None),
         email_change_to: Set(None),
         email_change_expires_at: Set(None),
+        email_revert_id: Set(None),
+        email_revert_to: Set(None),
+        email_revert_expires_at: Set(None),
     }
 }
 
@@ -430,36 +433,54 @@ impl SeaStore {
     }
 }
 
+/// `update`, also setting `columns` to NULL.
+fn clearing<const N: usize>(
+    update: sea_orm::UpdateMany<user::Entity>,
+    columns: [user::Column; N],
+) -> sea_orm::UpdateMany<user::Entity> {
+    columns
+        .into_iter()
+        .fold(update, |u, column| u.col_expr(column, Expr::cust("NULL")))
+}
+
 /// `update`, also closing the user's open password reset.
 fn closing_reset(update: sea_orm::UpdateMany<user::Entity>) -> sea_orm::UpdateMany<user::Entity> {
-    update
-        .col_expr(
-            user::Column::PasswordResetId,
-            Expr::value(Option::<uuid::Uuid>::None),
-        )
-        .col_expr(
-            user::Column::PasswordResetExpiresAt,
-            Expr::value(Option::<Timestamp>::None),
-        )
+    use user::Column::{PasswordResetExpiresAt, PasswordResetId};
+    clearing(update, [PasswordResetId, PasswordResetExpiresAt])
 }
 
 /// `update`, also closing the user's pending change of e-mail address.
 fn closing_email_change(
     update: sea_orm::UpdateMany<user::Entity>,
 ) -> sea_orm::UpdateMany<user::Entity> {
-    update
-        .col_expr(
-            user::Column::EmailChangeId,
-            Expr::value(Option::<uuid::Uuid>::None),
-        )
-        .col_expr(
-            user::Column::EmailChangeTo,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            user::Column::EmailChangeExpiresAt,
-            Expr::value(Option::<Timestamp>::None),
-        )
+    use user::Column::{EmailChangeExpiresAt, EmailChangeId, EmailChangeTo};
+    clearing(update, [EmailChangeId, EmailChangeTo, EmailChangeExpiresAt])
+}
+
+/// `update`, also closing the user's undo window.
+fn closing_email_revert(
+    update: sea_orm::UpdateMany<user::Entity>,
+) -> sea_orm::UpdateMany<user::Entity> {
+    use user::Column::{EmailRevertExpiresAt, EmailRevertId, EmailRevertTo};
+    clearing(update, [EmailRevertId, EmailRevertTo, EmailRevertExpiresAt])
+}
+
+/// The undo window stored in `m`, if any.
+fn revert_window(m: &user::Model) -> Result<Option<EmailRevert>, AccountsError> {
+    let (Some(id), Some(to), Some(expires_at)) = (
+        m.email_revert_id,
+        m.email_revert_to.as_deref(),
+        m.email_revert_expires_at,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(EmailRevert {
+        id,
+        company_id: CompanyId::from_uuid(m.company_id),
+        user_id: UserId::from_uuid(m.id),
+        to: Email::parse(to).map_err(|_| internal(corrupt("users", "email_revert_to")))?,
+        expires_at,
+    }))
 }
 
 impl SeaStore {
@@ -633,6 +654,7 @@ impl EmailChangeRepository for SeaStore {
         &self,
         id: uuid::Uuid,
         user: &User,
+        revert: Option<EmailRevert>,
         revoke: SessionRevocation,
         audit: Vec<AuditRecord>,
     ) -> Result<Vec<SessionId>, AccountsError> {
@@ -640,11 +662,80 @@ impl EmailChangeRepository for SeaStore {
         // Compare and set: only while the change is still this user's pending, unexpired one
         // and asks for this address. An open password reset was mailed to the old address:
         // it closes with the change.
-        let result = closing_reset(closing_email_change(user_update(user)))
+        let mut update = closing_reset(closing_email_change(user_update(user)));
+        if let Some(window) = revert {
+            update = update
+                .col_expr(user::Column::EmailRevertId, Expr::value(window.id))
+                .col_expr(user::Column::EmailRevertTo, Expr::value(window.to.as_str()))
+                .col_expr(
+                    user::Column::EmailRevertExpiresAt,
+                    Expr::value(window.expires_at),
+                );
+        }
+        let result = update
             .col_expr(user::Column::Email, Expr::value(user.email.as_str()))
             .filter(user::Column::EmailChangeId.eq(id))
             .filter(user::Column::EmailChangeTo.eq(user.email.as_str()))
             .filter(user::Column::EmailChangeExpiresAt.gt(revoke.at))
+            .exec(&txn)
+            .await
+            .map_err(insert_error)?;
+        if result.rows_affected == 0 {
+            return Err(AccountsError::EmailChangeInvalid);
+        }
+        self.finish_user_update(txn, user, Some(revoke), audit)
+            .await
+    }
+
+    async fn email_revert_of(
+        &self,
+        company: CompanyId,
+        user: UserId,
+    ) -> Result<Option<EmailRevert>, AccountsError> {
+        let found = crate::by_key(
+            user::Entity::find()
+                .filter(user::Column::Id.eq(user.as_uuid()))
+                .filter(user::Column::CompanyId.eq(company.as_uuid())),
+            &self.db,
+        )
+        .await
+        .map_err(internal)?;
+        found.as_ref().map_or(Ok(None), revert_window)
+    }
+
+    async fn email_revert(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<(User, EmailRevert)>, AccountsError> {
+        let Some(m) = user::Entity::find()
+            .filter(user::Column::EmailRevertId.eq(id))
+            .one(&self.db)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        let Some(window) = revert_window(&m)? else {
+            return Ok(None);
+        };
+        Ok(Some((to_user(m)?, window)))
+    }
+
+    async fn complete_email_revert(
+        &self,
+        id: uuid::Uuid,
+        user: &User,
+        revoke: SessionRevocation,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Vec<SessionId>, AccountsError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        // Compare and set: only while the window is still this user's, open, and restores this
+        // address. Whatever was pending was asked for by whoever held the account: it closes.
+        let result = closing_email_revert(closing_reset(closing_email_change(user_update(user))))
+            .col_expr(user::Column::Email, Expr::value(user.email.as_str()))
+            .filter(user::Column::EmailRevertId.eq(id))
+            .filter(user::Column::EmailRevertTo.eq(user.email.as_str()))
+            .filter(user::Column::EmailRevertExpiresAt.gt(revoke.at))
             .exec(&txn)
             .await
             .map_err(insert_error)?;

@@ -1,6 +1,7 @@
 //! A user changes their own e-mail address (`POST /v1/me/email`, `…/confirm`): step-up to ask,
 //! a code at the new address to confirm, the old address warned and told; the login moves with
-//! it, other sessions end, and no code is ever stored.
+//! it, other sessions end, and no code is ever stored. The old address can undo the move
+//! (`POST /v1/email-changes/revert`) with the code in its notice.
 
 use serde_json::json;
 
@@ -150,7 +151,7 @@ async fn an_owner_moves_the_account_to_a_new_address_proved_by_its_code() {
         // The old address is told; a password reset now goes to the new one.
         let told = delivered_mails(&outbox, "El correo de tu cuenta", 1).await;
         assert!(told[0].contains("owner@example.com"), "{b}: {}", told[0]);
-        assert_eq!(app.outbox_count("email_changed").await, 1, "{b}");
+        assert_eq!(app.outbox_count("email_changed_undo").await, 1, "{b}");
 
         let audit = app.audit_dump().await;
         let target = format!("user:{owner_id}");
@@ -174,5 +175,167 @@ async fn an_owner_moves_the_account_to_a_new_address_proved_by_its_code() {
         // An Owner's new mailbox now resets the Owner's password: the company's alerts say so.
         app.assert_alert(&owner, "privileged_email_change", "medium", &target)
             .await;
+    }
+}
+
+/// Whoever holds an Owner's password and step-up moves the account to their mailbox and asks
+/// for a reset there; the old address undoes it with the code in its notice: the account is
+/// back, nobody's password works and every session ended, the mover's reset is dead, both
+/// addresses are told, the company gets a high alert, and a reset to the old address lets the
+/// Owner in again. The code is never stored, works once, and wrong codes run into the limit.
+#[actix_web::test]
+async fn the_old_address_takes_a_moved_account_back_with_the_code_in_its_notice() {
+    const MOVER: &str = "ladron@atacante.mx";
+    for db in test_support::TestDb::each().await {
+        let app = spawn_configured(db, |s| {
+            s.outbox_interval_seconds = 1;
+            s.session_limit = 5;
+        })
+        .await;
+        let b = app.db.backend;
+        let outbox = app.data_dir.join("outbox");
+        let (_, owner_id) = app.signup("owner@example.com").await;
+        let mover = app.token("owner@example.com").await;
+        app.reauth(&mover).await;
+        assert_eq!(ask(&app, &mover, MOVER).await.status, 202, "{b}");
+        let code = mailed_code(&delivered_mails(&outbox, "Confirma tu nuevo correo", 1).await[0]);
+        assert_eq!(confirm(&app, &mover, &code).await.status, 200, "{b}");
+        let held = app.token(MOVER).await;
+        let asked = app
+            .call(
+                "POST",
+                "/v1/password-resets",
+                None,
+                Some(json!({ "email": MOVER })),
+            )
+            .await;
+        assert_eq!(asked.status, 202, "{b}: {}", asked.raw);
+        let movers_reset = mailed_code(&delivered_mails(&outbox, "restablecimiento", 1).await[0]);
+
+        // The old address was told, with the code that undoes the move.
+        let told = delivered_mails(&outbox, "El correo de tu cuenta", 1).await;
+        assert!(told[0].contains("owner@example.com"), "{b}: {}", told[0]);
+        let undo = mailed_code(&told[0]);
+        let stored = app.stored_bodies("email_changed_undo").await;
+        assert_eq!(stored.len(), 1, "{b}");
+        assert!(
+            !stored[0].contains(&undo),
+            "{b}: the code is made at delivery"
+        );
+
+        let revert = |code: String| {
+            let app = &app;
+            async move {
+                app.call(
+                    "POST",
+                    "/v1/email-changes/revert",
+                    None,
+                    Some(json!({ "token": code })),
+                )
+                .await
+            }
+        };
+        let mut forged = undo.clone().into_bytes();
+        forged[30] = if forged[30] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_problem(&revert(forged.clone()).await, 400, "email_change_invalid");
+        // The confirmation code of the move is not an undo code.
+        assert_problem(&revert(code.clone()).await, 400, "email_change_invalid");
+        assert_problem(
+            &app.call("POST", "/v1/email-changes/revert", None, Some(json!({})))
+                .await,
+            400,
+            "malformed_request",
+        );
+
+        let done = revert(undo.clone()).await;
+        assert_eq!(done.status, 204, "{b}: {}", done.raw);
+        for session in [&mover, &held] {
+            assert_problem(
+                &app.call("GET", "/v1/me", Some(session), None).await,
+                401,
+                "unauthenticated",
+            );
+        }
+        assert_eq!(app.login(MOVER, PASSWORD).await.status, 401, "{b}");
+        assert_eq!(
+            app.login("owner@example.com", PASSWORD).await.status,
+            401,
+            "{b}: the password the mover knew no longer works"
+        );
+        let reset = |code: String| {
+            let app = &app;
+            async move {
+                let body = json!({
+                    "token": code,
+                    "new_password": "Recuperada#2026",
+                    "new_password_confirmation": "Recuperada#2026",
+                });
+                app.call("POST", "/v1/password-resets/confirm", None, Some(body))
+                    .await
+            }
+        };
+        assert_problem(&reset(movers_reset).await, 400, "reset_token_invalid");
+        assert_problem(&revert(undo.clone()).await, 400, "email_change_invalid");
+
+        // Both addresses are told.
+        let back = delivered_mails(&outbox, "la cuenta vuelve a usar esta dirección", 1).await;
+        assert!(back[0].contains("owner@example.com"), "{b}: {}", back[0]);
+        assert!(back[0].contains(MOVER), "{b}: {}", back[0]);
+        let undone = delivered_mails(&outbox, "que usaba esta dirección volvió", 1).await;
+        assert!(undone[0].contains(MOVER), "{b}: {}", undone[0]);
+
+        // A reset to the old address lets the Owner in again.
+        let asked = app
+            .call(
+                "POST",
+                "/v1/password-resets",
+                None,
+                Some(json!({ "email": "owner@example.com" })),
+            )
+            .await;
+        assert_eq!(asked.status, 202, "{b}: {}", asked.raw);
+        let mails = delivered_mails(&outbox, "restablecimiento", 2).await;
+        let own = mails
+            .iter()
+            .find(|m| m.contains("owner@example.com"))
+            .unwrap_or_else(|| panic!("{b}: {mails:?}"));
+        assert_eq!(reset(mailed_code(own)).await.status, 204, "{b}");
+        let login = app.login("owner@example.com", "Recuperada#2026").await;
+        assert_eq!(login.status, 201, "{b}: {}", login.raw);
+        let owner = login.body["token"].as_str().unwrap().to_owned();
+
+        let audit = app.audit_dump().await;
+        assert!(!audit.concat().contains(&undo), "{b}");
+        let target = format!("user:{owner_id}");
+        assert_eq!(
+            audit
+                .iter()
+                .filter(
+                    |r| r.starts_with("user.email_change_reverted|success|") && r.contains(&target)
+                )
+                .count(),
+            1,
+            "{b}: {audit:?}"
+        );
+        let verify = app
+            .call("GET", "/v1/audit/verify", Some(&owner), None)
+            .await;
+        assert_eq!(verify.body["ok"], true, "{b}: {}", verify.raw);
+        app.assert_alert(&owner, "email_change_reverted", "high", &target)
+            .await;
+
+        // Wrong codes from one client address run into the limit.
+        let mut limited = false;
+        for _ in 0..50 {
+            let r = revert(forged.clone()).await;
+            if r.status == 429 {
+                assert_problem(&r, 429, "rate_limited");
+                limited = true;
+                break;
+            }
+            assert_problem(&r, 400, "email_change_invalid");
+        }
+        assert!(limited, "{b}");
     }
 }

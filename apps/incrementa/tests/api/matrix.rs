@@ -18,10 +18,11 @@ fn probe(method: &str, path: &str, ids: &Ids) -> (String, Option<Value>) {
         ("GET", "/openapi.json" | "/docs") => (path.into(), None),
         ("GET", "/docs/{asset}") => (path.replace("{asset}", "init.js"), None),
         ("POST", "/v1/signup" | "/v1/sessions") => (path.into(), Some(json!({}))),
-        // Missing fields: 400, and no reset is asked for or used.
-        ("POST", "/v1/password-resets" | "/v1/password-resets/confirm") => {
-            (path.into(), Some(json!({})))
-        }
+        // Missing fields: 400, and no reset is asked for or used, nothing undone.
+        (
+            "POST",
+            "/v1/password-resets" | "/v1/password-resets/confirm" | "/v1/email-changes/revert",
+        ) => (path.into(), Some(json!({}))),
         ("DELETE", "/v1/sessions/current") => (path.into(), None),
         // A wrong password: the probe must not open the step-up window it is testing.
         ("POST", "/v1/sessions/current/reauthenticate") => {

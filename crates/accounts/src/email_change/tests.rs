@@ -2,12 +2,16 @@ use std::sync::{Arc, Mutex};
 
 use audit::{Action, MockAuditSink, Outcome};
 use chrono::TimeZone;
-use kernel::{CompanyId, Duration, ManualClock, RequestContext, SequentialIds, SessionId, UserId};
+use kernel::{
+    CompanyId, Duration, ManualClock, RateLimiter, RequestContext, SequentialIds, SessionId, UserId,
+};
 use rbac::{Actor, Role};
 use uuid::Uuid;
 
 use super::*;
-use crate::{MockAccountRepository, MockResetTokenVerifier, PasswordHash, PersonName};
+use crate::{
+    MockAccountRepository, MockPasswordHasher, MockResetTokenVerifier, PasswordHash, PersonName,
+};
 
 const CODE: &str = "a-code-the-verifier-knows";
 const CHANGE: u128 = 900;
@@ -64,11 +68,39 @@ fn ctx() -> RequestContext {
     RequestContext::new(Some("203.0.113.7".parse().unwrap()), Some("test"), None)
 }
 
+/// The undo window [`CODE`] names in the undo tests.
+const WINDOW: u128 = 950;
+
+/// An undo window back to the user's old address.
+fn window(expires_at: Timestamp) -> EmailRevert {
+    EmailRevert {
+        id: Uuid::from_u128(WINDOW),
+        company_id: company(),
+        user_id: user().id,
+        to: Email::parse("ana@example.com").unwrap(),
+        expires_at,
+    }
+}
+
+/// The user after someone moved the account to another mailbox.
+fn moved() -> User {
+    User {
+        email: Email::parse("ana@atacante.mx").unwrap(),
+        password_change_required: true,
+        ..user()
+    }
+}
+
 struct Setup {
     users: MockAccountRepository,
     changes: MockEmailChangeRepository,
     tokens: MockResetTokenVerifier,
     audit: MockAuditSink,
+    hasher: MockPasswordHasher,
+    /// The user's undo window, as [`Self::known_code`] makes the store answer.
+    window: Option<EmailRevert>,
+    /// Failed undos a client network may make in an hour.
+    undo_limit: u32,
 }
 
 impl Setup {
@@ -81,21 +113,29 @@ impl Setup {
             changes: MockEmailChangeRepository::new(),
             tokens: MockResetTokenVerifier::new(),
             audit: MockAuditSink::new(),
+            hasher: MockPasswordHasher::new(),
+            window: None,
+            undo_limit: 100,
         }
     }
 
     fn service(self) -> EmailChangeService {
-        EmailChangeService::new(EmailChangePorts {
-            users: Arc::new(self.users),
-            changes: Arc::new(self.changes),
-            tokens: Arc::new(self.tokens),
-            audit: Arc::new(self.audit),
-            clock: Arc::new(ManualClock::new(now())),
-            ids: Arc::new(SequentialIds::default()),
-        })
+        EmailChangeService::new(
+            EmailChangePorts {
+                users: Arc::new(self.users),
+                changes: Arc::new(self.changes),
+                tokens: Arc::new(self.tokens),
+                hasher: Arc::new(self.hasher),
+                audit: Arc::new(self.audit),
+                clock: Arc::new(ManualClock::new(now())),
+                ids: Arc::new(SequentialIds::default()),
+            },
+            Arc::new(RateLimiter::new(self.undo_limit, Duration::hours(1), 100)),
+        )
     }
 
-    /// The verifier knows [`CODE`] as change [`CHANGE`]; the user's pending change is `change`.
+    /// The verifier knows [`CODE`] as change [`CHANGE`]; the user's pending change is `change`
+    /// and their undo window [`Self::window`].
     fn known_code(&mut self, change: Option<EmailChange>) {
         self.tokens
             .expect_reset_id()
@@ -103,6 +143,22 @@ impl Setup {
         self.changes
             .expect_email_change()
             .returning(move |_, _| Ok(change.clone()));
+        let window = self.window.clone();
+        self.changes
+            .expect_email_revert_of()
+            .returning(move |_, _| Ok(window.clone()));
+    }
+
+    /// The verifier knows [`CODE`] as window [`WINDOW`], which belongs to the moved user.
+    fn known_undo_code(&mut self, window: EmailRevert) {
+        self.tokens
+            .expect_reset_id()
+            .returning(|t| (t == CODE).then(|| Uuid::from_u128(WINDOW)));
+        self.changes
+            .expect_email_revert()
+            .withf(|id| *id == Uuid::from_u128(WINDOW))
+            .returning(move |_| Ok(Some((moved(), window.clone()))));
+        self.changes.expect_email_revert().returning(|_| Ok(None));
     }
 }
 
@@ -238,21 +294,28 @@ async fn a_request_too_soon_after_the_last_one_is_rate_limited() {
 }
 
 /// The code of the pending change sets the address, keeps the current session, revokes the
-/// others, and records both addresses.
+/// others, records both addresses, and opens the old address's undo window under the record's
+/// id (a closed window of an earlier change does not count).
 #[tokio::test]
 async fn the_code_of_the_pending_change_sets_the_address() {
     let mut s = Setup::new();
+    s.window = Some(window(now()));
     s.known_code(Some(pending(now() + Duration::minutes(10))));
     let written = Arc::new(Mutex::new(Vec::new()));
     let seen = written.clone();
     s.changes
         .expect_complete_email_change()
         .times(1)
-        .withf(|id, _, _, _| *id == Uuid::from_u128(CHANGE))
-        .returning(move |_, user, revoke, audit| {
-            seen.lock()
-                .unwrap()
-                .push((user.clone(), revoke.keep, revoke.reason, revoke.at, audit));
+        .withf(|id, _, _, _, _| *id == Uuid::from_u128(CHANGE))
+        .returning(move |_, user, revert, revoke, audit| {
+            seen.lock().unwrap().push((
+                user.clone(),
+                revert,
+                revoke.keep,
+                revoke.reason,
+                revoke.at,
+                audit,
+            ));
             Ok(vec![])
         });
     let changed = s
@@ -263,7 +326,7 @@ async fn the_code_of_the_pending_change_sets_the_address() {
     assert_eq!(changed.email.as_str(), "ana@nuevo.mx");
     assert_eq!(changed.updated_at, now());
     let written = written.lock().unwrap();
-    let (stored, keep, reason, at, audit) = &written[0];
+    let (stored, revert, keep, reason, at, audit) = &written[0];
     assert_eq!(stored, &changed);
     assert_eq!(stored.password_hash.as_str(), "$argon2id$kept");
     assert_eq!(*keep, Some(actor(false).session_id));
@@ -274,6 +337,176 @@ async fn the_code_of_the_pending_change_sets_the_address() {
     assert_eq!(audit[0].details["from"], "ana@example.com");
     assert_eq!(audit[0].details["to"], "ana@nuevo.mx");
     assert_eq!(audit[0].details["role"], "admin");
+    let expires_at = now() + EMAIL_REVERT_TTL;
+    assert_eq!(
+        revert.as_ref(),
+        Some(&EmailRevert {
+            id: audit[0].id,
+            expires_at,
+            ..window(now())
+        }),
+        "the old address may undo it, with a code made from the record's id"
+    );
+    assert_eq!(
+        audit[0].details["revert_until"],
+        expires_at.to_rfc3339().as_str()
+    );
+}
+
+/// A second change while the first one's window is open leaves that window alone: the undo
+/// still goes back to the address the moves started from, and this change's record offers
+/// no undo of its own.
+#[tokio::test]
+async fn a_change_inside_an_open_undo_window_keeps_that_window() {
+    let mut s = Setup::new();
+    s.window = Some(window(now() + Duration::hours(1)));
+    s.known_code(Some(pending(now() + Duration::minutes(10))));
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let seen = written.clone();
+    s.changes
+        .expect_complete_email_change()
+        .times(1)
+        .returning(move |_, _, revert, _, audit| {
+            seen.lock().unwrap().push((revert, audit));
+            Ok(vec![])
+        });
+    s.service()
+        .confirm(&actor(false), &secrecy::SecretString::from(CODE), &ctx())
+        .await
+        .unwrap();
+    let written = written.lock().unwrap();
+    let (revert, audit) = &written[0];
+    assert_eq!(*revert, None);
+    assert!(audit[0].details.get("revert_until").is_none());
+}
+
+/// The undo code puts the old address back, replaces the password with one nobody knows
+/// (hashed through the port), lifts an operator's demand to change it, revokes every session
+/// and records who and what, without a session.
+#[tokio::test]
+async fn the_undo_code_restores_the_address_and_shuts_the_password_out() {
+    let mut s = Setup::new();
+    s.known_undo_code(window(now() + Duration::hours(1)));
+    let hashed = Arc::new(Mutex::new(Vec::new()));
+    let seen_password = hashed.clone();
+    s.hasher.expect_hash().times(1).returning(move |p| {
+        seen_password.lock().unwrap().push(p.expose().to_owned());
+        Ok(PasswordHash::new("$argon2id$unknown".into()))
+    });
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let seen = written.clone();
+    s.changes
+        .expect_complete_email_revert()
+        .times(1)
+        .withf(|id, _, _, _| *id == Uuid::from_u128(WINDOW))
+        .returning(move |_, user, revoke, audit| {
+            seen.lock()
+                .unwrap()
+                .push((user.clone(), revoke.keep, revoke.reason, revoke.at, audit));
+            Ok(vec![])
+        });
+    let restored = s
+        .service()
+        .revert(&secrecy::SecretString::from(CODE), &ctx())
+        .await
+        .unwrap();
+    assert_eq!(restored.email.as_str(), "ana@example.com");
+    let written = written.lock().unwrap();
+    let (stored, keep, reason, at, audit) = &written[0];
+    assert_eq!(stored, &restored);
+    assert_eq!(stored.password_hash.as_str(), "$argon2id$unknown");
+    assert!(!stored.password_change_required);
+    assert_eq!(stored.updated_at, now());
+    assert_eq!(*keep, None, "every session ends, the mover's among them");
+    assert_eq!(*reason, RevocationReason::EmailChangeReverted);
+    assert_eq!(*at, now());
+    assert_eq!(audit.len(), 1);
+    let record = &audit[0];
+    assert_eq!(record.action, Action::USER_EMAIL_CHANGE_REVERTED);
+    assert_eq!(record.company_id, Some(company()));
+    assert_eq!(record.actor_id, None, "the code speaks, not a session");
+    assert_eq!(record.context.ip, Some("203.0.113.7".parse().unwrap()));
+    assert_eq!(record.details["from"], "ana@atacante.mx");
+    assert_eq!(record.details["to"], "ana@example.com");
+    assert_eq!(record.details["role"], "admin");
+    assert_eq!(
+        record.details["revert"],
+        Uuid::from_u128(WINDOW).to_string().as_str()
+    );
+    // The password nobody knows is long and not the record's business.
+    let hashed = hashed.lock().unwrap();
+    assert_eq!(hashed[0].len(), 64);
+    assert!(!record.details.to_string().contains(hashed[0].as_str()));
+}
+
+/// Forged, over-long, unknown and closed-window codes get the same answer, change nothing and
+/// count against the client network, which is then refused before anything is looked up.
+#[tokio::test]
+async fn wrong_undo_codes_change_nothing_and_count_against_the_network() {
+    let mut s = Setup::new();
+    s.undo_limit = 4;
+    s.known_undo_code(window(now()));
+    s.hasher.expect_hash().times(0);
+    s.changes.expect_complete_email_revert().times(0);
+    let service = s.service();
+    for code in [
+        "forged".to_owned(),
+        "c".repeat(200),
+        CODE.to_owned(),
+        "x".to_owned(),
+    ] {
+        let err = service
+            .revert(&secrecy::SecretString::from(code.clone()), &ctx())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AccountsError::EmailChangeInvalid),
+            "{code}: {err:?}"
+        );
+    }
+    let err = service
+        .revert(&secrecy::SecretString::from(CODE), &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountsError::RateLimited { .. }), "{err:?}");
+    // Another network is not held back by this one's failures.
+    let elsewhere = RequestContext::new(Some("198.51.100.9".parse().unwrap()), None, None);
+    let err = service
+        .revert(&secrecy::SecretString::from("forged"), &elsewhere)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountsError::EmailChangeInvalid), "{err:?}");
+}
+
+/// The store's refusals at the undo reach the caller; a window closed meanwhile counts as a
+/// failed attempt, an address taken meanwhile does not.
+#[tokio::test]
+async fn the_stores_refusals_of_an_undo_reach_the_caller() {
+    let mut s = Setup::new();
+    s.undo_limit = 1;
+    s.known_undo_code(window(now() + Duration::hours(1)));
+    s.hasher
+        .expect_hash()
+        .returning(|_| Ok(PasswordHash::new("$argon2id$unknown".into())));
+    let refusals = Mutex::new(vec![
+        AccountsError::EmailChangeInvalid,
+        AccountsError::EmailTaken,
+        AccountsError::EmailTaken,
+    ]);
+    s.changes
+        .expect_complete_email_revert()
+        .times(3)
+        .returning(move |_, _, _, _| Err(refusals.lock().unwrap().pop().unwrap()));
+    let service = s.service();
+    let code = secrecy::SecretString::from(CODE);
+    for _ in 0..2 {
+        let err = service.revert(&code, &ctx()).await.unwrap_err();
+        assert!(matches!(err, AccountsError::EmailTaken), "{err:?}");
+    }
+    let err = service.revert(&code, &ctx()).await.unwrap_err();
+    assert!(matches!(err, AccountsError::EmailChangeInvalid), "{err:?}");
+    let err = service.revert(&code, &ctx()).await.unwrap_err();
+    assert!(matches!(err, AccountsError::RateLimited { .. }), "{err:?}");
 }
 
 /// Forged, over-long, another change's and expired codes, and a user with nothing pending, all
@@ -325,7 +558,7 @@ async fn the_stores_refusals_reach_the_caller() {
         let refusal = Mutex::new(Some(refusal));
         s.changes
             .expect_complete_email_change()
-            .returning(move |_, _, _, _| Err(refusal.lock().unwrap().take().unwrap()));
+            .returning(move |_, _, _, _, _| Err(refusal.lock().unwrap().take().unwrap()));
         let err = s
             .service()
             .confirm(&actor(false), &secrecy::SecretString::from(CODE), &ctx())

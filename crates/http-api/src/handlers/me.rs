@@ -109,3 +109,32 @@ pub(crate) async fn confirm_email_change(
         .await?;
     Ok(HttpResponse::Ok().json(me_dto(&user, &auth)))
 }
+
+#[utoipa::path(
+    post, path = "/v1/email-changes/revert", tag = "accounts",
+    operation_id = "revert_email_change",
+    summary = "Undo a change of e-mail address from the old address",
+    description = "No session: the code (`token`) is the one in the notice the **old** address \
+                   got when the account moved to another one, and it works once, for 72 hours. \
+                   Whoever moved the account knew its password, so the account goes back to the \
+                   old address, the password stops working and every session ends; an open \
+                   password reset or pending change is cancelled, both addresses are told and \
+                   the company gets a high alert (`email_change_reverted`). Then ask for a \
+                   password reset (`POST /v1/password-resets`): it goes to the old address \
+                   again. MFA stays as it is. A second change within the window keeps the \
+                   first one's code: the undo goes back to where the moves started. Failed \
+                   attempts are limited per client address.",
+    request_body = EmailChangeConfirmBody,
+    responses((status = 204, description = "The account is back at the old address; set a password with a reset.")),
+)]
+pub(crate) async fn revert_email_change(
+    state: web::Data<ApiState>,
+    ctx: ClientContext,
+    body: Body<EmailChangeConfirmBody>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .email_changes
+        .revert(&body.into_inner().token, &ctx.0)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

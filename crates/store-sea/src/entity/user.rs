@@ -45,6 +45,18 @@ pub struct Model {
     /// When the pending change's code stops working.
     #[serde(default)]
     pub email_change_expires_at: Option<DateTimeUtc>,
+    /// The window in which the address the user had before a change can undo it: the id of
+    /// the `user.email_changed` record that opened it (the code mailed to that address is a MAC
+    /// of it, never stored), the address to restore, and when the window closes. `None` when
+    /// there is none, and in a snapshot made before the columns existed.
+    #[serde(default)]
+    pub email_revert_id: Option<Uuid>,
+    /// The address the undo restores.
+    #[serde(default)]
+    pub email_revert_to: Option<String>,
+    /// When the undo window closes.
+    #[serde(default)]
+    pub email_revert_expires_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -22,6 +22,7 @@ mod m0017_vault_expiry_notices;
 mod m0018_password_change_required;
 mod m0019_password_resets;
 mod m0020_email_changes;
+mod m0021_email_reverts;
 
 /// Runs `statements` in order on PostgreSQL and nothing on SQLite: the migrations that add
 /// PostgreSQL-only functions and triggers (m0011 to m0013).
@@ -111,6 +112,7 @@ pub const NULLABLE_COLUMNS_ADDED: &[&str] = &[
     "m0018_password_change_required",
     "m0019_password_resets",
     "m0020_email_changes",
+    "m0021_email_reverts",
 ];
 
 /// Whether a portable snapshot made by a binary with `snapshot` migrations loads into this
@@ -154,6 +156,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0018_password_change_required::Migration),
             Box::new(m0019_password_resets::Migration),
             Box::new(m0020_email_changes::Migration),
+            Box::new(m0021_email_reverts::Migration),
         ]
     }
 }

@@ -1,10 +1,11 @@
 //! The e-mail change port: one pending change per user, re-opened only after the resend
 //! interval, its code mailed to the new address and a warning to the current one; completed
-//! once by compare and set, with the other sessions revoked and the old address told.
+//! once by compare and set, with the other sessions revoked and the old address told and given
+//! an undo window; the undo, once, by compare and set, with every session revoked.
 
 use ::accounts::{
-    AccountRepository, AccountsError, EmailChange, EmailChangeRepository, PasswordReset,
-    PasswordResetRepository,
+    AccountRepository, AccountsError, EmailChange, EmailChangeRepository, EmailRevert,
+    PasswordHash, PasswordReset, PasswordResetRepository,
 };
 use chrono::Duration;
 use kernel::SessionId;
@@ -187,8 +188,15 @@ async fn completing_a_change_sets_the_address_once_and_closes_an_open_reset() {
             audit_template: record(Action::SESSION_REVOKED, Some(u.company_id)),
             ..revocation(RevocationReason::EmailChanged, Some(current))
         };
+        let window = EmailRevert {
+            id: records()[0].id,
+            company_id: u.company_id,
+            user_id: u.id,
+            to: u.email.clone(),
+            expires_at: at + Duration::hours(72),
+        };
         let mut revoked = store
-            .complete_email_change(c.id, &changed, revoke(), records())
+            .complete_email_change(c.id, &changed, Some(window.clone()), revoke(), records())
             .await
             .unwrap();
         revoked.sort();
@@ -220,6 +228,16 @@ async fn completing_a_change_sets_the_address_once_and_closes_an_open_reset() {
             "{b}: the reset closed"
         );
         assert_eq!(
+            store.email_revert_of(u.company_id, u.id).await.unwrap(),
+            Some(window.clone()),
+            "{b}: the undo window opened"
+        );
+        assert_eq!(
+            store.email_revert(window.id).await.unwrap(),
+            Some((stored.clone(), window.clone())),
+            "{b}"
+        );
+        assert_eq!(
             addressed(&conn, "email_changed").await,
             vec![u.email.as_str().to_owned()],
             "{b}: the old address is told"
@@ -229,7 +247,7 @@ async fn completing_a_change_sets_the_address_once_and_closes_an_open_reset() {
         let mut again = changed.clone();
         again.email = Email::parse("tercera@nuevo.mx").unwrap();
         let err = store
-            .complete_email_change(c.id, &again, revoke(), records())
+            .complete_email_change(c.id, &again, None, revoke(), records())
             .await
             .unwrap_err();
         assert!(
@@ -264,7 +282,7 @@ async fn a_change_fails_whole_when_the_address_was_taken_or_the_code_expired() {
 
         // Expired: refused, nothing changes.
         let err = store
-            .complete_email_change(c.id, &changed, revoke(c.expires_at), vec![])
+            .complete_email_change(c.id, &changed, None, revoke(c.expires_at), vec![])
             .await
             .unwrap_err();
         assert!(
@@ -277,7 +295,7 @@ async fn a_change_fails_whole_when_the_address_was_taken_or_the_code_expired() {
         let taker = user(&co, "libre@nuevo.mx", Role::Vendor);
         store.insert_user(&taker, vec![]).await.unwrap();
         let err = store
-            .complete_email_change(c.id, &changed, revoke(t0()), vec![])
+            .complete_email_change(c.id, &changed, None, revoke(t0()), vec![])
             .await
             .unwrap_err();
         assert!(matches!(err, AccountsError::EmailTaken), "{b}: {err:?}");
@@ -321,5 +339,227 @@ async fn a_change_fails_whole_when_the_address_was_taken_or_the_code_expired() {
             None,
             "{b}"
         );
+    }
+}
+
+/// The user `u` moved to `to` at `at` through a completed change, with the undo window the
+/// service opens (its id the `user.email_changed` record's); returns the moved user and the
+/// window.
+async fn moved(store: &SeaStore, u: &User, to: &str, at: Timestamp) -> (User, EmailRevert) {
+    let c = change(u, to, at + Duration::minutes(60));
+    store
+        .open_email_change(&c, at, vec![requested(u, &c)])
+        .await
+        .unwrap();
+    let mut changed = u.clone();
+    changed.email = c.to.clone();
+    let mut rec = record(Action::USER_EMAIL_CHANGED, Some(u.company_id))
+        .target("user", u.id)
+        .details(serde_json::json!({ "from": u.email.as_str(), "to": to }));
+    rec.at = at;
+    let window = EmailRevert {
+        id: rec.id,
+        company_id: u.company_id,
+        user_id: u.id,
+        to: u.email.clone(),
+        expires_at: at + Duration::hours(72),
+    };
+    store
+        .complete_email_change(
+            c.id,
+            &changed,
+            Some(window.clone()),
+            SessionRevocation {
+                at,
+                audit_template: record(Action::SESSION_REVOKED, Some(u.company_id)),
+                ..revocation(RevocationReason::EmailChanged, None)
+            },
+            vec![rec],
+        )
+        .await
+        .unwrap();
+    (changed, window)
+}
+
+#[tokio::test]
+async fn an_undo_restores_the_address_once_and_ends_every_session_and_whatever_was_pending() {
+    for (db, store, conn) in stores().await {
+        let b = db.backend;
+        let (_, u) = company_with_owner(&store, Role::Admin).await;
+        let (held, window) = moved(&store, &u, "ana@atacante.mx", t0()).await;
+        // Whoever holds the account logs in, asks for a reset to their mailbox and for
+        // another move.
+        let mut sessions = Vec::new();
+        for n in 0..2 {
+            let s = super::sessions::new_session(&held, t0() + Duration::seconds(n));
+            super::sessions::open(&store, &held, &s, 5).await.unwrap();
+            sessions.push(s.id);
+        }
+        let reset = PasswordReset {
+            id: id(),
+            company_id: u.company_id,
+            user_id: u.id,
+            expires_at: t0() + Duration::minutes(30),
+        };
+        store.open_reset(&reset, t0(), vec![]).await.unwrap();
+        let next = change(&held, "otra@atacante.mx", t0() + Duration::minutes(60));
+        store
+            .open_email_change(&next, t0(), vec![requested(&held, &next)])
+            .await
+            .unwrap();
+
+        let at = t0() + Duration::minutes(5);
+        let mut restored = held.clone();
+        restored.email = u.email.clone();
+        restored.password_hash = PasswordHash::new("$argon2id$nobody-knows".into());
+        restored.updated_at = at;
+        let records = || {
+            let mut rec = record(Action::USER_EMAIL_CHANGE_REVERTED, Some(u.company_id))
+                .target("user", u.id)
+                .details(serde_json::json!({
+                    "from": "ana@atacante.mx",
+                    "to": u.email.as_str(),
+                }));
+            rec.at = at;
+            vec![rec]
+        };
+        let revoke = || SessionRevocation {
+            at,
+            audit_template: record(Action::SESSION_REVOKED, Some(u.company_id)),
+            ..revocation(RevocationReason::EmailChangeReverted, None)
+        };
+        let mut revoked = store
+            .complete_email_revert(window.id, &restored, revoke(), records())
+            .await
+            .unwrap();
+        revoked.sort();
+        sessions.sort();
+        assert_eq!(revoked, sessions, "{b}: every session ends");
+        let stored = store.user(u.company_id, u.id).await.unwrap().unwrap();
+        assert_eq!(stored.email, u.email, "{b}");
+        assert_eq!(
+            stored.password_hash.as_str(),
+            "$argon2id$nobody-knows",
+            "{b}"
+        );
+        assert!(store.reset(reset.id).await.unwrap().is_none(), "{b}");
+        assert_eq!(
+            store.email_change(u.company_id, u.id).await.unwrap(),
+            None,
+            "{b}"
+        );
+        assert_eq!(
+            store.email_revert_of(u.company_id, u.id).await.unwrap(),
+            None,
+            "{b}: the window closed"
+        );
+        assert_eq!(store.email_revert(window.id).await.unwrap(), None, "{b}");
+        assert_eq!(
+            addressed(&conn, "email_change_reverted").await,
+            vec![u.email.as_str().to_owned()],
+            "{b}: the restored address is told"
+        );
+        assert_eq!(
+            addressed(&conn, "email_change_undone").await,
+            vec!["ana@atacante.mx".to_owned()],
+            "{b}: so is the address undone"
+        );
+
+        // The second use finds the window closed and changes nothing.
+        let err = store
+            .complete_email_revert(window.id, &restored, revoke(), records())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AccountsError::EmailChangeInvalid),
+            "{b}: {err:?}"
+        );
+        assert_eq!(
+            addressed(&conn, "email_change_reverted").await.len(),
+            1,
+            "{b}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_undo_fails_whole_when_the_window_closed_or_the_old_address_was_taken() {
+    for (db, store, _conn) in stores().await {
+        let b = db.backend;
+        let (co, u) = company_with_owner(&store, Role::Owner).await;
+        let (held, window) = moved(&store, &u, "ana@atacante.mx", t0()).await;
+        let s = super::sessions::new_session(&held, t0());
+        super::sessions::open(&store, &held, &s, 5).await.unwrap();
+        let mut restored = held.clone();
+        restored.email = u.email.clone();
+        restored.password_hash = PasswordHash::new("$argon2id$nobody-knows".into());
+        let revoke = |at: Timestamp| SessionRevocation {
+            at,
+            audit_template: record(Action::SESSION_REVOKED, Some(u.company_id)),
+            ..revocation(RevocationReason::EmailChangeReverted, None)
+        };
+        let unchanged = |what: &'static str| {
+            let store = store.clone();
+            let held = held.clone();
+            let window = window.clone();
+            async move {
+                let stored = store.user(held.company_id, held.id).await.unwrap().unwrap();
+                assert_eq!(stored, held, "{b}: {what}");
+                assert_eq!(
+                    store
+                        .email_revert_of(held.company_id, held.id)
+                        .await
+                        .unwrap(),
+                    Some(window),
+                    "{b}: {what}"
+                );
+                let live = ::sessions::SessionStore::list_active(
+                    &*store,
+                    held.company_id,
+                    held.id,
+                    t0(),
+                    Duration::minutes(30),
+                )
+                .await
+                .unwrap();
+                assert_eq!(live.len(), 1, "{b}: {what}: nothing revoked");
+            }
+        };
+
+        // The window closed: refused.
+        let err = store
+            .complete_email_revert(window.id, &restored, revoke(window.expires_at), vec![])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AccountsError::EmailChangeInvalid),
+            "{b}: {err:?}"
+        );
+        unchanged("closed window").await;
+
+        // Someone registered the old address meanwhile: refused as taken.
+        let taker = user(&co, u.email.as_str(), Role::Vendor);
+        store.insert_user(&taker, vec![]).await.unwrap();
+        let err = store
+            .complete_email_revert(window.id, &restored, revoke(t0()), vec![])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountsError::EmailTaken), "{b}: {err:?}");
+        unchanged("address taken").await;
+
+        // Another window's id, or this one restoring another address: refused.
+        let mut elsewhere = restored.clone();
+        elsewhere.email = Email::parse("otra@example.com").unwrap();
+        for (id, who) in [(id(), &restored), (window.id, &elsewhere)] {
+            let err = store
+                .complete_email_revert(id, who, revoke(t0()), vec![])
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, AccountsError::EmailChangeInvalid),
+                "{b}: {err:?}"
+            );
+        }
+        unchanged("wrong window").await;
     }
 }
