@@ -15,7 +15,8 @@
 //!   session, in one transaction that records `user.email_change_reverted` (a high alert); the
 //!   user then sets a password with a reset mailed to their own address again. A second change
 //!   inside the window keeps the first one's: moving the account on and on does not take the
-//!   undo away from the address it started at.
+//!   undo away from the address it started at. While the window is open, the address stays
+//!   reserved: nobody else can sign up with it, be created with it or move to it.
 //!
 //! As with password resets, no code is stored: the change is the id of its
 //! `user.email_change_requested` record, and the outbox worker makes the code from it as the
@@ -113,7 +114,8 @@ pub trait EmailChangeRepository: Send + Sync {
     /// # Errors
     /// MUST return [`AccountsError::EmailChangeInvalid`] when the change is no longer pending
     /// (used, replaced or expired) and [`AccountsError::EmailTaken`] when another user has the
-    /// address by now; either way nothing changes.
+    /// address by now, or another user's undo window open at `revoke.at` would restore it;
+    /// either way nothing changes.
     async fn complete_email_change(
         &self,
         id: Uuid,

@@ -99,7 +99,8 @@ pub trait AccountRepository: Send + Sync {
     ///
     /// # Errors
     /// MUST return [`AccountsError::EmailTaken`] when the owner's email is already registered
-    /// (case-insensitively), and then store nothing.
+    /// (case-insensitively) or reserved by another user's open undo window at the owner's
+    /// `created_at` ([`crate::EmailRevert`]), and then store nothing.
     async fn create_company_with_owner(
         &self,
         company: &Company,
@@ -110,7 +111,8 @@ pub trait AccountRepository: Send + Sync {
     /// Inserts a user.
     ///
     /// # Errors
-    /// MUST return [`AccountsError::EmailTaken`] for a registered email.
+    /// MUST return [`AccountsError::EmailTaken`] for a registered email, or one reserved by
+    /// another user's open undo window at the user's `created_at`.
     async fn insert_user(&self, user: &User, audit: Vec<AuditRecord>) -> Result<(), AccountsError>;
 
     /// A company by id.

@@ -192,6 +192,7 @@ impl AccountRepository for SeaStore {
             .exec_without_returning(&txn)
             .await
             .map_err(insert_error)?;
+        refuse_reserved(&txn, &owner.email, owner.id, owner.created_at).await?;
         self.commit_with_audit_as(txn, audit, crate::Changed::Users(&[owner.id]))
             .await
             .map_err(internal)
@@ -203,6 +204,7 @@ impl AccountRepository for SeaStore {
             .exec_without_returning(&txn)
             .await
             .map_err(insert_error)?;
+        refuse_reserved(&txn, &user.email, user.id, user.created_at).await?;
         self.commit_with_audit_as(txn, audit, crate::Changed::Users(&[user.id]))
             .await
             .map_err(internal)
@@ -465,6 +467,30 @@ fn closing_email_revert(
     clearing(update, [EmailRevertId, EmailRevertTo, EmailRevertExpiresAt])
 }
 
+/// Refuses, as taken, `email` given to `owner` in `conn`'s transaction while another user's
+/// open undo window (at `at`) would restore it: an address a move vacated stays its user's
+/// until the window closes, or whoever moved the account could register it and make the undo
+/// fail. Run after the write, so that on PostgreSQL it sees a window a concurrent move
+/// committed while the write waited on the address's unique index.
+async fn refuse_reserved<C: ConnectionTrait>(
+    conn: &C,
+    email: &Email,
+    owner: UserId,
+    at: Timestamp,
+) -> Result<(), AccountsError> {
+    let reserved = user::Entity::find()
+        .filter(user::Column::EmailRevertTo.eq(email.as_str()))
+        .filter(user::Column::EmailRevertExpiresAt.gt(at))
+        .filter(user::Column::Id.ne(owner.as_uuid()))
+        .count(conn)
+        .await
+        .map_err(internal)?;
+    if reserved > 0 {
+        return Err(AccountsError::EmailTaken);
+    }
+    Ok(())
+}
+
 /// The undo window stored in `m`, if any.
 fn revert_window(m: &user::Model) -> Result<Option<EmailRevert>, AccountsError> {
     let (Some(id), Some(to), Some(expires_at)) = (
@@ -683,6 +709,7 @@ impl EmailChangeRepository for SeaStore {
         if result.rows_affected == 0 {
             return Err(AccountsError::EmailChangeInvalid);
         }
+        refuse_reserved(&txn, &user.email, user.id, revoke.at).await?;
         self.finish_user_update(txn, user, Some(revoke), audit)
             .await
     }

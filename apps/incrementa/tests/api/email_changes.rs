@@ -211,6 +211,20 @@ async fn the_old_address_takes_a_moved_account_back_with_the_code_in_its_notice(
             .await;
         assert_eq!(asked.status, 202, "{b}: {}", asked.raw);
         let movers_reset = mailed_code(&delivered_mails(&outbox, "restablecimiento", 1).await[0]);
+        // The vacated address stays the Owner's: the mover cannot register it to make the undo
+        // fail.
+        let squat = app
+            .call(
+                "POST",
+                "/v1/signup",
+                None,
+                Some(json!({
+                    "company_name": "Otra", "email": "owner@example.com", "password": PASSWORD,
+                    "password_confirmation": PASSWORD, "name": "Luis", "rfc": "TCM970625MB1"
+                })),
+            )
+            .await;
+        assert_problem(&squat, 409, "email_taken");
 
         // The old address was told, with the code that undoes the move.
         let told = delivered_mails(&outbox, "El correo de tu cuenta", 1).await;

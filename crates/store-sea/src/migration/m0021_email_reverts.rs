@@ -31,6 +31,15 @@ impl MigrationTrait for Migration {
         {
             super::add_nullable_column(manager, Users::Table, column).await?;
         }
+        // While a window is open its address stays reserved: every write that gives a user an
+        // address looks it up here (users is small next to the audit log: a plain build).
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE INDEX idx_users_email_revert_to ON users (email_revert_to) \
+                 WHERE email_revert_to IS NOT NULL",
+            )
+            .await?;
         Ok(())
     }
 }

@@ -537,8 +537,12 @@ async fn an_undo_fails_whole_when_the_window_closed_or_the_old_address_was_taken
         );
         unchanged("closed window").await;
 
-        // Someone registered the old address meanwhile: refused as taken.
-        let taker = user(&co, u.email.as_str(), Role::Vendor);
+        // Someone registered the old address meanwhile (only possible once the window had
+        // closed, see below): refused as taken.
+        let taker = User {
+            created_at: window.expires_at,
+            ..user(&co, u.email.as_str(), Role::Vendor)
+        };
         store.insert_user(&taker, vec![]).await.unwrap();
         let err = store
             .complete_email_revert(window.id, &restored, revoke(t0()), vec![])
@@ -561,5 +565,77 @@ async fn an_undo_fails_whole_when_the_window_closed_or_the_old_address_was_taken
             );
         }
         unchanged("wrong window").await;
+    }
+}
+
+#[tokio::test]
+async fn an_open_undo_window_keeps_its_address_from_everyone_but_its_user() {
+    for (db, store, _conn) in stores().await {
+        let b = db.backend;
+        let (co, u) = company_with_owner(&store, Role::Owner).await;
+        let (held, window) = moved(&store, &u, "ana@atacante.mx", t0()).await;
+        let old = u.email.as_str();
+        let during = t0() + Duration::hours(71);
+
+        // Nobody is created with it, signs up with it, or moves to it.
+        let taker = User {
+            created_at: during,
+            ..user(&co, old, Role::Vendor)
+        };
+        let err = store.insert_user(&taker, vec![]).await.unwrap_err();
+        assert!(matches!(err, AccountsError::EmailTaken), "{b}: {err:?}");
+        assert!(store.user(co.id, taker.id).await.unwrap().is_none(), "{b}");
+        let other = company();
+        let founder = User {
+            created_at: during,
+            ..user(&other, old, Role::Owner)
+        };
+        let err = store
+            .create_company_with_owner(&other, &founder, vec![])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountsError::EmailTaken), "{b}: {err:?}");
+        assert!(store.company(other.id).await.unwrap().is_none(), "{b}");
+        let (_, v) = company_with_owner(&store, Role::Admin).await;
+        let c = change(&v, old, during + Duration::minutes(60));
+        store
+            .open_email_change(&c, during, vec![requested(&v, &c)])
+            .await
+            .unwrap();
+        let mut moving = v.clone();
+        moving.email = c.to.clone();
+        let revoke = |who: &User| SessionRevocation {
+            at: during,
+            audit_template: record(Action::SESSION_REVOKED, Some(who.company_id)),
+            ..revocation(RevocationReason::EmailChanged, None)
+        };
+        let err = store
+            .complete_email_change(c.id, &moving, None, revoke(&v), vec![])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AccountsError::EmailTaken), "{b}: {err:?}");
+        assert_eq!(
+            store.user(v.company_id, v.id).await.unwrap().unwrap().email,
+            v.email,
+            "{b}"
+        );
+
+        // Its own user may move back to it (the window stays).
+        let back = change(&held, old, during + Duration::minutes(60));
+        store
+            .open_email_change(&back, during, vec![requested(&held, &back)])
+            .await
+            .unwrap();
+        let mut returning = held.clone();
+        returning.email = u.email.clone();
+        store
+            .complete_email_change(back.id, &returning, None, revoke(&held), vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.email_revert_of(u.company_id, u.id).await.unwrap(),
+            Some(window),
+            "{b}"
+        );
     }
 }
