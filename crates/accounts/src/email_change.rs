@@ -125,6 +125,15 @@ pub trait EmailChangeRepository: Send + Sync {
         audit: Vec<AuditRecord>,
     ) -> Result<Vec<SessionId>, AccountsError>;
 
+    /// Whether another user's undo window, open at `at`, would restore `email` (the address
+    /// stays reserved for that user until it closes).
+    async fn address_reserved(
+        &self,
+        email: &Email,
+        except: UserId,
+        at: Timestamp,
+    ) -> Result<bool, AccountsError>;
+
     /// The user's undo window (closed or not).
     async fn email_revert_of(
         &self,
@@ -213,13 +222,60 @@ impl EmailChangeService {
             .by(actor)
     }
 
+    /// Refuses, recording the denial, an actor whose session may only change its password or
+    /// enrol MFA ([`Actor::restriction`]).
+    async fn refuse_restricted(
+        &self,
+        actor: &Actor,
+        attempted: Action,
+        now: Timestamp,
+        ctx: &RequestContext,
+    ) -> Result<(), AccountsError> {
+        let Some(why) = actor.restriction() else {
+            return Ok(());
+        };
+        let denial = AuditRecord::denied(
+            self.ports.ids.new_id(),
+            now,
+            ctx,
+            actor,
+            attempted.as_str(),
+            why,
+        );
+        self.ports.audit.record(denial).await?;
+        Err(AccountsError::Forbidden(why))
+    }
+
+    /// The actor's pending change, while its code works (`None` otherwise), so a client can
+    /// show that a code is on its way to the new address after a reload. The code itself is
+    /// never available.
+    ///
+    /// # Errors
+    /// `Forbidden` (a restricted session, recorded), `Internal`.
+    pub async fn pending(
+        &self,
+        actor: &Actor,
+        ctx: &RequestContext,
+    ) -> Result<Option<EmailChange>, AccountsError> {
+        let now = self.ports.clock.now();
+        self.refuse_restricted(actor, Action::USER_EMAIL_CHANGE_REQUESTED, now, ctx)
+            .await?;
+        Ok(self
+            .ports
+            .changes
+            .email_change(actor.company_id, actor.user_id)
+            .await?
+            .filter(|c| c.expires_at > now))
+    }
+
     /// Asks to change the actor's address to `new_email`: needs a fresh step-up; the address
     /// must be well formed, not the current one and nobody's. Opens the change and queues the
     /// code for the new address and a warning for the current one, with the
     /// `user.email_change_requested` record, in one transaction. Returns the pending change.
     ///
     /// # Errors
-    /// `ReauthenticationRequired` (recorded), `Validation` (`new_email`: `invalid` or
+    /// `Forbidden` (a restricted session, recorded), `ReauthenticationRequired` (recorded),
+    /// `Validation` (`new_email`: `invalid` or
     /// `same_as_current`), `EmailTaken`, `RateLimited` (asked within
     /// [`EMAIL_CHANGE_RESEND_INTERVAL`]), `NotFound`, `Internal`.
     pub async fn request(
@@ -229,6 +285,8 @@ impl EmailChangeService {
         ctx: &RequestContext,
     ) -> Result<EmailChange, AccountsError> {
         let now = self.ports.clock.now();
+        self.refuse_restricted(actor, Action::USER_EMAIL_CHANGE_REQUESTED, now, ctx)
+            .await?;
         if !actor.has_step_up(now) {
             let denial = AuditRecord::denied(
                 self.ports.ids.new_id(),
@@ -256,7 +314,15 @@ impl EmailChangeService {
                 "same_as_current",
             )]));
         }
-        if self.ports.users.user_by_email(&to).await?.is_some() {
+        // Someone's address, or one a move just vacated and its undo may bring back: taken
+        // either way (the store refuses both again at completion).
+        if self.ports.users.user_by_email(&to).await?.is_some()
+            || self
+                .ports
+                .changes
+                .address_reserved(&to, user.id, now)
+                .await?
+        {
             return Err(AccountsError::EmailTaken);
         }
         let id = self.ports.ids.new_id();
@@ -305,8 +371,9 @@ impl EmailChangeService {
     /// (`from`, `to`; the old address is told), in one transaction. Returns the user.
     ///
     /// # Errors
-    /// `EmailChangeInvalid` (unknown, forged, another change's, used, replaced or expired
-    /// code), `EmailTaken` (someone took the address meanwhile), `NotFound`, `Internal`.
+    /// `Forbidden` (a restricted session, recorded), `EmailChangeInvalid` (unknown, forged,
+    /// another change's, used, replaced or expired code), `EmailTaken` (someone took the
+    /// address meanwhile), `NotFound`, `Internal`.
     pub async fn confirm(
         &self,
         actor: &Actor,
@@ -315,6 +382,8 @@ impl EmailChangeService {
     ) -> Result<User, AccountsError> {
         use secrecy::ExposeSecret as _;
         let now = self.ports.clock.now();
+        self.refuse_restricted(actor, Action::USER_EMAIL_CHANGED, now, ctx)
+            .await?;
         let token = token.expose_secret();
         let named = (token.len() <= MAX_TOKEN_CHARS)
             .then(|| self.ports.tokens.reset_id(token))

@@ -263,8 +263,9 @@ impl OwnershipService {
     /// Owner becomes Admin.
     ///
     /// # Errors
-    /// `NotFound` (no such transfer for this user), `ReauthenticationRequired`, `Conflict`
-    /// (`transfer_not_pending`, `transfer_expired`), `Internal`.
+    /// `NotFound` (no such transfer for this user), `Forbidden` (a restricted session,
+    /// recorded), `ReauthenticationRequired`, `Conflict` (`transfer_not_pending`,
+    /// `transfer_expired`), `Internal`.
     pub async fn accept(
         &self,
         actor: &Actor,
@@ -279,6 +280,11 @@ impl OwnershipService {
         if transfer.to_user_id != actor.user_id {
             // The other party and everybody else: no such transfer for you to accept.
             return Err(AccountsError::NotFound);
+        }
+        if let Some(why) = actor.restriction() {
+            return Err(self
+                .deny(actor, Action::OWNERSHIP_TRANSFER_COMPLETED, why, ctx)
+                .await);
         }
         let now = self.clock.now();
         if !actor.has_step_up(now) {
@@ -330,7 +336,8 @@ impl OwnershipService {
     /// Either party withdraws a pending transfer.
     ///
     /// # Errors
-    /// `NotFound` (not a party), `Conflict` (`transfer_not_pending`), `Internal`.
+    /// `NotFound` (not a party), `Forbidden` (a restricted session, recorded), `Conflict`
+    /// (`transfer_not_pending`), `Internal`.
     pub async fn cancel(
         &self,
         actor: &Actor,
@@ -344,6 +351,11 @@ impl OwnershipService {
             .ok_or(AccountsError::NotFound)?;
         if actor.user_id != transfer.from_user_id && actor.user_id != transfer.to_user_id {
             return Err(AccountsError::NotFound);
+        }
+        if let Some(why) = actor.restriction() {
+            return Err(self
+                .deny(actor, Action::OWNERSHIP_TRANSFER_CANCELLED, why, ctx)
+                .await);
         }
         let now = self.clock.now();
         let audit = vec![
@@ -643,5 +655,52 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// A session that may only change its password or enrol MFA accepts and cancels nothing,
+    /// even with a fresh step-up, and the refusal is recorded with its reason.
+    #[tokio::test]
+    async fn a_restricted_session_neither_accepts_nor_cancels() {
+        for (restricted, why) in [
+            (
+                actor(2, Role::Admin, true).restricted_to_password_change(),
+                "password_change_required",
+            ),
+            (
+                actor(2, Role::Admin, true).restricted_to_mfa_enrolment(),
+                "mfa_enrolment_required",
+            ),
+        ] {
+            let mut transfers = MockOwnershipRepository::new();
+            transfers
+                .expect_transfer()
+                .returning(|_, _| Ok(Some(pending())));
+            transfers.expect_complete_transfer().times(0);
+            transfers.expect_close_transfer().times(0);
+            let mut sink = MockAuditSink::new();
+            sink.expect_record()
+                .times(2)
+                .withf(move |r| {
+                    r.action == Action::AUTHORIZATION_DENIED && r.details["reason"] == why
+                })
+                .returning(|_| Ok(()));
+            let svc = OwnershipService::new(
+                Arc::new(MockAccountRepository::new()),
+                Arc::new(transfers),
+                Arc::new(sink),
+                clock(),
+                Arc::new(SequentialIds::default()),
+            );
+            let ctx = RequestContext::default();
+            for result in [
+                svc.accept(&restricted, pending().id, &ctx).await,
+                svc.cancel(&restricted, pending().id, &ctx).await,
+            ] {
+                match result {
+                    Err(AccountsError::Forbidden(reason)) => assert_eq!(reason, why),
+                    other => panic!("{why}: {other:?}"),
+                }
+            }
+        }
     }
 }

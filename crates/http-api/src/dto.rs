@@ -163,6 +163,20 @@ pub(crate) struct PendingEmailChangeDto {
     pub expires_at: String,
 }
 
+/// The caller's address, and a change of it waiting for its code.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EmailStatusDto {
+    /// The address the account uses now.
+    #[schema(format = Email)]
+    pub email: String,
+    /// The address a code was sent to, while that code works; `null` otherwise.
+    #[schema(format = Email)]
+    pub pending_email: Option<String>,
+    /// When that code stops working; `null` when nothing is pending.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
 /// The current password and the new one, twice.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ChangePasswordBody {

@@ -93,7 +93,7 @@ pub(crate) struct FieldProblem {
         signup::signup,
         password_resets::request, password_resets::confirm,
         sessions::login, sessions::list, sessions::logout, sessions::reauthenticate, sessions::revoke,
-        me::me, me::change_password, me::request_email_change, me::confirm_email_change,
+        me::me, me::change_password, me::email_status, me::request_email_change, me::confirm_email_change,
         me::revert_email_change,
         mfa::status, mfa::begin, mfa::confirm, mfa::disable, mfa::regenerate_recovery_codes,
         users::list, users::create, users::get, users::update, users::change_role,

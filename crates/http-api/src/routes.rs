@@ -101,6 +101,7 @@ pub fn declare<S: RouteSink>(r: &mut S) {
     r.add(Method::DELETE, "/v1/sessions/{id}",                       Authenticated,        sessions::revoke);
     r.add(Method::GET,    "/v1/me",                                  Authenticated,        me::me);
     r.add(Method::PUT,    "/v1/me/password",                         Authenticated,        me::change_password);
+    r.add(Method::GET,    "/v1/me/email",                            Authenticated,        me::email_status);
     r.add(Method::POST,   "/v1/me/email",                            AuthenticatedStepUp,  me::request_email_change);
     r.add(Method::POST,   "/v1/me/email/confirm",                    Authenticated,        me::confirm_email_change);
     r.add(Method::GET,    "/v1/me/mfa",                              Authenticated,        mfa::status);

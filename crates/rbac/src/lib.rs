@@ -110,6 +110,25 @@ impl Actor {
         self
     }
 
+    /// What keeps a restricted actor from acting on its own account beyond what its
+    /// restriction leaves open: `password_change_required` (see
+    /// [`Self::restricted_to_password_change`]; it comes first, as the user must change the
+    /// password before enrolling), `mfa_enrolment_required` (see
+    /// [`Self::restricted_to_mfa_enrolment`]), or `None`. [`authorize`] already denies such an
+    /// actor every permission; the use cases that need no permission (changing one's own
+    /// address, accepting or cancelling an ownership transfer) refuse with this, as the HTTP
+    /// guard does before them, so a service linking the core directly cannot skip it.
+    #[must_use]
+    pub const fn restriction(&self) -> Option<&'static str> {
+        if self.password_change_only {
+            Some("password_change_required")
+        } else if self.mfa_enrolment_only {
+            Some("mfa_enrolment_required")
+        } else {
+            None
+        }
+    }
+
     /// The same actor with a re-authentication at `at`.
     #[must_use]
     pub const fn reauthenticated(mut self, at: Option<Timestamp>) -> Self {
@@ -264,6 +283,30 @@ mod tests {
             }
         }
         assert!(!actor(Role::Owner).mfa_enrolment_only);
+    }
+
+    #[test]
+    fn a_restriction_is_named_the_password_change_first() {
+        assert_eq!(actor(Role::Owner).restriction(), None);
+        assert_eq!(
+            actor(Role::Owner)
+                .restricted_to_mfa_enrolment()
+                .restriction(),
+            Some("mfa_enrolment_required")
+        );
+        assert_eq!(
+            actor(Role::Vendor)
+                .restricted_to_password_change()
+                .restriction(),
+            Some("password_change_required")
+        );
+        assert_eq!(
+            actor(Role::Admin)
+                .restricted_to_mfa_enrolment()
+                .restricted_to_password_change()
+                .restriction(),
+            Some("password_change_required")
+        );
     }
 
     #[test]

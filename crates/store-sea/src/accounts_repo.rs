@@ -467,6 +467,23 @@ fn closing_email_revert(
     clearing(update, [EmailRevertId, EmailRevertTo, EmailRevertExpiresAt])
 }
 
+/// Whether a user other than `owner` has an undo window open at `at` that would restore `email`.
+async fn reserved<C: ConnectionTrait>(
+    conn: &C,
+    email: &Email,
+    owner: UserId,
+    at: Timestamp,
+) -> Result<bool, AccountsError> {
+    let holders = user::Entity::find()
+        .filter(user::Column::EmailRevertTo.eq(email.as_str()))
+        .filter(user::Column::EmailRevertExpiresAt.gt(at))
+        .filter(user::Column::Id.ne(owner.as_uuid()))
+        .count(conn)
+        .await
+        .map_err(internal)?;
+    Ok(holders > 0)
+}
+
 /// Refuses, as taken, `email` given to `owner` in `conn`'s transaction while another user's
 /// open undo window (at `at`) would restore it: an address a move vacated stays its user's
 /// until the window closes, or whoever moved the account could register it and make the undo
@@ -478,14 +495,7 @@ async fn refuse_reserved<C: ConnectionTrait>(
     owner: UserId,
     at: Timestamp,
 ) -> Result<(), AccountsError> {
-    let reserved = user::Entity::find()
-        .filter(user::Column::EmailRevertTo.eq(email.as_str()))
-        .filter(user::Column::EmailRevertExpiresAt.gt(at))
-        .filter(user::Column::Id.ne(owner.as_uuid()))
-        .count(conn)
-        .await
-        .map_err(internal)?;
-    if reserved > 0 {
+    if reserved(conn, email, owner, at).await? {
         return Err(AccountsError::EmailTaken);
     }
     Ok(())
@@ -712,6 +722,15 @@ impl EmailChangeRepository for SeaStore {
         refuse_reserved(&txn, &user.email, user.id, revoke.at).await?;
         self.finish_user_update(txn, user, Some(revoke), audit)
             .await
+    }
+
+    async fn address_reserved(
+        &self,
+        email: &Email,
+        except: UserId,
+        at: Timestamp,
+    ) -> Result<bool, AccountsError> {
+        reserved(&self.db, email, except, at).await
     }
 
     async fn email_revert_of(

@@ -75,6 +75,21 @@ async fn an_owner_moves_the_account_to_a_new_address_proved_by_its_code() {
         assert_eq!(asked.status, 202, "{b}: {}", asked.raw);
         assert_eq!(asked.body["pending_email"], NEW, "{b}");
         assert!(asked.body["expires_at"].is_string(), "{b}: {}", asked.raw);
+        let status = app.call("GET", "/v1/me/email", Some(&owner), None).await;
+        assert_eq!(status.status, 200, "{b}: {}", status.raw);
+        assert_eq!(status.body["email"], "owner@example.com", "{b}");
+        assert_eq!(status.body["pending_email"], NEW, "{b}");
+        // The same instant (PostgreSQL keeps microseconds).
+        let instant = |v: &serde_json::Value| {
+            chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap())
+                .unwrap()
+                .timestamp_micros()
+        };
+        assert_eq!(
+            instant(&status.body["expires_at"]),
+            instant(&asked.body["expires_at"]),
+            "{b}"
+        );
         let again = ask(&app, &owner, "otra@nuevo.mx").await;
         assert_problem(&again, 429, "rate_limited");
         assert!(again.retry_after() > 0, "{b}");
@@ -125,6 +140,17 @@ async fn an_owner_moves_the_account_to_a_new_address_proved_by_its_code() {
         let done = confirm(&app, &owner, &code).await;
         assert_eq!(done.status, 200, "{b}: {}", done.raw);
         assert_eq!(done.body["email"], NEW, "{b}");
+        let status = app.call("GET", "/v1/me/email", Some(&owner), None).await;
+        assert_eq!(
+            (
+                &status.body["email"],
+                &status.body["pending_email"],
+                &status.body["expires_at"]
+            ),
+            (&json!(NEW), &json!(null), &json!(null)),
+            "{b}: {}",
+            status.raw
+        );
         assert_eq!(
             app.call("GET", "/v1/me", Some(&owner), None).await.body["email"],
             NEW,
@@ -225,6 +251,14 @@ async fn the_old_address_takes_a_moved_account_back_with_the_code_in_its_notice(
             )
             .await;
         assert_problem(&squat, 409, "email_taken");
+        app.signup("otro@example.com").await;
+        let other = app.token("otro@example.com").await;
+        app.reauth(&other).await;
+        assert_problem(
+            &ask(&app, &other, "owner@example.com").await,
+            409,
+            "email_taken",
+        );
 
         // The old address was told, with the code that undoes the move.
         let told = delivered_mails(&outbox, "El correo de tu cuenta", 1).await;

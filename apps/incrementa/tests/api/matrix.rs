@@ -12,9 +12,11 @@ fn probe(method: &str, path: &str, ids: &Ids) -> (String, Option<Value>) {
     let random = uuid::Uuid::new_v4().to_string();
     let p = |s: &str| s.replace("{id}", &random);
     match (method, path) {
-        ("GET", "/healthz" | "/readyz" | "/metrics" | "/v1/sessions" | "/v1/me" | "/v1/users") => {
-            (path.into(), None)
-        }
+        (
+            "GET",
+            "/healthz" | "/readyz" | "/metrics" | "/v1/sessions" | "/v1/me" | "/v1/me/email"
+            | "/v1/users",
+        ) => (path.into(), None),
         ("GET", "/openapi.json" | "/docs") => (path.into(), None),
         ("GET", "/docs/{asset}") => (path.replace("{asset}", "init.js"), None),
         ("POST", "/v1/signup" | "/v1/sessions") => (path.into(), Some(json!({}))),

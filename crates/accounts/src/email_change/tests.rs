@@ -108,9 +108,13 @@ impl Setup {
     fn new() -> Self {
         let mut users = MockAccountRepository::new();
         users.expect_user().returning(|_, _| Ok(Some(user())));
+        let mut changes = MockEmailChangeRepository::new();
+        changes
+            .expect_address_reserved()
+            .returning(|_, _, _| Ok(false));
         Self {
             users,
-            changes: MockEmailChangeRepository::new(),
+            changes,
             tokens: MockResetTokenVerifier::new(),
             audit: MockAuditSink::new(),
             hasher: MockPasswordHasher::new(),
@@ -231,6 +235,55 @@ async fn a_request_without_step_up_is_refused_and_recorded() {
     );
 }
 
+/// A session that may only change its password or enrol MFA neither asks nor confirms, even
+/// with a fresh step-up: nothing is looked up, and each refusal is recorded with its reason.
+#[tokio::test]
+async fn a_restricted_session_neither_asks_nor_confirms() {
+    for (restricted, why) in [
+        (
+            actor(true).restricted_to_password_change(),
+            "password_change_required",
+        ),
+        (
+            actor(true).restricted_to_mfa_enrolment(),
+            "mfa_enrolment_required",
+        ),
+    ] {
+        let mut s = Setup::new();
+        s.users.expect_user_by_email().times(0);
+        s.changes.expect_open_email_change().times(0);
+        s.changes.expect_email_change().times(0);
+        s.changes.expect_complete_email_change().times(0);
+        s.tokens.expect_reset_id().times(0);
+        s.audit
+            .expect_record()
+            .times(2)
+            .withf(move |r| {
+                r.action == Action::AUTHORIZATION_DENIED
+                    && r.details["reason"] == why
+                    && ["user.email_change_requested", "user.email_changed"]
+                        .contains(&r.details["attempted"].as_str().unwrap_or_default())
+            })
+            .returning(|_| Ok(()));
+        let service = s.service();
+        for result in [
+            service
+                .request(&restricted, "ana@nuevo.mx", &ctx())
+                .await
+                .map(|_| ()),
+            service
+                .confirm(&restricted, &secrecy::SecretString::from(CODE), &ctx())
+                .await
+                .map(|_| ()),
+        ] {
+            match result {
+                Err(AccountsError::Forbidden(reason)) => assert_eq!(reason, why),
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+    }
+}
+
 /// A malformed address, the current one, and someone else's are each refused before anything
 /// is written.
 #[tokio::test]
@@ -267,6 +320,42 @@ async fn bad_same_and_taken_addresses_are_refused() {
         .await
         .unwrap_err();
     assert!(matches!(err, AccountsError::EmailTaken), "{err:?}");
+}
+
+/// An address another user's move vacated, while that user's undo window is open, is taken:
+/// nothing is opened or mailed.
+#[tokio::test]
+async fn an_address_kept_for_an_undo_is_taken() {
+    let mut s = Setup::new();
+    s.users.expect_user_by_email().returning(|_| Ok(None));
+    s.changes = MockEmailChangeRepository::new();
+    s.changes
+        .expect_address_reserved()
+        .times(1)
+        .withf(|email, except, at| {
+            email.as_str() == "vacada@nuevo.mx" && *except == user().id && *at == now()
+        })
+        .returning(|_, _, _| Ok(true));
+    s.changes.expect_open_email_change().times(0);
+    let err = s
+        .service()
+        .request(&actor(true), "vacada@nuevo.mx", &ctx())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountsError::EmailTaken), "{err:?}");
+}
+
+/// The pending change shows while its code works, and not after.
+#[tokio::test]
+async fn the_pending_change_shows_until_its_code_expires() {
+    for (expires_at, shown) in [(now() + Duration::minutes(1), true), (now(), false)] {
+        let mut s = Setup::new();
+        s.changes
+            .expect_email_change()
+            .returning(move |_, _| Ok(Some(pending(expires_at))));
+        let found = s.service().pending(&actor(false), &ctx()).await.unwrap();
+        assert_eq!(found, shown.then(|| pending(expires_at)));
+    }
 }
 
 /// A second request within the resend interval sends nothing and says how long to wait.

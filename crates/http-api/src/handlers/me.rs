@@ -3,7 +3,8 @@ use actix_web::{HttpResponse, web};
 use secrecy::ExposeSecret;
 
 use crate::dto::{
-    ChangePasswordBody, EmailChangeBody, EmailChangeConfirmBody, MeDto, PendingEmailChangeDto,
+    ChangePasswordBody, EmailChangeBody, EmailChangeConfirmBody, EmailStatusDto, MeDto,
+    PendingEmailChangeDto,
 };
 use crate::error::Body;
 use crate::{ApiError, ApiState, Auth, ClientContext};
@@ -58,6 +59,27 @@ pub(crate) async fn change_password(
         )
         .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    get, path = "/v1/me/email", tag = "accounts", operation_id = "email_status",
+    summary = "The caller's address and a pending change of it",
+    description = "The address in use and, while its code works, the address a change is waiting \
+                   for (so a client can ask for the code after a reload). The code is never \
+                   shown.",
+    responses((status = 200, description = "The address and the pending change, if any.", body = EmailStatusDto)),
+)]
+pub(crate) async fn email_status(
+    state: web::Data<ApiState>,
+    auth: Auth,
+    ctx: ClientContext,
+) -> Result<HttpResponse, ApiError> {
+    let pending = state.email_changes.pending(auth.actor(), &ctx.0).await?;
+    Ok(HttpResponse::Ok().json(EmailStatusDto {
+        email: auth.0.user.email.as_str().to_owned(),
+        expires_at: pending.as_ref().map(|c| c.expires_at.to_rfc3339()),
+        pending_email: pending.map(|c| c.to.as_str().to_owned()),
+    }))
 }
 
 #[utoipa::path(
