@@ -256,6 +256,7 @@ pub fn mfa_service(
         crypto: Arc::new(crypto::MfaRandom),
         clock,
         ids,
+        audit: store.clone(),
     })
 }
 

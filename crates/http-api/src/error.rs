@@ -436,6 +436,8 @@ impl From<mfa::MfaError> for ApiError {
                 "Invalid code",
                 "the code is wrong, expired or already used",
             ),
+            MfaError::ReauthenticationRequired => Self::reauthentication_required(),
+            MfaError::Forbidden(why) => Self::forbidden(why),
             MfaError::Internal(_) => Self::from_internal(&err),
         }
     }

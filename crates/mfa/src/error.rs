@@ -17,6 +17,14 @@ pub enum MfaError {
     /// A valid TOTP code of a step already used (MFA-4): refused and recorded.
     #[error("the code was already used")]
     Replayed,
+    /// Turning MFA off or replacing the recovery codes needs a fresh step-up (MFA-3); the
+    /// denial was recorded.
+    #[error("re-authentication required")]
+    ReauthenticationRequired,
+    /// Not the caller's own unrestricted session (another user's account, or a session that
+    /// may only change its password or enrol); the denial was recorded.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
     /// Infrastructure failure (storage, envelope); details stay in the source.
     #[error("internal error in mfa")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use accounts::User;
-use audit::{Action, AuditRecord, Outcome};
+use audit::{Action, AuditRecord, AuditSink, Outcome};
 use kernel::{Clock, IdGenerator, RequestContext};
+use rbac::Actor;
 use vault::{AssociatedData, Envelope, Purpose};
 
 use crate::model::RECOVERY_CODE_LEN;
@@ -39,6 +40,8 @@ pub struct MfaPorts {
     pub clock: Arc<dyn Clock>,
     /// Ids of audit records.
     pub ids: Arc<dyn IdGenerator>,
+    /// Records refusals (a missing step-up, a restricted session).
+    pub audit: Arc<dyn AuditSink>,
 }
 
 /// Which second factor a login or re-authentication used.
@@ -62,6 +65,7 @@ pub struct MfaService {
     crypto: Arc<dyn MfaCrypto>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
+    audit: Arc<dyn AuditSink>,
     params: TotpParams,
 }
 
@@ -84,6 +88,7 @@ impl MfaService {
             crypto: ports.crypto,
             clock: ports.clock,
             ids: ports.ids,
+            audit: ports.audit,
             params: TotpParams::default(),
         }
     }
@@ -107,6 +112,39 @@ impl MfaService {
         .company(user.company_id)
         .actor(user.id)
         .target("user", user.id)
+    }
+
+    /// Lets `actor` act on `user`'s second factor only as that user's own unrestricted session
+    /// with a fresh step-up (MFA-3): the HTTP guard checks the same before the call, and a
+    /// service linking the core directly cannot skip it. A refusal is recorded.
+    async fn require_step_up(
+        &self,
+        actor: &Actor,
+        user: &User,
+        attempted: Action,
+        ctx: &RequestContext,
+    ) -> Result<(), MfaError> {
+        let now = self.clock.now();
+        let why = if actor.user_id != user.id || actor.company_id != user.company_id {
+            Some("not the caller's own account")
+        } else if let Some(why) = actor.restriction() {
+            Some(why)
+        } else if actor.has_step_up(now) {
+            None
+        } else {
+            Some("reauthentication_required")
+        };
+        let Some(why) = why else {
+            return Ok(());
+        };
+        let denial =
+            AuditRecord::denied(self.ids.new_id(), now, ctx, actor, attempted.as_str(), why);
+        self.audit.record(denial).await?;
+        Err(if why == "reauthentication_required" {
+            MfaError::ReauthenticationRequired
+        } else {
+            MfaError::Forbidden(why)
+        })
     }
 
     fn new_recovery_codes(&self) -> (RecoveryCodes, Vec<String>) {
@@ -299,16 +337,20 @@ impl MfaService {
         }
     }
 
-    /// Replaces the recovery codes (the old ones stop working at once) and returns the new ones.
-    /// The HTTP route requires step-up (MFA-3).
+    /// Replaces the recovery codes of `actor`'s own `user` (the old ones stop working at once)
+    /// and returns the new ones. Needs a fresh step-up (MFA-3).
     ///
     /// # Errors
-    /// `NotEnabled`, `Internal`.
+    /// `ReauthenticationRequired`, `Forbidden` (another user, a restricted session; both
+    /// recorded), `NotEnabled`, `Internal`.
     pub async fn regenerate_recovery_codes(
         &self,
+        actor: &Actor,
         user: &User,
         ctx: &RequestContext,
     ) -> Result<RecoveryCodes, MfaError> {
+        self.require_step_up(actor, user, Action::MFA_RECOVERY_CODES_REGENERATED, ctx)
+            .await?;
         self.confirmed(user).await?;
         let (codes, digests) = self.new_recovery_codes();
         let audit = self.record(Action::MFA_RECOVERY_CODES_REGENERATED, user, ctx);
@@ -323,13 +365,21 @@ impl MfaService {
         }
     }
 
-    /// Turns MFA off: the secret and the recovery codes are deleted. The HTTP route requires
-    /// step-up (MFA-3). Under a company policy that requires MFA, the user's next login is
-    /// restricted to enrolling again.
+    /// Turns MFA off for `actor`'s own `user`: the secret and the recovery codes are deleted.
+    /// Needs a fresh step-up (MFA-3). Under a company policy that requires MFA, the user's next
+    /// login is restricted to enrolling again.
     ///
     /// # Errors
-    /// `NotEnabled`, `Internal`.
-    pub async fn disable(&self, user: &User, ctx: &RequestContext) -> Result<(), MfaError> {
+    /// `ReauthenticationRequired`, `Forbidden` (another user, a restricted session; both
+    /// recorded), `NotEnabled`, `Internal`.
+    pub async fn disable(
+        &self,
+        actor: &Actor,
+        user: &User,
+        ctx: &RequestContext,
+    ) -> Result<(), MfaError> {
+        self.require_step_up(actor, user, Action::MFA_DISABLED, ctx)
+            .await?;
         let audit = self.record(Action::MFA_DISABLED, user, ctx);
         if self.repo.disable(user.company_id, user.id, audit).await? {
             Ok(())

@@ -72,7 +72,10 @@ pub(crate) async fn disable(
     auth: Auth,
     ctx: ClientContext,
 ) -> Result<HttpResponse, ApiError> {
-    state.mfa.disable(&auth.0.user, &ctx.0).await?;
+    state
+        .mfa
+        .disable(auth.actor(), &auth.0.user, &ctx.0)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -89,7 +92,7 @@ pub(crate) async fn regenerate_recovery_codes(
 ) -> Result<HttpResponse, ApiError> {
     let codes = state
         .mfa
-        .regenerate_recovery_codes(&auth.0.user, &ctx.0)
+        .regenerate_recovery_codes(auth.actor(), &auth.0.user, &ctx.0)
         .await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))

@@ -36,6 +36,18 @@ fn user(n: u128) -> User {
     }
 }
 
+/// `u`'s own session, stepped up a minute before the fixture's clock when `stepped_up`.
+fn own(u: &User, stepped_up: bool) -> rbac::Actor {
+    rbac::Actor::new(
+        u.id,
+        u.company_id,
+        kernel::SessionId::from_uuid(uuid::Uuid::from_u128(900)),
+        u.role,
+        u.permissions(),
+    )
+    .reauthenticated(stepped_up.then(|| t0() - kernel::Duration::minutes(1)))
+}
+
 fn ctx() -> RequestContext {
     RequestContext::new(None, Some("test"), None)
 }
@@ -320,10 +332,23 @@ impl MfaCrypto for CountingCrypto {
     }
 }
 
+/// The refusals the service records.
+#[derive(Default)]
+struct Denials(Mutex<Vec<AuditRecord>>);
+
+#[async_trait]
+impl AuditSink for Denials {
+    async fn record(&self, record: AuditRecord) -> Result<(), audit::AuditError> {
+        self.0.lock().unwrap().push(record);
+        Ok(())
+    }
+}
+
 struct Fixture {
     repo: Arc<FakeRepo>,
     envelope: Arc<TestEnvelope>,
     clock: Arc<ManualClock>,
+    denials: Arc<Denials>,
     service: MfaService,
 }
 
@@ -331,6 +356,7 @@ fn fixture() -> Fixture {
     let repo = Arc::new(FakeRepo::default());
     let envelope = Arc::new(TestEnvelope::default());
     let clock = Arc::new(ManualClock::new(t0()));
+    let denials = Arc::new(Denials::default());
     let service = MfaService::new(MfaPorts {
         repo: repo.clone(),
         envelope: envelope.clone(),
@@ -338,11 +364,13 @@ fn fixture() -> Fixture {
         crypto: Arc::new(CountingCrypto::default()),
         clock: clock.clone(),
         ids: Arc::new(SequentialIds::default()),
+        audit: denials.clone(),
     });
     Fixture {
         repo,
         envelope,
         clock,
+        denials,
         service,
     }
 }
@@ -544,7 +572,7 @@ async fn regenerating_voids_the_old_codes() {
     let old = enrolled(&f, &mut u).await;
     let new = f
         .service
-        .regenerate_recovery_codes(&u, &ctx())
+        .regenerate_recovery_codes(&own(&u, true), &u, &ctx())
         .await
         .unwrap();
     assert!(matches!(
@@ -566,16 +594,17 @@ async fn regenerating_voids_the_old_codes() {
 async fn disabling_removes_the_factor_and_only_works_when_enabled() {
     let f = fixture();
     let mut u = user(1);
+    let me = own(&u, true);
     assert!(matches!(
-        f.service.disable(&u, &ctx()).await,
+        f.service.disable(&me, &u, &ctx()).await,
         Err(MfaError::NotEnabled)
     ));
     assert!(matches!(
-        f.service.regenerate_recovery_codes(&u, &ctx()).await,
+        f.service.regenerate_recovery_codes(&me, &u, &ctx()).await,
         Err(MfaError::NotEnabled)
     ));
     enrolled(&f, &mut u).await;
-    f.service.disable(&u, &ctx()).await.unwrap();
+    f.service.disable(&me, &u, &ctx()).await.unwrap();
     assert!(matches!(
         f.service
             .verify(&u, &SecondFactor::totp(&code_now(&f)), &ctx())
@@ -584,6 +613,64 @@ async fn disabling_removes_the_factor_and_only_works_when_enabled() {
     ));
     assert_eq!(f.repo.actions().last(), Some(&"mfa.disabled"));
     assert_eq!(f.service.status(&u).await.unwrap(), MfaStatus::default());
+}
+
+/// Turning MFA off and replacing the recovery codes take the user's own unrestricted session
+/// with a fresh step-up (MFA-3), in the core and not only behind the HTTP guard: anything else
+/// changes nothing and records why.
+#[tokio::test]
+async fn turning_mfa_off_or_new_codes_need_the_users_own_stepped_up_session() {
+    let f = fixture();
+    let mut u = user(1);
+    enrolled(&f, &mut u).await;
+    let before = f.repo.actions().len();
+    let other = own(&user(2), true);
+    let cases = [
+        (own(&u, false), "reauthentication_required"),
+        (
+            own(&u, true).restricted_to_password_change(),
+            "password_change_required",
+        ),
+        (
+            own(&u, true).restricted_to_mfa_enrolment(),
+            "mfa_enrolment_required",
+        ),
+        (other, "not the caller's own account"),
+    ];
+    for (actor, why) in cases {
+        for result in [
+            f.service.disable(&actor, &u, &ctx()).await,
+            f.service
+                .regenerate_recovery_codes(&actor, &u, &ctx())
+                .await
+                .map(|_| ()),
+        ] {
+            match result {
+                Err(MfaError::ReauthenticationRequired) => {
+                    assert_eq!(why, "reauthentication_required");
+                }
+                Err(MfaError::Forbidden(reason)) => assert_eq!(reason, why),
+                other => panic!("{why}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(f.repo.actions().len(), before, "nothing changed");
+    let denials = f.denials.0.lock().unwrap().clone();
+    assert_eq!(denials.len(), 8);
+    assert!(
+        denials
+            .iter()
+            .all(|d| d.action == Action::AUTHORIZATION_DENIED)
+    );
+    assert_eq!(denials[0].details["attempted"], "mfa.disabled");
+    assert_eq!(
+        denials[1].details["attempted"],
+        "mfa.recovery_codes_regenerated"
+    );
+    // Still on, and the codes still work: the user's own stepped-up session turns it off.
+    assert!(f.service.status(&u).await.unwrap().enabled);
+    f.service.disable(&own(&u, true), &u, &ctx()).await.unwrap();
+    assert!(!f.service.status(&u).await.unwrap().enabled);
 }
 
 /// The operator's reset removes the factor like the user's own, and its record has no actor

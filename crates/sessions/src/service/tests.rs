@@ -127,6 +127,7 @@ impl Parts {
                     crypto: Arc::new(mfa::MockMfaCrypto::new()),
                     clock: Arc::new(ManualClock::new(t0())),
                     ids: Arc::new(SequentialIds::default()),
+                    audit: Arc::new(audit::MockAuditSink::new()),
                 })),
                 epoch: self.epoch,
             },
