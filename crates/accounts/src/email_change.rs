@@ -11,8 +11,8 @@
 //!
 //! - **undoing** needs the code mailed to the old address with that notice, for
 //!   [`EMAIL_REVERT_TTL`]: whoever moved the account knew the password and passed the step-up,
-//!   so the undo puts the old address back, makes the password one nobody knows and ends every
-//!   session, in one transaction that records `user.email_change_reverted` (a high alert); the
+//!   so the undo puts the old address back, makes the password one nobody knows, ends every
+//!   session and takes away a second factor enrolled since the move, in one transaction that records `user.email_change_reverted` (a high alert); the
 //!   user then sets a password with a reset mailed to their own address again. A second change
 //!   inside the window keeps the first one's: moving the account on and on does not take the
 //!   undo away from the address it started at. While the window is open, the address stays
@@ -81,6 +81,20 @@ pub struct EmailRevert {
     pub expires_at: Timestamp,
 }
 
+/// "Take away a second factor enrolled after `enrolled_after`", done in an undo's transaction:
+/// whoever moved the account held it from the move on, and may have put their own
+/// authenticator on it (turning off the owner's, with the step-up they had). The store removes
+/// the user's TOTP enrolment created after `enrolled_after`, pending or confirmed, and when it
+/// was confirmed also the recovery codes and the user's MFA flag, writing `audit` (an
+/// `mfa.disabled` record) only then. A factor from before the move is the owner's and stays.
+#[derive(Debug, Clone)]
+pub struct FactorRemoval {
+    /// When the account was moved.
+    pub enrolled_after: Timestamp,
+    /// The record of a confirmed factor's removal.
+    pub audit: AuditRecord,
+}
+
 /// Storage of pending address changes (at most one per user) and of undo windows.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -147,8 +161,8 @@ pub trait EmailChangeRepository: Send + Sync {
     /// Undoes through the window `id`: in one transaction, and only if it is still `user`'s
     /// window and open at `revoke.at`, stores `user` as [`AccountRepository::update_user`]
     /// does and its address, closes the window, any pending change and any open password
-    /// reset, revokes every session of the user and writes `audit`. Returns the revoked
-    /// session ids.
+    /// reset, removes a second factor as `factor` says, revokes every session of the user and
+    /// writes `audit`. Returns the revoked session ids.
     ///
     /// # Errors
     /// MUST return [`AccountsError::EmailChangeInvalid`] when the window is closed (used,
@@ -159,6 +173,7 @@ pub trait EmailChangeRepository: Send + Sync {
         id: Uuid,
         user: &User,
         revoke: SessionRevocation,
+        factor: FactorRemoval,
         audit: Vec<AuditRecord>,
     ) -> Result<Vec<SessionId>, AccountsError>;
 }
@@ -463,10 +478,12 @@ impl EmailChangeService {
     /// (no session needed: whoever moved the account may have ended the owner's). The window
     /// must be open; then the address goes back, the password becomes one nobody knows (the
     /// mover knew the old one), an operator's demand to change it lifts, every session of the
-    /// user ends and any pending change or open reset closes, recorded as
-    /// `user.email_change_reverted`, in one transaction. The user then asks for a password
-    /// reset, which goes to the restored address; MFA stays as it is. Failed attempts count
-    /// against the client network's limit. Returns the user.
+    /// user ends, any pending change or open reset closes, and a second factor enrolled since
+    /// the move is taken away (one from before stays), recorded as
+    /// `user.email_change_reverted` (and `mfa.disabled`), in one transaction. The user then
+    /// asks for a password reset, which goes to the restored address. Failed attempts count
+    /// against the client network's limit. Returns the user as the undo stored it (its MFA
+    /// flag as it was read: the store may have turned it off).
     ///
     /// # Errors
     /// `RateLimited`, `EmailChangeInvalid` (unknown, forged, used, replaced or expired code),
@@ -523,10 +540,17 @@ impl EmailChangeService {
             audit_template: record(Action::SESSION_REVOKED),
             ids: self.ports.ids.clone(),
         };
+        // The window opened with the move.
+        let factor = FactorRemoval {
+            enrolled_after: window.expires_at - EMAIL_REVERT_TTL,
+            audit: record(Action::MFA_DISABLED)
+                .target("user", updated.id)
+                .details(serde_json::json!({ "by": "email_revert", "revert": window.id })),
+        };
         match self
             .ports
             .changes
-            .complete_email_revert(window.id, &updated, revoke, audit)
+            .complete_email_revert(window.id, &updated, revoke, factor, audit)
             .await
         {
             Ok(_) => Ok(updated),

@@ -20,7 +20,7 @@ mod service;
 
 pub use email_change::{
     EMAIL_CHANGE_RESEND_INTERVAL, EMAIL_CHANGE_TTL, EMAIL_REVERT_TTL, EmailChange,
-    EmailChangePorts, EmailChangeRepository, EmailChangeService, EmailRevert,
+    EmailChangePorts, EmailChangeRepository, EmailChangeService, EmailRevert, FactorRemoval,
 };
 pub use error::{AccountsError, FieldError};
 pub use model::{

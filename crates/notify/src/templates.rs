@@ -121,8 +121,10 @@ pub fn render(template: &Template, name: &str) -> Rendered {
                  deshaz el cambio con este código en la pantalla «No fui yo» (o pídeselo al \
                  administrador de tu empresa); sirve una sola vez, hasta el {} (hora UTC):\n\n\
                  {RESET_TOKEN_PLACEHOLDER}\n\nAl usarlo, la cuenta vuelve a esta dirección, se \
-                 cierran todas sus sesiones y la contraseña deja de servir: después pide una \
-                 nueva con «Olvidé mi contraseña». Si fuiste tú, ignora el código.",
+                 cierran todas sus sesiones, la contraseña deja de servir y se quita la \
+                 verificación en dos pasos que se haya activado desde el cambio: después pide \
+                 una contraseña nueva con «Olvidé mi contraseña». Si fuiste tú, ignora el \
+                 código.",
                 until.format("%d/%m/%Y a las %H:%M")
             ),
         ),
@@ -132,9 +134,9 @@ pub fn render(template: &Template, name: &str) -> Rendered {
                 "Se deshizo el cambio del correo de tu cuenta de IncrementaCRM a {from}: la \
                  cuenta vuelve a usar esta dirección, se cerraron todas sus sesiones y la \
                  contraseña ya no sirve. Pide una nueva con «Olvidé mi contraseña»; el código \
-                 llegará aquí. Quien cambió el correo conocía tu contraseña: si además activó la \
-                 verificación en dos pasos con un dispositivo que no es tuyo, pide al \
-                 administrador de tu empresa que la restablezca."
+                 llegará aquí. Quien cambió el correo conocía tu contraseña: la verificación en \
+                 dos pasos que se haya activado desde el cambio también se quitó (la que tenías \
+                 antes sigue activa)."
             ),
         ),
         Template::EmailChangeUndone { to } => (

@@ -1,6 +1,6 @@
 use accounts::{
     AccountRepository, AccountsError, Company, CompanyName, CompanyProfile, ConfigChange, Email,
-    EmailChange, EmailChangeRepository, EmailRevert, PasswordHash, PasswordReset,
+    EmailChange, EmailChangeRepository, EmailRevert, FactorRemoval, PasswordHash, PasswordReset,
     PasswordResetRepository, PersonName, Rfc, SessionRevocation, User,
 };
 use async_trait::async_trait;
@@ -377,6 +377,9 @@ impl AccountRepository for SeaStore {
 }
 
 /// The statement that stores what the domain may change of `user` (its row in its company).
+/// Not the MFA flag: only the MFA store's own writes move it, in the transaction that adds or
+/// removes the factor, so a user read before MFA was turned on or off and stored back later
+/// (a rename, a reset, a change of address) cannot undo that.
 fn user_update(user: &User) -> sea_orm::UpdateMany<user::Entity> {
     user::Entity::update_many()
         .col_expr(user::Column::Name, Expr::value(user.name.as_str()))
@@ -386,7 +389,6 @@ fn user_update(user: &User) -> sea_orm::UpdateMany<user::Entity> {
             user::Column::PasswordHash,
             Expr::value(user.password_hash.as_str()),
         )
-        .col_expr(user::Column::MfaEnabled, Expr::value(user.mfa_enabled))
         .col_expr(
             user::Column::PermissionGrants,
             Expr::value(permission_names(user.grants)),
@@ -432,6 +434,32 @@ impl SeaStore {
             .await
             .map_err(internal)?;
         Ok(revoked)
+    }
+
+    /// Completes a user's pending reset, change of address or undo: runs `update`, a compare
+    /// and set on the user's row, in a new write transaction; `refused` when it matched nothing
+    /// (used, replaced or expired). When `sets_address`, the update gave the user
+    /// `user.email`, which the unique index and [`refuse_reserved`] must both allow. Then the
+    /// sessions are revoked and `audit` written with it; on any refusal nothing changes.
+    async fn complete_pending(
+        &self,
+        update: sea_orm::UpdateMany<user::Entity>,
+        user: &User,
+        sets_address: bool,
+        refused: AccountsError,
+        revoke: SessionRevocation,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Vec<SessionId>, AccountsError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        let result = update.exec(&txn).await.map_err(insert_error)?;
+        if result.rows_affected == 0 {
+            return Err(refused);
+        }
+        if sets_address {
+            refuse_reserved(&txn, &user.email, user.id, revoke.at).await?;
+        }
+        self.finish_user_update(txn, user, Some(revoke), audit)
+            .await
     }
 }
 
@@ -612,20 +640,14 @@ impl PasswordResetRepository for SeaStore {
         revoke: SessionRevocation,
         audit: Vec<AuditRecord>,
     ) -> Result<Vec<SessionId>, AccountsError> {
-        let txn = self.write_txn().await.map_err(internal)?;
         // Compare and set: only while the reset is still this user's open, unexpired one.
         // The new password ends a pending change of address too: whoever asked for it may not
         // be the one who just proved the mailbox.
-        let result = closing_email_change(closing_reset(user_update(user)))
+        let update = closing_email_change(closing_reset(user_update(user)))
             .filter(user::Column::PasswordResetId.eq(id))
-            .filter(user::Column::PasswordResetExpiresAt.gt(revoke.at))
-            .exec(&txn)
-            .await
-            .map_err(internal)?;
-        if result.rows_affected == 0 {
-            return Err(AccountsError::ResetTokenInvalid);
-        }
-        self.finish_user_update(txn, user, Some(revoke), audit)
+            .filter(user::Column::PasswordResetExpiresAt.gt(revoke.at));
+        let refused = AccountsError::ResetTokenInvalid;
+        self.complete_pending(update, user, false, refused, revoke, audit)
             .await
     }
 }
@@ -694,7 +716,6 @@ impl EmailChangeRepository for SeaStore {
         revoke: SessionRevocation,
         audit: Vec<AuditRecord>,
     ) -> Result<Vec<SessionId>, AccountsError> {
-        let txn = self.write_txn().await.map_err(internal)?;
         // Compare and set: only while the change is still this user's pending, unexpired one
         // and asks for this address. An open password reset was mailed to the old address:
         // it closes with the change.
@@ -708,19 +729,13 @@ impl EmailChangeRepository for SeaStore {
                     Expr::value(window.expires_at),
                 );
         }
-        let result = update
+        let update = update
             .col_expr(user::Column::Email, Expr::value(user.email.as_str()))
             .filter(user::Column::EmailChangeId.eq(id))
             .filter(user::Column::EmailChangeTo.eq(user.email.as_str()))
-            .filter(user::Column::EmailChangeExpiresAt.gt(revoke.at))
-            .exec(&txn)
-            .await
-            .map_err(insert_error)?;
-        if result.rows_affected == 0 {
-            return Err(AccountsError::EmailChangeInvalid);
-        }
-        refuse_reserved(&txn, &user.email, user.id, revoke.at).await?;
-        self.finish_user_update(txn, user, Some(revoke), audit)
+            .filter(user::Column::EmailChangeExpiresAt.gt(revoke.at));
+        let refused = AccountsError::EmailChangeInvalid;
+        self.complete_pending(update, user, true, refused, revoke, audit)
             .await
     }
 
@@ -772,6 +787,7 @@ impl EmailChangeRepository for SeaStore {
         id: uuid::Uuid,
         user: &User,
         revoke: SessionRevocation,
+        factor: FactorRemoval,
         audit: Vec<AuditRecord>,
     ) -> Result<Vec<SessionId>, AccountsError> {
         let txn = self.write_txn().await.map_err(internal)?;
@@ -787,6 +803,21 @@ impl EmailChangeRepository for SeaStore {
             .map_err(insert_error)?;
         if result.rows_affected == 0 {
             return Err(AccountsError::EmailChangeInvalid);
+        }
+        refuse_reserved(&txn, &user.email, user.id, revoke.at).await?;
+        // After the user's row: the flag it wrote back is turned off with the factor.
+        let mut audit = audit;
+        if crate::mfa_repo::remove_factor_enrolled_after(
+            &txn,
+            user.company_id,
+            user.id,
+            factor.enrolled_after,
+            revoke.at,
+        )
+        .await
+        .map_err(AccountsError::internal)?
+        {
+            audit.push(factor.audit);
         }
         self.finish_user_update(txn, user, Some(revoke), audit)
             .await

@@ -92,6 +92,39 @@ async fn set_user_mfa<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Removes the user's TOTP enrolment created after `after` (pending or confirmed) in `conn`'s
+/// transaction; when it was confirmed, also the recovery codes and the user's MFA flag (at
+/// `at`). `true` when a confirmed factor went. An enrolment from before `after` stays.
+pub(crate) async fn remove_factor_enrolled_after<C: ConnectionTrait>(
+    conn: &C,
+    company: CompanyId,
+    user: UserId,
+    after: Timestamp,
+    at: Timestamp,
+) -> Result<bool, MfaError> {
+    let Some(found) = totp::Entity::find()
+        .filter(owned_by(company, user))
+        .filter(totp::Column::CreatedAt.gt(after))
+        .one(conn)
+        .await
+        .map_err(internal)?
+    else {
+        return Ok(false);
+    };
+    totp::Entity::delete_many()
+        .filter(owned_by(company, user))
+        .filter(totp::Column::CreatedAt.gt(after))
+        .exec(conn)
+        .await
+        .map_err(internal)?;
+    if found.confirmed_at.is_none() {
+        return Ok(false);
+    }
+    insert_codes(conn, company, user, &[]).await?;
+    set_user_mfa(conn, company, user, false, at).await?;
+    Ok(true)
+}
+
 #[async_trait]
 impl MfaRepository for SeaStore {
     async fn enrolment(

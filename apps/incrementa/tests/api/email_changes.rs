@@ -206,7 +206,8 @@ async fn an_owner_moves_the_account_to_a_new_address_proved_by_its_code() {
 
 /// Whoever holds an Owner's password and step-up moves the account to their mailbox and asks
 /// for a reset there; the old address undoes it with the code in its notice: the account is
-/// back, nobody's password works and every session ended, the mover's reset is dead, both
+/// back, nobody's password works and every session ended, the mover's reset and authenticator
+/// are gone, both
 /// addresses are told, the company gets a high alert, and a reset to the old address lets the
 /// Owner in again. The code is never stored, works once, and wrong codes run into the limit.
 #[actix_web::test]
@@ -227,6 +228,25 @@ async fn the_old_address_takes_a_moved_account_back_with_the_code_in_its_notice(
         let code = mailed_code(&delivered_mails(&outbox, "Confirma tu nuevo correo", 1).await[0]);
         assert_eq!(confirm(&app, &mover, &code).await.status, 200, "{b}");
         let held = app.token(MOVER).await;
+        // The mover puts their own authenticator on the account.
+        let enrol = app.call("POST", "/v1/me/mfa/totp", Some(&held), None).await;
+        assert_eq!(enrol.status, 201, "{b}: {}", enrol.raw);
+        let secret = mfa::base32_decode(enrol.body["secret"].as_str().unwrap()).unwrap();
+        let totp = mfa::code_at(
+            &crypto::HmacSha1Otp,
+            &secret,
+            kernel::Clock::now(&kernel::SystemClock),
+            mfa::TotpParams::default(),
+        );
+        let enrolled = app
+            .call(
+                "POST",
+                "/v1/me/mfa/totp/confirm",
+                Some(&held),
+                Some(json!({ "code": totp })),
+            )
+            .await;
+        assert_eq!(enrolled.status, 200, "{b}: {}", enrolled.raw);
         let asked = app
             .call(
                 "POST",
@@ -349,8 +369,11 @@ async fn the_old_address_takes_a_moved_account_back_with_the_code_in_its_notice(
             .find(|m| m.contains("owner@example.com"))
             .unwrap_or_else(|| panic!("{b}: {mails:?}"));
         assert_eq!(reset(mailed_code(own)).await.status, 204, "{b}");
+        // The mover's authenticator went with the undo: the password alone logs in.
         let login = app.login("owner@example.com", "Recuperada#2026").await;
         assert_eq!(login.status, 201, "{b}: {}", login.raw);
+        let gone = delivered_mails(&outbox, "verificación en dos pasos se desactivó", 1).await;
+        assert!(gone[0].contains("owner@example.com"), "{b}: {}", gone[0]);
         let owner = login.body["token"].as_str().unwrap().to_owned();
 
         let audit = app.audit_dump().await;

@@ -487,11 +487,16 @@ async fn the_undo_code_restores_the_address_and_shuts_the_password_out() {
     s.changes
         .expect_complete_email_revert()
         .times(1)
-        .withf(|id, _, _, _| *id == Uuid::from_u128(WINDOW))
-        .returning(move |_, user, revoke, audit| {
-            seen.lock()
-                .unwrap()
-                .push((user.clone(), revoke.keep, revoke.reason, revoke.at, audit));
+        .withf(|id, _, _, _, _| *id == Uuid::from_u128(WINDOW))
+        .returning(move |_, user, revoke, factor, audit| {
+            seen.lock().unwrap().push((
+                user.clone(),
+                revoke.keep,
+                revoke.reason,
+                revoke.at,
+                factor,
+                audit,
+            ));
             Ok(vec![])
         });
     let restored = s
@@ -501,9 +506,20 @@ async fn the_undo_code_restores_the_address_and_shuts_the_password_out() {
         .unwrap();
     assert_eq!(restored.email.as_str(), "ana@example.com");
     let written = written.lock().unwrap();
-    let (stored, keep, reason, at, audit) = &written[0];
+    let (stored, keep, reason, at, factor, audit) = &written[0];
     assert_eq!(stored, &restored);
     assert_eq!(stored.password_hash.as_str(), "$argon2id$unknown");
+    // A factor enrolled since the move (the window opened with it) goes, recorded as such.
+    assert_eq!(
+        factor.enrolled_after,
+        now() + Duration::hours(1) - EMAIL_REVERT_TTL
+    );
+    assert_eq!(factor.audit.action, Action::MFA_DISABLED);
+    assert_eq!(factor.audit.details["by"], "email_revert");
+    assert_eq!(
+        factor.audit.target.as_deref(),
+        Some(format!("user:{}", user().id).as_str())
+    );
     assert!(!stored.password_change_required);
     assert_eq!(stored.updated_at, now());
     assert_eq!(*keep, None, "every session ends, the mover's among them");
@@ -585,7 +601,7 @@ async fn the_stores_refusals_of_an_undo_reach_the_caller() {
     s.changes
         .expect_complete_email_revert()
         .times(3)
-        .returning(move |_, _, _, _| Err(refusals.lock().unwrap().pop().unwrap()));
+        .returning(move |_, _, _, _, _| Err(refusals.lock().unwrap().pop().unwrap()));
     let service = s.service();
     let code = secrecy::SecretString::from(CODE);
     for _ in 0..2 {

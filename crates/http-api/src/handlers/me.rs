@@ -143,7 +143,8 @@ pub(crate) async fn confirm_email_change(
                    password reset or pending change is cancelled, both addresses are told and \
                    the company gets a high alert (`email_change_reverted`). Then ask for a \
                    password reset (`POST /v1/password-resets`): it goes to the old address \
-                   again. MFA stays as it is. A second change within the window keeps the \
+                   again. A second factor enrolled since the move is removed (one from before \
+                   stays). A second change within the window keeps the \
                    first one's code: the undo goes back to where the moves started. Failed \
                    attempts are limited per client address.",
     request_body = EmailChangeConfirmBody,

@@ -5,7 +5,7 @@
 
 use ::accounts::{
     AccountRepository, AccountsError, EmailChange, EmailChangeRepository, EmailRevert,
-    PasswordHash, PasswordReset, PasswordResetRepository,
+    FactorRemoval, PasswordHash, PasswordReset, PasswordResetRepository,
 };
 use chrono::Duration;
 use kernel::SessionId;
@@ -342,6 +342,16 @@ async fn a_change_fails_whole_when_the_address_was_taken_or_the_code_expired() {
     }
 }
 
+/// What the service asks of an undo for `u` moved at `moved_at`: a factor enrolled since goes.
+fn factor(u: &User, moved_at: Timestamp) -> FactorRemoval {
+    FactorRemoval {
+        enrolled_after: moved_at,
+        audit: record(Action::MFA_DISABLED, Some(u.company_id))
+            .target("user", u.id)
+            .details(serde_json::json!({ "by": "email_revert" })),
+    }
+}
+
 /// The user `u` moved to `to` at `at` through a completed change, with the undo window the
 /// service opens (its id the `user.email_changed` record's); returns the moved user and the
 /// window.
@@ -429,7 +439,7 @@ async fn an_undo_restores_the_address_once_and_ends_every_session_and_whatever_w
             ..revocation(RevocationReason::EmailChangeReverted, None)
         };
         let mut revoked = store
-            .complete_email_revert(window.id, &restored, revoke(), records())
+            .complete_email_revert(window.id, &restored, revoke(), factor(&u, t0()), records())
             .await
             .unwrap();
         revoked.sort();
@@ -467,7 +477,7 @@ async fn an_undo_restores_the_address_once_and_ends_every_session_and_whatever_w
 
         // The second use finds the window closed and changes nothing.
         let err = store
-            .complete_email_revert(window.id, &restored, revoke(), records())
+            .complete_email_revert(window.id, &restored, revoke(), factor(&u, t0()), records())
             .await
             .unwrap_err();
         assert!(
@@ -528,7 +538,13 @@ async fn an_undo_fails_whole_when_the_window_closed_or_the_old_address_was_taken
 
         // The window closed: refused.
         let err = store
-            .complete_email_revert(window.id, &restored, revoke(window.expires_at), vec![])
+            .complete_email_revert(
+                window.id,
+                &restored,
+                revoke(window.expires_at),
+                factor(&u, t0()),
+                vec![],
+            )
             .await
             .unwrap_err();
         assert!(
@@ -545,7 +561,7 @@ async fn an_undo_fails_whole_when_the_window_closed_or_the_old_address_was_taken
         };
         store.insert_user(&taker, vec![]).await.unwrap();
         let err = store
-            .complete_email_revert(window.id, &restored, revoke(t0()), vec![])
+            .complete_email_revert(window.id, &restored, revoke(t0()), factor(&u, t0()), vec![])
             .await
             .unwrap_err();
         assert!(matches!(err, AccountsError::EmailTaken), "{b}: {err:?}");
@@ -556,7 +572,7 @@ async fn an_undo_fails_whole_when_the_window_closed_or_the_old_address_was_taken
         elsewhere.email = Email::parse("otra@example.com").unwrap();
         for (id, who) in [(id(), &restored), (window.id, &elsewhere)] {
             let err = store
-                .complete_email_revert(id, who, revoke(t0()), vec![])
+                .complete_email_revert(id, who, revoke(t0()), factor(&u, t0()), vec![])
                 .await
                 .unwrap_err();
             assert!(
@@ -635,6 +651,142 @@ async fn an_open_undo_window_keeps_its_address_from_everyone_but_its_user() {
         assert_eq!(
             store.email_revert_of(u.company_id, u.id).await.unwrap(),
             Some(window),
+            "{b}"
+        );
+    }
+}
+
+/// Enrols and confirms a TOTP factor for `u`, started at `created_at`.
+async fn with_factor(store: &SeaStore, u: &User, created_at: Timestamp) {
+    use ::mfa::MfaRepository as _;
+    let enrolment = ::mfa::TotpEnrolment {
+        created_at,
+        ..super::mfa::pending(u, "ev1.secret", 1)
+    };
+    assert!(
+        store
+            .save_pending(
+                &enrolment,
+                record(Action::MFA_ENROLMENT_STARTED, Some(u.company_id))
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .confirm(
+                u.company_id,
+                u.id,
+                &vault::Sealed::new("ev1.secret".into()),
+                100,
+                created_at,
+                &super::mfa::digests("d"),
+                record(Action::MFA_ENABLED, Some(u.company_id)),
+            )
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn an_undo_takes_away_a_factor_enrolled_since_the_move_and_keeps_an_older_one() {
+    use ::mfa::MfaRepository as _;
+    for (db, store, conn) in stores().await {
+        let b = db.backend;
+        // The mover puts their own authenticator on the account after the move.
+        let (_, u) = company_with_owner(&store, Role::Owner).await;
+        let (_, window) = moved(&store, &u, "uno@atacante.mx", t0()).await;
+        with_factor(&store, &u, t0() + Duration::minutes(1)).await;
+        // The other user's factor is their own, from before the move.
+        let (_, v) = company_with_owner(&store, Role::Owner).await;
+        with_factor(&store, &v, t0() - Duration::days(1)).await;
+        // (`v` as read before its factor: storing it back leaves the flag alone.)
+        let (_, v_window) = moved(&store, &v, "dos@atacante.mx", t0()).await;
+
+        let at = t0() + Duration::minutes(5);
+        for (who, w, from) in [
+            (&u, &window, "uno@atacante.mx"),
+            (&v, &v_window, "dos@atacante.mx"),
+        ] {
+            // What the service reads and stores back: the user as the store has them now.
+            let mut restored = store.user(who.company_id, who.id).await.unwrap().unwrap();
+            restored.email = who.email.clone();
+            restored.updated_at = at;
+            let mut rec = record(Action::USER_EMAIL_CHANGE_REVERTED, Some(who.company_id))
+                .target("user", who.id)
+                .details(serde_json::json!({ "from": from, "to": who.email.as_str() }));
+            rec.at = at;
+            store
+                .complete_email_revert(
+                    w.id,
+                    &restored,
+                    SessionRevocation {
+                        at,
+                        audit_template: record(Action::SESSION_REVOKED, Some(who.company_id)),
+                        ..revocation(RevocationReason::EmailChangeReverted, None)
+                    },
+                    factor(who, t0()),
+                    vec![rec],
+                )
+                .await
+                .unwrap();
+        }
+
+        assert!(
+            store.enrolment(u.company_id, u.id).await.unwrap().is_none(),
+            "{b}"
+        );
+        assert_eq!(
+            store
+                .recovery_codes_remaining(u.company_id, u.id)
+                .await
+                .unwrap(),
+            0,
+            "{b}"
+        );
+        assert!(
+            !store
+                .user(u.company_id, u.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .mfa_enabled,
+            "{b}: the mover's factor is gone"
+        );
+        assert!(
+            store.enrolment(v.company_id, v.id).await.unwrap().is_some(),
+            "{b}"
+        );
+        assert!(
+            store
+                .user(v.company_id, v.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .mfa_enabled,
+            "{b}: the owner's own factor stays"
+        );
+        assert_eq!(
+            store
+                .recovery_codes_remaining(v.company_id, v.id)
+                .await
+                .unwrap(),
+            10,
+            "{b}"
+        );
+        // One removal recorded and told, for the user whose factor went.
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT COUNT(*) FROM audit_events WHERE action = 'mfa.disabled'"
+            )
+            .await,
+            1,
+            "{b}"
+        );
+        assert_eq!(
+            addressed(&conn, "mfa_disabled").await,
+            vec![u.email.as_str().to_owned()],
             "{b}"
         );
     }

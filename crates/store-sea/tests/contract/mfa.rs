@@ -323,3 +323,20 @@ async fn secrets_are_found_and_replaced_by_key_version() {
         );
     }
 }
+
+/// A user read before MFA was turned on and stored back afterwards (a rename here; a reset or a
+/// change of address alike) keeps MFA on: the flag is the MFA store's alone.
+#[tokio::test]
+async fn storing_a_user_read_before_mfa_was_turned_on_leaves_it_on() {
+    for (db, store, _conn) in stores().await {
+        let (c, u) = company_with_owner(&store, Role::Owner).await;
+        assert!(!u.mfa_enabled);
+        confirmed(&store, &u).await;
+        let mut renamed = u.clone();
+        renamed.name = ::accounts::PersonName::parse("Otra", "name").unwrap();
+        store.update_user(&renamed, None, vec![]).await.unwrap();
+        let stored = store.user(c.id, u.id).await.unwrap().unwrap();
+        assert_eq!(stored.name.as_str(), "Otra", "{}", db.backend);
+        assert!(stored.mfa_enabled, "{}", db.backend);
+    }
+}
