@@ -120,7 +120,8 @@ pub trait EmailChangeRepository: Send + Sync {
     ) -> Result<Option<EmailChange>, AccountsError>;
 
     /// Completes the change `id`: in one transaction, and only if it is still `user`'s pending
-    /// change and unexpired at `revoke.at`, sets the user's address to `user.email`, closes the
+    /// change and unexpired at `revoke.at`, sets the user's address to `user.email` (and
+    /// `updated_at`; nothing else of `user` is stored back), closes the
     /// change and any open password reset, opens `revert` as the user's undo window when given
     /// (`None` leaves the window there alone), revokes the user's sessions but `revoke.keep`
     /// and writes `audit`. Returns the revoked session ids.
@@ -159,8 +160,8 @@ pub trait EmailChangeRepository: Send + Sync {
     async fn email_revert(&self, id: Uuid) -> Result<Option<(User, EmailRevert)>, AccountsError>;
 
     /// Undoes through the window `id`: in one transaction, and only if it is still `user`'s
-    /// window and open at `revoke.at`, stores `user` as [`AccountRepository::update_user`]
-    /// does and its address, closes the window, any pending change and any open password
+    /// window and open at `revoke.at`, stores `user`'s address, password hash,
+    /// `password_change_required` and `updated_at` (nothing else), closes the window, any pending change and any open password
     /// reset, removes a second factor as `factor` says, revokes every session of the user and
     /// writes `audit`. Returns the revoked session ids.
     ///

@@ -64,14 +64,15 @@ pub trait PasswordResetRepository: Send + Sync {
     /// The user whose open reset is `id`, with that reset (expired or not).
     async fn reset(&self, id: Uuid) -> Result<Option<(User, PasswordReset)>, AccountsError>;
 
-    /// Completes the reset `id`: in one transaction, and only if it is still `user`'s open reset
-    /// and unexpired at `revoke.at`, stores `user` as [`AccountRepository::update_user`] does,
-    /// closes the reset, revokes the user's sessions and writes `audit`. Returns the revoked
-    /// session ids.
+    /// Completes the reset `id`: in one transaction, and only if it is still `user`'s open reset,
+    /// unexpired at `revoke.at`, and the user still active, stores `user`'s password hash, its
+    /// `password_change_required` and `updated_at` (nothing else: a role or a rename committed
+    /// since `user` was read stays), closes the reset, revokes the user's sessions and writes
+    /// `audit`. Returns the revoked session ids.
     ///
     /// # Errors
     /// MUST return [`AccountsError::ResetTokenInvalid`] and change nothing when the reset is no
-    /// longer open (used, replaced or expired).
+    /// longer open (used, replaced or expired) or the user was deactivated meanwhile.
     async fn complete_reset(
         &self,
         id: Uuid,

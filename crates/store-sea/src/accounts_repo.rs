@@ -406,6 +406,36 @@ fn user_update(user: &User) -> sea_orm::UpdateMany<user::Entity> {
         .filter(user::Column::CompanyId.eq(user.company_id.as_uuid()))
 }
 
+/// An update of `user`'s row in its company, setting nothing yet.
+fn in_row(user: &User) -> sea_orm::UpdateMany<user::Entity> {
+    user::Entity::update_many()
+        .filter(user::Column::Id.eq(user.id.as_uuid()))
+        .filter(user::Column::CompanyId.eq(user.company_id.as_uuid()))
+}
+
+/// The statement that stores only `user`'s password (its hash, the operator's demand to change
+/// it) and the time: a reset or an undo changes nothing else, so a role, a deactivation or a
+/// rename committed after the user was read stays as it was committed.
+fn password_update(user: &User) -> sea_orm::UpdateMany<user::Entity> {
+    in_row(user)
+        .col_expr(
+            user::Column::PasswordHash,
+            Expr::value(user.password_hash.as_str()),
+        )
+        .col_expr(
+            user::Column::PasswordChangeRequired,
+            Expr::value(user.password_change_required.then_some(true)),
+        )
+        .col_expr(user::Column::UpdatedAt, Expr::value(user.updated_at))
+}
+
+/// The statement that stores only `user`'s address and the time (see [`password_update`]).
+fn address_update(user: &User) -> sea_orm::UpdateMany<user::Entity> {
+    in_row(user)
+        .col_expr(user::Column::Email, Expr::value(user.email.as_str()))
+        .col_expr(user::Column::UpdatedAt, Expr::value(user.updated_at))
+}
+
 impl SeaStore {
     /// After `user`'s row was updated in `txn`: revokes its sessions when asked, writes the
     /// records (the revocations' first, then `audit`: one append) and commits.
@@ -643,7 +673,9 @@ impl PasswordResetRepository for SeaStore {
         // Compare and set: only while the reset is still this user's open, unexpired one.
         // The new password ends a pending change of address too: whoever asked for it may not
         // be the one who just proved the mailbox.
-        let update = closing_email_change(closing_reset(user_update(user)))
+        // A user deactivated since the reset was read gets no password.
+        let update = closing_email_change(closing_reset(password_update(user)))
+            .filter(user::Column::Active.eq(true))
             .filter(user::Column::PasswordResetId.eq(id))
             .filter(user::Column::PasswordResetExpiresAt.gt(revoke.at));
         let refused = AccountsError::ResetTokenInvalid;
@@ -719,7 +751,7 @@ impl EmailChangeRepository for SeaStore {
         // Compare and set: only while the change is still this user's pending, unexpired one
         // and asks for this address. An open password reset was mailed to the old address:
         // it closes with the change.
-        let mut update = closing_reset(closing_email_change(user_update(user)));
+        let mut update = closing_reset(closing_email_change(address_update(user)));
         if let Some(window) = revert {
             update = update
                 .col_expr(user::Column::EmailRevertId, Expr::value(window.id))
@@ -730,7 +762,6 @@ impl EmailChangeRepository for SeaStore {
                 );
         }
         let update = update
-            .col_expr(user::Column::Email, Expr::value(user.email.as_str()))
             .filter(user::Column::EmailChangeId.eq(id))
             .filter(user::Column::EmailChangeTo.eq(user.email.as_str()))
             .filter(user::Column::EmailChangeExpiresAt.gt(revoke.at));
@@ -793,14 +824,15 @@ impl EmailChangeRepository for SeaStore {
         let txn = self.write_txn().await.map_err(internal)?;
         // Compare and set: only while the window is still this user's, open, and restores this
         // address. Whatever was pending was asked for by whoever held the account: it closes.
-        let result = closing_email_revert(closing_reset(closing_email_change(user_update(user))))
-            .col_expr(user::Column::Email, Expr::value(user.email.as_str()))
-            .filter(user::Column::EmailRevertId.eq(id))
-            .filter(user::Column::EmailRevertTo.eq(user.email.as_str()))
-            .filter(user::Column::EmailRevertExpiresAt.gt(revoke.at))
-            .exec(&txn)
-            .await
-            .map_err(insert_error)?;
+        let result =
+            closing_email_revert(closing_reset(closing_email_change(password_update(user))))
+                .col_expr(user::Column::Email, Expr::value(user.email.as_str()))
+                .filter(user::Column::EmailRevertId.eq(id))
+                .filter(user::Column::EmailRevertTo.eq(user.email.as_str()))
+                .filter(user::Column::EmailRevertExpiresAt.gt(revoke.at))
+                .exec(&txn)
+                .await
+                .map_err(insert_error)?;
         if result.rows_affected == 0 {
             return Err(AccountsError::EmailChangeInvalid);
         }

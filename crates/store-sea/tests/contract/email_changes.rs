@@ -791,3 +791,88 @@ async fn an_undo_takes_away_a_factor_enrolled_since_the_move_and_keeps_an_older_
         );
     }
 }
+
+/// A reset, a change of address and an undo store back only what they change: a role change
+/// and a deactivation committed after the user was read stay, and a user deactivated meanwhile
+/// gets no password from a reset.
+#[tokio::test]
+async fn completions_store_back_only_what_they_change() {
+    for (db, store, _conn) in stores().await {
+        let b = db.backend;
+        let (co, _) = company_with_owner(&store, Role::Owner).await;
+        let read = user(&co, "leida@example.com", Role::Admin);
+        store.insert_user(&read, vec![]).await.unwrap();
+        let at = t0() + Duration::minutes(1);
+        let revoke = || SessionRevocation {
+            at,
+            audit_template: record(Action::SESSION_REVOKED, Some(co.id)),
+            ..revocation(RevocationReason::PasswordChanged, None)
+        };
+        // Read for a reset; meanwhile an Owner demotes and deactivates the user.
+        let reset = PasswordReset {
+            id: id(),
+            company_id: co.id,
+            user_id: read.id,
+            expires_at: t0() + Duration::minutes(30),
+        };
+        store.open_reset(&reset, t0(), vec![]).await.unwrap();
+        let mut demoted = read.clone();
+        demoted.role = Role::Vendor;
+        demoted.active = false;
+        store.update_user(&demoted, None, vec![]).await.unwrap();
+        let mut new_password = read.clone();
+        new_password.password_hash = PasswordHash::new("$argon2id$new".into());
+        let err = store
+            .complete_reset(reset.id, &new_password, revoke(), vec![])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, AccountsError::ResetTokenInvalid),
+            "{b}: {err:?}"
+        );
+        let stored = store.user(co.id, read.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.role, stored.active, stored.password_hash.as_str()),
+            (Role::Vendor, false, read.password_hash.as_str()),
+            "{b}"
+        );
+
+        // Active again (still a Vendor): a change of address and its undo, both from the
+        // Admin read, leave the role alone.
+        let mut active = demoted.clone();
+        active.active = true;
+        store.update_user(&active, None, vec![]).await.unwrap();
+        let (_, window) = moved(&store, &read, "leida@nuevo.mx", at).await;
+        let stored = store.user(co.id, read.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.role, stored.email.as_str()),
+            (Role::Vendor, "leida@nuevo.mx"),
+            "{b}"
+        );
+        let mut restored = read.clone();
+        restored.password_hash = PasswordHash::new("$argon2id$nobody".into());
+        store
+            .complete_email_revert(
+                window.id,
+                &restored,
+                SessionRevocation {
+                    reason: RevocationReason::EmailChangeReverted,
+                    ..revoke()
+                },
+                factor(&read, at),
+                vec![],
+            )
+            .await
+            .unwrap();
+        let stored = store.user(co.id, read.id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                stored.role,
+                stored.email.as_str(),
+                stored.password_hash.as_str()
+            ),
+            (Role::Vendor, "leida@example.com", "$argon2id$nobody"),
+            "{b}"
+        );
+    }
+}
