@@ -154,6 +154,21 @@ pub trait AccountRepository: Send + Sync {
         limit: u64,
     ) -> Result<Vec<User>, AccountsError>;
 
+    /// Replaces the password hash `old` of `user` with `user.password_hash` (the same password
+    /// hashed again with today's parameters, at a login) and `updated_at`, writing `audit`, in
+    /// one transaction, and only while `old` is still the stored hash: a password changed or
+    /// reset since the login read it stays, and nothing else of the user is stored back.
+    /// `false` (nothing written) when the hash had changed.
+    ///
+    /// # Errors
+    /// `Internal`.
+    async fn rehash_password(
+        &self,
+        user: &User,
+        old: &PasswordHash,
+        audit: Vec<AuditRecord>,
+    ) -> Result<bool, AccountsError>;
+
     /// Stores a user's new name, active flag, role and password hash, and, when asked, revokes
     /// its sessions; returns the revoked session ids.
     ///

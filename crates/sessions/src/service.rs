@@ -340,22 +340,29 @@ impl SessionService {
         rate_limited(wait)
     }
 
+    /// Stores the password the user just logged in with, hashed with today's parameters, in
+    /// place of the hash the login verified, unless that hash changed meanwhile (a password
+    /// change or reset wins; the next login upgrades).
     async fn upgrade_hash(
         &self,
-        mut user: User,
+        user: User,
         password: &Password,
         ctx: &RequestContext,
     ) -> Result<User, SessionError> {
-        user.password_hash = self.hasher.hash(password).await?;
-        user.updated_at = self.clock.now();
+        let mut upgraded = user.clone();
+        upgraded.password_hash = self.hasher.hash(password).await?;
+        upgraded.updated_at = self.clock.now();
         let record = self
             .record(Action::USER_PASSWORD_CHANGED, Outcome::Success, ctx)
             .company(user.company_id)
             .actor(user.id)
             .target("user", user.id)
             .details(serde_json::json!({ "reason": "hash_parameters_upgraded" }));
-        self.accounts.update_user(&user, None, vec![record]).await?;
-        Ok(user)
+        let stored = self
+            .accounts
+            .rehash_password(&upgraded, &user.password_hash, vec![record])
+            .await?;
+        Ok(if stored { upgraded } else { user })
     }
 
     /// Checks the second factor of a user with MFA; failures are audited with `failure(reason)`

@@ -361,6 +361,32 @@ impl AccountRepository for SeaStore {
         .collect()
     }
 
+    async fn rehash_password(
+        &self,
+        user: &User,
+        old: &PasswordHash,
+        audit: Vec<AuditRecord>,
+    ) -> Result<bool, AccountsError> {
+        let txn = self.write_txn().await.map_err(internal)?;
+        let result = in_row(user)
+            .col_expr(
+                user::Column::PasswordHash,
+                Expr::value(user.password_hash.as_str()),
+            )
+            .col_expr(user::Column::UpdatedAt, Expr::value(user.updated_at))
+            .filter(user::Column::PasswordHash.eq(old.as_str()))
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
+        if result.rows_affected == 0 {
+            return Ok(false);
+        }
+        self.commit_with_audit_as(txn, audit, crate::Changed::Users(&[user.id]))
+            .await
+            .map_err(internal)?;
+        Ok(true)
+    }
+
     async fn update_user(
         &self,
         user: &User,

@@ -576,18 +576,52 @@ async fn weak_hashes_are_upgraded_at_login() {
         .expect_hash()
         .times(1)
         .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
+    p.accounts.expect_update_user().times(0);
+    let verified = user(true).password_hash;
     p.accounts
-        .expect_update_user()
-        .withf(|u, revoke, audit| {
-            u.password_hash.as_str() == "$argon2id$new" && revoke.is_none() && audit.len() == 1
+        .expect_rehash_password()
+        .withf(move |u, old, audit| {
+            u.password_hash.as_str() == "$argon2id$new"
+                && old.as_str() == verified.as_str()
+                && audit.len() == 1
+                && audit[0].details["reason"] == "hash_parameters_upgraded"
         })
         .times(1)
-        .returning(|_, _, _| Ok(vec![]));
+        .returning(|_, _, _| Ok(true));
     // A clean throttle record is not written on success.
     p.throttle.expect_reset().times(0);
     p.store
         .expect_create_capped()
         .withf(|_, cap, _, _, _| *cap == 2)
+        .returning(|s, _, _, _, _| Ok((session(false, s.created_at), vec![])));
+    p.build()
+        .login("ana@example.com", &Password::new(PW), &ctx())
+        .await
+        .unwrap();
+}
+
+/// A password changed between the login's read and its rehash stays: the store declines the
+/// rehash, and the login goes on.
+#[tokio::test]
+async fn a_rehash_declined_by_the_store_still_logs_in() {
+    let mut p = Parts::new();
+    p.accounts
+        .expect_user_by_email()
+        .returning(|_| Ok(Some(user(true))));
+    p.accounts.expect_company().returning(|_| Ok(None));
+    p.hasher
+        .expect_verify()
+        .returning(|_, _| Ok(PasswordCheck::Match { needs_rehash: true }));
+    p.hasher
+        .expect_hash()
+        .returning(|_| Ok(PasswordHash::new("$argon2id$new".into())));
+    p.accounts
+        .expect_rehash_password()
+        .times(1)
+        .returning(|_, _, _| Ok(false));
+    p.throttle.expect_reset().times(0);
+    p.store
+        .expect_create_capped()
         .returning(|s, _, _, _, _| Ok((session(false, s.created_at), vec![])));
     p.build()
         .login("ana@example.com", &Password::new(PW), &ctx())

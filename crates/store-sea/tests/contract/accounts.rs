@@ -194,3 +194,72 @@ async fn insert_and_update_round_trip() {
         );
     }
 }
+
+/// A login's rehash replaces only the hash it verified: after a password change (or a role
+/// change and deactivation) committed since the login read the user, the rehash either stores
+/// nothing or only the hash, and its record is written only when it stored.
+#[tokio::test]
+async fn a_rehash_at_login_replaces_only_the_hash_it_verified() {
+    for (db, store, conn) in stores().await {
+        let b = db.backend;
+        let (co, _) = company_with_owner(&store, Role::Owner).await;
+        let read = user(&co, "rehash@example.com", Role::Admin);
+        store.insert_user(&read, vec![]).await.unwrap();
+        let records = || {
+            vec![
+                record(Action::USER_PASSWORD_CHANGED, Some(co.id))
+                    .details(serde_json::json!({ "reason": "hash_parameters_upgraded" })),
+            ]
+        };
+        let before = count(&conn, "SELECT COUNT(*) FROM audit_events").await;
+
+        // Meanwhile the Owner demotes and deactivates the user: the rehash stores the hash only.
+        let mut demoted = read.clone();
+        demoted.role = Role::Vendor;
+        demoted.active = false;
+        store.update_user(&demoted, None, vec![]).await.unwrap();
+        let mut upgraded = read.clone();
+        upgraded.password_hash = PasswordHash::new("$argon2id$upgraded".into());
+        assert!(
+            store
+                .rehash_password(&upgraded, &read.password_hash, records())
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        let stored = store.user(co.id, read.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.role, stored.active, stored.password_hash.as_str()),
+            (Role::Vendor, false, "$argon2id$upgraded"),
+            "{b}"
+        );
+        assert_eq!(
+            count(&conn, "SELECT COUNT(*) FROM audit_events").await,
+            before + 1,
+            "{b}"
+        );
+
+        // Meanwhile the password changed: the rehash of the old one stores nothing.
+        let mut changed = demoted.clone();
+        changed.password_hash = PasswordHash::new("$argon2id$changed".into());
+        store.update_user(&changed, None, vec![]).await.unwrap();
+        assert!(
+            !store
+                .rehash_password(
+                    &upgraded,
+                    &PasswordHash::new("$argon2id$upgraded".into()),
+                    records()
+                )
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        let stored = store.user(co.id, read.id).await.unwrap().unwrap();
+        assert_eq!(stored.password_hash.as_str(), "$argon2id$changed", "{b}");
+        assert_eq!(
+            count(&conn, "SELECT COUNT(*) FROM audit_events").await,
+            before + 1,
+            "{b}: no record of a rehash that did not happen"
+        );
+    }
+}
