@@ -33,6 +33,7 @@ pub use ownership::{
 pub use password::{Password, PasswordHash, PasswordPolicy, PasswordViolation};
 pub use ports::{
     AccountRepository, PasswordCheck, PasswordHasher, RevocationReason, SessionRevocation,
+    UserField,
 };
 pub use reset::{
     AcceptedReset, PasswordReset, PasswordResetRepository, PasswordResetService,

@@ -169,7 +169,8 @@ pub trait AccountRepository: Send + Sync {
         audit: Vec<AuditRecord>,
     ) -> Result<bool, AccountsError>;
 
-    /// Stores a user's new name, active flag, role and password hash, and, when asked, revokes
+    /// Stores `fields` of `user` and its `updated_at` (nothing else: what another write
+    /// committed to the other columns since `user` was read stays), and, when asked, revokes
     /// its sessions; returns the revoked session ids.
     ///
     /// # Errors
@@ -177,9 +178,27 @@ pub trait AccountRepository: Send + Sync {
     async fn update_user(
         &self,
         user: &User,
+        fields: &[UserField],
         revoke: Option<SessionRevocation>,
         audit: Vec<AuditRecord>,
     ) -> Result<Vec<SessionId>, AccountsError>;
+}
+
+/// A part of a user that a use case changes: [`AccountRepository::update_user`] stores only
+/// these, so two writes to one user that read it at the same time do not undo each other (a
+/// password change racing a deactivation leaves the user deactivated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserField {
+    /// The name.
+    Name,
+    /// The role.
+    Role,
+    /// Active or deactivated.
+    Active,
+    /// The per-user grants and revokes.
+    Permissions,
+    /// The password hash and the operator's demand to change it.
+    Password,
 }
 
 /// The outcome of checking a password against a stored hash.

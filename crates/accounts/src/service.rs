@@ -9,7 +9,7 @@ use rbac::{Actor, Change, Permission, PermissionSet, Role, Scope, authorize, che
 use crate::{
     AccountRepository, AccountsError, Company, CompanyName, CompanyProfile, ConfigChange, Email,
     FieldError, MFA_GRACE, Password, PasswordHasher, PasswordPolicy, PersonName, RevocationReason,
-    Rfc, SessionRevocation, TAX_REGIMES, User, UserPage,
+    Rfc, SessionRevocation, TAX_REGIMES, User, UserField, UserPage,
 };
 
 /// What `POST /v1/signup` carries.
@@ -483,7 +483,18 @@ impl AccountService {
             }
         }
         updated.updated_at = now;
-        self.repo.update_user(&updated, revoke, audit).await?;
+        let fields: Vec<UserField> = changes
+            .iter()
+            .map(|(change, _)| match change {
+                Change::Rename => UserField::Name,
+                Change::Activate | Change::Deactivate => UserField::Active,
+                Change::Role(_) => UserField::Role,
+                Change::Permissions { .. } => UserField::Permissions,
+            })
+            .collect();
+        self.repo
+            .update_user(&updated, &fields, revoke, audit)
+            .await?;
         Ok(updated)
     }
 
@@ -562,7 +573,9 @@ impl AccountService {
                 .target("user", id)
                 .details(serde_json::json!({ "from": current.role.as_str(), "to": role.as_str() })),
         ];
-        self.repo.update_user(&updated, None, audit).await?;
+        self.repo
+            .update_user(&updated, &[UserField::Role], None, audit)
+            .await?;
         Ok(updated)
     }
 
@@ -648,7 +661,9 @@ impl AccountService {
                     "effective": updated.permissions().names(),
                 })),
         ];
-        self.repo.update_user(&updated, None, audit).await?;
+        self.repo
+            .update_user(&updated, &[UserField::Permissions], None, audit)
+            .await?;
         Ok(updated)
     }
 
@@ -925,7 +940,9 @@ impl AccountService {
                 .by(actor),
             ids: self.ids.clone(),
         };
-        self.repo.update_user(&updated, Some(revoke), audit).await?;
+        self.repo
+            .update_user(&updated, &[UserField::Password], Some(revoke), audit)
+            .await?;
         Ok(())
     }
 }
@@ -986,7 +1003,9 @@ impl AccountService {
                 .company(updated.company_id),
             ids: self.ids.clone(),
         };
-        self.repo.update_user(&updated, Some(revoke), audit).await?;
+        self.repo
+            .update_user(&updated, &[UserField::Password], Some(revoke), audit)
+            .await?;
         Ok(updated)
     }
 }

@@ -1,7 +1,7 @@
 use accounts::{
     AccountRepository, AccountsError, Company, CompanyName, CompanyProfile, ConfigChange, Email,
     EmailChange, EmailChangeRepository, EmailRevert, FactorRemoval, PasswordHash, PasswordReset,
-    PasswordResetRepository, PersonName, Rfc, SessionRevocation, User,
+    PasswordResetRepository, PersonName, Rfc, SessionRevocation, User, UserField,
 };
 use async_trait::async_trait;
 use audit::AuditRecord;
@@ -390,46 +390,20 @@ impl AccountRepository for SeaStore {
     async fn update_user(
         &self,
         user: &User,
+        fields: &[UserField],
         revoke: Option<SessionRevocation>,
         audit: Vec<AuditRecord>,
     ) -> Result<Vec<SessionId>, AccountsError> {
         let txn = self.write_txn().await.map_err(internal)?;
-        let result = user_update(user).exec(&txn).await.map_err(internal)?;
+        let result = user_update(user, fields)
+            .exec(&txn)
+            .await
+            .map_err(internal)?;
         if result.rows_affected == 0 {
             return Err(AccountsError::NotFound);
         }
         self.finish_user_update(txn, user, revoke, audit).await
     }
-}
-
-/// The statement that stores what the domain may change of `user` (its row in its company).
-/// Not the MFA flag: only the MFA store's own writes move it, in the transaction that adds or
-/// removes the factor, so a user read before MFA was turned on or off and stored back later
-/// (a rename, a reset, a change of address) cannot undo that.
-fn user_update(user: &User) -> sea_orm::UpdateMany<user::Entity> {
-    user::Entity::update_many()
-        .col_expr(user::Column::Name, Expr::value(user.name.as_str()))
-        .col_expr(user::Column::Role, Expr::value(user.role.as_str()))
-        .col_expr(user::Column::Active, Expr::value(user.active))
-        .col_expr(
-            user::Column::PasswordHash,
-            Expr::value(user.password_hash.as_str()),
-        )
-        .col_expr(
-            user::Column::PermissionGrants,
-            Expr::value(permission_names(user.grants)),
-        )
-        .col_expr(
-            user::Column::PermissionRevokes,
-            Expr::value(permission_names(user.revokes)),
-        )
-        .col_expr(user::Column::UpdatedAt, Expr::value(user.updated_at))
-        .col_expr(
-            user::Column::PasswordChangeRequired,
-            Expr::value(user.password_change_required.then_some(true)),
-        )
-        .filter(user::Column::Id.eq(user.id.as_uuid()))
-        .filter(user::Column::CompanyId.eq(user.company_id.as_uuid()))
 }
 
 /// An update of `user`'s row in its company, setting nothing yet.
@@ -439,23 +413,45 @@ fn in_row(user: &User) -> sea_orm::UpdateMany<user::Entity> {
         .filter(user::Column::CompanyId.eq(user.company_id.as_uuid()))
 }
 
-/// The statement that stores only `user`'s password (its hash, the operator's demand to change
-/// it) and the time: a reset or an undo changes nothing else, so a role, a deactivation or a
-/// rename committed after the user was read stays as it was committed.
-fn password_update(user: &User) -> sea_orm::UpdateMany<user::Entity> {
-    in_row(user)
-        .col_expr(
-            user::Column::PasswordHash,
-            Expr::value(user.password_hash.as_str()),
-        )
-        .col_expr(
-            user::Column::PasswordChangeRequired,
-            Expr::value(user.password_change_required.then_some(true)),
-        )
-        .col_expr(user::Column::UpdatedAt, Expr::value(user.updated_at))
+/// The statement that stores `fields` of `user` and its `updated_at`, and nothing else: what
+/// another write committed to the other columns after `user` was read stays (a password
+/// change does not undo a deactivation that landed while the new password was hashed). Never
+/// the MFA flag: only the MFA store's own writes move it, in the transaction that adds or
+/// removes the factor.
+fn user_update(user: &User, fields: &[UserField]) -> sea_orm::UpdateMany<user::Entity> {
+    let update = in_row(user).col_expr(user::Column::UpdatedAt, Expr::value(user.updated_at));
+    fields.iter().fold(update, |update, field| match field {
+        UserField::Name => update.col_expr(user::Column::Name, Expr::value(user.name.as_str())),
+        UserField::Role => update.col_expr(user::Column::Role, Expr::value(user.role.as_str())),
+        UserField::Active => update.col_expr(user::Column::Active, Expr::value(user.active)),
+        UserField::Permissions => update
+            .col_expr(
+                user::Column::PermissionGrants,
+                Expr::value(permission_names(user.grants)),
+            )
+            .col_expr(
+                user::Column::PermissionRevokes,
+                Expr::value(permission_names(user.revokes)),
+            ),
+        UserField::Password => update
+            .col_expr(
+                user::Column::PasswordHash,
+                Expr::value(user.password_hash.as_str()),
+            )
+            .col_expr(
+                user::Column::PasswordChangeRequired,
+                Expr::value(user.password_change_required.then_some(true)),
+            ),
+    })
 }
 
-/// The statement that stores only `user`'s address and the time (see [`password_update`]).
+/// The statement that stores only `user`'s password and the time: a reset or an undo changes
+/// nothing else.
+fn password_update(user: &User) -> sea_orm::UpdateMany<user::Entity> {
+    user_update(user, &[UserField::Password])
+}
+
+/// The statement that stores only `user`'s address and the time (see [`user_update`]).
 fn address_update(user: &User) -> sea_orm::UpdateMany<user::Entity> {
     in_row(user)
         .col_expr(user::Column::Email, Expr::value(user.email.as_str()))

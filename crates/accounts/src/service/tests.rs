@@ -323,8 +323,9 @@ async fn deactivation_revokes_every_session_in_the_same_call() {
     repo.expect_user()
         .returning(|c, _| Ok(Some(user(c, 9, Role::Vendor))));
     repo.expect_update_user()
-        .withf(|u, revoke, audit| {
+        .withf(|u, fields, revoke, audit| {
             !u.active
+                && fields == [UserField::Active]
                 && revoke.as_ref().is_some_and(|r| {
                     r.reason == RevocationReason::UserDeactivated && r.keep.is_none()
                 })
@@ -332,7 +333,7 @@ async fn deactivation_revokes_every_session_in_the_same_call() {
                 && audit[0].action == Action::USER_DEACTIVATED
         })
         .times(1)
-        .returning(|_, _, _| Ok(vec![]));
+        .returning(|_, _, _, _| Ok(vec![]));
     let svc = service(repo, hasher(), MockAuditSink::new());
     let patch = UserPatch {
         name: None,
@@ -429,15 +430,16 @@ async fn password_change_needs_the_current_password_and_keeps_only_this_session(
         }))
     });
     repo.expect_update_user()
-        .withf(move |u, revoke, _| {
+        .withf(move |u, fields, revoke, _| {
             u.password_hash.as_str() == "$argon2id$fake"
+                && fields == [UserField::Password]
                 && !u.password_change_required
                 && revoke.as_ref().is_some_and(|r| {
                     r.keep == Some(session) && r.reason == RevocationReason::PasswordChanged
                 })
         })
         .times(1)
-        .returning(|_, _, _| Ok(vec![]));
+        .returning(|_, _, _, _| Ok(vec![]));
     let mut h = hasher();
     h.expect_verify().returning(|_, _| {
         Ok(PasswordCheck::Match {
@@ -496,9 +498,10 @@ async fn the_operator_resets_a_password_revoking_every_session() {
         .withf(|e| e.as_str() == "user5@example.com")
         .returning(|_| Ok(Some(user(company(), 5, Role::Owner))));
     repo.expect_update_user()
-        .withf(|u, revoke, audit| {
+        .withf(|u, fields, revoke, audit| {
             let record = &audit[0];
-            u.id == UserId::from_uuid(uuid::Uuid::from_u128(5))
+            fields == [UserField::Password]
+                && u.id == UserId::from_uuid(uuid::Uuid::from_u128(5))
                 && u.password_hash.as_str() == "$argon2id$fake"
                 && u.password_change_required
                 && revoke.as_ref().is_some_and(|r| {
@@ -517,7 +520,7 @@ async fn the_operator_resets_a_password_revoking_every_session() {
                 && !record.details.to_string().contains(GOOD)
         })
         .times(1)
-        .returning(|_, _, _| Ok(vec![]));
+        .returning(|_, _, _, _| Ok(vec![]));
     let svc = service(repo, hasher(), MockAuditSink::new());
     let reset = svc
         .reset_password_by_operator(&email, &Password::new(GOOD))

@@ -1,4 +1,4 @@
-use ::accounts::{AccountRepository, AccountsError};
+use ::accounts::{AccountRepository, AccountsError, UserField};
 
 use super::*;
 
@@ -84,7 +84,10 @@ async fn users_of_another_company_are_invisible() {
         let mut hijack = owner_b.clone();
         hijack.company_id = a.id;
         hijack.active = false;
-        let err = store.update_user(&hijack, None, vec![]).await.unwrap_err();
+        let err = store
+            .update_user(&hijack, &[UserField::Active], None, vec![])
+            .await
+            .unwrap_err();
         assert!(matches!(err, AccountsError::NotFound), "{}", db.backend);
         assert!(store.user(b.id, owner_b.id).await.unwrap().unwrap().active);
     }
@@ -154,6 +157,7 @@ async fn insert_and_update_round_trip() {
         store
             .update_user(
                 &changed,
+                &[UserField::Name, UserField::Active],
                 None,
                 vec![record(Action::USER_DEACTIVATED, Some(c.id))],
             )
@@ -169,7 +173,10 @@ async fn insert_and_update_round_trip() {
         for demanded in [true, false] {
             let mut flagged = stored.clone();
             flagged.password_change_required = demanded;
-            store.update_user(&flagged, None, vec![]).await.unwrap();
+            store
+                .update_user(&flagged, &[UserField::Password], None, vec![])
+                .await
+                .unwrap();
             let again = store.user(c.id, vendor.id).await.unwrap().unwrap();
             assert_eq!(again.password_change_required, demanded, "{}", db.backend);
             let by_email = store.user_by_email(&vendor.email).await.unwrap().unwrap();
@@ -217,7 +224,15 @@ async fn a_rehash_at_login_replaces_only_the_hash_it_verified() {
         let mut demoted = read.clone();
         demoted.role = Role::Vendor;
         demoted.active = false;
-        store.update_user(&demoted, None, vec![]).await.unwrap();
+        store
+            .update_user(
+                &demoted,
+                &[UserField::Role, UserField::Active],
+                None,
+                vec![],
+            )
+            .await
+            .unwrap();
         let mut upgraded = read.clone();
         upgraded.password_hash = PasswordHash::new("$argon2id$upgraded".into());
         assert!(
@@ -242,7 +257,10 @@ async fn a_rehash_at_login_replaces_only_the_hash_it_verified() {
         // Meanwhile the password changed: the rehash of the old one stores nothing.
         let mut changed = demoted.clone();
         changed.password_hash = PasswordHash::new("$argon2id$changed".into());
-        store.update_user(&changed, None, vec![]).await.unwrap();
+        store
+            .update_user(&changed, &[UserField::Password], None, vec![])
+            .await
+            .unwrap();
         assert!(
             !store
                 .rehash_password(
@@ -260,6 +278,54 @@ async fn a_rehash_at_login_replaces_only_the_hash_it_verified() {
             count(&conn, "SELECT COUNT(*) FROM audit_events").await,
             before + 1,
             "{b}: no record of a rehash that did not happen"
+        );
+    }
+}
+
+/// Each write stores only the fields it names: a password change from a user read before a
+/// deactivation and a demotion leaves the user deactivated and demoted, and a rename from an
+/// older read keeps the new password.
+#[tokio::test]
+async fn a_write_stores_only_the_fields_it_names() {
+    for (db, store, _conn) in stores().await {
+        let b = db.backend;
+        let (co, _) = company_with_owner(&store, Role::Owner).await;
+        let read = user(&co, "campos@example.com", Role::Admin);
+        store.insert_user(&read, vec![]).await.unwrap();
+        let mut demoted = read.clone();
+        demoted.role = Role::Vendor;
+        demoted.active = false;
+        store
+            .update_user(
+                &demoted,
+                &[UserField::Role, UserField::Active],
+                None,
+                vec![],
+            )
+            .await
+            .unwrap();
+        let mut new_password = read.clone();
+        new_password.password_hash = PasswordHash::new("$argon2id$nueva".into());
+        store
+            .update_user(&new_password, &[UserField::Password], None, vec![])
+            .await
+            .unwrap();
+        let mut renamed = read.clone();
+        renamed.name = PersonName::parse("Otro Nombre", "name").unwrap();
+        store
+            .update_user(&renamed, &[UserField::Name], None, vec![])
+            .await
+            .unwrap();
+        let stored = store.user(co.id, read.id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                stored.role,
+                stored.active,
+                stored.password_hash.as_str(),
+                stored.name.as_str()
+            ),
+            (Role::Vendor, false, "$argon2id$nueva", "Otro Nombre"),
+            "{b}"
         );
     }
 }

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use ::accounts::AccountRepository as _;
 use ::sessions::{ChangeEpoch as _, SessionStore as _};
 
+use ::accounts::UserField;
+
 use super::*;
 
 /// Waits (up to 10 s, far beyond a notice's milliseconds) until `store`'s epoch passes `after`.
@@ -90,7 +92,10 @@ async fn another_processs_session_and_user_writes_reach_the_follower() {
     // These can, and each reaches the follower once.
     let mut admin = u.clone();
     admin.role = Role::Admin;
-    writer.update_user(&admin, None, vec![]).await.unwrap();
+    writer
+        .update_user(&admin, &[UserField::Role], None, vec![])
+        .await
+        .unwrap();
     let after_role = exactly_one_more(&follower, start, "a role change").await;
     // The notice names the user: other users' cached sessions stay.
     assert!(follower.changed_since(u.id, start));
@@ -161,7 +166,10 @@ async fn the_epoch_moves_for_session_and_user_writes_only() {
         assert!(!store.changed_since(other, before), "{}", db.backend);
         let mut off = u.clone();
         off.active = false;
-        store.update_user(&off, None, vec![]).await.unwrap();
+        store
+            .update_user(&off, &[UserField::Active], None, vec![])
+            .await
+            .unwrap();
         assert!(store.changed_since(u.id, after_login), "{}", db.backend);
         let after_update = store.current();
         store
@@ -340,7 +348,10 @@ async fn a_lost_listening_connection_counts_as_a_change_and_listening_resumes() 
     }
     let mut admin = u.clone();
     admin.role = Role::Admin;
-    writer.update_user(&admin, None, vec![]).await.unwrap();
+    writer
+        .update_user(&admin, &[UserField::Role], None, vec![])
+        .await
+        .unwrap();
     epoch_passes(&follower, settled, "a write after the loss").await;
 }
 

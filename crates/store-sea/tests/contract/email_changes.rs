@@ -10,6 +10,8 @@ use ::accounts::{
 use chrono::Duration;
 use kernel::SessionId;
 
+use ::accounts::UserField;
+
 use super::*;
 
 fn change(u: &User, to: &str, expires_at: Timestamp) -> EmailChange {
@@ -819,7 +821,15 @@ async fn completions_store_back_only_what_they_change() {
         let mut demoted = read.clone();
         demoted.role = Role::Vendor;
         demoted.active = false;
-        store.update_user(&demoted, None, vec![]).await.unwrap();
+        store
+            .update_user(
+                &demoted,
+                &[UserField::Role, UserField::Active],
+                None,
+                vec![],
+            )
+            .await
+            .unwrap();
         let mut new_password = read.clone();
         new_password.password_hash = PasswordHash::new("$argon2id$new".into());
         let err = store
@@ -841,7 +851,10 @@ async fn completions_store_back_only_what_they_change() {
         // Admin read, leave the role alone.
         let mut active = demoted.clone();
         active.active = true;
-        store.update_user(&active, None, vec![]).await.unwrap();
+        store
+            .update_user(&active, &[UserField::Active], None, vec![])
+            .await
+            .unwrap();
         let (_, window) = moved(&store, &read, "leida@nuevo.mx", at).await;
         let stored = store.user(co.id, read.id).await.unwrap().unwrap();
         assert_eq!(

@@ -5,6 +5,8 @@ use ::accounts::AccountRepository;
 use ::mfa::{MfaRepository, TotpEnrolment};
 use vault::Sealed;
 
+use ::accounts::UserField;
+
 use super::*;
 
 pub(crate) fn pending(u: &User, secret: &str, key_id: u32) -> TotpEnrolment {
@@ -334,7 +336,10 @@ async fn storing_a_user_read_before_mfa_was_turned_on_leaves_it_on() {
         confirmed(&store, &u).await;
         let mut renamed = u.clone();
         renamed.name = ::accounts::PersonName::parse("Otra", "name").unwrap();
-        store.update_user(&renamed, None, vec![]).await.unwrap();
+        store
+            .update_user(&renamed, &[UserField::Name], None, vec![])
+            .await
+            .unwrap();
         let stored = store.user(c.id, u.id).await.unwrap().unwrap();
         assert_eq!(stored.name.as_str(), "Otra", "{}", db.backend);
         assert!(stored.mfa_enabled, "{}", db.backend);

@@ -3,6 +3,8 @@ use ::accounts::{
 };
 use rbac::{Permission, PermissionSet};
 
+use ::accounts::UserField;
+
 use super::*;
 
 pub(crate) fn transfer(c: &Company, from: &User, to: &User) -> OwnershipTransfer {
@@ -172,7 +174,10 @@ async fn the_schema_refuses_a_second_owner_and_an_inactive_receiver() {
 
         let mut off = admin.clone();
         off.active = false;
-        store.update_user(&off, None, vec![]).await.unwrap();
+        store
+            .update_user(&off, &[UserField::Active], None, vec![])
+            .await
+            .unwrap();
         let t = transfer(&c, &owner, &admin);
         store.create_transfer(&t, vec![]).await.unwrap();
         let err = store.complete_transfer(&t, t0(), vec![]).await.unwrap_err();
@@ -212,7 +217,10 @@ async fn permission_deltas_round_trip() {
         let mut changed = admin.clone();
         changed.grants = PermissionSet::of(&[Permission::CustomersReadAll]);
         changed.revokes = PermissionSet::of(&[Permission::FiscalSign, Permission::AuditRead]);
-        store.update_user(&changed, None, vec![]).await.unwrap();
+        store
+            .update_user(&changed, &[UserField::Permissions], None, vec![])
+            .await
+            .unwrap();
         let stored = store.user(c.id, admin.id).await.unwrap().unwrap();
         assert_eq!(stored.grants, changed.grants, "{}", db.backend);
         assert_eq!(stored.revokes, changed.revokes);

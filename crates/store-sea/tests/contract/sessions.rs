@@ -4,6 +4,8 @@ use ::accounts::AccountRepository;
 use ::sessions::{NewSession, SessionStore, TokenHash};
 use kernel::{CompanyId, SessionId};
 
+use ::accounts::UserField;
+
 use super::*;
 
 pub(crate) fn new_session(u: &User, at: Timestamp) -> NewSession {
@@ -314,6 +316,7 @@ async fn deactivation_revokes_everything_and_password_change_keeps_one() {
         let revoked = store
             .update_user(
                 &u,
+                &[UserField::Password],
                 Some(revocation(RevocationReason::PasswordChanged, Some(ids[1]))),
                 vec![],
             )
@@ -325,6 +328,7 @@ async fn deactivation_revokes_everything_and_password_change_keeps_one() {
         let revoked = store
             .update_user(
                 &off,
+                &[UserField::Active],
                 Some(revocation(RevocationReason::UserDeactivated, None)),
                 vec![],
             )
