@@ -209,9 +209,8 @@ async fn insert_and_update_round_trip() {
 async fn a_rehash_at_login_replaces_only_the_hash_it_verified() {
     for (db, store, conn) in stores().await {
         let b = db.backend;
-        let (co, _) = company_with_owner(&store, Role::Owner).await;
-        let read = user(&co, "rehash@example.com", Role::Admin);
-        store.insert_user(&read, vec![]).await.unwrap();
+        // Meanwhile the Owner demotes and deactivates the user: the rehash stores the hash only.
+        let (co, read, demoted) = admin_read_then_demoted(&store, "rehash@example.com").await;
         let records = || {
             vec![
                 record(Action::USER_PASSWORD_CHANGED, Some(co.id))
@@ -219,20 +218,6 @@ async fn a_rehash_at_login_replaces_only_the_hash_it_verified() {
             ]
         };
         let before = count(&conn, "SELECT COUNT(*) FROM audit_events").await;
-
-        // Meanwhile the Owner demotes and deactivates the user: the rehash stores the hash only.
-        let mut demoted = read.clone();
-        demoted.role = Role::Vendor;
-        demoted.active = false;
-        store
-            .update_user(
-                &demoted,
-                &[UserField::Role, UserField::Active],
-                None,
-                vec![],
-            )
-            .await
-            .unwrap();
         let mut upgraded = read.clone();
         upgraded.password_hash = PasswordHash::new("$argon2id$upgraded".into());
         assert!(
@@ -289,21 +274,7 @@ async fn a_rehash_at_login_replaces_only_the_hash_it_verified() {
 async fn a_write_stores_only_the_fields_it_names() {
     for (db, store, _conn) in stores().await {
         let b = db.backend;
-        let (co, _) = company_with_owner(&store, Role::Owner).await;
-        let read = user(&co, "campos@example.com", Role::Admin);
-        store.insert_user(&read, vec![]).await.unwrap();
-        let mut demoted = read.clone();
-        demoted.role = Role::Vendor;
-        demoted.active = false;
-        store
-            .update_user(
-                &demoted,
-                &[UserField::Role, UserField::Active],
-                None,
-                vec![],
-            )
-            .await
-            .unwrap();
+        let (co, read, _) = admin_read_then_demoted(&store, "campos@example.com").await;
         let mut new_password = read.clone();
         new_password.password_hash = PasswordHash::new("$argon2id$nueva".into());
         store

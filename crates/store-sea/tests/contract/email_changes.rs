@@ -801,16 +801,14 @@ async fn an_undo_takes_away_a_factor_enrolled_since_the_move_and_keeps_an_older_
 async fn completions_store_back_only_what_they_change() {
     for (db, store, _conn) in stores().await {
         let b = db.backend;
-        let (co, _) = company_with_owner(&store, Role::Owner).await;
-        let read = user(&co, "leida@example.com", Role::Admin);
-        store.insert_user(&read, vec![]).await.unwrap();
+        // Read for a reset; meanwhile an Owner demotes and deactivates the user.
+        let (co, read, demoted) = admin_read_then_demoted(&store, "leida@example.com").await;
         let at = t0() + Duration::minutes(1);
         let revoke = || SessionRevocation {
             at,
             audit_template: record(Action::SESSION_REVOKED, Some(co.id)),
             ..revocation(RevocationReason::PasswordChanged, None)
         };
-        // Read for a reset; meanwhile an Owner demotes and deactivates the user.
         let reset = PasswordReset {
             id: id(),
             company_id: co.id,
@@ -818,18 +816,6 @@ async fn completions_store_back_only_what_they_change() {
             expires_at: t0() + Duration::minutes(30),
         };
         store.open_reset(&reset, t0(), vec![]).await.unwrap();
-        let mut demoted = read.clone();
-        demoted.role = Role::Vendor;
-        demoted.active = false;
-        store
-            .update_user(
-                &demoted,
-                &[UserField::Role, UserField::Active],
-                None,
-                vec![],
-            )
-            .await
-            .unwrap();
         let mut new_password = read.clone();
         new_password.password_hash = PasswordHash::new("$argon2id$new".into());
         let err = store

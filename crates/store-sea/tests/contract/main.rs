@@ -136,6 +136,29 @@ pub async fn company_with_owner(store: &SeaStore, role: Role) -> (Company, User)
     (c, u)
 }
 
+/// An Admin of a new company as a use case read them, and the same user after an Owner
+/// demoted them to Vendor and deactivated them (committed): what a write from the first read
+/// must not undo.
+pub async fn admin_read_then_demoted(store: &SeaStore, email: &str) -> (Company, User, User) {
+    use ::accounts::AccountRepository as _;
+    let (co, _) = company_with_owner(store, Role::Owner).await;
+    let read = user(&co, email, Role::Admin);
+    store.insert_user(&read, vec![]).await.unwrap();
+    let mut demoted = read.clone();
+    demoted.role = Role::Vendor;
+    demoted.active = false;
+    store
+        .update_user(
+            &demoted,
+            &[::accounts::UserField::Role, ::accounts::UserField::Active],
+            None,
+            vec![],
+        )
+        .await
+        .unwrap();
+    (co, read, demoted)
+}
+
 pub fn chain() -> Arc<dyn ::audit::ChainMac> {
     let mut ring = crypto::Keyring::default();
     ring.insert(1, crypto::MasterKey::parse(&"77".repeat(32)).unwrap());
