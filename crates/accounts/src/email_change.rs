@@ -239,15 +239,17 @@ impl EmailChangeService {
     }
 
     /// Refuses, recording the denial, an actor whose session may only change its password or
-    /// enrol MFA ([`Actor::restriction`]).
-    async fn refuse_restricted(
+    /// enrol MFA, or (when `step_up`) whose step-up window is closed
+    /// ([`Actor::self_service_refusal`]).
+    async fn refuse(
         &self,
         actor: &Actor,
         attempted: Action,
+        step_up: bool,
         now: Timestamp,
         ctx: &RequestContext,
     ) -> Result<(), AccountsError> {
-        let Some(why) = actor.restriction() else {
+        let Some(why) = actor.self_service_refusal(now, step_up) else {
             return Ok(());
         };
         let denial = AuditRecord::denied(
@@ -259,7 +261,11 @@ impl EmailChangeService {
             why,
         );
         self.ports.audit.record(denial).await?;
-        Err(AccountsError::Forbidden(why))
+        Err(if why == "reauthentication_required" {
+            AccountsError::ReauthenticationRequired
+        } else {
+            AccountsError::Forbidden(why)
+        })
     }
 
     /// The actor's pending change, while its code works (`None` otherwise), so a client can
@@ -274,7 +280,7 @@ impl EmailChangeService {
         ctx: &RequestContext,
     ) -> Result<Option<EmailChange>, AccountsError> {
         let now = self.ports.clock.now();
-        self.refuse_restricted(actor, Action::USER_EMAIL_CHANGE_REQUESTED, now, ctx)
+        self.refuse(actor, Action::USER_EMAIL_CHANGE_REQUESTED, false, now, ctx)
             .await?;
         Ok(self
             .ports
@@ -301,20 +307,8 @@ impl EmailChangeService {
         ctx: &RequestContext,
     ) -> Result<EmailChange, AccountsError> {
         let now = self.ports.clock.now();
-        self.refuse_restricted(actor, Action::USER_EMAIL_CHANGE_REQUESTED, now, ctx)
+        self.refuse(actor, Action::USER_EMAIL_CHANGE_REQUESTED, true, now, ctx)
             .await?;
-        if !actor.has_step_up(now) {
-            let denial = AuditRecord::denied(
-                self.ports.ids.new_id(),
-                now,
-                ctx,
-                actor,
-                Action::USER_EMAIL_CHANGE_REQUESTED.as_str(),
-                "reauthentication_required",
-            );
-            self.ports.audit.record(denial).await?;
-            return Err(AccountsError::ReauthenticationRequired);
-        }
         let to = Email::parse(new_email).map_err(|_| {
             AccountsError::Validation(vec![FieldError::new("new_email", "invalid")])
         })?;
@@ -398,7 +392,7 @@ impl EmailChangeService {
     ) -> Result<User, AccountsError> {
         use secrecy::ExposeSecret as _;
         let now = self.ports.clock.now();
-        self.refuse_restricted(actor, Action::USER_EMAIL_CHANGED, now, ctx)
+        self.refuse(actor, Action::USER_EMAIL_CHANGED, false, now, ctx)
             .await?;
         let token = token.expose_secret();
         let named = (token.len() <= MAX_TOKEN_CHARS)

@@ -281,20 +281,10 @@ impl OwnershipService {
             // The other party and everybody else: no such transfer for you to accept.
             return Err(AccountsError::NotFound);
         }
-        if let Some(why) = actor.restriction() {
+        let now = self.clock.now();
+        if let Some(why) = actor.self_service_refusal(now, true) {
             return Err(self
                 .deny(actor, Action::OWNERSHIP_TRANSFER_COMPLETED, why, ctx)
-                .await);
-        }
-        let now = self.clock.now();
-        if !actor.has_step_up(now) {
-            return Err(self
-                .deny(
-                    actor,
-                    Action::OWNERSHIP_TRANSFER_COMPLETED,
-                    "reauthentication_required",
-                    ctx,
-                )
                 .await);
         }
         if transfer.status != TransferStatus::Pending {
@@ -352,12 +342,12 @@ impl OwnershipService {
         if actor.user_id != transfer.from_user_id && actor.user_id != transfer.to_user_id {
             return Err(AccountsError::NotFound);
         }
-        if let Some(why) = actor.restriction() {
+        let now = self.clock.now();
+        if let Some(why) = actor.self_service_refusal(now, false) {
             return Err(self
                 .deny(actor, Action::OWNERSHIP_TRANSFER_CANCELLED, why, ctx)
                 .await);
         }
-        let now = self.clock.now();
         let audit = vec![
             self.record(
                 Action::OWNERSHIP_TRANSFER_CANCELLED,

@@ -127,12 +127,8 @@ impl MfaService {
         let now = self.clock.now();
         let why = if actor.user_id != user.id || actor.company_id != user.company_id {
             Some("not the caller's own account")
-        } else if let Some(why) = actor.restriction() {
-            Some(why)
-        } else if actor.has_step_up(now) {
-            None
         } else {
-            Some("reauthentication_required")
+            actor.self_service_refusal(now, true)
         };
         let Some(why) = why else {
             return Ok(());

@@ -115,9 +115,9 @@ impl Actor {
     /// [`Self::restricted_to_password_change`]; it comes first, as the user must change the
     /// password before enrolling), `mfa_enrolment_required` (see
     /// [`Self::restricted_to_mfa_enrolment`]), or `None`. [`authorize`] already denies such an
-    /// actor every permission; the use cases that need no permission (changing one's own
-    /// address, accepting or cancelling an ownership transfer) refuse with this, as the HTTP
-    /// guard does before them, so a service linking the core directly cannot skip it.
+    /// actor every permission; the use cases that need no permission refuse with this
+    /// ([`Self::self_service_refusal`]), as the HTTP guard does before them, so a service
+    /// linking the core directly cannot skip it.
     #[must_use]
     pub const fn restriction(&self) -> Option<&'static str> {
         if self.password_change_only {
@@ -142,6 +142,17 @@ impl Actor {
     pub fn has_step_up(&self, now: Timestamp) -> bool {
         self.reauthenticated_at
             .is_some_and(|at| at <= now && now < at + STEP_UP_WINDOW)
+    }
+
+    /// Why the actor may not, at `now`, use a self-service action on its own account that
+    /// needs no permission: its [`Self::restriction`] first, then, when the action is critical
+    /// (`step_up`), a step-up window that is not open (`reauthentication_required`). `None`
+    /// when it may. The one rule every such use case applies (changing one's address, an
+    /// ownership transfer's acceptance, turning MFA off).
+    #[must_use]
+    pub fn self_service_refusal(&self, now: Timestamp, step_up: bool) -> Option<&'static str> {
+        self.restriction()
+            .or_else(|| (step_up && !self.has_step_up(now)).then_some("reauthentication_required"))
     }
 }
 
@@ -283,6 +294,31 @@ mod tests {
             }
         }
         assert!(!actor(Role::Owner).mfa_enrolment_only);
+    }
+
+    #[test]
+    fn self_service_is_refused_for_a_restriction_first_then_a_missing_step_up() {
+        let now = kernel::Timestamp::from_timestamp(1_790_000_000, 0).unwrap();
+        let fresh = actor(Role::Owner).reauthenticated(Some(now));
+        let stale = actor(Role::Owner);
+        assert_eq!(fresh.self_service_refusal(now, true), None);
+        assert_eq!(stale.self_service_refusal(now, false), None);
+        assert_eq!(
+            stale.self_service_refusal(now, true),
+            Some("reauthentication_required")
+        );
+        assert_eq!(
+            fresh
+                .restricted_to_mfa_enrolment()
+                .self_service_refusal(now, true),
+            Some("mfa_enrolment_required")
+        );
+        assert_eq!(
+            stale
+                .restricted_to_password_change()
+                .self_service_refusal(now, false),
+            Some("password_change_required")
+        );
     }
 
     #[test]

@@ -488,30 +488,29 @@ impl SeaStore {
         Ok(revoked)
     }
 
-    /// Completes a user's pending reset, change of address or undo: runs `update`, a compare
-    /// and set on the user's row, in a new write transaction; `refused` when it matched nothing
-    /// (used, replaced or expired). When `sets_address`, the update gave the user
-    /// `user.email`, which the unique index and [`refuse_reserved`] must both allow. Then the
-    /// sessions are revoked and `audit` written with it; on any refusal nothing changes.
-    async fn complete_pending(
+    /// Starts completing a user's pending reset, change of address or undo: runs `update`, a
+    /// compare and set on the user's row, in a new write transaction, and returns that
+    /// transaction; `refused` when it matched nothing (used, replaced or expired). When
+    /// `sets_address`, the update gave the user `user.email`, which the unique index and
+    /// [`refuse_reserved`] (at `at`) must both allow. The caller finishes with
+    /// [`Self::finish_user_update`]; on any refusal nothing changes.
+    async fn compare_and_set(
         &self,
         update: sea_orm::UpdateMany<user::Entity>,
         user: &User,
         sets_address: bool,
         refused: AccountsError,
-        revoke: SessionRevocation,
-        audit: Vec<AuditRecord>,
-    ) -> Result<Vec<SessionId>, AccountsError> {
+        at: Timestamp,
+    ) -> Result<sea_orm::DatabaseTransaction, AccountsError> {
         let txn = self.write_txn().await.map_err(internal)?;
         let result = update.exec(&txn).await.map_err(insert_error)?;
         if result.rows_affected == 0 {
             return Err(refused);
         }
         if sets_address {
-            refuse_reserved(&txn, &user.email, user.id, revoke.at).await?;
+            refuse_reserved(&txn, &user.email, user.id, at).await?;
         }
-        self.finish_user_update(txn, user, Some(revoke), audit)
-            .await
+        Ok(txn)
     }
 }
 
@@ -701,7 +700,10 @@ impl PasswordResetRepository for SeaStore {
             .filter(user::Column::PasswordResetId.eq(id))
             .filter(user::Column::PasswordResetExpiresAt.gt(revoke.at));
         let refused = AccountsError::ResetTokenInvalid;
-        self.complete_pending(update, user, false, refused, revoke, audit)
+        let txn = self
+            .compare_and_set(update, user, false, refused, revoke.at)
+            .await?;
+        self.finish_user_update(txn, user, Some(revoke), audit)
             .await
     }
 }
@@ -788,7 +790,10 @@ impl EmailChangeRepository for SeaStore {
             .filter(user::Column::EmailChangeTo.eq(user.email.as_str()))
             .filter(user::Column::EmailChangeExpiresAt.gt(revoke.at));
         let refused = AccountsError::EmailChangeInvalid;
-        self.complete_pending(update, user, true, refused, revoke, audit)
+        let txn = self
+            .compare_and_set(update, user, true, refused, revoke.at)
+            .await?;
+        self.finish_user_update(txn, user, Some(revoke), audit)
             .await
     }
 
@@ -843,22 +848,18 @@ impl EmailChangeRepository for SeaStore {
         factor: FactorRemoval,
         audit: Vec<AuditRecord>,
     ) -> Result<Vec<SessionId>, AccountsError> {
-        let txn = self.write_txn().await.map_err(internal)?;
         // Compare and set: only while the window is still this user's, open, and restores this
         // address. Whatever was pending was asked for by whoever held the account: it closes.
-        let result =
+        let update =
             closing_email_revert(closing_reset(closing_email_change(password_update(user))))
                 .col_expr(user::Column::Email, Expr::value(user.email.as_str()))
                 .filter(user::Column::EmailRevertId.eq(id))
                 .filter(user::Column::EmailRevertTo.eq(user.email.as_str()))
-                .filter(user::Column::EmailRevertExpiresAt.gt(revoke.at))
-                .exec(&txn)
-                .await
-                .map_err(insert_error)?;
-        if result.rows_affected == 0 {
-            return Err(AccountsError::EmailChangeInvalid);
-        }
-        refuse_reserved(&txn, &user.email, user.id, revoke.at).await?;
+                .filter(user::Column::EmailRevertExpiresAt.gt(revoke.at));
+        let refused = AccountsError::EmailChangeInvalid;
+        let txn = self
+            .compare_and_set(update, user, true, refused, revoke.at)
+            .await?;
         // After the user's row: the flag it wrote back is turned off with the factor.
         let mut audit = audit;
         if crate::mfa_repo::remove_factor_enrolled_after(

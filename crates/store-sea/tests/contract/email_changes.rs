@@ -658,38 +658,6 @@ async fn an_open_undo_window_keeps_its_address_from_everyone_but_its_user() {
     }
 }
 
-/// Enrols and confirms a TOTP factor for `u`, started at `created_at`.
-async fn with_factor(store: &SeaStore, u: &User, created_at: Timestamp) {
-    use ::mfa::MfaRepository as _;
-    let enrolment = ::mfa::TotpEnrolment {
-        created_at,
-        ..super::mfa::pending(u, "ev1.secret", 1)
-    };
-    assert!(
-        store
-            .save_pending(
-                &enrolment,
-                record(Action::MFA_ENROLMENT_STARTED, Some(u.company_id))
-            )
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .confirm(
-                u.company_id,
-                u.id,
-                &vault::Sealed::new("ev1.secret".into()),
-                100,
-                created_at,
-                &super::mfa::digests("d"),
-                record(Action::MFA_ENABLED, Some(u.company_id)),
-            )
-            .await
-            .unwrap()
-    );
-}
-
 #[tokio::test]
 async fn an_undo_takes_away_a_factor_enrolled_since_the_move_and_keeps_an_older_one() {
     use ::mfa::MfaRepository as _;
@@ -698,10 +666,10 @@ async fn an_undo_takes_away_a_factor_enrolled_since_the_move_and_keeps_an_older_
         // The mover puts their own authenticator on the account after the move.
         let (_, u) = company_with_owner(&store, Role::Owner).await;
         let (_, window) = moved(&store, &u, "uno@atacante.mx", t0()).await;
-        with_factor(&store, &u, t0() + Duration::minutes(1)).await;
+        super::mfa::confirmed_since(&store, &u, t0() + Duration::minutes(1)).await;
         // The other user's factor is their own, from before the move.
         let (_, v) = company_with_owner(&store, Role::Owner).await;
-        with_factor(&store, &v, t0() - Duration::days(1)).await;
+        super::mfa::confirmed_since(&store, &v, t0() - Duration::days(1)).await;
         // (`v` as read before its factor: storing it back leaves the flag alone.)
         let (_, v_window) = moved(&store, &v, "dos@atacante.mx", t0()).await;
 

@@ -26,10 +26,19 @@ pub(crate) fn digests(prefix: &str) -> Vec<String> {
 }
 
 async fn confirmed(store: &SeaStore, u: &User) {
+    confirmed_since(store, u, t0()).await;
+}
+
+/// Enrols and confirms a TOTP factor for `u`, started and confirmed at `at`.
+pub(crate) async fn confirmed_since(store: &SeaStore, u: &User, at: Timestamp) {
+    let enrolment = TotpEnrolment {
+        created_at: at,
+        ..pending(u, "ev1.s1", 1)
+    };
     assert!(
         store
             .save_pending(
-                &pending(u, "ev1.s1", 1),
+                &enrolment,
                 record(Action::MFA_ENROLMENT_STARTED, Some(u.company_id))
             )
             .await
@@ -42,7 +51,7 @@ async fn confirmed(store: &SeaStore, u: &User) {
                 u.id,
                 &Sealed::new("ev1.s1".into()),
                 100,
-                t0(),
+                at,
                 &digests("d"),
                 record(Action::MFA_ENABLED, Some(u.company_id)),
             )
