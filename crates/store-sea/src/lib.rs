@@ -32,7 +32,8 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, EntityTrait, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    DbErr, EntityTrait, QuerySelect, Select, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -388,6 +389,18 @@ impl SeaStore {
             Changed::NoSessionOrUser => {}
         }
         result
+    }
+
+    /// `query` as read by a write transaction that acts on what it reads: on PostgreSQL the
+    /// rows it returns stay locked (`FOR UPDATE`) until the transaction ends, so concurrent
+    /// writers take turns; SQLite's write transaction ([`Self::write_txn`]) already excludes
+    /// every other writer, and its SQL has no such clause.
+    pub(crate) fn for_update<E: EntityTrait>(&self, query: Select<E>) -> Select<E> {
+        if self.backend() == DbBackend::Postgres {
+            query.lock_exclusive()
+        } else {
+            query
+        }
     }
 
     /// A transaction that holds the write lock from its first statement on SQLite, so two

@@ -281,12 +281,11 @@ impl MfaRepository for SeaStore {
         audit: AuditRecord,
     ) -> Result<bool, MfaError> {
         let txn = self.write_txn().await.map_err(internal)?;
-        let mut query = totp::Entity::find()
-            .filter(owned_by(company, user))
-            .filter(totp::Column::ConfirmedAt.is_not_null());
-        if self.backend() == sea_orm::DbBackend::Postgres {
-            query = query.lock_exclusive();
-        }
+        let query = self.for_update(
+            totp::Entity::find()
+                .filter(owned_by(company, user))
+                .filter(totp::Column::ConfirmedAt.is_not_null()),
+        );
         if query.one(&txn).await.map_err(internal)?.is_none() {
             return Ok(false);
         }

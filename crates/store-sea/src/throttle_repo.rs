@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use kernel::Timestamp;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DbBackend, EntityTrait, QuerySelect};
+use sea_orm::{ActiveValue::Set, EntityTrait};
 use sessions::{LoginThrottle, SessionError, ThrottlePolicy, ThrottleState};
 
 use crate::SeaStore;
@@ -51,10 +51,7 @@ impl LoginThrottle for SeaStore {
         .exec_without_returning(&txn)
         .await
         .map_err(internal)?;
-        let mut query = login_throttle::Entity::find_by_id(key.to_owned());
-        if self.backend() == DbBackend::Postgres {
-            query = query.lock_exclusive();
-        }
+        let query = self.for_update(login_throttle::Entity::find_by_id(key.to_owned()));
         let current = crate::by_key(query, &txn)
             .await
             .map_err(internal)?

@@ -137,7 +137,7 @@ impl CredentialRepository for SeaStore {
         max: u64,
         audit: Vec<AuditRecord>,
     ) -> Result<(), VaultError> {
-        use sea_orm::{PaginatorTrait as _, QuerySelect as _};
+        use sea_orm::PaginatorTrait as _;
         let info = &c.credential.info;
         let model = row::ActiveModel {
             id: Set(c.credential.id),
@@ -163,13 +163,10 @@ impl CredentialRepository for SeaStore {
         // The bound, counted under the company's row lock on PostgreSQL (SQLite's write
         // transaction already excludes every other writer): concurrent uploads count in turn.
         let company = c.credential.company_id.as_uuid();
-        if self.backend() == sea_orm::DbBackend::Postgres {
-            crate::entity::company::Entity::find_by_id(company)
-                .lock_exclusive()
-                .one(&txn)
-                .await
-                .map_err(internal)?;
-        }
+        self.for_update(crate::entity::company::Entity::find_by_id(company))
+            .one(&txn)
+            .await
+            .map_err(internal)?;
         let stored = row::Entity::find()
             .filter(row::Column::CompanyId.eq(company))
             .count(&txn)
