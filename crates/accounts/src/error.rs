@@ -49,6 +49,11 @@ pub enum AccountsError {
         /// Sentence for the detail.
         message: &'static str,
     },
+    /// The user or company changed between the use case's read and its write, so what it
+    /// decided on no longer holds; nothing was written. The services try again on a fresh read
+    /// ([`crate::STALE_ATTEMPTS`] times in all) before they return it.
+    #[error("the record changed while this request was being decided; read it again and retry")]
+    Stale,
     /// The current password given to a password change is wrong.
     #[error("the current password is not correct")]
     CurrentPasswordInvalid,

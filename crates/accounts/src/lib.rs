@@ -32,15 +32,16 @@ pub use ownership::{
 };
 pub use password::{Password, PasswordHash, PasswordPolicy, PasswordViolation};
 pub use ports::{
-    AccountRepository, PasswordCheck, PasswordHasher, RevocationReason, SessionRevocation,
-    UserField,
+    AccountRepository, CompanyUpdate, DecideCompanyUpdate, PasswordCheck, PasswordHasher,
+    RevocationReason, SessionRevocation, UserField,
 };
 pub use reset::{
     AcceptedReset, PasswordReset, PasswordResetRepository, PasswordResetService,
     RESET_RESEND_INTERVAL, RESET_TTL, ResetConfirmation, ResetPorts, ResetTokenVerifier,
 };
 pub use service::{
-    AccountService, CompanyPatch, MAX_CHANGES_PAGE, NewUserRequest, SignupRequest, UserPatch,
+    AccountService, CompanyPatch, MAX_CHANGES_PAGE, NewUserRequest, STALE_ATTEMPTS, SignupRequest,
+    UserPatch,
 };
 
 #[cfg(any(test, feature = "mocks"))]

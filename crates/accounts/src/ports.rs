@@ -118,17 +118,22 @@ pub trait AccountRepository: Send + Sync {
     /// A company by id.
     async fn company(&self, id: CompanyId) -> Result<Option<Company>, AccountsError>;
 
-    /// Stores a company's new configuration with its field-level change records and audit
-    /// records, in one transaction (AUD-3).
+    /// Changes the configuration of `company` as `decide` says, deciding on the company as
+    /// stored now: the store reads it inside its write transaction, locked against every other
+    /// writer until the change is stored, hands it to `decide`, and stores what comes back (the
+    /// new configuration, one record per changed field, the audit records) in that transaction
+    /// (AUD-3). So concurrent changes take turns and each record's old value is the value it
+    /// replaced. Returns the configuration as stored afterwards (unchanged when `decide` found
+    /// nothing to change).
     ///
     /// # Errors
-    /// MUST return [`AccountsError::NotFound`] for an unknown company.
+    /// MUST return [`AccountsError::NotFound`] for an unknown company, and `decide`'s error
+    /// (writing nothing) when it refuses.
     async fn update_company(
         &self,
-        company: &Company,
-        changes: Vec<ConfigChange>,
-        audit: Vec<AuditRecord>,
-    ) -> Result<(), AccountsError>;
+        company: CompanyId,
+        decide: DecideCompanyUpdate,
+    ) -> Result<Company, AccountsError>;
 
     /// Up to `limit` configuration changes of `company` older than the change `before`, newest
     /// first.
@@ -170,19 +175,43 @@ pub trait AccountRepository: Send + Sync {
     ) -> Result<bool, AccountsError>;
 
     /// Stores `fields` of `user` and its `updated_at` (nothing else: what another write
-    /// committed to the other columns since `user` was read stays), and, when asked, revokes
-    /// its sessions; returns the revoked session ids.
+    /// committed to the other columns since `before` was read stays), and, when asked, revokes
+    /// its sessions; returns the revoked session ids. Only if the stored user still holds what
+    /// the use case decided on, read as `before` ([`UserField::unchanged_since`]): a role
+    /// check made on a user who became the Owner since, or grants computed from grants another
+    /// write replaced, must not land.
     ///
     /// # Errors
-    /// MUST return [`AccountsError::NotFound`] when no such user exists in `user.company_id`.
+    /// MUST return [`AccountsError::NotFound`] when no such user exists in `user.company_id`,
+    /// and [`AccountsError::Stale`] (writing nothing) when the stored user no longer holds
+    /// `before`'s values.
     async fn update_user(
         &self,
+        before: &User,
         user: &User,
         fields: &[UserField],
         revoke: Option<SessionRevocation>,
         audit: Vec<AuditRecord>,
     ) -> Result<Vec<SessionId>, AccountsError>;
 }
+
+/// A configuration change decided on the company as stored (see
+/// [`AccountRepository::update_company`]).
+#[derive(Debug)]
+pub struct CompanyUpdate {
+    /// The new configuration.
+    pub company: Company,
+    /// One record per changed field, with its old and new value.
+    pub changes: Vec<ConfigChange>,
+    /// The audit records of the change.
+    pub audit: Vec<AuditRecord>,
+}
+
+/// Decides a configuration change on the company as stored now: `Ok(None)` when there is
+/// nothing to change. Runs inside the store's write transaction, so it must not wait on
+/// anything.
+pub type DecideCompanyUpdate =
+    Box<dyn FnOnce(&Company) -> Result<Option<CompanyUpdate>, AccountsError> + Send>;
 
 /// A part of a user that a use case changes: [`AccountRepository::update_user`] stores only
 /// these, so two writes to one user that read it at the same time do not undo each other (a
@@ -199,6 +228,29 @@ pub enum UserField {
     Permissions,
     /// The password hash and the operator's demand to change it.
     Password,
+}
+
+impl UserField {
+    /// `true` when `stored`, the user as stored now, still holds what a use case that read
+    /// `before` and changes `fields` decided on: the role (every rule about who may change a
+    /// user looks at it) and the value of each field it changes (a new value is computed from
+    /// the old one: grants from grants, a password from the one the user proved to know).
+    #[must_use]
+    pub fn unchanged_since(before: &User, stored: &User, fields: &[Self]) -> bool {
+        before.role == stored.role
+            && fields.iter().all(|field| match field {
+                Self::Name => before.name == stored.name,
+                Self::Role => true,
+                Self::Active => before.active == stored.active,
+                Self::Permissions => {
+                    before.grants == stored.grants && before.revokes == stored.revokes
+                }
+                Self::Password => {
+                    before.password_hash == stored.password_hash
+                        && before.password_change_required == stored.password_change_required
+                }
+            })
+    }
 }
 
 /// The outcome of checking a password against a stored hash.

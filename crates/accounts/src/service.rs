@@ -7,9 +7,9 @@ use kernel::{ClientNet, Clock, IdGenerator, RateLimiter, RequestContext, UserId}
 use rbac::{Actor, Change, Permission, PermissionSet, Role, Scope, authorize, check_change};
 
 use crate::{
-    AccountRepository, AccountsError, Company, CompanyName, CompanyProfile, ConfigChange, Email,
-    FieldError, MFA_GRACE, Password, PasswordHasher, PasswordPolicy, PersonName, RevocationReason,
-    Rfc, SessionRevocation, TAX_REGIMES, User, UserField, UserPage,
+    AccountRepository, AccountsError, Company, CompanyName, CompanyProfile, CompanyUpdate,
+    ConfigChange, Email, FieldError, MFA_GRACE, Password, PasswordHasher, PasswordPolicy,
+    PersonName, RevocationReason, Rfc, SessionRevocation, TAX_REGIMES, User, UserField, UserPage,
 };
 
 /// What `POST /v1/signup` carries.
@@ -413,6 +413,17 @@ impl AccountService {
     ) -> Result<User, AccountsError> {
         self.require(actor, Permission::UsersManage, Action::USER_UPDATED, ctx)
             .await?;
+        on_fresh_read(|| self.try_update_user(actor, id, &patch, ctx)).await
+    }
+
+    /// One read, decision and write of [`Self::update_user`].
+    async fn try_update_user(
+        &self,
+        actor: &Actor,
+        id: UserId,
+        patch: &UserPatch,
+        ctx: &RequestContext,
+    ) -> Result<User, AccountsError> {
         let current = self
             .repo
             .user(actor.company_id, id)
@@ -446,7 +457,7 @@ impl AccountService {
             return Ok(current);
         }
         let now = self.clock.now();
-        let mut updated = current;
+        let mut updated = current.clone();
         let mut audit = Vec::new();
         if let Some(name) = name {
             updated.name = name;
@@ -493,7 +504,7 @@ impl AccountService {
             })
             .collect();
         self.repo
-            .update_user(&updated, &fields, revoke, audit)
+            .update_user(&current, &updated, &fields, revoke, audit)
             .await?;
         Ok(updated)
     }
@@ -545,6 +556,17 @@ impl AccountService {
         let role: Role = role
             .parse()
             .map_err(|_| AccountsError::Validation(vec![FieldError::new("role", "invalid")]))?;
+        on_fresh_read(|| self.try_change_role(actor, id, role, ctx)).await
+    }
+
+    /// One read, decision and write of [`Self::change_role`].
+    async fn try_change_role(
+        &self,
+        actor: &Actor,
+        id: UserId,
+        role: Role,
+        ctx: &RequestContext,
+    ) -> Result<User, AccountsError> {
         let current = self
             .repo
             .user(actor.company_id, id)
@@ -574,7 +596,7 @@ impl AccountService {
                 .details(serde_json::json!({ "from": current.role.as_str(), "to": role.as_str() })),
         ];
         self.repo
-            .update_user(&updated, &[UserField::Role], None, audit)
+            .update_user(&current, &updated, &[UserField::Role], None, audit)
             .await?;
         Ok(updated)
     }
@@ -623,6 +645,19 @@ impl AccountService {
                 "also_granted",
             )]));
         }
+        on_fresh_read(|| self.try_change_permissions(actor, id, grant, revoke, ctx)).await
+    }
+
+    /// One read, decision and write of [`Self::change_permissions`]: the new grants and
+    /// revokes are computed from the ones read.
+    async fn try_change_permissions(
+        &self,
+        actor: &Actor,
+        id: UserId,
+        grant: PermissionSet,
+        revoke: PermissionSet,
+        ctx: &RequestContext,
+    ) -> Result<User, AccountsError> {
         let current = self
             .repo
             .user(actor.company_id, id)
@@ -662,7 +697,7 @@ impl AccountService {
                 })),
         ];
         self.repo
-            .update_user(&updated, &[UserField::Permissions], None, audit)
+            .update_user(&current, &updated, &[UserField::Permissions], None, audit)
             .await?;
         Ok(updated)
     }
@@ -707,11 +742,26 @@ impl AccountService {
             ctx,
         )
         .await?;
-        let current = self
-            .repo
-            .company(actor.company_id)
-            .await?
-            .ok_or(AccountsError::NotFound)?;
+        let svc = self.clone();
+        let (by, ctx) = (actor.clone(), ctx.clone());
+        self.repo
+            .update_company(
+                actor.company_id,
+                Box::new(move |current| svc.company_update(&by, &patch, &ctx, current)),
+            )
+            .await
+    }
+
+    /// The change `patch` asks of `current`, the configuration as stored: the new
+    /// configuration, a record per changed field naming the value it replaces, and the audit
+    /// record; `None` when it changes nothing.
+    fn company_update(
+        &self,
+        actor: &Actor,
+        patch: &CompanyPatch,
+        ctx: &RequestContext,
+        current: &Company,
+    ) -> Result<Option<CompanyUpdate>, AccountsError> {
         let mut errors = Vec::new();
         let mut next = current.clone();
         if let Some(name) = &patch.name
@@ -834,7 +884,7 @@ impl AccountService {
             })
             .collect();
         if changes.is_empty() {
-            return Ok(current);
+            return Ok(None);
         }
         let audit = vec![
             self.record(Action::COMPANY_CONFIG_CHANGED, Outcome::Success, ctx)
@@ -844,8 +894,11 @@ impl AccountService {
                     "changes": changes.iter().map(|c| serde_json::json!({ "field": c.field, "old": c.old_value, "new": c.new_value })).collect::<Vec<_>>(),
                 })),
         ];
-        self.repo.update_company(&next, changes, audit).await?;
-        Ok(next)
+        Ok(Some(CompanyUpdate {
+            company: next,
+            changes,
+            audit,
+        }))
     }
 
     /// The company's configuration changes, newest first, with a cursor.
@@ -888,6 +941,23 @@ impl AccountService {
         confirmation: &Password,
         ctx: &RequestContext,
     ) -> Result<(), AccountsError> {
+        on_fresh_read(|| {
+            self.try_change_password(actor, current_password, new_password, confirmation, ctx)
+        })
+        .await
+    }
+
+    /// One read, check and write of [`Self::change_password`]: the current password is
+    /// verified against the hash read, so a hash another write replaced meanwhile (a reset by
+    /// the real owner) is verified again rather than overwritten.
+    async fn try_change_password(
+        &self,
+        actor: &Actor,
+        current_password: &Password,
+        new_password: &Password,
+        confirmation: &Password,
+        ctx: &RequestContext,
+    ) -> Result<(), AccountsError> {
         let user = self
             .repo
             .user(actor.company_id, actor.user_id)
@@ -921,7 +991,7 @@ impl AccountService {
             )]));
         }
         let now = self.clock.now();
-        let mut updated = user;
+        let mut updated = user.clone();
         updated.password_hash = self.hasher.hash(new_password).await?;
         updated.updated_at = now;
         // A password the operator handed over is replaced: the restriction lifts.
@@ -941,7 +1011,7 @@ impl AccountService {
             ids: self.ids.clone(),
         };
         self.repo
-            .update_user(&updated, &[UserField::Password], Some(revoke), audit)
+            .update_user(&user, &updated, &[UserField::Password], Some(revoke), audit)
             .await?;
         Ok(())
     }
@@ -966,6 +1036,15 @@ impl AccountService {
         email: &Email,
         new_password: &Password,
     ) -> Result<User, AccountsError> {
+        on_fresh_read(|| self.try_reset_password_by_operator(email, new_password)).await
+    }
+
+    /// One read, check and write of [`Self::reset_password_by_operator`].
+    async fn try_reset_password_by_operator(
+        &self,
+        email: &Email,
+        new_password: &Password,
+    ) -> Result<User, AccountsError> {
         let user = self
             .repo
             .user_by_email(email)
@@ -982,7 +1061,7 @@ impl AccountService {
         }
         let now = self.clock.now();
         let ctx = RequestContext::default();
-        let mut updated = user;
+        let mut updated = user.clone();
         updated.password_hash = self.hasher.hash(new_password).await?;
         updated.updated_at = now;
         // Someone else knows this password: until the user changes it, their sessions may
@@ -1004,9 +1083,30 @@ impl AccountService {
             ids: self.ids.clone(),
         };
         self.repo
-            .update_user(&updated, &[UserField::Password], Some(revoke), audit)
+            .update_user(&user, &updated, &[UserField::Password], Some(revoke), audit)
             .await?;
         Ok(updated)
+    }
+}
+
+/// How many times a use case that reads a user or the company, decides, and writes its
+/// decision back tries before it gives up on a record that keeps changing under it
+/// ([`AccountsError::Stale`]).
+pub const STALE_ATTEMPTS: usize = 3;
+
+/// Runs `attempt` (a read, a decision on it, and a write that lands only if the read still
+/// holds) again on a fresh read when its write found the read stale, [`STALE_ATTEMPTS`] times
+/// in all. A retry decides anew: a role check that passed on the old read may now refuse.
+async fn on_fresh_read<T, F>(mut attempt: impl FnMut() -> F) -> Result<T, AccountsError>
+where
+    F: Future<Output = Result<T, AccountsError>>,
+{
+    let mut left = STALE_ATTEMPTS;
+    loop {
+        match attempt().await {
+            Err(AccountsError::Stale) if left > 1 => left -= 1,
+            outcome => return outcome,
+        }
     }
 }
 

@@ -268,6 +268,13 @@ impl From<AccountsError> for ApiError {
             AccountsError::Conflict { code, message } => {
                 Self::new(StatusCode::CONFLICT, code, "Conflict", message)
             }
+            AccountsError::Stale => Self::new(
+                StatusCode::CONFLICT,
+                "concurrent_change",
+                "Changed meanwhile",
+                "the record kept changing while this request was decided on it; nothing was \
+                 written: read it again and retry",
+            ),
             AccountsError::Internal(_) => Self::from_internal(&err),
         }
     }

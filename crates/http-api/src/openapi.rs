@@ -220,6 +220,12 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
         "400",
         "`malformed_request`: a query parameter is not valid.",
     );
+    const CHANGED_MEANWHILE: (&str, &str) = (
+        "409",
+        "`concurrent_change`: the record kept changing while the request was decided on it (it \
+         is decided again on a fresh read a few times first); nothing was written: read it \
+         again and retry.",
+    );
     const READING: (&str, &str) = (
         "429",
         "`rate_limited` also while another request verifies (or exports) the company's log: one \
@@ -268,6 +274,7 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
             ),
             POLICY,
             VALIDATION,
+            CHANGED_MEANWHILE,
         ],
         ("POST", "/v1/me/email") => &[
             (
@@ -326,8 +333,10 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
             &[("409", "`mfa_not_enabled`: enrol first.")]
         }
         ("PATCH", "/v1/users/{id}")
-        | ("PUT", "/v1/users/{id}/role" | "/v1/users/{id}/permissions")
-        | ("PATCH", "/v1/company")
+        | ("PUT", "/v1/users/{id}/role" | "/v1/users/{id}/permissions") => {
+            &[VALIDATION, CHANGED_MEANWHILE]
+        }
+        ("PATCH", "/v1/company")
         | (
             "POST",
             "/v1/incidents" | "/v1/incidents/{id}/notes" | "/v1/incidents/{id}/notifications",

@@ -1,7 +1,8 @@
 use accounts::{
-    AccountRepository, AccountsError, Company, CompanyName, CompanyProfile, ConfigChange, Email,
-    EmailChange, EmailChangeRepository, EmailRevert, FactorRemoval, PasswordHash, PasswordReset,
-    PasswordResetRepository, PersonName, Rfc, SessionRevocation, User, UserField,
+    AccountRepository, AccountsError, Company, CompanyName, CompanyProfile, CompanyUpdate,
+    ConfigChange, DecideCompanyUpdate, Email, EmailChange, EmailChangeRepository, EmailRevert,
+    FactorRemoval, PasswordHash, PasswordReset, PasswordResetRepository, PersonName, Rfc,
+    SessionRevocation, User, UserField,
 };
 use async_trait::async_trait;
 use audit::AuditRecord;
@@ -220,11 +221,26 @@ impl AccountRepository for SeaStore {
 
     async fn update_company(
         &self,
-        c: &Company,
-        changes: Vec<ConfigChange>,
-        audit: Vec<AuditRecord>,
-    ) -> Result<(), AccountsError> {
+        id: CompanyId,
+        decide: DecideCompanyUpdate,
+    ) -> Result<Company, AccountsError> {
+        // Dropping the transaction on any early return (a refusal included) rolls it back.
         let txn = self.write_txn().await.map_err(internal)?;
+        let stored = self
+            .for_update(company::Entity::find_by_id(id.as_uuid()))
+            .one(&txn)
+            .await
+            .map_err(internal)?
+            .ok_or(AccountsError::NotFound)?;
+        let current = to_company(stored)?;
+        let Some(CompanyUpdate {
+            company: c,
+            changes,
+            audit,
+        }) = decide(&current)?
+        else {
+            return Ok(current);
+        };
         let updated = company::Entity::update_many()
             .col_expr(company::Column::Name, Expr::value(c.name.as_str()))
             .col_expr(
@@ -259,7 +275,7 @@ impl AccountRepository for SeaStore {
                 company::Column::UpdatedAt,
                 Expr::value(changes.first().map_or(c.created_at, |ch| ch.at)),
             )
-            .filter(company::Column::Id.eq(c.id.as_uuid()))
+            .filter(company::Column::Id.eq(id.as_uuid()))
             .exec(&txn)
             .await
             .map_err(internal)?;
@@ -269,7 +285,7 @@ impl AccountRepository for SeaStore {
         if !changes.is_empty() {
             let rows = changes.into_iter().map(|ch| company_change::ActiveModel {
                 id: Set(ch.id),
-                company_id: Set(c.id.as_uuid()),
+                company_id: Set(id.as_uuid()),
                 at: Set(ch.at),
                 actor_id: Set(ch.actor_id.as_uuid()),
                 field: Set(ch.field),
@@ -283,7 +299,8 @@ impl AccountRepository for SeaStore {
         }
         self.commit_with_audit_as(txn, audit, crate::Changed::NoSessionOrUser)
             .await
-            .map_err(internal)
+            .map_err(internal)?;
+        Ok(c)
     }
 
     async fn company_changes(
@@ -389,12 +406,25 @@ impl AccountRepository for SeaStore {
 
     async fn update_user(
         &self,
+        before: &User,
         user: &User,
         fields: &[UserField],
         revoke: Option<SessionRevocation>,
         audit: Vec<AuditRecord>,
     ) -> Result<Vec<SessionId>, AccountsError> {
         let txn = self.write_txn().await.map_err(internal)?;
+        let stored = self
+            .for_update(
+                user::Entity::find_by_id(user.id.as_uuid())
+                    .filter(user::Column::CompanyId.eq(user.company_id.as_uuid())),
+            )
+            .one(&txn)
+            .await
+            .map_err(internal)?
+            .ok_or(AccountsError::NotFound)?;
+        if !UserField::unchanged_since(before, &to_user(stored)?, fields) {
+            return Err(AccountsError::Stale);
+        }
         let result = user_update(user, fields)
             .exec(&txn)
             .await

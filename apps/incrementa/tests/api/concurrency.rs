@@ -196,3 +196,125 @@ async fn a_logout_in_one_process_reaches_the_other_within_the_cache_time() {
         .await;
     }
 }
+
+/// Sends `bodies` to `method path` as `token`, all at once. Each reply is 200 or, when the
+/// record kept changing under every attempt, 409 `concurrent_change`; the indexes of the 200s.
+async fn at_once(
+    app: &TestApp,
+    token: &str,
+    method: &str,
+    path: &str,
+    bodies: &[serde_json::Value],
+) -> Vec<usize> {
+    let replies = join_all(
+        bodies
+            .iter()
+            .map(|body| app.call(method, path, Some(token), Some(body.clone()))),
+    )
+    .await;
+    let mut landed = Vec::new();
+    for (i, r) in replies.iter().enumerate() {
+        if r.status == 200 {
+            landed.push(i);
+        } else {
+            assert_problem(r, 409, "concurrent_change");
+        }
+    }
+    assert!(!landed.is_empty(), "{}: nothing landed", app.db.backend);
+    landed
+}
+
+/// Simultaneous grants of different permissions to one user: every grant that was answered
+/// 200 is in the user's permissions at the end (none computed from grants another one
+/// replaced), and the audit log records exactly those.
+#[actix_web::test]
+async fn simultaneous_permission_grants_lose_none() {
+    const GRANTS: [&str; 6] = [
+        "users.read",
+        "company.config.read",
+        "audit.read",
+        "incidents.manage",
+        "customers.read.all",
+        "fiscal.credentials.read",
+    ];
+    for app in spawn_each().await {
+        let b = app.db.backend;
+        let [(_, owner), _, _, (vendor_id, _)] = app.company_with_roles("").await;
+        app.reauth(&owner).await;
+        let path = format!("/v1/users/{vendor_id}/permissions");
+        let bodies: Vec<_> = GRANTS
+            .iter()
+            .map(|p| serde_json::json!({ "grant": [p] }))
+            .collect();
+        let landed = at_once(&app, &owner, "PUT", &path, &bodies).await;
+        let user = app
+            .call("GET", &format!("/v1/users/{vendor_id}"), Some(&owner), None)
+            .await;
+        let held: HashSet<&str> = user.body["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.as_str())
+            .collect();
+        for (i, permission) in GRANTS.iter().enumerate() {
+            assert_eq!(
+                held.contains(permission),
+                landed.contains(&i),
+                "{b}: {permission} ({})",
+                user.raw
+            );
+        }
+        let recorded = app
+            .audit_dump()
+            .await
+            .into_iter()
+            .filter(|r| r.starts_with("user.permissions_changed|success"))
+            .count();
+        assert_eq!(recorded, landed.len(), "{b}");
+    }
+}
+
+/// Simultaneous changes of the company's configuration take turns rather than fail: every one
+/// is answered 200 and is in the configuration at the end, and each field's change record
+/// names as old value what the company held before it.
+#[actix_web::test]
+async fn simultaneous_company_changes_all_land() {
+    let fields: [(&str, serde_json::Value); 4] = [
+        ("name", serde_json::json!("Tacos Nuevos")),
+        ("legal_name", serde_json::json!("Tacos Nuevos SA de CV")),
+        ("postal_code", serde_json::json!("06700")),
+        ("tax_regime", serde_json::json!("601")),
+    ];
+    for app in spawn_each().await {
+        let b = app.db.backend;
+        app.signup("duena@example.com").await;
+        let owner = app.token("duena@example.com").await;
+        let before = app.call("GET", "/v1/company", Some(&owner), None).await;
+        let bodies: Vec<_> = fields
+            .iter()
+            .map(|(field, value)| serde_json::json!({ *field: value }))
+            .collect();
+        let replies = join_all(
+            bodies
+                .iter()
+                .map(|body| app.call("PATCH", "/v1/company", Some(&owner), Some(body.clone()))),
+        )
+        .await;
+        for r in &replies {
+            assert_eq!(r.status, 200, "{b}: {}", r.raw);
+        }
+        let after = app.call("GET", "/v1/company", Some(&owner), None).await;
+        for (field, value) in &fields {
+            assert_eq!(&after.body[*field], value, "{b}: {field} ({})", after.raw);
+        }
+        let changes = app
+            .call("GET", "/v1/company/changes", Some(&owner), None)
+            .await;
+        let changes = changes.body["items"].as_array().unwrap();
+        assert_eq!(changes.len(), fields.len(), "{b}");
+        for change in changes {
+            let field = change["field"].as_str().unwrap();
+            assert_eq!(change["old_value"], before.body[field], "{b}: {change}");
+        }
+    }
+}

@@ -323,8 +323,9 @@ async fn deactivation_revokes_every_session_in_the_same_call() {
     repo.expect_user()
         .returning(|c, _| Ok(Some(user(c, 9, Role::Vendor))));
     repo.expect_update_user()
-        .withf(|u, fields, revoke, audit| {
-            !u.active
+        .withf(|before, u, fields, revoke, audit| {
+            before.active
+                && !u.active
                 && fields == [UserField::Active]
                 && revoke.as_ref().is_some_and(|r| {
                     r.reason == RevocationReason::UserDeactivated && r.keep.is_none()
@@ -333,7 +334,7 @@ async fn deactivation_revokes_every_session_in_the_same_call() {
                 && audit[0].action == Action::USER_DEACTIVATED
         })
         .times(1)
-        .returning(|_, _, _, _| Ok(vec![]));
+        .returning(|_, _, _, _, _| Ok(vec![]));
     let svc = service(repo, hasher(), MockAuditSink::new());
     let patch = UserPatch {
         name: None,
@@ -430,8 +431,9 @@ async fn password_change_needs_the_current_password_and_keeps_only_this_session(
         }))
     });
     repo.expect_update_user()
-        .withf(move |u, fields, revoke, _| {
-            u.password_hash.as_str() == "$argon2id$fake"
+        .withf(move |before, u, fields, revoke, _| {
+            before.password_hash.as_str() == "$argon2id$old"
+                && u.password_hash.as_str() == "$argon2id$fake"
                 && fields == [UserField::Password]
                 && !u.password_change_required
                 && revoke.as_ref().is_some_and(|r| {
@@ -439,7 +441,7 @@ async fn password_change_needs_the_current_password_and_keeps_only_this_session(
                 })
         })
         .times(1)
-        .returning(|_, _, _, _| Ok(vec![]));
+        .returning(|_, _, _, _, _| Ok(vec![]));
     let mut h = hasher();
     h.expect_verify().returning(|_, _| {
         Ok(PasswordCheck::Match {
@@ -498,9 +500,10 @@ async fn the_operator_resets_a_password_revoking_every_session() {
         .withf(|e| e.as_str() == "user5@example.com")
         .returning(|_| Ok(Some(user(company(), 5, Role::Owner))));
     repo.expect_update_user()
-        .withf(|u, fields, revoke, audit| {
+        .withf(|before, u, fields, revoke, audit| {
             let record = &audit[0];
-            fields == [UserField::Password]
+            before.password_hash.as_str() == "$argon2id$old"
+                && fields == [UserField::Password]
                 && u.id == UserId::from_uuid(uuid::Uuid::from_u128(5))
                 && u.password_hash.as_str() == "$argon2id$fake"
                 && u.password_change_required
@@ -520,7 +523,7 @@ async fn the_operator_resets_a_password_revoking_every_session() {
                 && !record.details.to_string().contains(GOOD)
         })
         .times(1)
-        .returning(|_, _, _, _| Ok(vec![]));
+        .returning(|_, _, _, _, _| Ok(vec![]));
     let svc = service(repo, hasher(), MockAuditSink::new());
     let reset = svc
         .reset_password_by_operator(&email, &Password::new(GOOD))
@@ -648,4 +651,246 @@ async fn signups_from_one_ipv6_network_share_its_limit() {
         .await
         .unwrap_err();
     assert!(matches!(err, AccountsError::RateLimited { .. }), "{err:?}");
+}
+
+/// Each write a repository was asked for: the user as read, and as to be stored.
+type Writes = Arc<std::sync::Mutex<Vec<(User, User)>>>;
+
+/// A repository whose `user` answers `reads` in turn (the last one from then on) and whose
+/// first `stale` writes find the user changed since it was read; every write lands in the
+/// returned list.
+fn changing_under_us(reads: Vec<User>, stale: usize) -> (MockAccountRepository, Writes) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let read = AtomicUsize::new(0);
+    let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&writes);
+    let mut repo = MockAccountRepository::new();
+    repo.expect_user().returning(move |_, _| {
+        let n = read.fetch_add(1, Ordering::SeqCst);
+        Ok(reads.get(n).or(reads.last()).cloned())
+    });
+    repo.expect_update_user()
+        .returning(move |before, after, _, _, _| {
+            let mut writes = seen.lock().unwrap();
+            writes.push((before.clone(), after.clone()));
+            if writes.len() <= stale {
+                Err(AccountsError::Stale)
+            } else {
+                Ok(vec![])
+            }
+        });
+    (repo, writes)
+}
+
+fn nine() -> UserId {
+    UserId::from_uuid(uuid::Uuid::from_u128(9))
+}
+
+/// An Admin deactivates a Manager while that Manager accepts the company's ownership: the
+/// write finds the role it was decided on gone, and the decision made again on the fresh read
+/// refuses (an Admin never deactivates the Owner) instead of landing on the new Owner.
+#[tokio::test]
+async fn a_decision_whose_read_went_stale_is_made_again_on_a_fresh_read() {
+    let (repo, writes) = changing_under_us(
+        vec![
+            user(company(), 9, Role::Manager),
+            user(company(), 9, Role::Owner),
+        ],
+        1,
+    );
+    let svc = service(repo, hasher(), sink_expecting_denial());
+    let patch = UserPatch {
+        name: None,
+        active: Some(false),
+    };
+    let err = svc
+        .update_user(
+            &actor(Role::Admin, company()),
+            nine(),
+            patch,
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountsError::Forbidden(_)), "{err:?}");
+    let writes = writes.lock().unwrap();
+    assert_eq!(writes.len(), 1, "only the stale attempt reached the store");
+    assert_eq!(writes[0].0.role, Role::Manager);
+}
+
+/// Two Owners grant one permission each at the same time: the second write finds the grants
+/// it computed from replaced, and the grants computed again keep the other one's.
+#[tokio::test]
+async fn grants_are_computed_again_from_grants_another_write_stored() {
+    let read = user(company(), 9, Role::Vendor);
+    let other = User {
+        grants: PermissionSet::of(&[Permission::CustomersReadAll]),
+        ..read.clone()
+    };
+    let (repo, writes) = changing_under_us(vec![read, other], 1);
+    let svc = service(repo, hasher(), MockAuditSink::new());
+    let owner = actor(Role::Owner, company()).reauthenticated(Some(clock().now()));
+    let updated = svc
+        .change_permissions(
+            &owner,
+            nine(),
+            &["audit.read".to_owned()],
+            &[],
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap();
+    let both = PermissionSet::of(&[Permission::CustomersReadAll, Permission::AuditRead]);
+    assert_eq!(updated.grants, both);
+    let writes = writes.lock().unwrap();
+    assert_eq!(writes.len(), 2);
+    assert_eq!(
+        writes[1].0.grants,
+        PermissionSet::of(&[Permission::CustomersReadAll])
+    );
+    assert_eq!(writes[1].1.grants, both);
+}
+
+/// A user that keeps changing under every attempt: after `STALE_ATTEMPTS` reads and writes
+/// the caller is told, and nothing landed.
+#[tokio::test]
+async fn a_record_that_keeps_changing_is_given_up_on_after_a_bounded_number_of_attempts() {
+    let (repo, writes) = changing_under_us(vec![user(company(), 9, Role::Vendor)], usize::MAX);
+    let svc = service(repo, hasher(), MockAuditSink::new());
+    let err = svc
+        .change_role(
+            &actor(Role::Owner, company()).reauthenticated(Some(clock().now())),
+            nine(),
+            "manager",
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AccountsError::Stale), "{err:?}");
+    assert_eq!(writes.lock().unwrap().len(), STALE_ATTEMPTS);
+}
+
+/// A password change whose hash was replaced meanwhile (the real owner reset it) is checked
+/// again against the new hash, which the old password does not open: refused, not stored.
+#[tokio::test]
+async fn a_password_change_racing_a_reset_verifies_against_the_new_hash() {
+    let before = user(company(), 1, Role::Vendor);
+    let reset = User {
+        password_hash: PasswordHash::new("$argon2id$reset".into()),
+        ..before.clone()
+    };
+    let (repo, writes) = changing_under_us(vec![before, reset], 1);
+    let mut h = hasher();
+    h.expect_verify().returning(|_, hash| {
+        Ok(match hash.map(PasswordHash::as_str) {
+            Some("$argon2id$old") => PasswordCheck::Match {
+                needs_rehash: false,
+            },
+            _ => PasswordCheck::Mismatch,
+        })
+    });
+    let mut sink = MockAuditSink::new();
+    sink.expect_record()
+        .withf(|r| r.action == Action::USER_PASSWORD_CHANGED && r.outcome == Outcome::Failure)
+        .times(1)
+        .returning(|_| Ok(()));
+    let svc = service(repo, h, sink);
+    let err = svc
+        .change_password(
+            &actor(Role::Vendor, company()),
+            &Password::new("old"),
+            &Password::new(GOOD),
+            &Password::new(GOOD),
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AccountsError::CurrentPasswordInvalid),
+        "{err:?}"
+    );
+    assert_eq!(writes.lock().unwrap().len(), 1);
+}
+
+/// Every field a use case writes, and the role, decide whether the read still holds; a field
+/// it does not write does not.
+#[test]
+fn a_read_holds_while_the_role_and_the_written_fields_are_unchanged() {
+    let read = user(company(), 9, Role::Vendor);
+    let all = [
+        UserField::Name,
+        UserField::Role,
+        UserField::Active,
+        UserField::Permissions,
+        UserField::Password,
+    ];
+    assert!(UserField::unchanged_since(&read, &read, &all));
+    let promoted = User {
+        role: Role::Owner,
+        ..read.clone()
+    };
+    assert!(!UserField::unchanged_since(
+        &read,
+        &promoted,
+        &[UserField::Name]
+    ));
+    let cases: [(UserField, User); 6] = [
+        (
+            UserField::Name,
+            User {
+                name: PersonName::parse("Otro", "name").unwrap(),
+                ..read.clone()
+            },
+        ),
+        (
+            UserField::Active,
+            User {
+                active: false,
+                ..read.clone()
+            },
+        ),
+        (
+            UserField::Permissions,
+            User {
+                grants: PermissionSet::of(&[Permission::AuditRead]),
+                ..read.clone()
+            },
+        ),
+        (
+            UserField::Permissions,
+            User {
+                revokes: PermissionSet::of(&[Permission::CustomersReadAssigned]),
+                ..read.clone()
+            },
+        ),
+        (
+            UserField::Password,
+            User {
+                password_hash: PasswordHash::new("$argon2id$other".into()),
+                ..read.clone()
+            },
+        ),
+        (
+            UserField::Password,
+            User {
+                password_change_required: true,
+                ..read.clone()
+            },
+        ),
+    ];
+    for (field, stored) in cases {
+        assert!(
+            !UserField::unchanged_since(&read, &stored, &[field]),
+            "{field:?}"
+        );
+        let others: Vec<UserField> = all
+            .iter()
+            .copied()
+            .filter(|f| *f != field && *f != UserField::Role)
+            .collect();
+        assert!(
+            UserField::unchanged_since(&read, &stored, &others),
+            "{field:?}"
+        );
+    }
 }

@@ -93,7 +93,7 @@ async fn another_processs_session_and_user_writes_reach_the_follower() {
     let mut admin = u.clone();
     admin.role = Role::Admin;
     writer
-        .update_user(&admin, &[UserField::Role], None, vec![])
+        .update_user(&u, &admin, &[UserField::Role], None, vec![])
         .await
         .unwrap();
     let after_role = exactly_one_more(&follower, start, "a role change").await;
@@ -144,13 +144,20 @@ async fn the_epoch_moves_for_session_and_user_writes_only() {
         )
         .await
         .unwrap();
-        let mut renamed = c.clone();
-        renamed.name = ::accounts::CompanyName::parse("Renamed").unwrap();
+        let logged = record(Action::SESSION_LOGIN, Some(c.id));
         store
             .update_company(
-                &renamed,
-                vec![],
-                vec![record(Action::SESSION_LOGIN, Some(c.id))],
+                c.id,
+                Box::new(move |current| {
+                    Ok(Some(::accounts::CompanyUpdate {
+                        company: Company {
+                            name: ::accounts::CompanyName::parse("Renamed").unwrap(),
+                            ..current.clone()
+                        },
+                        changes: vec![],
+                        audit: vec![logged],
+                    }))
+                }),
             )
             .await
             .unwrap();
@@ -167,7 +174,7 @@ async fn the_epoch_moves_for_session_and_user_writes_only() {
         let mut off = u.clone();
         off.active = false;
         store
-            .update_user(&off, &[UserField::Active], None, vec![])
+            .update_user(&u, &off, &[UserField::Active], None, vec![])
             .await
             .unwrap();
         assert!(store.changed_since(u.id, after_login), "{}", db.backend);
@@ -349,7 +356,7 @@ async fn a_lost_listening_connection_counts_as_a_change_and_listening_resumes() 
     let mut admin = u.clone();
     admin.role = Role::Admin;
     writer
-        .update_user(&admin, &[UserField::Role], None, vec![])
+        .update_user(&u, &admin, &[UserField::Role], None, vec![])
         .await
         .unwrap();
     epoch_passes(&follower, settled, "a write after the loss").await;

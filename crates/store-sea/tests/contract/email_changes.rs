@@ -806,7 +806,7 @@ async fn completions_store_back_only_what_they_change() {
         let mut active = demoted.clone();
         active.active = true;
         store
-            .update_user(&active, &[UserField::Active], None, vec![])
+            .update_user(&demoted, &active, &[UserField::Active], None, vec![])
             .await
             .unwrap();
         let (_, window) = moved(&store, &read, "leida@nuevo.mx", at).await;

@@ -149,6 +149,7 @@ pub async fn admin_read_then_demoted(store: &SeaStore, email: &str) -> (Company,
     demoted.active = false;
     store
         .update_user(
+            &read,
             &demoted,
             &[::accounts::UserField::Role, ::accounts::UserField::Active],
             None,

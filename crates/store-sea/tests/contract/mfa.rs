@@ -346,7 +346,7 @@ async fn storing_a_user_read_before_mfa_was_turned_on_leaves_it_on() {
         let mut renamed = u.clone();
         renamed.name = ::accounts::PersonName::parse("Otra", "name").unwrap();
         store
-            .update_user(&renamed, &[UserField::Name], None, vec![])
+            .update_user(&u, &renamed, &[UserField::Name], None, vec![])
             .await
             .unwrap();
         let stored = store.user(c.id, u.id).await.unwrap().unwrap();

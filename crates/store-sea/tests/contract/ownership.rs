@@ -175,7 +175,7 @@ async fn the_schema_refuses_a_second_owner_and_an_inactive_receiver() {
         let mut off = admin.clone();
         off.active = false;
         store
-            .update_user(&off, &[UserField::Active], None, vec![])
+            .update_user(&admin, &off, &[UserField::Active], None, vec![])
             .await
             .unwrap();
         let t = transfer(&c, &owner, &admin);
@@ -218,7 +218,7 @@ async fn permission_deltas_round_trip() {
         changed.grants = PermissionSet::of(&[Permission::CustomersReadAll]);
         changed.revokes = PermissionSet::of(&[Permission::FiscalSign, Permission::AuditRead]);
         store
-            .update_user(&changed, &[UserField::Permissions], None, vec![])
+            .update_user(&admin, &changed, &[UserField::Permissions], None, vec![])
             .await
             .unwrap();
         let stored = store.user(c.id, admin.id).await.unwrap().unwrap();

@@ -316,6 +316,7 @@ async fn deactivation_revokes_everything_and_password_change_keeps_one() {
         let revoked = store
             .update_user(
                 &u,
+                &u,
                 &[UserField::Password],
                 Some(revocation(RevocationReason::PasswordChanged, Some(ids[1]))),
                 vec![],
@@ -327,6 +328,7 @@ async fn deactivation_revokes_everything_and_password_change_keeps_one() {
         off.active = false;
         let revoked = store
             .update_user(
+                &u,
                 &off,
                 &[UserField::Active],
                 Some(revocation(RevocationReason::UserDeactivated, None)),
