@@ -47,9 +47,6 @@ pub const EMAIL_CHANGE_RESEND_INTERVAL: kernel::Duration = kernel::Duration::min
 /// How long the address a user had before a change can undo it, with the code mailed there.
 pub const EMAIL_REVERT_TTL: kernel::Duration = kernel::Duration::hours(72);
 
-/// Longest code read: a real one is 48 characters.
-const MAX_TOKEN_CHARS: usize = 128;
-
 /// A user's pending change of address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmailChange {
@@ -395,9 +392,7 @@ impl EmailChangeService {
         self.refuse(actor, Action::USER_EMAIL_CHANGED, false, now, ctx)
             .await?;
         let token = token.expose_secret();
-        let named = (token.len() <= MAX_TOKEN_CHARS)
-            .then(|| self.ports.tokens.reset_id(token))
-            .flatten();
+        let named = crate::reset::named_by(self.ports.tokens.as_ref(), token);
         let Some(id) = named else {
             return Err(AccountsError::EmailChangeInvalid);
         };
@@ -492,10 +487,7 @@ impl EmailChangeService {
         let now = self.ports.clock.now();
         crate::reset::network_limited(&self.per_ip, ctx, now)?;
         let token = token.expose_secret();
-        let found = match (token.len() <= MAX_TOKEN_CHARS)
-            .then(|| self.ports.tokens.reset_id(token))
-            .flatten()
-        {
+        let found = match crate::reset::named_by(self.ports.tokens.as_ref(), token) {
             Some(id) => self.ports.changes.email_revert(id).await?,
             None => None,
         };

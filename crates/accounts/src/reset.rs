@@ -134,8 +134,16 @@ impl AcceptedReset {
     }
 }
 
-/// Longest token read: a real one is 48 characters.
+/// Longest token (or e-mail change code) read: a real one is 48 characters.
 const MAX_TOKEN_CHARS: usize = 128;
+
+/// The record `token` names, if it is a genuine token of `tokens`; one far longer than a real
+/// one is not even decoded.
+pub(crate) fn named_by(tokens: &dyn ResetTokenVerifier, token: &str) -> Option<Uuid> {
+    (token.len() <= MAX_TOKEN_CHARS)
+        .then(|| tokens.reset_id(token))
+        .flatten()
+}
 
 /// `RateLimited` (with the seconds to wait) when the client network of `ctx` is over `per_ip`.
 pub(crate) fn network_limited(
@@ -313,13 +321,9 @@ impl PasswordResetService {
         let now = self.ports.clock.now();
         self.limited(ctx, now)?;
         let token = confirmation.token.expose_secret();
-        let found = if token.len() > MAX_TOKEN_CHARS {
-            None
-        } else {
-            match self.ports.tokens.reset_id(token) {
-                Some(id) => self.ports.resets.reset(id).await?,
-                None => None,
-            }
+        let found = match named_by(self.ports.tokens.as_ref(), token) {
+            Some(id) => self.ports.resets.reset(id).await?,
+            None => None,
         };
         let Some((user, reset)) =
             found.filter(|(user, reset)| user.active && reset.expires_at > now)
