@@ -480,7 +480,7 @@ async fn users_cmd(settings: &Settings, cmd: UsersCommand) -> Result<(), String>
                 })?;
             // A lock from failed logins (OPS-4) guards the old password against guessing; the
             // new one is random, and the user must be able to use it now.
-            let unlocked = throttle.reset(email.as_str()).await;
+            let unlocked = sessions::lift_login_lock(throttle.as_ref(), &email).await;
             println!("{}", password.expose());
             if let Err(e) = unlocked {
                 eprintln!(

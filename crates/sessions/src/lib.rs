@@ -26,7 +26,7 @@ pub use model::{
 pub use ports::{
     ChangeEpoch, LoginReads, LoginSubject, LoginThrottle, NoEpoch, SessionStore, TokenIssuer,
 };
-pub use service::{Authenticated, SessionConfig, SessionPorts, SessionService};
+pub use service::{Authenticated, SessionConfig, SessionPorts, SessionService, lift_login_lock};
 pub use throttle::{ThrottlePolicy, ThrottleState};
 
 #[cfg(any(test, feature = "mocks"))]

@@ -582,7 +582,7 @@ impl SessionService {
     /// # Errors
     /// `Internal`.
     pub async fn lift_login_lock(&self, email: &Email) -> Result<(), SessionError> {
-        self.throttle.reset(&throttle_key(email.as_str())).await
+        lift_login_lock(self.throttle.as_ref(), email).await
     }
 
     /// Deletes the sessions that ended more than [`SessionConfig::ended_retention`] ago, so the
@@ -813,6 +813,19 @@ fn rate_limited(wait: Duration) -> SessionError {
 /// The throttle key of a login attempt: the normalized email, so unknown and known emails are
 /// throttled alike. Text that is not an email (often a password typed into the wrong field) is
 /// never stored: all such attempts share one key, which no real account uses.
+/// Lifts the failed-login lock of `email` in `throttle`: what [`SessionService::lift_login_lock`]
+/// does, for a caller that holds the throttle alone (the operator's password reset, which gives
+/// the user a new password to use at once).
+///
+/// # Errors
+/// `Internal`.
+pub async fn lift_login_lock(
+    throttle: &dyn LoginThrottle,
+    email: &Email,
+) -> Result<(), SessionError> {
+    throttle.reset(&throttle_key(email.as_str())).await
+}
+
 fn throttle_key(email: &str) -> String {
     Email::parse(email).map_or_else(
         |_| MALFORMED_EMAIL_KEY.to_owned(),
