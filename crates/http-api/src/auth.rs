@@ -8,7 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use kernel::RequestContext;
-use rbac::{Actor, Scope, authorize};
+use rbac::{Actor, MFA_ENROLMENT_REQUIRED, PASSWORD_CHANGE_REQUIRED, Scope, authorize};
 use sessions::Authenticated;
 
 use crate::routes::Access;
@@ -201,9 +201,6 @@ fn open_during_password_change(method: &actix_web::http::Method, path: &str) -> 
         .any(|(m, p)| *m == method.as_str() && *p == path)
 }
 
-const PASSWORD_CHANGE_REQUIRED: &str = "password_change_required";
-const MFA_ENROLMENT_REQUIRED: &str = "mfa_enrolment_required";
-
 /// What keeps a restricted actor from `method path`, if anything: a password the operator reset
 /// must be changed first (`password_change_required`), then an Owner or Admin bound by the
 /// company's MFA policy must enrol (`mfa_enrolment_required`). While both apply, the password
@@ -261,11 +258,7 @@ pub(crate) async fn guard(
         {
             return Ok(req.error_response(ApiError::from(e)));
         }
-        return Ok(req.error_response(if code == PASSWORD_CHANGE_REQUIRED {
-            ApiError::password_change_required()
-        } else {
-            ApiError::mfa_enrolment_required()
-        }));
+        return Ok(req.error_response(ApiError::refusal(code)));
     }
     if let Some(permission) = access.permission()
         && !authorize(&auth.actor, permission, Scope::Company).is_allowed()

@@ -96,6 +96,18 @@ impl ApiError {
         )
     }
 
+    /// 403 for `why`: the restrictions of a session (`rbac::Actor::restriction`) get their own
+    /// problems, which tell the client what to do; any other reason is `forbidden` with it as
+    /// the detail.
+    #[must_use]
+    pub fn refusal(why: &'static str) -> Self {
+        match why {
+            rbac::PASSWORD_CHANGE_REQUIRED => Self::password_change_required(),
+            rbac::MFA_ENROLMENT_REQUIRED => Self::mfa_enrolment_required(),
+            _ => Self::forbidden(why),
+        }
+    }
+
     /// 404, also for another company's ids.
     #[must_use]
     pub fn not_found() -> Self {
@@ -244,7 +256,7 @@ impl From<AccountsError> for ApiError {
                 "another account uses this email address",
             ),
             AccountsError::NotFound => Self::not_found(),
-            AccountsError::Forbidden(why) => Self::forbidden(why),
+            AccountsError::Forbidden(why) => Self::refusal(why),
             AccountsError::CurrentPasswordInvalid => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "current_password_invalid",
@@ -409,6 +421,7 @@ impl From<SessionError> for ApiError {
                 "Invalid second factor",
                 "the code is wrong, expired or already used",
             ),
+            SessionError::Forbidden(why) => Self::refusal(why),
             SessionError::NotFound => Self::not_found(),
             SessionError::Internal(_) => Self::from_internal(&err),
         }
@@ -444,7 +457,7 @@ impl From<mfa::MfaError> for ApiError {
                 "the code is wrong, expired or already used",
             ),
             MfaError::ReauthenticationRequired => Self::reauthentication_required(),
-            MfaError::Forbidden(why) => Self::forbidden(why),
+            MfaError::Forbidden(why) => Self::refusal(why),
             MfaError::Internal(_) => Self::from_internal(&err),
         }
     }
@@ -653,6 +666,33 @@ mod tests {
         assert_eq!(e.code(), "rate_limited");
         let res = e.error_response();
         assert_eq!(res.headers().get("retry-after").unwrap(), "5");
+    }
+
+    /// A restricted session refused by a core service (linked or behind the guard) gets the
+    /// problem that tells the client what to do, whichever core refused it; another reason is
+    /// `forbidden` with it as the detail.
+    #[test]
+    fn a_restriction_refused_by_any_core_keeps_its_own_problem() {
+        let refused = [
+            ApiError::from(SessionError::Forbidden(rbac::PASSWORD_CHANGE_REQUIRED)),
+            ApiError::from(AccountsError::Forbidden(rbac::MFA_ENROLMENT_REQUIRED)),
+            ApiError::from(mfa::MfaError::Forbidden(rbac::PASSWORD_CHANGE_REQUIRED)),
+            ApiError::from(AccountsError::Forbidden("the owner cannot be deactivated")),
+        ];
+        let codes: Vec<_> = refused
+            .iter()
+            .map(|e| (e.status_code(), e.code()))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                (StatusCode::FORBIDDEN, "password_change_required"),
+                (StatusCode::FORBIDDEN, "mfa_enrolment_required"),
+                (StatusCode::FORBIDDEN, "password_change_required"),
+                (StatusCode::FORBIDDEN, "forbidden"),
+            ]
+        );
+        assert_eq!(detail(&refused[3]), "the owner cannot be deactivated");
     }
 
     #[test]

@@ -70,6 +70,12 @@ pub struct Actor {
     pub password_change_only: bool,
 }
 
+/// Why an actor restricted to changing its password is refused ([`Actor::restriction`]).
+pub const PASSWORD_CHANGE_REQUIRED: &str = "password_change_required";
+
+/// Why an actor restricted to MFA enrolment is refused ([`Actor::restriction`]).
+pub const MFA_ENROLMENT_REQUIRED: &str = "mfa_enrolment_required";
+
 impl Actor {
     /// An actor with the given effective permissions.
     #[must_use]
@@ -121,9 +127,9 @@ impl Actor {
     #[must_use]
     pub const fn restriction(&self) -> Option<&'static str> {
         if self.password_change_only {
-            Some("password_change_required")
+            Some(PASSWORD_CHANGE_REQUIRED)
         } else if self.mfa_enrolment_only {
-            Some("mfa_enrolment_required")
+            Some(MFA_ENROLMENT_REQUIRED)
         } else {
             None
         }

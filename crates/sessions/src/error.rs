@@ -22,6 +22,11 @@ pub enum SessionError {
     /// The TOTP or recovery code is wrong, expired or already used (MFA-1, MFA-4).
     #[error("the second factor is not valid")]
     MfaInvalid,
+    /// The actor's session is restricted (a password the operator handed over must be changed
+    /// first, or MFA enrolled: `password_change_required`, `mfa_enrolment_required`) and this
+    /// is not one of the few things it may do (see [`rbac::Actor::restriction`]).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// No such session among the actor's own.
     #[error("not found")]
     NotFound,

@@ -622,9 +622,12 @@ impl SessionService {
     /// Failures count towards the account's login throttle, so a stolen session cannot be used
     /// to guess the password or the code.
     ///
+    /// A restricted session ([`Actor::restriction`]) may not: it must change its password or
+    /// enrol first, and a step-up would open nothing it may do.
+    ///
     /// # Errors
     /// `ReauthenticationFailed`, `MfaRequired`, `MfaInvalid`, `RateLimited`, `Unauthenticated`
-    /// (user vanished), `Internal`.
+    /// (user vanished), `Forbidden` (restricted, recorded), `Internal`.
     pub async fn reauthenticate_with(
         &self,
         actor: &Actor,
@@ -632,6 +635,8 @@ impl SessionService {
         totp_code: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<kernel::Timestamp, SessionError> {
+        self.refuse_restricted(actor, Action::SESSION_REAUTHENTICATED, ctx)
+            .await?;
         let now = self.clock.now();
         let user = self
             .accounts
@@ -711,15 +716,20 @@ impl SessionService {
     }
 
     /// Revokes one of the actor's own sessions (SES-4). Someone else's session is `NotFound`.
+    /// A restricted session ([`Actor::restriction`]) may end itself (log out), not the others.
     ///
     /// # Errors
-    /// `NotFound`, `Internal`.
+    /// `NotFound`, `Forbidden` (restricted, recorded), `Internal`.
     pub async fn revoke(
         &self,
         actor: &Actor,
         id: SessionId,
         ctx: &RequestContext,
     ) -> Result<(), SessionError> {
+        if id != actor.session_id {
+            self.refuse_restricted(actor, Action::SESSION_REVOKED, ctx)
+                .await?;
+        }
         let reason = if id == actor.session_id {
             RevocationReason::Logout
         } else {
@@ -746,6 +756,30 @@ impl SessionService {
         } else {
             Err(SessionError::NotFound)
         }
+    }
+
+    /// Refuses, recording the denial, an actor whose session may only change its password or
+    /// enrol MFA: the rule the HTTP guard applies by route, kept by the core for a service that
+    /// links it without that guard.
+    async fn refuse_restricted(
+        &self,
+        actor: &Actor,
+        attempted: Action,
+        ctx: &RequestContext,
+    ) -> Result<(), SessionError> {
+        let Some(why) = actor.restriction() else {
+            return Ok(());
+        };
+        let record = AuditRecord::denied(
+            self.ids.new_id(),
+            self.clock.now(),
+            ctx,
+            actor,
+            attempted.as_str(),
+            why,
+        );
+        self.audit.record(record).await?;
+        Err(SessionError::Forbidden(why))
     }
 
     /// Records that `actor` was refused `attempted` on `route` because of `reason`

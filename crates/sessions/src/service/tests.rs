@@ -1010,6 +1010,70 @@ async fn logout_revokes_the_current_session_with_a_logout_record() {
     p.build().logout(&actor, &ctx()).await.unwrap();
 }
 
+/// A restricted session (a password to change, or MFA to enrol) may log itself out, but may
+/// neither end its other sessions nor open a step-up window: each refusal is recorded, and the
+/// store and the hasher are never asked. The HTTP guard refuses the same by route; this is the
+/// core keeping it for a service that links it directly.
+#[tokio::test]
+async fn a_restricted_session_may_log_out_but_not_revoke_others_or_step_up() {
+    let current = SessionId::from_uuid(uuid::Uuid::from_u128(50));
+    let other = SessionId::from_uuid(uuid::Uuid::from_u128(51));
+    let base = Actor::new(
+        user(true).id,
+        company_id(),
+        current,
+        Role::Admin,
+        Role::Admin.default_permissions(),
+    );
+    for (actor, why) in [
+        (
+            base.clone().restricted_to_password_change(),
+            rbac::PASSWORD_CHANGE_REQUIRED,
+        ),
+        (
+            base.clone().restricted_to_mfa_enrolment(),
+            rbac::MFA_ENROLMENT_REQUIRED,
+        ),
+    ] {
+        let mut p = Parts::new();
+        p.store
+            .expect_revoke()
+            .withf(move |_, _, id, _| *id == current)
+            .times(1)
+            .returning(|_, _, _, _| Ok(true));
+        p.accounts.expect_user().times(0);
+        p.hasher.expect_verify().times(0);
+        p.audit
+            .expect_record()
+            .withf(move |r| {
+                r.action == Action::AUTHORIZATION_DENIED
+                    && r.details["reason"] == why
+                    && [
+                        Action::SESSION_REVOKED.as_str(),
+                        Action::SESSION_REAUTHENTICATED.as_str(),
+                    ]
+                    .contains(&r.details["attempted"].as_str().unwrap_or_default())
+            })
+            .times(2)
+            .returning(|_| Ok(()));
+        let svc = p.build();
+        let err = svc.revoke(&actor, other, &ctx()).await.unwrap_err();
+        assert!(
+            matches!(err, SessionError::Forbidden(w) if w == why),
+            "{err:?}"
+        );
+        let err = svc
+            .reauthenticate(&actor, &Password::new(PW), &ctx())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, SessionError::Forbidden(w) if w == why),
+            "{err:?}"
+        );
+        svc.logout(&actor, &ctx()).await.unwrap();
+    }
+}
+
 fn company_with_policy(required: bool, grace_until: Option<Timestamp>) -> Company {
     let mut c = Company {
         id: company_id(),
