@@ -56,6 +56,17 @@ pub enum FactorUsed {
     },
 }
 
+/// What an actor needs, beyond being the account's own session, to act on its second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Enrolling: open to a session restricted to enrolment, not to one with a password to
+    /// change.
+    Enrol,
+    /// Turning MFA off or replacing the recovery codes: an unrestricted session with a fresh
+    /// step-up (MFA-3).
+    SteppedUp,
+}
+
 /// The MFA use cases. Cheap to clone; share it.
 #[derive(Clone)]
 pub struct MfaService {
@@ -114,13 +125,14 @@ impl MfaService {
         .target("user", user.id)
     }
 
-    /// Lets `actor` act on `user`'s second factor only as that user's own unrestricted session
-    /// with a fresh step-up (MFA-3): the HTTP guard checks the same before the call, and a
-    /// service linking the core directly cannot skip it. A refusal is recorded.
-    async fn require_step_up(
+    /// Lets `actor` act on `user`'s second factor only as that user's own session, and as the
+    /// `access` rule says: the HTTP guard checks the same before the call, and a service
+    /// linking the core directly cannot skip it. A refusal is recorded.
+    async fn require(
         &self,
         actor: &Actor,
         user: &User,
+        access: Access,
         attempted: Action,
         ctx: &RequestContext,
     ) -> Result<(), MfaError> {
@@ -128,7 +140,12 @@ impl MfaService {
         let why = if actor.user_id != user.id || actor.company_id != user.company_id {
             Some("not the caller's own account")
         } else {
-            actor.self_service_refusal(now, true)
+            match access {
+                Access::Enrol => actor
+                    .password_change_only
+                    .then_some(rbac::PASSWORD_CHANGE_REQUIRED),
+                Access::SteppedUp => actor.self_service_refusal(now, true),
+            }
         };
         let Some(why) = why else {
             return Ok(());
@@ -188,12 +205,29 @@ impl MfaService {
         })
     }
 
-    /// Starts enrolment (MFA-1): a fresh 160-bit secret, stored sealed and pending (replacing an
-    /// earlier pending one), returned once with its `otpauth://` URI.
+    /// Starts enrolment (MFA-1) for `actor`'s own account `user`: a fresh 160-bit secret, stored
+    /// sealed and pending (replacing an earlier pending one), returned once with its
+    /// `otpauth://` URI. A session restricted to enrolling may; one whose password the operator
+    /// handed over must change it first (whoever knows that password must not put their
+    /// authenticator on the account).
     ///
     /// # Errors
-    /// `AlreadyEnabled`, `Internal`.
-    pub async fn begin(&self, user: &User, ctx: &RequestContext) -> Result<Enrolment, MfaError> {
+    /// `AlreadyEnabled`, `Forbidden` (another account, or a password to change; recorded),
+    /// `Internal`.
+    pub async fn begin(
+        &self,
+        actor: &Actor,
+        user: &User,
+        ctx: &RequestContext,
+    ) -> Result<Enrolment, MfaError> {
+        self.require(
+            actor,
+            user,
+            Access::Enrol,
+            Action::MFA_ENROLMENT_STARTED,
+            ctx,
+        )
+        .await?;
         if user.mfa_enabled {
             return Err(MfaError::AlreadyEnabled);
         }
@@ -230,17 +264,21 @@ impl MfaService {
         })
     }
 
-    /// Confirms the pending enrolment with a first code (MFA-1): MFA is on from now, and the ten
-    /// recovery codes are returned once. The code's step counts as used.
+    /// Confirms the pending enrolment of `actor`'s own account `user` with a first code
+    /// (MFA-1): MFA is on from now, and the ten recovery codes are returned once. The code's
+    /// step counts as used. Refused as [`Self::begin`] is.
     ///
     /// # Errors
-    /// `NotPending`, `AlreadyEnabled`, `InvalidCode`, `Internal`.
+    /// `NotPending`, `AlreadyEnabled`, `InvalidCode`, `Forbidden` (recorded), `Internal`.
     pub async fn confirm(
         &self,
+        actor: &Actor,
         user: &User,
         code: &str,
         ctx: &RequestContext,
     ) -> Result<RecoveryCodes, MfaError> {
+        self.require(actor, user, Access::Enrol, Action::MFA_ENABLED, ctx)
+            .await?;
         let enrolment = self
             .repo
             .enrolment(user.company_id, user.id)
@@ -345,8 +383,14 @@ impl MfaService {
         user: &User,
         ctx: &RequestContext,
     ) -> Result<RecoveryCodes, MfaError> {
-        self.require_step_up(actor, user, Action::MFA_RECOVERY_CODES_REGENERATED, ctx)
-            .await?;
+        self.require(
+            actor,
+            user,
+            Access::SteppedUp,
+            Action::MFA_RECOVERY_CODES_REGENERATED,
+            ctx,
+        )
+        .await?;
         self.confirmed(user).await?;
         let (codes, digests) = self.new_recovery_codes();
         let audit = self.record(Action::MFA_RECOVERY_CODES_REGENERATED, user, ctx);
@@ -374,7 +418,7 @@ impl MfaService {
         user: &User,
         ctx: &RequestContext,
     ) -> Result<(), MfaError> {
-        self.require_step_up(actor, user, Action::MFA_DISABLED, ctx)
+        self.require(actor, user, Access::SteppedUp, Action::MFA_DISABLED, ctx)
             .await?;
         let audit = self.record(Action::MFA_DISABLED, user, ctx);
         if self.repo.disable(user.company_id, user.id, audit).await? {

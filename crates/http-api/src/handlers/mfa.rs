@@ -26,7 +26,7 @@ pub(crate) async fn begin(
     auth: Auth,
     ctx: ClientContext,
 ) -> Result<HttpResponse, ApiError> {
-    let enrolment = state.mfa.begin(&auth.0.user, &ctx.0).await?;
+    let enrolment = state.mfa.begin(auth.actor(), &auth.0.user, &ctx.0).await?;
     let Some(image) = crate::qr::png(enrolment.otpauth_uri.expose()) else {
         tracing::error!("QR code generation failed");
         return Err(ApiError::internal());
@@ -55,7 +55,12 @@ pub(crate) async fn confirm(
 ) -> Result<HttpResponse, ApiError> {
     let codes = state
         .mfa
-        .confirm(&auth.0.user, body.code.expose_secret(), &ctx.0)
+        .confirm(
+            auth.actor(),
+            &auth.0.user,
+            body.code.expose_secret(),
+            &ctx.0,
+        )
         .await?;
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))

@@ -383,8 +383,12 @@ fn code_now(f: &Fixture) -> String {
 }
 
 async fn enrolled(f: &Fixture, u: &mut User) -> RecoveryCodes {
-    f.service.begin(u, &ctx()).await.unwrap();
-    let codes = f.service.confirm(u, &code_now(f), &ctx()).await.unwrap();
+    f.service.begin(&own(u, false), u, &ctx()).await.unwrap();
+    let codes = f
+        .service
+        .confirm(&own(u, false), u, &code_now(f), &ctx())
+        .await
+        .unwrap();
     u.mfa_enabled = true;
     f.clock.advance(chrono::Duration::seconds(30));
     codes
@@ -394,7 +398,7 @@ async fn enrolled(f: &Fixture, u: &mut User) -> RecoveryCodes {
 async fn enrolment_returns_the_secret_once_and_stores_it_only_sealed_and_bound_to_the_user() {
     let f = fixture();
     let u = user(1);
-    let e = f.service.begin(&u, &ctx()).await.unwrap();
+    let e = f.service.begin(&own(&u, false), &u, &ctx()).await.unwrap();
     assert_eq!(e.secret.expose(), base32(&[1; 20]));
     assert!(
         e.otpauth_uri
@@ -423,15 +427,23 @@ async fn confirmation_needs_a_valid_code_and_returns_ten_distinct_recovery_codes
     let f = fixture();
     let mut u = user(1);
     assert!(matches!(
-        f.service.confirm(&u, "123456", &ctx()).await,
+        f.service
+            .confirm(&own(&u, false), &u, "123456", &ctx())
+            .await,
         Err(MfaError::NotPending)
     ));
-    f.service.begin(&u, &ctx()).await.unwrap();
+    f.service.begin(&own(&u, false), &u, &ctx()).await.unwrap();
     assert!(matches!(
-        f.service.confirm(&u, "000000", &ctx()).await,
+        f.service
+            .confirm(&own(&u, false), &u, "000000", &ctx())
+            .await,
         Err(MfaError::InvalidCode)
     ));
-    let codes = f.service.confirm(&u, &code_now(&f), &ctx()).await.unwrap();
+    let codes = f
+        .service
+        .confirm(&own(&u, false), &u, &code_now(&f), &ctx())
+        .await
+        .unwrap();
     assert_eq!(codes.0.len(), RECOVERY_CODE_COUNT);
     let shown: std::collections::HashSet<&str> =
         codes.0.iter().map(OneTimeSecret::expose).collect();
@@ -462,7 +474,7 @@ async fn confirmation_needs_a_valid_code_and_returns_ten_distinct_recovery_codes
         }
     );
     assert!(matches!(
-        f.service.begin(&u, &ctx()).await,
+        f.service.begin(&own(&u, false), &u, &ctx()).await,
         Err(MfaError::AlreadyEnabled)
     ));
 }
@@ -514,9 +526,12 @@ async fn a_totp_code_works_once_and_drift_is_bounded() {
 async fn the_confirmation_code_cannot_be_replayed_at_login() {
     let f = fixture();
     let mut u = user(1);
-    f.service.begin(&u, &ctx()).await.unwrap();
+    f.service.begin(&own(&u, false), &u, &ctx()).await.unwrap();
     let code = code_now(&f);
-    f.service.confirm(&u, &code, &ctx()).await.unwrap();
+    f.service
+        .confirm(&own(&u, false), &u, &code, &ctx())
+        .await
+        .unwrap();
     u.mfa_enabled = true;
     assert!(matches!(
         f.service
@@ -673,6 +688,54 @@ async fn turning_mfa_off_or_new_codes_need_the_users_own_stepped_up_session() {
     assert!(!f.service.status(&u).await.unwrap().enabled);
 }
 
+/// Enrolling takes the user's own session, in the core and not only behind the HTTP guard: a
+/// session restricted to enrolment may (that is what it is for), one with a password the
+/// operator handed over may not until it is changed (whoever knows that password must not put
+/// their authenticator on the account), nor anyone else's. Refusals change nothing and are
+/// recorded.
+#[tokio::test]
+async fn enrolment_takes_the_users_own_session_without_a_password_to_change() {
+    let f = fixture();
+    let u = user(1);
+    let refused = [
+        (
+            own(&u, true).restricted_to_password_change(),
+            "password_change_required",
+        ),
+        (
+            own(&u, true)
+                .restricted_to_mfa_enrolment()
+                .restricted_to_password_change(),
+            "password_change_required",
+        ),
+        (own(&user(2), true), "not the caller's own account"),
+    ];
+    for (actor, why) in &refused {
+        assert!(
+            matches!(f.service.begin(actor, &u, &ctx()).await, Err(MfaError::Forbidden(w)) if w == *why),
+            "{why}"
+        );
+        assert!(
+            matches!(f.service.confirm(actor, &u, "123456", &ctx()).await, Err(MfaError::Forbidden(w)) if w == *why),
+            "{why}"
+        );
+    }
+    assert!(f.repo.actions().is_empty(), "nothing changed");
+    let denials = f.denials.0.lock().unwrap().clone();
+    assert_eq!(denials.len(), 2 * refused.len());
+    assert_eq!(denials[0].details["attempted"], "mfa.enrolment_started");
+    assert_eq!(denials[1].details["attempted"], "mfa.enabled");
+
+    // The session the company's policy restricts to enrolling enrols.
+    let enrolling = own(&u, false).restricted_to_mfa_enrolment();
+    f.service.begin(&enrolling, &u, &ctx()).await.unwrap();
+    f.service
+        .confirm(&enrolling, &u, &code_now(&f), &ctx())
+        .await
+        .unwrap();
+    assert!(f.service.status(&u).await.unwrap().enabled);
+}
+
 /// The operator's reset removes the factor like the user's own, and its record has no actor
 /// and says the operator did it; without MFA there is nothing to reset.
 #[tokio::test]
@@ -709,7 +772,7 @@ async fn rewrap_reseals_every_secret_under_the_current_key() {
     let mut a = user(1);
     let mut b = user(2);
     enrolled(&f, &mut a).await;
-    f.service.begin(&b, &ctx()).await.unwrap();
+    f.service.begin(&own(&b, false), &b, &ctx()).await.unwrap();
     b.mfa_enabled = false;
     assert_eq!(f.service.count_under(0).await.unwrap(), 2);
     f.envelope.key.store(1, Ordering::SeqCst);
