@@ -45,6 +45,9 @@ pub const EMAIL_CHANGE_TTL: kernel::Duration = kernel::Duration::minutes(60);
 pub const EMAIL_CHANGE_RESEND_INTERVAL: kernel::Duration = kernel::Duration::minutes(5);
 
 /// How long the address a user had before a change can undo it, with the code mailed there.
+/// The window's start (the move, after which a second factor counts as the mover's) is derived
+/// as its end minus this: a new value would move the start of windows already open, so a
+/// change of it must first store the start with the window.
 pub const EMAIL_REVERT_TTL: kernel::Duration = kernel::Duration::hours(72);
 
 /// A user's pending change of address.
