@@ -74,6 +74,21 @@ pub struct CompanyPatch {
     pub session_limit: Option<u16>,
 }
 
+/// A [`CompanyPatch`] whose every field is valid: `Some` is a change (for the optional
+/// fields, to `None` to clear them), `None` leaves the field alone.
+#[derive(Debug, Clone)]
+struct ValidCompanyPatch {
+    name: Option<CompanyName>,
+    rfc: Option<Option<Rfc>>,
+    legal_name: Option<Option<String>>,
+    tax_regime: Option<Option<String>>,
+    postal_code: Option<Option<String>>,
+    mfa_required: Option<bool>,
+    /// Already resolved: "end the grace now" is the time of the request.
+    mfa_grace_until: Option<kernel::Timestamp>,
+    session_limit: Option<u16>,
+}
+
 /// Largest page of configuration changes.
 pub const MAX_CHANGES_PAGE: u64 = 200;
 
@@ -742,89 +757,128 @@ impl AccountService {
             ctx,
         )
         .await?;
+        let change = self.valid_company_patch(&patch)?;
         let svc = self.clone();
         let (by, ctx) = (actor.clone(), ctx.clone());
         self.repo
             .update_company(
                 actor.company_id,
-                Box::new(move |current| svc.company_update(&by, &patch, &ctx, current)),
+                Box::new(move |current| Ok(svc.company_update(&by, &change, &ctx, current))),
             )
             .await
     }
 
-    /// The change `patch` asks of `current`, the configuration as stored: the new
+    /// `patch` checked field by field (every invalid field listed), before anything is read or
+    /// locked: no field's validity depends on the stored configuration.
+    fn valid_company_patch(
+        &self,
+        patch: &CompanyPatch,
+    ) -> Result<ValidCompanyPatch, AccountsError> {
+        let mut errors = Vec::new();
+        let text = |raw: &str| Some(raw.trim().to_owned()).filter(|v| !v.is_empty());
+        let name = patch.name.as_deref().and_then(|name| {
+            collect(
+                CompanyName::parse(name).map_err(|e| FieldError::new("name", e.code)),
+                &mut errors,
+            )
+        });
+        let rfc = patch.rfc.as_deref().and_then(|rfc| match text(rfc) {
+            None => Some(None),
+            Some(v) => collect(Rfc::parse(&v), &mut errors).map(Some),
+        });
+        let legal_name = patch
+            .legal_name
+            .as_deref()
+            .and_then(|legal| match text(legal) {
+                Some(v) if v.chars().count() > 300 || v.chars().any(char::is_control) => {
+                    errors.push(FieldError::new("legal_name", "invalid"));
+                    None
+                }
+                v => Some(v),
+            });
+        let tax_regime = patch
+            .tax_regime
+            .as_deref()
+            .and_then(|regime| match text(regime) {
+                Some(v) if !TAX_REGIMES.contains(&v.as_str()) => {
+                    errors.push(FieldError::new("tax_regime", "unknown_regime"));
+                    None
+                }
+                v => Some(v),
+            });
+        let postal_code = patch.postal_code.as_deref().and_then(|cp| match text(cp) {
+            Some(v) if v.len() != 5 || !v.bytes().all(|b| b.is_ascii_digit()) => {
+                errors.push(FieldError::new("postal_code", "invalid"));
+                None
+            }
+            v => Some(v),
+        });
+        let now = self.clock.now();
+        let mfa_grace_until = patch.mfa_grace_until.and_then(|grace| match grace {
+            Some(until) if until > now + MFA_GRACE => {
+                errors.push(FieldError::new("mfa_grace_until", "too_far"));
+                None
+            }
+            Some(until) => Some(until),
+            None => Some(now),
+        });
+        let session_limit = patch.session_limit.and_then(|limit| {
+            if (1..=10).contains(&limit) {
+                Some(limit)
+            } else {
+                errors.push(FieldError::new("session_limit", "out_of_range"));
+                None
+            }
+        });
+        if !errors.is_empty() {
+            return Err(AccountsError::Validation(errors));
+        }
+        Ok(ValidCompanyPatch {
+            name,
+            rfc,
+            legal_name,
+            tax_regime,
+            postal_code,
+            mfa_required: patch.mfa_required,
+            mfa_grace_until,
+            session_limit,
+        })
+    }
+
+    /// The change `patch` makes to `current`, the configuration as stored: the new
     /// configuration, a record per changed field naming the value it replaces, and the audit
     /// record; `None` when it changes nothing.
     fn company_update(
         &self,
         actor: &Actor,
-        patch: &CompanyPatch,
+        patch: &ValidCompanyPatch,
         ctx: &RequestContext,
         current: &Company,
-    ) -> Result<Option<CompanyUpdate>, AccountsError> {
-        let mut errors = Vec::new();
+    ) -> Option<CompanyUpdate> {
         let mut next = current.clone();
-        if let Some(name) = &patch.name
-            && let Some(n) = collect(
-                CompanyName::parse(name).map_err(|e| FieldError::new("name", e.code)),
-                &mut errors,
-            )
-        {
-            next.name = n;
+        if let Some(name) = &patch.name {
+            next.name = name.clone();
         }
-        let text = |raw: &str| Some(raw.trim().to_owned()).filter(|v| !v.is_empty());
         if let Some(rfc) = &patch.rfc {
-            next.rfc = match text(rfc) {
-                None => None,
-                Some(v) => collect(Rfc::parse(&v), &mut errors).or(current.rfc.clone()),
-            };
+            next.rfc = rfc.clone();
         }
         if let Some(legal) = &patch.legal_name {
-            match text(legal) {
-                Some(v) if v.chars().count() > 300 || v.chars().any(char::is_control) => {
-                    errors.push(FieldError::new("legal_name", "invalid"))
-                }
-                v => next.profile.legal_name = v,
-            }
+            next.profile.legal_name = legal.clone();
         }
         if let Some(regime) = &patch.tax_regime {
-            match text(regime) {
-                Some(v) if !TAX_REGIMES.contains(&v.as_str()) => {
-                    errors.push(FieldError::new("tax_regime", "unknown_regime"))
-                }
-                v => next.profile.tax_regime = v,
-            }
+            next.profile.tax_regime = regime.clone();
         }
         if let Some(cp) = &patch.postal_code {
-            match text(cp) {
-                Some(v) if v.len() != 5 || !v.bytes().all(|b| b.is_ascii_digit()) => {
-                    errors.push(FieldError::new("postal_code", "invalid"))
-                }
-                v => next.profile.postal_code = v,
-            }
+            next.profile.postal_code = cp.clone();
         }
         if let Some(required) = patch.mfa_required {
             next.profile.mfa_required = required;
         }
-        if let Some(grace) = patch.mfa_grace_until {
-            let now = self.clock.now();
-            match grace {
-                Some(until) if until > now + MFA_GRACE => {
-                    errors.push(FieldError::new("mfa_grace_until", "too_far"))
-                }
-                Some(until) => next.profile.mfa_grace_until = Some(until),
-                None => next.profile.mfa_grace_until = Some(now),
-            }
+        if let Some(until) = patch.mfa_grace_until {
+            next.profile.mfa_grace_until = Some(until);
         }
         if let Some(limit) = patch.session_limit {
-            if (1..=10).contains(&limit) {
-                next.session_limit = Some(limit);
-            } else {
-                errors.push(FieldError::new("session_limit", "out_of_range"));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(AccountsError::Validation(errors));
+            next.session_limit = Some(limit);
         }
         let now = self.clock.now();
         let opt = |v: Option<&str>| v.map(str::to_owned);
@@ -884,7 +938,7 @@ impl AccountService {
             })
             .collect();
         if changes.is_empty() {
-            return Ok(None);
+            return None;
         }
         let audit = vec![
             self.record(Action::COMPANY_CONFIG_CHANGED, Outcome::Success, ctx)
@@ -894,11 +948,11 @@ impl AccountService {
                     "changes": changes.iter().map(|c| serde_json::json!({ "field": c.field, "old": c.old_value, "new": c.new_value })).collect::<Vec<_>>(),
                 })),
         ];
-        Ok(Some(CompanyUpdate {
+        Some(CompanyUpdate {
             company: next,
             changes,
             audit,
-        }))
+        })
     }
 
     /// The company's configuration changes, newest first, with a cursor.

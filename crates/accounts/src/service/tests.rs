@@ -894,3 +894,117 @@ fn a_read_holds_while_the_role_and_the_written_fields_are_unchanged() {
         );
     }
 }
+
+fn stored_company() -> Company {
+    Company {
+        id: company(),
+        name: CompanyName::parse("Tacos El Güero").unwrap(),
+        rfc: None,
+        session_limit: None,
+        profile: crate::CompanyProfile::default(),
+        created_at: clock().now(),
+    }
+}
+
+/// An invalid configuration change is refused, every bad field listed, before the store is
+/// asked for anything (nothing read, nothing locked).
+#[tokio::test]
+async fn an_invalid_company_change_is_refused_before_the_store_is_asked() {
+    let mut repo = MockAccountRepository::new();
+    repo.expect_update_company().times(0);
+    repo.expect_company().times(0);
+    let svc = service(repo, hasher(), MockAuditSink::new());
+    let patch = CompanyPatch {
+        name: Some("Tacos Nuevos".into()),
+        postal_code: Some("1234".into()),
+        session_limit: Some(11),
+        ..CompanyPatch::default()
+    };
+    let err = svc
+        .update_company(
+            &actor(Role::Owner, company()),
+            patch,
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap_err();
+    let AccountsError::Validation(errors) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        errors,
+        vec![
+            FieldError::new("postal_code", "invalid"),
+            FieldError::new("session_limit", "out_of_range"),
+        ]
+    );
+}
+
+/// A valid change is decided on the configuration the store hands over: the record of each
+/// changed field names the stored value it replaces, and a field the patch leaves alone keeps
+/// the stored value even if it differs from what the client saw.
+#[tokio::test]
+async fn a_company_change_is_decided_on_the_configuration_the_store_hands_over() {
+    let mut repo = MockAccountRepository::new();
+    repo.expect_update_company()
+        .withf(|id, _| *id == company())
+        .times(1)
+        .returning(|_, decide| {
+            let mut stored = stored_company();
+            stored.profile.postal_code = Some("06600".into());
+            let update = decide(&stored)?.expect("a change");
+            assert_eq!(update.changes.len(), 1);
+            assert_eq!(update.changes[0].field, "name");
+            assert_eq!(
+                update.changes[0].old_value.as_deref(),
+                Some("Tacos El Güero")
+            );
+            assert_eq!(update.changes[0].new_value.as_deref(), Some("Tacos Nuevos"));
+            assert_eq!(update.audit.len(), 1);
+            assert_eq!(update.audit[0].action, Action::COMPANY_CONFIG_CHANGED);
+            Ok(update.company)
+        });
+    let svc = service(repo, hasher(), MockAuditSink::new());
+    let patch = CompanyPatch {
+        name: Some("Tacos Nuevos".into()),
+        ..CompanyPatch::default()
+    };
+    let stored = svc
+        .update_company(
+            &actor(Role::Owner, company()),
+            patch,
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.name.as_str(), "Tacos Nuevos");
+    assert_eq!(stored.profile.postal_code.as_deref(), Some("06600"));
+}
+
+/// A change the stored configuration already has decides nothing to store.
+#[tokio::test]
+async fn a_company_change_the_configuration_already_has_stores_nothing() {
+    let mut repo = MockAccountRepository::new();
+    repo.expect_update_company()
+        .times(1)
+        .returning(|_, decide| {
+            let stored = stored_company();
+            assert!(decide(&stored)?.is_none());
+            Ok(stored)
+        });
+    let svc = service(repo, hasher(), MockAuditSink::new());
+    let patch = CompanyPatch {
+        name: Some("  Tacos El Güero ".into()),
+        rfc: Some(String::new()),
+        ..CompanyPatch::default()
+    };
+    let stored = svc
+        .update_company(
+            &actor(Role::Owner, company()),
+            patch,
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, stored_company());
+}
