@@ -54,6 +54,10 @@ pub enum AccountsError {
     /// ([`crate::STALE_ATTEMPTS`] times in all) before they return it.
     #[error("the record changed while this request was being decided; read it again and retry")]
     Stale,
+    /// The caller changed a record it read earlier, naming that read (HTTP `If-Match`), and the
+    /// record has changed since; nothing was written.
+    #[error("the record changed since it was read; read it again")]
+    PreconditionFailed,
     /// The current password given to a password change is wrong.
     #[error("the current password is not correct")]
     CurrentPasswordInvalid,

@@ -72,6 +72,10 @@ pub struct CompanyPatch {
     pub mfa_grace_until: Option<Option<kernel::Timestamp>>,
     /// Active sessions per user (1 to 10).
     pub session_limit: Option<u16>,
+    /// The [`Company::tag`]s of the configuration the caller read (HTTP `If-Match`): the change
+    /// is refused ([`AccountsError::PreconditionFailed`]) unless the stored configuration still
+    /// has one of them. `None` changes whatever is stored.
+    pub if_match: Option<Vec<String>>,
 }
 
 /// A [`CompanyPatch`] whose every field is valid: `Some` is a change (for the optional
@@ -87,6 +91,7 @@ struct ValidCompanyPatch {
     /// Already resolved: "end the grace now" is the time of the request.
     mfa_grace_until: Option<kernel::Timestamp>,
     session_limit: Option<u16>,
+    if_match: Option<Vec<String>>,
 }
 
 /// Largest page of configuration changes.
@@ -743,7 +748,8 @@ impl AccountService {
     /// with its old and new value (AUD-3) in the same transaction.
     ///
     /// # Errors
-    /// `Forbidden`, `Validation` (every invalid field listed), `NotFound`, `Internal`.
+    /// `Forbidden`, `Validation` (every invalid field listed), `PreconditionFailed` (see
+    /// [`CompanyPatch::if_match`]), `NotFound`, `Internal`.
     pub async fn update_company(
         &self,
         actor: &Actor,
@@ -763,7 +769,7 @@ impl AccountService {
         self.repo
             .update_company(
                 actor.company_id,
-                Box::new(move |current| Ok(svc.company_update(&by, &change, &ctx, current))),
+                Box::new(move |current| svc.company_update(&by, &change, &ctx, current)),
             )
             .await
     }
@@ -842,19 +848,27 @@ impl AccountService {
             mfa_required: patch.mfa_required,
             mfa_grace_until,
             session_limit,
+            if_match: patch.if_match.clone(),
         })
     }
 
     /// The change `patch` makes to `current`, the configuration as stored: the new
     /// configuration, a record per changed field naming the value it replaces, and the audit
-    /// record; `None` when it changes nothing.
+    /// record; `None` when it changes nothing; `PreconditionFailed` when the caller read
+    /// another configuration than the one stored.
     fn company_update(
         &self,
         actor: &Actor,
         patch: &ValidCompanyPatch,
         ctx: &RequestContext,
         current: &Company,
-    ) -> Option<CompanyUpdate> {
+    ) -> Result<Option<CompanyUpdate>, AccountsError> {
+        if let Some(tags) = &patch.if_match {
+            let stored = current.tag();
+            if !tags.contains(&stored) {
+                return Err(AccountsError::PreconditionFailed);
+            }
+        }
         let mut next = current.clone();
         if let Some(name) = &patch.name {
             next.name = name.clone();
@@ -938,7 +952,7 @@ impl AccountService {
             })
             .collect();
         if changes.is_empty() {
-            return None;
+            return Ok(None);
         }
         let audit = vec![
             self.record(Action::COMPANY_CONFIG_CHANGED, Outcome::Success, ctx)
@@ -948,11 +962,11 @@ impl AccountService {
                     "changes": changes.iter().map(|c| serde_json::json!({ "field": c.field, "old": c.old_value, "new": c.new_value })).collect::<Vec<_>>(),
                 })),
         ];
-        Some(CompanyUpdate {
+        Ok(Some(CompanyUpdate {
             company: next,
             changes,
             audit,
-        })
+        }))
     }
 
     /// The company's configuration changes, newest first, with a cursor.

@@ -287,6 +287,13 @@ impl From<AccountsError> for ApiError {
                 "the record kept changing while this request was decided on it; nothing was \
                  written: read it again and retry",
             ),
+            AccountsError::PreconditionFailed => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "Changed since read",
+                "the configuration changed since the ETag sent in If-Match was read; nothing was \
+                 written: read it again and retry",
+            ),
             AccountsError::Internal(_) => Self::from_internal(&err),
         }
     }
@@ -587,7 +594,7 @@ fn wipe(bytes: web::Bytes) -> Option<bytes::BytesMut> {
     Some(buf)
 }
 
-fn malformed(detail: impl Into<String>) -> ApiError {
+pub(crate) fn malformed(detail: impl Into<String>) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
         "malformed_request",

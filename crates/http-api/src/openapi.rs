@@ -336,8 +336,20 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
         | ("PUT", "/v1/users/{id}/role" | "/v1/users/{id}/permissions") => {
             &[VALIDATION, CHANGED_MEANWHILE]
         }
-        ("PATCH", "/v1/company")
-        | (
+        ("PATCH", "/v1/company") => &[
+            VALIDATION,
+            (
+                "412",
+                "`precondition_failed`: the configuration changed since the read whose `ETag` \
+                 `If-Match` names; nothing changed.",
+            ),
+            (
+                "400",
+                "`malformed_request` also for an `If-Match` that is not `*` or quoted entity \
+                 tags.",
+            ),
+        ],
+        (
             "POST",
             "/v1/incidents" | "/v1/incidents/{id}/notes" | "/v1/incidents/{id}/notifications",
         ) => &[VALIDATION],

@@ -131,3 +131,114 @@ async fn configuration_changes_are_logged_field_by_field() {
         );
     }
 }
+
+/// `If-Match` guards a change against a configuration read earlier: `GET` and `PATCH` give the
+/// configuration's `ETag`; a change naming a stale one is 412 `precondition_failed` and changes
+/// nothing (the owner's form, read before an Admin required MFA, cannot turn it off again), the
+/// current one or `*` lands, a weak tag never matches, and a malformed header is 400.
+#[actix_web::test]
+async fn a_change_naming_a_stale_etag_is_refused() {
+    for app in spawn_each().await {
+        let b = app.db.backend;
+        let [(_, owner), (_, admin), _, _] = app.company_with_roles("").await;
+        let read = app.call("GET", "/v1/company", Some(&owner), None).await;
+        let etag = read
+            .headers
+            .get("etag")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+
+        // Meanwhile an Admin changes the policy: the owner's tag is stale.
+        let changed = app
+            .call(
+                "PATCH",
+                "/v1/company",
+                Some(&admin),
+                Some(json!({ "mfa_required": false })),
+            )
+            .await;
+        assert_eq!(changed.status, 200, "{b}: {}", changed.raw);
+        let fresh = changed
+            .headers
+            .get("etag")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_ne!(fresh, etag, "{b}");
+        let stale = app
+            .call_with(
+                "PATCH",
+                "/v1/company",
+                Some(&owner),
+                Some(json!({ "postal_code": "06700" })),
+                &[("If-Match", &etag)],
+            )
+            .await;
+        assert_problem(&stale, 412, "precondition_failed");
+        let weak = format!("W/{fresh}");
+        let garbage = ["abc", "\"a\"b\"", ""];
+        for bad in garbage {
+            let r = app
+                .call_with(
+                    "PATCH",
+                    "/v1/company",
+                    Some(&owner),
+                    Some(json!({ "postal_code": "06700" })),
+                    &[("If-Match", bad)],
+                )
+                .await;
+            assert_problem(&r, 400, "malformed_request");
+        }
+        let r = app
+            .call_with(
+                "PATCH",
+                "/v1/company",
+                Some(&owner),
+                Some(json!({ "postal_code": "06700" })),
+                &[("If-Match", &weak)],
+            )
+            .await;
+        assert_problem(&r, 412, "precondition_failed");
+        let now = app.call("GET", "/v1/company", Some(&owner), None).await;
+        assert_eq!(now.body["postal_code"], serde_json::Value::Null, "{b}");
+        assert_eq!(now.headers.get("etag").unwrap().to_str().unwrap(), fresh);
+
+        // The current tag (in a list, or `*`) lands.
+        let list = format!("\"0000000000000000\", {fresh}");
+        let r = app
+            .call_with(
+                "PATCH",
+                "/v1/company",
+                Some(&owner),
+                Some(json!({ "postal_code": "06700" })),
+                &[("If-Match", &list)],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{b}: {}", r.raw);
+        assert_eq!(r.body["postal_code"], "06700");
+        let r = app
+            .call_with(
+                "PATCH",
+                "/v1/company",
+                Some(&owner),
+                Some(json!({ "tax_regime": "601" })),
+                &[("If-Match", "*")],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{b}: {}", r.raw);
+        let log = app
+            .call("GET", "/v1/company/changes", Some(&owner), None)
+            .await;
+        let fields: Vec<&str> = log.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, ["tax_regime", "postal_code", "mfa_required"], "{b}");
+    }
+}

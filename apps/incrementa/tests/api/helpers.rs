@@ -97,6 +97,18 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    /// [`Self::call`] with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let client = awc::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
             .finish();
@@ -105,6 +117,9 @@ impl TestApp {
             .insert_header(("User-Agent", "api-tests/1"));
         if let Some(t) = token {
             req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        for (name, value) in headers {
+            req = req.append_header((*name, *value));
         }
         let mut res = match body {
             Some(b) => req.send_json(&b).await.unwrap(),

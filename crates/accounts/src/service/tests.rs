@@ -1008,3 +1008,97 @@ async fn a_company_change_the_configuration_already_has_stores_nothing() {
         .unwrap();
     assert_eq!(stored, stored_company());
 }
+
+/// The tag of a configuration changes with every field and only with them.
+#[test]
+fn a_configuration_tag_follows_every_field() {
+    let base = stored_company();
+    assert_eq!(base.tag(), stored_company().tag());
+    assert_eq!(base.tag().len(), 16);
+    let when = clock().now();
+    let variants: Vec<Company> = vec![
+        Company {
+            name: CompanyName::parse("Otra").unwrap(),
+            ..base.clone()
+        },
+        Company {
+            rfc: Some(Rfc::parse("EKU9003173C9").unwrap()),
+            ..base.clone()
+        },
+        Company {
+            session_limit: Some(3),
+            ..base.clone()
+        },
+        Company {
+            id: CompanyId::from_uuid(uuid::Uuid::from_u128(78)),
+            ..base.clone()
+        },
+    ];
+    let mut profiles = Vec::new();
+    for change in 0..5 {
+        let mut c = base.clone();
+        match change {
+            0 => c.profile.legal_name = Some("Tacos SA".into()),
+            1 => c.profile.tax_regime = Some("601".into()),
+            2 => c.profile.postal_code = Some("06600".into()),
+            3 => c.profile.mfa_required = !c.profile.mfa_required,
+            _ => c.profile.mfa_grace_until = Some(when),
+        }
+        profiles.push(c);
+    }
+    let mut tags: Vec<String> = variants
+        .iter()
+        .chain(&profiles)
+        .map(Company::tag)
+        .chain([base.tag()])
+        .collect();
+    let all = tags.len();
+    tags.sort();
+    tags.dedup();
+    assert_eq!(tags.len(), all, "every variant has its own tag");
+}
+
+/// With `if_match`, a change is made only on the configuration the caller read: another tag
+/// (or only weak ones, which the adapter drops) refuses it with nothing stored.
+#[tokio::test]
+async fn a_company_change_naming_another_read_is_refused() {
+    let current = stored_company().tag();
+    for (tags, lands) in [
+        (vec![current.clone()], true),
+        (vec!["0000000000000000".to_owned(), current.clone()], true),
+        (vec!["0000000000000000".to_owned()], false),
+        (vec![], false),
+    ] {
+        let mut repo = MockAccountRepository::new();
+        repo.expect_update_company()
+            .times(1)
+            .returning(|_, decide| {
+                let update = decide(&stored_company())?.expect("a change");
+                Ok(update.company)
+            });
+        let svc = service(repo, hasher(), MockAuditSink::new());
+        let patch = CompanyPatch {
+            postal_code: Some("06700".into()),
+            if_match: Some(tags.clone()),
+            ..CompanyPatch::default()
+        };
+        let result = svc
+            .update_company(
+                &actor(Role::Owner, company()),
+                patch,
+                &RequestContext::default(),
+            )
+            .await;
+        if lands {
+            assert_eq!(
+                result.unwrap().profile.postal_code.as_deref(),
+                Some("06700")
+            );
+        } else {
+            assert!(
+                matches!(result, Err(AccountsError::PreconditionFailed)),
+                "{tags:?}: {result:?}"
+            );
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! Company configuration (AUD-3): read, change with a field-level log, and the log itself.
 
 use accounts::{Company, CompanyPatch};
-use actix_web::{HttpResponse, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -85,6 +86,56 @@ fn dto(c: &Company, default_limit: u16) -> CompanyConfigDto {
     }
 }
 
+/// 200 with the configuration and its `ETag` (a quoted [`Company::tag`]), which a change sends
+/// back in `If-Match`.
+fn config_response(c: &Company, default_limit: u16) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, format!("\"{}\"", c.tag())))
+        .json(dto(c, default_limit))
+}
+
+/// Longest `If-Match` read: a few tags; anything longer is refused unread.
+const MAX_IF_MATCH: usize = 1024;
+
+/// The tags `If-Match` names: `None` when it is absent or `*` (the configuration always exists),
+/// else the strong tags of its list (a weak tag `W/"…"` never matches under the strong
+/// comparison `If-Match` asks for, so it adds none). 400 when it is not `*` or a list of quoted
+/// tags.
+fn if_match(req: &HttpRequest) -> Result<Option<Vec<String>>, ApiError> {
+    let mut values = req.headers().get_all(header::IF_MATCH).peekable();
+    if values.peek().is_none() {
+        return Ok(None);
+    }
+    let bad = || crate::error::malformed("If-Match must be * or a list of quoted entity tags");
+    let mut tags = Vec::new();
+    let mut total = 0;
+    for value in values {
+        total += value.len();
+        if total > MAX_IF_MATCH {
+            return Err(bad());
+        }
+        let text = value.to_str().map_err(|_| bad())?;
+        for item in text.split(',').map(str::trim) {
+            if item == "*" {
+                return Ok(None);
+            }
+            let (weak, quoted) = match item.strip_prefix("W/") {
+                Some(rest) => (true, rest),
+                None => (false, item),
+            };
+            let tag = quoted
+                .strip_prefix('"')
+                .and_then(|q| q.strip_suffix('"'))
+                .filter(|t| !t.contains('"'))
+                .ok_or_else(bad)?;
+            if !weak {
+                tags.push(tag.to_owned());
+            }
+        }
+    }
+    Ok(Some(tags))
+}
+
 /// One change to the company's configuration.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ChangeDto {
@@ -102,7 +153,9 @@ pub(crate) struct ChangeDto {
 #[utoipa::path(
     get, path = "/v1/company", tag = "company", operation_id = "get_company",
     summary = "The company's configuration",
-    responses((status = 200, description = "The configuration.", body = CompanyConfigDto)),
+    responses((status = 200, description = "The configuration.", body = CompanyConfigDto,
+        headers(("ETag" = String, description = "The configuration's entity tag: send it in \
+                  `If-Match` to change only what you read.")))),
 )]
 pub(crate) async fn get(
     state: web::Data<ApiState>,
@@ -110,23 +163,33 @@ pub(crate) async fn get(
     ctx: ClientContext,
 ) -> Result<HttpResponse, ApiError> {
     let company = state.accounts.get_company(auth.actor(), &ctx.0).await?;
-    Ok(HttpResponse::Ok().json(dto(&company, state.sessions.config().default_cap)))
+    Ok(config_response(
+        &company,
+        state.sessions.config().default_cap,
+    ))
 }
 
 #[utoipa::path(
     patch, path = "/v1/company", tag = "company", operation_id = "update_company",
     summary = "Change the company's configuration",
     description = "Every changed field is recorded with its old and new value \
-                   (`GET /v1/company/changes`) and audited.",
+                   (`GET /v1/company/changes`) and audited. With `If-Match` (the `ETag` of a \
+                   read), the change is made only if the configuration is still the one read; \
+                   otherwise 412 `precondition_failed` and nothing changes.",
+    params(("If-Match" = Option<String>, Header,
+        description = "`*` or the quoted `ETag` of the configuration the change was made on.")),
     request_body = CompanyBody,
-    responses((status = 200, description = "The configuration after the change.", body = CompanyConfigDto)),
+    responses((status = 200, description = "The configuration after the change.", body = CompanyConfigDto,
+        headers(("ETag" = String, description = "The entity tag of the configuration now.")))),
 )]
 pub(crate) async fn update(
     state: web::Data<ApiState>,
     auth: Auth,
     ctx: ClientContext,
+    req: HttpRequest,
     body: Body<CompanyBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let if_match = if_match(&req)?;
     let b = body.into_inner();
     // `null` clears a text field: the core treats an empty text as "unset".
     let text = |v: Option<Option<String>>| v.map(Option::unwrap_or_default);
@@ -139,12 +202,16 @@ pub(crate) async fn update(
         mfa_required: b.mfa_required,
         mfa_grace_until: b.mfa_grace_until,
         session_limit: b.session_limit,
+        if_match,
     };
     let company = state
         .accounts
         .update_company(auth.actor(), patch, &ctx.0)
         .await?;
-    Ok(HttpResponse::Ok().json(dto(&company, state.sessions.config().default_cap)))
+    Ok(config_response(
+        &company,
+        state.sessions.config().default_cap,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
