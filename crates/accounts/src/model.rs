@@ -270,16 +270,21 @@ impl Company {
             text(p.mfa_grace_until.map(|t| t.to_rfc3339()).as_deref()),
             text(self.session_limit.map(|l| l.to_string()).as_deref()),
         ];
-        // Each field ends with a separator no field contains (the parsers refuse control
-        // characters), so moving text from one field to the next changes the tag.
-        let hash = fields
-            .iter()
-            .flat_map(|f| f.bytes().chain([0x1f]))
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            });
-        format!("{hash:016x}")
+        tag_of(&fields)
     }
+}
+
+/// FNV-1a (64 bits) over `fields`, as 16 hex digits: the tags of [`Company::tag`] and
+/// [`User::tag`]. Each field ends with a separator no field contains (the parsers refuse
+/// control characters), so moving text from one field to the next changes the tag.
+fn tag_of(fields: &[String]) -> String {
+    let hash = fields
+        .iter()
+        .flat_map(|f| f.bytes().chain([0x1f]))
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    format!("{hash:016x}")
 }
 
 /// A company about to be created by sign-up.
@@ -318,6 +323,22 @@ pub struct User {
 }
 
 impl User {
+    /// A tag of what administrators change on this user (name, role, active, permissions; see
+    /// [`Company::tag`] for what a tag is for): a change sent with it (HTTP `If-Match`) is made
+    /// only while the user still has it. The address and MFA, which the user changes, are not
+    /// in it: they never conflict with an administrator's change.
+    #[must_use]
+    pub fn tag(&self) -> String {
+        tag_of(&[
+            self.id.to_string(),
+            self.name.as_str().to_owned(),
+            self.role.as_str().to_owned(),
+            self.active.to_string(),
+            self.grants.names().join(","),
+            self.revokes.names().join(","),
+        ])
+    }
+
     /// Where the page after this user starts, in the listing's order (oldest first).
     #[must_use]
     pub fn cursor(&self) -> kernel::TimeCursor {

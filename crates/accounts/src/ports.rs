@@ -231,6 +231,10 @@ pub enum UserField {
 }
 
 impl UserField {
+    /// Every field an administrator changes: what [`crate::User::tag`] covers, and what a
+    /// change made with `If-Match` checks is still as read.
+    pub const ADMINISTERED: [Self; 4] = [Self::Name, Self::Role, Self::Active, Self::Permissions];
+
     /// `true` when `stored`, the user as stored now, still holds what a use case that read
     /// `before` and changes `fields` decided on: the role (every rule about who may change a
     /// user looks at it) and the value of each field it changes (a new value is computed from

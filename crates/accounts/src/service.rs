@@ -51,6 +51,10 @@ pub struct UserPatch {
     pub name: Option<String>,
     /// Activate (`true`) or deactivate (`false`).
     pub active: Option<bool>,
+    /// The [`User::tag`]s of the user as the caller read it (HTTP `If-Match`): the change is
+    /// refused ([`AccountsError::PreconditionFailed`]) unless the stored user still has one of
+    /// them. `None` changes whatever is stored.
+    pub if_match: Option<Vec<String>>,
 }
 
 /// What `PATCH /v1/company` may change. For text fields, `Some("")` clears the value.
@@ -423,7 +427,8 @@ impl AccountService {
     /// session of the user in the same transaction.
     ///
     /// # Errors
-    /// `Forbidden`, `NotFound`, `Validation`, `Internal`.
+    /// `Forbidden`, `NotFound`, `Validation`, `PreconditionFailed` (see [`UserPatch::if_match`]),
+    /// `Stale`, `Internal`.
     pub async fn update_user(
         &self,
         actor: &Actor,
@@ -449,6 +454,7 @@ impl AccountService {
             .user(actor.company_id, id)
             .await?
             .ok_or(AccountsError::NotFound)?;
+        if_match(patch.if_match.as_deref(), &current.tag())?;
         let name = match patch.name.as_deref() {
             Some(raw) => Some(
                 PersonName::parse(raw, "name").map_err(|e| AccountsError::Validation(vec![e]))?,
@@ -523,6 +529,7 @@ impl AccountService {
                 Change::Permissions { .. } => UserField::Permissions,
             })
             .collect();
+        let fields = checked_fields(&fields, patch.if_match.is_some());
         self.repo
             .update_user(&current, &updated, &fields, revoke, audit)
             .await?;
@@ -556,12 +563,14 @@ impl AccountService {
     /// Applies on the user's very next request (RBAC-6).
     ///
     /// # Errors
-    /// `ReauthenticationRequired`, `Validation`, `NotFound`, `Forbidden`, `Internal`.
+    /// `ReauthenticationRequired`, `Validation`, `NotFound`, `Forbidden`, `PreconditionFailed`
+    /// (`if_match` names none of the user's [`User::tag`]s; `None` for any), `Stale`, `Internal`.
     pub async fn change_role(
         &self,
         actor: &Actor,
         id: UserId,
         role: &str,
+        if_match: Option<&[String]>,
         ctx: &RequestContext,
     ) -> Result<User, AccountsError> {
         self.require(
@@ -576,7 +585,7 @@ impl AccountService {
         let role: Role = role
             .parse()
             .map_err(|_| AccountsError::Validation(vec![FieldError::new("role", "invalid")]))?;
-        on_fresh_read(|| self.try_change_role(actor, id, role, ctx)).await
+        on_fresh_read(|| self.try_change_role(actor, id, role, if_match, ctx)).await
     }
 
     /// One read, decision and write of [`Self::change_role`].
@@ -585,6 +594,7 @@ impl AccountService {
         actor: &Actor,
         id: UserId,
         role: Role,
+        tags: Option<&[String]>,
         ctx: &RequestContext,
     ) -> Result<User, AccountsError> {
         let current = self
@@ -592,6 +602,7 @@ impl AccountService {
             .user(actor.company_id, id)
             .await?
             .ok_or(AccountsError::NotFound)?;
+        if_match(tags, &current.tag())?;
         if let Err(denial) = check_change(actor, id, current.role, Change::Role(role)) {
             return Err(self
                 .deny(
@@ -616,7 +627,13 @@ impl AccountService {
                 .details(serde_json::json!({ "from": current.role.as_str(), "to": role.as_str() })),
         ];
         self.repo
-            .update_user(&current, &updated, &[UserField::Role], None, audit)
+            .update_user(
+                &current,
+                &updated,
+                &checked_fields(&[UserField::Role], tags.is_some()),
+                None,
+                audit,
+            )
             .await?;
         Ok(updated)
     }
@@ -626,13 +643,14 @@ impl AccountService {
     ///
     /// # Errors
     /// `ReauthenticationRequired`, `Validation` (unknown names, a name in both lists), `NotFound`,
-    /// `Forbidden`, `Internal`.
+    /// `Forbidden`, `PreconditionFailed` (as for [`Self::change_role`]), `Stale`, `Internal`.
     pub async fn change_permissions(
         &self,
         actor: &Actor,
         id: UserId,
         grant: &[String],
         revoke: &[String],
+        if_match: Option<&[String]>,
         ctx: &RequestContext,
     ) -> Result<User, AccountsError> {
         self.require(
@@ -665,7 +683,7 @@ impl AccountService {
                 "also_granted",
             )]));
         }
-        on_fresh_read(|| self.try_change_permissions(actor, id, grant, revoke, ctx)).await
+        on_fresh_read(|| self.try_change_permissions(actor, id, grant, revoke, if_match, ctx)).await
     }
 
     /// One read, decision and write of [`Self::change_permissions`]: the new grants and
@@ -676,6 +694,7 @@ impl AccountService {
         id: UserId,
         grant: PermissionSet,
         revoke: PermissionSet,
+        tags: Option<&[String]>,
         ctx: &RequestContext,
     ) -> Result<User, AccountsError> {
         let current = self
@@ -683,6 +702,7 @@ impl AccountService {
             .user(actor.company_id, id)
             .await?
             .ok_or(AccountsError::NotFound)?;
+        if_match(tags, &current.tag())?;
         if let Err(denial) = check_change(
             actor,
             id,
@@ -717,7 +737,13 @@ impl AccountService {
                 })),
         ];
         self.repo
-            .update_user(&current, &updated, &[UserField::Permissions], None, audit)
+            .update_user(
+                &current,
+                &updated,
+                &checked_fields(&[UserField::Permissions], tags.is_some()),
+                None,
+                audit,
+            )
             .await?;
         Ok(updated)
     }
@@ -863,12 +889,7 @@ impl AccountService {
         ctx: &RequestContext,
         current: &Company,
     ) -> Result<Option<CompanyUpdate>, AccountsError> {
-        if let Some(tags) = &patch.if_match {
-            let stored = current.tag();
-            if !tags.contains(&stored) {
-                return Err(AccountsError::PreconditionFailed);
-            }
-        }
+        if_match(patch.if_match.as_deref(), &current.tag())?;
         let mut next = current.clone();
         if let Some(name) = &patch.name {
             next.name = name.clone();
@@ -1154,6 +1175,26 @@ impl AccountService {
             .update_user(&user, &updated, &[UserField::Password], Some(revoke), audit)
             .await?;
         Ok(updated)
+    }
+}
+
+/// `PreconditionFailed` unless `tags` (the caller's `If-Match`, `None` for any) names `stored`,
+/// the tag of the record as stored.
+fn if_match(tags: Option<&[String]>, stored: &str) -> Result<(), AccountsError> {
+    match tags {
+        Some(tags) if !tags.iter().any(|t| t == stored) => Err(AccountsError::PreconditionFailed),
+        _ => Ok(()),
+    }
+}
+
+/// The fields a write of `written` checks are still as read: those, or with `If-Match` every
+/// field the tag covers (written back unchanged), so the tag the caller named still holds when
+/// the change lands.
+fn checked_fields(written: &[UserField], tagged: bool) -> Vec<UserField> {
+    if tagged {
+        UserField::ADMINISTERED.to_vec()
+    } else {
+        written.to_vec()
     }
 }
 

@@ -291,7 +291,7 @@ impl From<AccountsError> for ApiError {
                 StatusCode::PRECONDITION_FAILED,
                 "precondition_failed",
                 "Changed since read",
-                "the configuration changed since the ETag sent in If-Match was read; nothing was \
+                "the record changed since the ETag sent in If-Match was read; nothing was \
                  written: read it again and retry",
             ),
             AccountsError::Internal(_) => Self::from_internal(&err),

@@ -226,6 +226,15 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
          is decided again on a fresh read a few times first); nothing was written: read it \
          again and retry.",
     );
+    const STALE_READ: (&str, &str) = (
+        "412",
+        "`precondition_failed`: the record changed since the read whose `ETag` `If-Match` \
+         names; nothing changed.",
+    );
+    const BAD_IF_MATCH: (&str, &str) = (
+        "400",
+        "`malformed_request` also for an `If-Match` that is not `*` or quoted entity tags.",
+    );
     const READING: (&str, &str) = (
         "429",
         "`rate_limited` also while another request verifies (or exports) the company's log: one \
@@ -334,21 +343,9 @@ fn route_problems(method: &Method, path: &str) -> &'static [(&'static str, &'sta
         }
         ("PATCH", "/v1/users/{id}")
         | ("PUT", "/v1/users/{id}/role" | "/v1/users/{id}/permissions") => {
-            &[VALIDATION, CHANGED_MEANWHILE]
+            &[VALIDATION, CHANGED_MEANWHILE, STALE_READ, BAD_IF_MATCH]
         }
-        ("PATCH", "/v1/company") => &[
-            VALIDATION,
-            (
-                "412",
-                "`precondition_failed`: the configuration changed since the read whose `ETag` \
-                 `If-Match` names; nothing changed.",
-            ),
-            (
-                "400",
-                "`malformed_request` also for an `If-Match` that is not `*` or quoted entity \
-                 tags.",
-            ),
-        ],
+        ("PATCH", "/v1/company") => &[VALIDATION, STALE_READ, BAD_IF_MATCH],
         (
             "POST",
             "/v1/incidents" | "/v1/incidents/{id}/notes" | "/v1/incidents/{id}/notifications",

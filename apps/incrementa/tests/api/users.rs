@@ -380,3 +380,96 @@ async fn the_operator_resets_a_locked_out_owners_password() {
         assert!(ok && verified.contains("verified"), "{b}: {verified}{err}");
     }
 }
+
+/// `If-Match` on a user: `GET /v1/users/{id}` and every change answer the user's `ETag`; an
+/// Admin's form read before the Owner deactivated the user cannot reactivate it (412, nothing
+/// changed), nor change its role or permissions on that read; the current tag lands.
+#[actix_web::test]
+async fn a_user_change_naming_a_stale_etag_is_refused() {
+    for app in spawn_each().await {
+        let b = app.db.backend;
+        let [(_, owner), (_, admin), _, (vendor_id, _)] = app.company_with_roles("").await;
+        let path = format!("/v1/users/{vendor_id}");
+        let etag_of = |r: &Reply| r.headers.get("etag").unwrap().to_str().unwrap().to_owned();
+        let read = app.call("GET", &path, Some(&admin), None).await;
+        let stale = etag_of(&read);
+
+        let off = app
+            .call(
+                "PATCH",
+                &path,
+                Some(&owner),
+                Some(json!({ "active": false })),
+            )
+            .await;
+        assert_eq!(off.status, 200, "{b}: {}", off.raw);
+        let fresh = etag_of(&off);
+        assert_ne!(fresh, stale, "{b}");
+
+        app.reauth(&admin).await;
+        let on = app
+            .call_with(
+                "PATCH",
+                &path,
+                Some(&admin),
+                Some(json!({ "active": true })),
+                &[("If-Match", &stale)],
+            )
+            .await;
+        assert_problem(&on, 412, "precondition_failed");
+        let role = app
+            .call_with(
+                "PUT",
+                &format!("{path}/role"),
+                Some(&admin),
+                Some(json!({ "role": "manager" })),
+                &[("If-Match", &stale)],
+            )
+            .await;
+        assert_problem(&role, 412, "precondition_failed");
+        let grant = app
+            .call_with(
+                "PUT",
+                &format!("{path}/permissions"),
+                Some(&admin),
+                Some(json!({ "grant": ["users.read"] })),
+                &[("If-Match", &stale)],
+            )
+            .await;
+        assert_problem(&grant, 412, "precondition_failed");
+        let now = app.call("GET", &path, Some(&admin), None).await;
+        assert_eq!(
+            (
+                &now.body["active"],
+                &now.body["role"],
+                etag_of(&now) == fresh
+            ),
+            (&json!(false), &json!("vendor"), true),
+            "{b}: {}",
+            now.raw
+        );
+
+        // On the current read it lands, and answers the next tag.
+        let named = app
+            .call_with(
+                "PATCH",
+                &path,
+                Some(&admin),
+                Some(json!({ "name": "Vendedora Renombrada" })),
+                &[("If-Match", &fresh)],
+            )
+            .await;
+        assert_eq!(named.status, 200, "{b}: {}", named.raw);
+        assert_ne!(etag_of(&named), fresh, "{b}");
+        let bad = app
+            .call_with(
+                "PATCH",
+                &path,
+                Some(&admin),
+                Some(json!({ "name": "Otra" })),
+                &[("If-Match", "sin comillas")],
+            )
+            .await;
+        assert_problem(&bad, 400, "malformed_request");
+    }
+}

@@ -280,6 +280,7 @@ async fn the_owner_cannot_be_deactivated_by_anyone() {
         let patch = UserPatch {
             name: None,
             active: Some(false),
+            if_match: None,
         };
         let err = svc
             .update_user(
@@ -304,6 +305,7 @@ async fn admin_cannot_even_rename_the_owner() {
     let patch = UserPatch {
         name: Some("Renamed".into()),
         active: None,
+        if_match: None,
     };
     let err = svc
         .update_user(
@@ -339,6 +341,7 @@ async fn deactivation_revokes_every_session_in_the_same_call() {
     let patch = UserPatch {
         name: None,
         active: Some(false),
+        if_match: None,
     };
     let updated = svc
         .update_user(
@@ -362,6 +365,7 @@ async fn a_patch_that_changes_nothing_writes_nothing() {
     let patch = UserPatch {
         name: Some("Someone".into()),
         active: Some(true),
+        if_match: None,
     };
     svc.update_user(
         &actor(Role::Admin, company()),
@@ -653,8 +657,9 @@ async fn signups_from_one_ipv6_network_share_its_limit() {
     assert!(matches!(err, AccountsError::RateLimited { .. }), "{err:?}");
 }
 
-/// Each write a repository was asked for: the user as read, and as to be stored.
-type Writes = Arc<std::sync::Mutex<Vec<(User, User)>>>;
+/// Each write a repository was asked for: the user as read, as to be stored, and the fields
+/// checked and written.
+type Writes = Arc<std::sync::Mutex<Vec<(User, User, Vec<UserField>)>>>;
 
 /// A repository whose `user` answers `reads` in turn (the last one from then on) and whose
 /// first `stale` writes find the user changed since it was read; every write lands in the
@@ -670,9 +675,9 @@ fn changing_under_us(reads: Vec<User>, stale: usize) -> (MockAccountRepository, 
         Ok(reads.get(n).or(reads.last()).cloned())
     });
     repo.expect_update_user()
-        .returning(move |before, after, _, _, _| {
+        .returning(move |before, after, fields, _, _| {
             let mut writes = seen.lock().unwrap();
-            writes.push((before.clone(), after.clone()));
+            writes.push((before.clone(), after.clone(), fields.to_vec()));
             if writes.len() <= stale {
                 Err(AccountsError::Stale)
             } else {
@@ -702,6 +707,7 @@ async fn a_decision_whose_read_went_stale_is_made_again_on_a_fresh_read() {
     let patch = UserPatch {
         name: None,
         active: Some(false),
+        if_match: None,
     };
     let err = svc
         .update_user(
@@ -736,6 +742,7 @@ async fn grants_are_computed_again_from_grants_another_write_stored() {
             nine(),
             &["audit.read".to_owned()],
             &[],
+            None,
             &RequestContext::default(),
         )
         .await
@@ -762,6 +769,7 @@ async fn a_record_that_keeps_changing_is_given_up_on_after_a_bounded_number_of_a
             &actor(Role::Owner, company()).reauthenticated(Some(clock().now())),
             nine(),
             "manager",
+            None,
             &RequestContext::default(),
         )
         .await
@@ -1099,6 +1107,115 @@ async fn a_company_change_naming_another_read_is_refused() {
                 matches!(result, Err(AccountsError::PreconditionFailed)),
                 "{tags:?}: {result:?}"
             );
+        }
+    }
+}
+
+/// A user's tag follows what administrators change (name, role, active, grants, revokes) and
+/// only that: the user's own address and MFA leave it alone.
+#[test]
+fn a_user_tag_follows_what_administrators_change() {
+    let base = user(company(), 9, Role::Vendor);
+    let tagged = |u: User| u.tag();
+    let changed = [
+        tagged(User {
+            name: PersonName::parse("Otra", "name").unwrap(),
+            ..base.clone()
+        }),
+        tagged(User {
+            role: Role::Manager,
+            ..base.clone()
+        }),
+        tagged(User {
+            active: false,
+            ..base.clone()
+        }),
+        tagged(User {
+            grants: PermissionSet::of(&[Permission::AuditRead]),
+            ..base.clone()
+        }),
+        tagged(User {
+            revokes: PermissionSet::of(&[Permission::CustomersReadAssigned]),
+            ..base.clone()
+        }),
+        tagged(user(company(), 10, Role::Vendor)),
+    ];
+    for tag in &changed {
+        assert_ne!(*tag, base.tag());
+    }
+    let own = User {
+        email: Email::parse("otra@example.com").unwrap(),
+        mfa_enabled: true,
+        password_hash: PasswordHash::new("$argon2id$new".into()),
+        ..base.clone()
+    };
+    assert_eq!(own.tag(), base.tag());
+}
+
+/// With `If-Match`, a user change is made only on the user the caller read, and its write then
+/// checks every field the tag covers; without, only what it writes. A stale tag changes nothing.
+#[tokio::test]
+async fn a_user_change_naming_another_read_is_refused() {
+    let read = user(company(), 9, Role::Vendor);
+    let owner = actor(Role::Owner, company()).reauthenticated(Some(clock().now()));
+    let stale = Some(vec!["0000000000000000".to_owned()]);
+    for (tags, lands) in [(Some(vec![read.tag()]), true), (stale, false), (None, true)] {
+        let (repo, writes) = changing_under_us(vec![read.clone()], 0);
+        let svc = service(repo, hasher(), MockAuditSink::new());
+        let patch = UserPatch {
+            name: Some("Renombrada".into()),
+            active: None,
+            if_match: tags.clone(),
+        };
+        let renamed = svc
+            .update_user(&owner, nine(), patch, &RequestContext::default())
+            .await;
+        let role = svc
+            .change_role(
+                &owner,
+                nine(),
+                "manager",
+                tags.as_deref(),
+                &RequestContext::default(),
+            )
+            .await;
+        let granted = svc
+            .change_permissions(
+                &owner,
+                nine(),
+                &["audit.read".to_owned()],
+                &[],
+                tags.as_deref(),
+                &RequestContext::default(),
+            )
+            .await;
+        let writes = writes.lock().unwrap();
+        if lands {
+            assert!(
+                renamed.is_ok() && role.is_ok() && granted.is_ok(),
+                "{tags:?}"
+            );
+            let checked: Vec<&[UserField]> = writes.iter().map(|w| w.2.as_slice()).collect();
+            if tags.is_some() {
+                assert_eq!(checked, [&UserField::ADMINISTERED[..]; 3]);
+            } else {
+                assert_eq!(
+                    checked,
+                    [
+                        &[UserField::Name][..],
+                        &[UserField::Role],
+                        &[UserField::Permissions]
+                    ]
+                );
+            }
+        } else {
+            for result in [renamed, role, granted] {
+                assert!(
+                    matches!(result, Err(AccountsError::PreconditionFailed)),
+                    "{result:?}"
+                );
+            }
+            assert!(writes.is_empty(), "nothing reached the store");
         }
     }
 }

@@ -1,7 +1,6 @@
 //! Company configuration (AUD-3): read, change with a field-level log, and the log itself.
 
 use accounts::{Company, CompanyPatch};
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -89,51 +88,7 @@ fn dto(c: &Company, default_limit: u16) -> CompanyConfigDto {
 /// 200 with the configuration and its `ETag` (a quoted [`Company::tag`]), which a change sends
 /// back in `If-Match`.
 fn config_response(c: &Company, default_limit: u16) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::ETAG, format!("\"{}\"", c.tag())))
-        .json(dto(c, default_limit))
-}
-
-/// Longest `If-Match` read: a few tags; anything longer is refused unread.
-const MAX_IF_MATCH: usize = 1024;
-
-/// The tags `If-Match` names: `None` when it is absent or `*` (the configuration always exists),
-/// else the strong tags of its list (a weak tag `W/"…"` never matches under the strong
-/// comparison `If-Match` asks for, so it adds none). 400 when it is not `*` or a list of quoted
-/// tags.
-fn if_match(req: &HttpRequest) -> Result<Option<Vec<String>>, ApiError> {
-    let mut values = req.headers().get_all(header::IF_MATCH).peekable();
-    if values.peek().is_none() {
-        return Ok(None);
-    }
-    let bad = || crate::error::malformed("If-Match must be * or a list of quoted entity tags");
-    let mut tags = Vec::new();
-    let mut total = 0;
-    for value in values {
-        total += value.len();
-        if total > MAX_IF_MATCH {
-            return Err(bad());
-        }
-        let text = value.to_str().map_err(|_| bad())?;
-        for item in text.split(',').map(str::trim) {
-            if item == "*" {
-                return Ok(None);
-            }
-            let (weak, quoted) = match item.strip_prefix("W/") {
-                Some(rest) => (true, rest),
-                None => (false, item),
-            };
-            let tag = quoted
-                .strip_prefix('"')
-                .and_then(|q| q.strip_suffix('"'))
-                .filter(|t| !t.contains('"'))
-                .ok_or_else(bad)?;
-            if !weak {
-                tags.push(tag.to_owned());
-            }
-        }
-    }
-    Ok(Some(tags))
+    super::tagged(&c.tag()).json(dto(c, default_limit))
 }
 
 /// One change to the company's configuration.
@@ -189,7 +144,7 @@ pub(crate) async fn update(
     req: HttpRequest,
     body: Body<CompanyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let if_match = if_match(&req)?;
+    let if_match = super::if_match(&req)?;
     let b = body.into_inner();
     // `null` clears a text field: the core treats an empty text as "unset".
     let text = |v: Option<Option<String>>| v.map(Option::unwrap_or_default);

@@ -14,6 +14,60 @@ pub(crate) mod sessions;
 pub(crate) mod signup;
 pub(crate) mod users;
 
+/// 200 with the record's `ETag`: `tag` quoted, which a change sends back in `If-Match`.
+pub(crate) fn tagged(tag: &str) -> actix_web::HttpResponseBuilder {
+    let mut response = actix_web::HttpResponse::Ok();
+    response.insert_header((actix_web::http::header::ETAG, format!("\"{tag}\"")));
+    response
+}
+
+/// Longest `If-Match` read: a few tags; anything longer is refused unread.
+const MAX_IF_MATCH: usize = 1024;
+
+/// The tags `If-Match` names: `None` when it is absent or `*` (the record the route changes exists),
+/// else the strong tags of its list (a weak tag `W/"…"` never matches under the strong
+/// comparison `If-Match` asks for, so it adds none). 400 when it is not `*` or a list of quoted
+/// tags.
+pub(crate) fn if_match(
+    req: &actix_web::HttpRequest,
+) -> Result<Option<Vec<String>>, crate::error::ApiError> {
+    let mut values = req
+        .headers()
+        .get_all(actix_web::http::header::IF_MATCH)
+        .peekable();
+    if values.peek().is_none() {
+        return Ok(None);
+    }
+    let bad = || crate::error::malformed("If-Match must be * or a list of quoted entity tags");
+    let mut tags = Vec::new();
+    let mut total = 0;
+    for value in values {
+        total += value.len();
+        if total > MAX_IF_MATCH {
+            return Err(bad());
+        }
+        let text = value.to_str().map_err(|_| bad())?;
+        for item in text.split(',').map(str::trim) {
+            if item == "*" {
+                return Ok(None);
+            }
+            let (weak, quoted) = match item.strip_prefix("W/") {
+                Some(rest) => (true, rest),
+                None => (false, item),
+            };
+            let tag = quoted
+                .strip_prefix('"')
+                .and_then(|q| q.strip_suffix('"'))
+                .filter(|t| !t.contains('"'))
+                .ok_or_else(bad)?;
+            if !weak {
+                tags.push(tag.to_owned());
+            }
+        }
+    }
+    Ok(Some(tags))
+}
+
 /// Reads an optional JSON object body: empty (or only whitespace) gives `T::default()`; anything
 /// else must be a JSON object that `T` accepts, or it is 400 `malformed_request` saying
 /// `expected`. Over [`crate::JSON_LIMIT`] it is 413, like every other body.
