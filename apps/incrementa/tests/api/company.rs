@@ -141,14 +141,23 @@ async fn a_change_naming_a_stale_etag_is_refused() {
     for app in spawn_each().await {
         let b = app.db.backend;
         let [(_, owner), (_, admin), _, _] = app.company_with_roles("").await;
+        // The owner's change of `body`, sent with `If-Match: tag`.
+        let patch_if = |body: serde_json::Value, tag: String| {
+            let (app, owner) = (&app, &owner);
+            async move {
+                app.call_with(
+                    "PATCH",
+                    "/v1/company",
+                    Some(owner),
+                    Some(body),
+                    &[("If-Match", &tag)],
+                )
+                .await
+            }
+        };
+        let etag_of = |r: &Reply| r.headers.get("etag").unwrap().to_str().unwrap().to_owned();
         let read = app.call("GET", "/v1/company", Some(&owner), None).await;
-        let etag = read
-            .headers
-            .get("etag")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let etag = etag_of(&read);
         assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
 
         // Meanwhile an Admin changes the policy: the owner's tag is stale.
@@ -161,74 +170,28 @@ async fn a_change_naming_a_stale_etag_is_refused() {
             )
             .await;
         assert_eq!(changed.status, 200, "{b}: {}", changed.raw);
-        let fresh = changed
-            .headers
-            .get("etag")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let fresh = etag_of(&changed);
         assert_ne!(fresh, etag, "{b}");
-        let stale = app
-            .call_with(
-                "PATCH",
-                "/v1/company",
-                Some(&owner),
-                Some(json!({ "postal_code": "06700" })),
-                &[("If-Match", &etag)],
-            )
-            .await;
+        let stale = patch_if(json!({ "postal_code": "06700" }), etag).await;
         assert_problem(&stale, 412, "precondition_failed");
         let weak = format!("W/{fresh}");
         let garbage = ["abc", "\"a\"b\"", ""];
         for bad in garbage {
-            let r = app
-                .call_with(
-                    "PATCH",
-                    "/v1/company",
-                    Some(&owner),
-                    Some(json!({ "postal_code": "06700" })),
-                    &[("If-Match", bad)],
-                )
-                .await;
+            let r = patch_if(json!({ "postal_code": "06700" }), bad.to_string()).await;
             assert_problem(&r, 400, "malformed_request");
         }
-        let r = app
-            .call_with(
-                "PATCH",
-                "/v1/company",
-                Some(&owner),
-                Some(json!({ "postal_code": "06700" })),
-                &[("If-Match", &weak)],
-            )
-            .await;
+        let r = patch_if(json!({ "postal_code": "06700" }), weak).await;
         assert_problem(&r, 412, "precondition_failed");
         let now = app.call("GET", "/v1/company", Some(&owner), None).await;
         assert_eq!(now.body["postal_code"], serde_json::Value::Null, "{b}");
-        assert_eq!(now.headers.get("etag").unwrap().to_str().unwrap(), fresh);
+        assert_eq!(etag_of(&now), fresh);
 
         // The current tag (in a list, or `*`) lands.
         let list = format!("\"0000000000000000\", {fresh}");
-        let r = app
-            .call_with(
-                "PATCH",
-                "/v1/company",
-                Some(&owner),
-                Some(json!({ "postal_code": "06700" })),
-                &[("If-Match", &list)],
-            )
-            .await;
+        let r = patch_if(json!({ "postal_code": "06700" }), list).await;
         assert_eq!(r.status, 200, "{b}: {}", r.raw);
         assert_eq!(r.body["postal_code"], "06700");
-        let r = app
-            .call_with(
-                "PATCH",
-                "/v1/company",
-                Some(&owner),
-                Some(json!({ "tax_regime": "601" })),
-                &[("If-Match", "*")],
-            )
-            .await;
+        let r = patch_if(json!({ "tax_regime": "601" }), "*".to_owned()).await;
         assert_eq!(r.status, 200, "{b}: {}", r.raw);
         let log = app
             .call("GET", "/v1/company/changes", Some(&owner), None)

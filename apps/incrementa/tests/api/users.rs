@@ -391,6 +391,15 @@ async fn a_user_change_naming_a_stale_etag_is_refused() {
         let [(_, owner), (_, admin), _, (vendor_id, _)] = app.company_with_roles("").await;
         let path = format!("/v1/users/{vendor_id}");
         let etag_of = |r: &Reply| r.headers.get("etag").unwrap().to_str().unwrap().to_owned();
+        // The Admin's `method` of `body` to `to`, sent with `If-Match: tag`.
+        let as_admin_if =
+            |method: &'static str, to: String, body: serde_json::Value, tag: String| {
+                let (app, admin) = (&app, &admin);
+                async move {
+                    app.call_with(method, &to, Some(admin), Some(body), &[("If-Match", &tag)])
+                        .await
+                }
+            };
         let read = app.call("GET", &path, Some(&admin), None).await;
         let stale = etag_of(&read);
 
@@ -407,35 +416,29 @@ async fn a_user_change_naming_a_stale_etag_is_refused() {
         assert_ne!(fresh, stale, "{b}");
 
         app.reauth(&admin).await;
-        let on = app
-            .call_with(
-                "PATCH",
-                &path,
-                Some(&admin),
-                Some(json!({ "active": true })),
-                &[("If-Match", &stale)],
-            )
-            .await;
+        let on = as_admin_if(
+            "PATCH",
+            path.clone(),
+            json!({ "active": true }),
+            stale.clone(),
+        )
+        .await;
         assert_problem(&on, 412, "precondition_failed");
-        let role = app
-            .call_with(
-                "PUT",
-                &format!("{path}/role"),
-                Some(&admin),
-                Some(json!({ "role": "manager" })),
-                &[("If-Match", &stale)],
-            )
-            .await;
+        let role = as_admin_if(
+            "PUT",
+            format!("{path}/role"),
+            json!({ "role": "manager" }),
+            stale.clone(),
+        )
+        .await;
         assert_problem(&role, 412, "precondition_failed");
-        let grant = app
-            .call_with(
-                "PUT",
-                &format!("{path}/permissions"),
-                Some(&admin),
-                Some(json!({ "grant": ["users.read"] })),
-                &[("If-Match", &stale)],
-            )
-            .await;
+        let grant = as_admin_if(
+            "PUT",
+            format!("{path}/permissions"),
+            json!({ "grant": ["users.read"] }),
+            stale.clone(),
+        )
+        .await;
         assert_problem(&grant, 412, "precondition_failed");
         let now = app.call("GET", &path, Some(&admin), None).await;
         assert_eq!(
@@ -450,26 +453,22 @@ async fn a_user_change_naming_a_stale_etag_is_refused() {
         );
 
         // On the current read it lands, and answers the next tag.
-        let named = app
-            .call_with(
-                "PATCH",
-                &path,
-                Some(&admin),
-                Some(json!({ "name": "Vendedora Renombrada" })),
-                &[("If-Match", &fresh)],
-            )
-            .await;
+        let named = as_admin_if(
+            "PATCH",
+            path.clone(),
+            json!({ "name": "Vendedora Renombrada" }),
+            fresh.clone(),
+        )
+        .await;
         assert_eq!(named.status, 200, "{b}: {}", named.raw);
         assert_ne!(etag_of(&named), fresh, "{b}");
-        let bad = app
-            .call_with(
-                "PATCH",
-                &path,
-                Some(&admin),
-                Some(json!({ "name": "Otra" })),
-                &[("If-Match", "sin comillas")],
-            )
-            .await;
+        let bad = as_admin_if(
+            "PATCH",
+            path.clone(),
+            json!({ "name": "Otra" }),
+            "sin comillas".to_owned(),
+        )
+        .await;
         assert_problem(&bad, 400, "malformed_request");
     }
 }
