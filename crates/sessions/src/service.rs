@@ -770,16 +770,28 @@ impl SessionService {
         let Some(why) = actor.restriction() else {
             return Ok(());
         };
-        let record = AuditRecord::denied(
+        self.audit
+            .record(self.denial(actor, attempted.as_str(), why, ctx))
+            .await?;
+        Err(SessionError::Forbidden(why))
+    }
+
+    /// The `authorization.denied` record of `actor` refused `attempted` because of `reason`.
+    fn denial(
+        &self,
+        actor: &Actor,
+        attempted: &str,
+        reason: &str,
+        ctx: &RequestContext,
+    ) -> AuditRecord {
+        AuditRecord::denied(
             self.ids.new_id(),
             self.clock.now(),
             ctx,
             actor,
-            attempted.as_str(),
-            why,
-        );
-        self.audit.record(record).await?;
-        Err(SessionError::Forbidden(why))
+            attempted,
+            reason,
+        )
     }
 
     /// Records that `actor` was refused `attempted` on `route` because of `reason`
@@ -795,15 +807,9 @@ impl SessionService {
         route: &str,
         ctx: &RequestContext,
     ) -> Result<(), SessionError> {
-        let record = AuditRecord::denied(
-            self.ids.new_id(),
-            self.clock.now(),
-            ctx,
-            actor,
-            attempted,
-            reason,
-        )
-        .target("route", route);
+        let record = self
+            .denial(actor, attempted, reason, ctx)
+            .target("route", route);
         Ok(self.audit.record(record).await?)
     }
 
