@@ -370,9 +370,7 @@ impl AccountService {
             password_change_required: false,
         };
         let audit = vec![
-            self.record(Action::USER_CREATED, Outcome::Success, ctx)
-                .by(actor)
-                .target("user", user.id)
+            self.user_record(Action::USER_CREATED, actor, user.id, ctx)
                 .details(serde_json::json!({ "role": role.as_str() })),
         ];
         self.repo.insert_user(&user, audit).await?;
@@ -438,7 +436,13 @@ impl AccountService {
     ) -> Result<User, AccountsError> {
         self.require(actor, Permission::UsersManage, Action::USER_UPDATED, ctx)
             .await?;
-        on_fresh_read(|| self.try_update_user(actor, id, &patch, ctx)).await
+        let name = match patch.name.as_deref() {
+            Some(raw) => Some(
+                PersonName::parse(raw, "name").map_err(|e| AccountsError::Validation(vec![e]))?,
+            ),
+            None => None,
+        };
+        on_fresh_read(|| self.try_update_user(actor, id, name.as_ref(), &patch, ctx)).await
     }
 
     /// One read, decision and write of [`Self::update_user`].
@@ -446,22 +450,13 @@ impl AccountService {
         &self,
         actor: &Actor,
         id: UserId,
+        name: Option<&PersonName>,
         patch: &UserPatch,
         ctx: &RequestContext,
     ) -> Result<User, AccountsError> {
-        let current = self
-            .repo
-            .user(actor.company_id, id)
-            .await?
-            .ok_or(AccountsError::NotFound)?;
-        if_match(patch.if_match.as_deref(), &current.tag())?;
-        let name = match patch.name.as_deref() {
-            Some(raw) => Some(
-                PersonName::parse(raw, "name").map_err(|e| AccountsError::Validation(vec![e]))?,
-            ),
-            None => None,
-        };
-        let name = name.filter(|n| *n != current.name);
+        let tags = patch.if_match.as_deref();
+        let current = self.administered(actor, id, tags).await?;
+        let name = name.filter(|n| **n != current.name);
         let active = patch.active.filter(|a| *a != current.active);
         let mut changes = Vec::new();
         if name.is_some() {
@@ -472,13 +467,7 @@ impl AccountService {
             Some(false) => changes.push((Change::Deactivate, Action::USER_DEACTIVATED)),
             None => {}
         }
-        for (change, attempted) in &changes {
-            if let Err(denial) = check_change(actor, id, current.role, *change) {
-                return Err(self
-                    .deny(actor, *attempted, Some(id), denial.message(), ctx)
-                    .await);
-            }
-        }
+        self.allow(actor, &current, &changes, ctx).await?;
         if changes.is_empty() {
             return Ok(current);
         }
@@ -486,11 +475,9 @@ impl AccountService {
         let mut updated = current.clone();
         let mut audit = Vec::new();
         if let Some(name) = name {
-            updated.name = name;
+            updated.name = name.clone();
             audit.push(
-                self.record(Action::USER_UPDATED, Outcome::Success, ctx)
-                    .by(actor)
-                    .target("user", id)
+                self.user_record(Action::USER_UPDATED, actor, id, ctx)
                     .details(serde_json::json!({ "fields": ["name"] })),
             );
         }
@@ -502,11 +489,7 @@ impl AccountService {
             } else {
                 Action::USER_DEACTIVATED
             };
-            audit.push(
-                self.record(action, Outcome::Success, ctx)
-                    .by(actor)
-                    .target("user", id),
-            );
+            audit.push(self.user_record(action, actor, id, ctx));
             if !active {
                 revoke = Some(SessionRevocation {
                     at: now,
@@ -529,20 +512,89 @@ impl AccountService {
                 Change::Permissions { .. } => UserField::Permissions,
             })
             .collect();
-        let fields = checked_fields(&fields, patch.if_match.is_some());
+        self.write_user(&current, updated, &fields, tags, revoke, audit)
+            .await
+    }
+
+    /// The user `id` of the actor's company as stored, provided `tags` (the caller's
+    /// `If-Match`, `None` for any) names its [`User::tag`]: the read an administrator's change
+    /// to a user decides on.
+    async fn administered(
+        &self,
+        actor: &Actor,
+        id: UserId,
+        tags: Option<&[String]>,
+    ) -> Result<User, AccountsError> {
+        let current = self
+            .repo
+            .user(actor.company_id, id)
+            .await?
+            .ok_or(AccountsError::NotFound)?;
+        if_match(tags, &current.tag())?;
+        Ok(current)
+    }
+
+    /// Refuses, recording the denial, unless the actor may make every one of `changes` (each
+    /// with the action its denial is recorded under) to `user` as read (RBAC-3).
+    async fn allow(
+        &self,
+        actor: &Actor,
+        user: &User,
+        changes: &[(Change, Action)],
+        ctx: &RequestContext,
+    ) -> Result<(), AccountsError> {
+        for (change, attempted) in changes {
+            if let Err(denial) = check_change(actor, user.id, user.role, *change) {
+                return Err(self
+                    .deny(actor, *attempted, Some(user.id), denial.message(), ctx)
+                    .await);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes an administrator's change of `current` (as read) to `updated`, with its audit
+    /// records and the sessions it closes, provided the `written` fields (with `If-Match`, every
+    /// field the tag covers) are still as read.
+    async fn write_user(
+        &self,
+        current: &User,
+        updated: User,
+        written: &[UserField],
+        tags: Option<&[String]>,
+        revoke: Option<SessionRevocation>,
+        audit: Vec<AuditRecord>,
+    ) -> Result<User, AccountsError> {
+        let fields = checked_fields(written, tags.is_some());
         self.repo
-            .update_user(&current, &updated, &fields, revoke, audit)
+            .update_user(current, &updated, &fields, revoke, audit)
             .await?;
         Ok(updated)
     }
 
-    /// Refuses when the step-up window is closed (MFA-3), recording the denial.
-    async fn require_step_up(
+    /// The success record of `actor`'s change to user `id`.
+    fn user_record(
+        &self,
+        action: Action,
+        actor: &Actor,
+        id: UserId,
+        ctx: &RequestContext,
+    ) -> AuditRecord {
+        self.record(action, Outcome::Success, ctx)
+            .by(actor)
+            .target("user", id)
+    }
+
+    /// Refuses, recording the denial, unless the actor holds `permission` and its step-up
+    /// window is open (MFA-3).
+    async fn require_stepped_up(
         &self,
         actor: &Actor,
+        permission: Permission,
         attempted: Action,
         ctx: &RequestContext,
     ) -> Result<(), AccountsError> {
+        self.require(actor, permission, attempted, ctx).await?;
         if actor.has_step_up(self.clock.now()) {
             return Ok(());
         }
@@ -573,15 +625,13 @@ impl AccountService {
         if_match: Option<&[String]>,
         ctx: &RequestContext,
     ) -> Result<User, AccountsError> {
-        self.require(
+        self.require_stepped_up(
             actor,
             Permission::RolesAssign,
             Action::USER_ROLE_CHANGED,
             ctx,
         )
         .await?;
-        self.require_step_up(actor, Action::USER_ROLE_CHANGED, ctx)
-            .await?;
         let role: Role = role
             .parse()
             .map_err(|_| AccountsError::Validation(vec![FieldError::new("role", "invalid")]))?;
@@ -597,23 +647,14 @@ impl AccountService {
         tags: Option<&[String]>,
         ctx: &RequestContext,
     ) -> Result<User, AccountsError> {
-        let current = self
-            .repo
-            .user(actor.company_id, id)
-            .await?
-            .ok_or(AccountsError::NotFound)?;
-        if_match(tags, &current.tag())?;
-        if let Err(denial) = check_change(actor, id, current.role, Change::Role(role)) {
-            return Err(self
-                .deny(
-                    actor,
-                    Action::USER_ROLE_CHANGED,
-                    Some(id),
-                    denial.message(),
-                    ctx,
-                )
-                .await);
-        }
+        let current = self.administered(actor, id, tags).await?;
+        self.allow(
+            actor,
+            &current,
+            &[(Change::Role(role), Action::USER_ROLE_CHANGED)],
+            ctx,
+        )
+        .await?;
         if role == current.role {
             return Ok(current);
         }
@@ -621,21 +662,11 @@ impl AccountService {
         updated.role = role;
         updated.updated_at = self.clock.now();
         let audit = vec![
-            self.record(Action::USER_ROLE_CHANGED, Outcome::Success, ctx)
-                .by(actor)
-                .target("user", id)
+            self.user_record(Action::USER_ROLE_CHANGED, actor, id, ctx)
                 .details(serde_json::json!({ "from": current.role.as_str(), "to": role.as_str() })),
         ];
-        self.repo
-            .update_user(
-                &current,
-                &updated,
-                &checked_fields(&[UserField::Role], tags.is_some()),
-                None,
-                audit,
-            )
-            .await?;
-        Ok(updated)
+        self.write_user(&current, updated, &[UserField::Role], tags, None, audit)
+            .await
     }
 
     /// Grants and revokes per-user permissions on top of the role's defaults (RBAC-2, RBAC-3):
@@ -653,15 +684,13 @@ impl AccountService {
         if_match: Option<&[String]>,
         ctx: &RequestContext,
     ) -> Result<User, AccountsError> {
-        self.require(
+        self.require_stepped_up(
             actor,
             Permission::RolesAssign,
             Action::USER_PERMISSIONS_CHANGED,
             ctx,
         )
         .await?;
-        self.require_step_up(actor, Action::USER_PERMISSIONS_CHANGED, ctx)
-            .await?;
         let parse = |names: &[String], field: &'static str| -> Result<PermissionSet, FieldError> {
             names
                 .iter()
@@ -697,28 +726,17 @@ impl AccountService {
         tags: Option<&[String]>,
         ctx: &RequestContext,
     ) -> Result<User, AccountsError> {
-        let current = self
-            .repo
-            .user(actor.company_id, id)
-            .await?
-            .ok_or(AccountsError::NotFound)?;
-        if_match(tags, &current.tag())?;
-        if let Err(denial) = check_change(
+        let current = self.administered(actor, id, tags).await?;
+        self.allow(
             actor,
-            id,
-            current.role,
-            Change::Permissions { grant, revoke },
-        ) {
-            return Err(self
-                .deny(
-                    actor,
-                    Action::USER_PERMISSIONS_CHANGED,
-                    Some(id),
-                    denial.message(),
-                    ctx,
-                )
-                .await);
-        }
+            &current,
+            &[(
+                Change::Permissions { grant, revoke },
+                Action::USER_PERMISSIONS_CHANGED,
+            )],
+            ctx,
+        )
+        .await?;
         let mut updated = current.clone();
         updated.grants = current.grants.with_deltas(grant, revoke);
         updated.revokes = current.revokes.with_deltas(revoke, grant);
@@ -727,25 +745,22 @@ impl AccountService {
         }
         updated.updated_at = self.clock.now();
         let audit = vec![
-            self.record(Action::USER_PERMISSIONS_CHANGED, Outcome::Success, ctx)
-                .by(actor)
-                .target("user", id)
+            self.user_record(Action::USER_PERMISSIONS_CHANGED, actor, id, ctx)
                 .details(serde_json::json!({
                     "grant": grant.names(),
                     "revoke": revoke.names(),
                     "effective": updated.permissions().names(),
                 })),
         ];
-        self.repo
-            .update_user(
-                &current,
-                &updated,
-                &checked_fields(&[UserField::Permissions], tags.is_some()),
-                None,
-                audit,
-            )
-            .await?;
-        Ok(updated)
+        self.write_user(
+            &current,
+            updated,
+            &[UserField::Permissions],
+            tags,
+            None,
+            audit,
+        )
+        .await
     }
 
     /// The actor's company (`company.config.read`).
@@ -1085,11 +1100,8 @@ impl AccountService {
         updated.updated_at = now;
         // A password the operator handed over is replaced: the restriction lifts.
         updated.password_change_required = false;
-        let audit = vec![
-            self.record(Action::USER_PASSWORD_CHANGED, Outcome::Success, ctx)
-                .by(actor)
-                .target("user", actor.user_id),
-        ];
+        let audit =
+            vec![self.user_record(Action::USER_PASSWORD_CHANGED, actor, actor.user_id, ctx)];
         let revoke = SessionRevocation {
             at: now,
             reason: RevocationReason::PasswordChanged,

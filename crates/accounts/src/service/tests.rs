@@ -319,6 +319,35 @@ async fn admin_cannot_even_rename_the_owner() {
     assert!(matches!(err, AccountsError::Forbidden(_)));
 }
 
+/// An invalid name is refused before the store is asked for the user (nothing read, nothing
+/// locked), whoever the user is.
+#[tokio::test]
+async fn an_invalid_name_is_refused_before_the_user_is_read() {
+    let mut repo = MockAccountRepository::new();
+    repo.expect_user().times(0);
+    repo.expect_update_user().times(0);
+    let svc = service(repo, hasher(), MockAuditSink::new());
+    let patch = UserPatch {
+        name: Some("  ".into()),
+        active: Some(false),
+        if_match: None,
+    };
+    let err = svc
+        .update_user(
+            &actor(Role::Owner, company()),
+            UserId::from_uuid(uuid::Uuid::from_u128(9)),
+            patch,
+            &RequestContext::default(),
+        )
+        .await
+        .unwrap_err();
+    let AccountsError::Validation(errors) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].field, "name");
+}
+
 #[tokio::test]
 async fn deactivation_revokes_every_session_in_the_same_call() {
     let mut repo = MockAccountRepository::new();
