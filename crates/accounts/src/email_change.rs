@@ -261,7 +261,7 @@ impl EmailChangeService {
             why,
         );
         self.ports.audit.record(denial).await?;
-        Err(if why == "reauthentication_required" {
+        Err(if why == rbac::REAUTHENTICATION_REQUIRED {
             AccountsError::ReauthenticationRequired
         } else {
             AccountsError::Forbidden(why)

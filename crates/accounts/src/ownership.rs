@@ -193,7 +193,9 @@ impl OwnershipService {
             why,
         );
         match self.audit.record(record).await {
-            Ok(()) if why == "reauthentication_required" => AccountsError::ReauthenticationRequired,
+            Ok(()) if why == rbac::REAUTHENTICATION_REQUIRED => {
+                AccountsError::ReauthenticationRequired
+            }
             Ok(()) => AccountsError::Forbidden(why),
             Err(e) => e.into(),
         }
@@ -221,7 +223,7 @@ impl OwnershipService {
         let now = self.clock.now();
         if !actor.has_step_up(now) {
             return Err(self
-                .deny(actor, action, "reauthentication_required", ctx)
+                .deny(actor, action, rbac::REAUTHENTICATION_REQUIRED, ctx)
                 .await);
         }
         if to == actor.user_id {

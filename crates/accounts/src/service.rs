@@ -204,7 +204,7 @@ impl AccountService {
             Ok(())
         } else {
             Err(self
-                .deny(actor, attempted, None, "missing permission", ctx)
+                .deny(actor, attempted, None, rbac::MISSING_PERMISSION, ctx)
                 .await)
         }
     }
@@ -604,7 +604,7 @@ impl AccountService {
             ctx,
             actor,
             attempted.as_str(),
-            "reauthentication_required",
+            rbac::REAUTHENTICATION_REQUIRED,
         );
         self.audit.record(record).await?;
         Err(AccountsError::ReauthenticationRequired)

@@ -771,9 +771,9 @@ impl AuditService {
         ctx: &RequestContext,
     ) -> Result<(), AuditError> {
         let why = if !authorize(actor, permission, Scope::Company).is_allowed() {
-            "missing permission"
+            rbac::MISSING_PERMISSION
         } else if step_up && !actor.has_step_up(self.clock.now()) {
-            "reauthentication_required"
+            rbac::REAUTHENTICATION_REQUIRED
         } else {
             return Ok(());
         };
@@ -786,7 +786,7 @@ impl AuditService {
             why,
         );
         self.sink.record(record).await?;
-        Err(if step_up && why == "reauthentication_required" {
+        Err(if step_up && why == rbac::REAUTHENTICATION_REQUIRED {
             AuditError::ReauthenticationRequired
         } else {
             AuditError::Forbidden

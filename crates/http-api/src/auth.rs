@@ -269,7 +269,7 @@ pub(crate) async fn guard(
             .record_denied(
                 &auth.actor,
                 permission.as_str(),
-                "missing permission",
+                rbac::MISSING_PERMISSION,
                 path,
                 &ctx,
             )
@@ -285,7 +285,13 @@ pub(crate) async fn guard(
         let ctx = context_of(req.request());
         if let Err(e) = state
             .sessions
-            .record_denied(&auth.actor, path, "reauthentication_required", path, &ctx)
+            .record_denied(
+                &auth.actor,
+                path,
+                rbac::REAUTHENTICATION_REQUIRED,
+                path,
+                &ctx,
+            )
             .await
         {
             return Ok(req.error_response(ApiError::from(e)));

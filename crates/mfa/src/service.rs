@@ -153,7 +153,7 @@ impl MfaService {
         let denial =
             AuditRecord::denied(self.ids.new_id(), now, ctx, actor, attempted.as_str(), why);
         self.audit.record(denial).await?;
-        Err(if why == "reauthentication_required" {
+        Err(if why == rbac::REAUTHENTICATION_REQUIRED {
             MfaError::ReauthenticationRequired
         } else {
             MfaError::Forbidden(why)

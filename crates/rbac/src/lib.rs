@@ -76,6 +76,14 @@ pub const PASSWORD_CHANGE_REQUIRED: &str = "password_change_required";
 /// Why an actor restricted to MFA enrolment is refused ([`Actor::restriction`]).
 pub const MFA_ENROLMENT_REQUIRED: &str = "mfa_enrolment_required";
 
+/// Why an actor is refused a critical action while its step-up window is closed (MFA-3):
+/// the reason its `authorization.denied` record names, which every core maps to its
+/// re-authentication error.
+pub const REAUTHENTICATION_REQUIRED: &str = "reauthentication_required";
+
+/// Why an actor is refused an action its role and grants do not allow ([`authorize`]).
+pub const MISSING_PERMISSION: &str = "missing permission";
+
 impl Actor {
     /// An actor with the given effective permissions.
     #[must_use]
@@ -158,7 +166,7 @@ impl Actor {
     #[must_use]
     pub fn self_service_refusal(&self, now: Timestamp, step_up: bool) -> Option<&'static str> {
         self.restriction()
-            .or_else(|| (step_up && !self.has_step_up(now)).then_some("reauthentication_required"))
+            .or_else(|| (step_up && !self.has_step_up(now)).then_some(REAUTHENTICATION_REQUIRED))
     }
 }
 

@@ -153,16 +153,13 @@ impl VaultService {
         attempted: Action,
         ctx: &RequestContext,
     ) -> Result<(), VaultError> {
-        let (allowed, why) = if !authorize(actor, permission, Scope::Company).is_allowed() {
-            (false, "missing permission")
+        let why = if !authorize(actor, permission, Scope::Company).is_allowed() {
+            rbac::MISSING_PERMISSION
         } else if step_up && !actor.has_step_up(self.clock.now()) {
-            (false, "reauthentication_required")
+            rbac::REAUTHENTICATION_REQUIRED
         } else {
-            (true, "")
-        };
-        if allowed {
             return Ok(());
-        }
+        };
         let record = AuditRecord::denied(
             self.ids.new_id(),
             self.clock.now(),
@@ -172,10 +169,10 @@ impl VaultService {
             why,
         );
         self.audit.record(record).await?;
-        Err(if why == "reauthentication_required" {
+        Err(if why == rbac::REAUTHENTICATION_REQUIRED {
             VaultError::ReauthenticationRequired
         } else {
-            VaultError::Forbidden("missing permission")
+            VaultError::Forbidden(rbac::MISSING_PERMISSION)
         })
     }
 
