@@ -119,6 +119,9 @@ pub struct Settings {
     /// processes' too through change notices; on a shared SQLite file within this time). 0 turns
     /// the cache off.
     pub session_cache_ms: u32,
+    /// `INCREMENTA_BODY_TIMEOUT_SECS`: how long a client may take to send a request's body
+    /// (then 408 and the connection closes).
+    pub body_timeout_secs: u32,
     /// `INCREMENTA_SESSION_IDLE_MINUTES`.
     pub session_idle_minutes: i64,
     /// `INCREMENTA_SESSION_LIFETIME_MINUTES`.
@@ -213,6 +216,7 @@ impl Default for Settings {
             token_failure_limit_per_ip: 1000,
             session_limit: 2,
             session_cache_ms: 1000,
+            body_timeout_secs: http_api::DEFAULT_BODY_TIMEOUT_SECS,
             session_idle_minutes: 30,
             session_lifetime_minutes: 12 * 60,
             argon2_memory_kib: 19_456,
@@ -263,6 +267,7 @@ struct FileSettings {
     token_failure_limit_per_ip: Option<u32>,
     session_limit: Option<u16>,
     session_cache_ms: Option<u32>,
+    body_timeout_secs: Option<u32>,
     session_idle_minutes: Option<i64>,
     session_lifetime_minutes: Option<i64>,
     argon2_memory_kib: Option<u32>,
@@ -353,6 +358,9 @@ impl Settings {
             }
             if let Some(v) = f.session_cache_ms {
                 s.session_cache_ms = v;
+            }
+            if let Some(v) = f.body_timeout_secs {
+                s.body_timeout_secs = v;
             }
             if let Some(v) = f.session_idle_minutes {
                 s.session_idle_minutes = v;
@@ -482,6 +490,10 @@ impl Settings {
                 &v,
                 "milliseconds from 0 to 60000",
             )?;
+        }
+        if let Some(v) = var("INCREMENTA_BODY_TIMEOUT_SECS") {
+            s.body_timeout_secs =
+                parse("INCREMENTA_BODY_TIMEOUT_SECS", &v, "seconds from 1 to 300")?;
         }
         if let Some(v) = var("INCREMENTA_SESSION_IDLE_MINUTES") {
             s.session_idle_minutes = parse("INCREMENTA_SESSION_IDLE_MINUTES", &v, "minutes")?;
@@ -679,6 +691,9 @@ impl Settings {
                 "must be between 0 (off) and 60000 milliseconds",
             );
         }
+        if !(1..=300).contains(&self.body_timeout_secs) {
+            return bad("body_timeout_secs", "must be between 1 and 300 seconds");
+        }
         if !(1..=24 * 60).contains(&self.session_idle_minutes) {
             return bad("session_idle_minutes", "must be between 1 and 1440");
         }
@@ -785,6 +800,7 @@ mod tests {
         assert_eq!(s.session_limit, 2);
         assert_eq!(s.rate_limit_per_ip, 100);
         assert_eq!(s.token_failure_limit_per_ip, 1000);
+        assert_eq!(s.body_timeout_secs, 15);
         assert!(s.database_url.is_none());
     }
 
@@ -871,6 +887,22 @@ mod tests {
         std::fs::write(&file, "reset_url = \"https://app.example.mx/r\"\n").unwrap();
         let s = Settings::load(Some(&file), &env(&[])).unwrap();
         assert_eq!(s.reset_url.as_deref(), Some("https://app.example.mx/r"));
+    }
+
+    #[test]
+    fn the_body_timeout_is_bounded() {
+        let s = Settings::load(None, &env(&[("INCREMENTA_BODY_TIMEOUT_SECS", "60")])).unwrap();
+        assert_eq!(s.body_timeout_secs, 60);
+        for wrong in ["0", "301", "-1", "ten"] {
+            let err = Settings::load(None, &env(&[("INCREMENTA_BODY_TIMEOUT_SECS", wrong)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("body_timeout_secs") || err.contains("INCREMENTA_BODY_TIMEOUT_SECS"),
+                "{wrong}: {err}"
+            );
+            assert!(err.contains("300"), "{wrong}: {err}");
+        }
     }
 
     #[test]

@@ -939,6 +939,7 @@ impl Application {
             metrics_token: settings.metrics_token.clone(),
             // Validated with the settings; an invalid list cannot get here.
             cors: http_api::cors::AllowedOrigins::parse(&settings.cors_origins).unwrap_or_default(),
+            body_timeout: std::time::Duration::from_secs(u64::from(settings.body_timeout_secs)),
         };
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind.to_string(),

@@ -504,6 +504,16 @@ fn unsupported_media_type() -> ApiError {
     )
 }
 
+/// 408 for a body that did not arrive within the server's body timeout ([`crate::deadline`]).
+pub(crate) fn request_timeout() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "Request timeout",
+        "the request body did not arrive in time; send it again at once",
+    )
+}
+
 pub(crate) fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,

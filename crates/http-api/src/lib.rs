@@ -10,6 +10,7 @@
 
 mod auth;
 pub mod cors;
+mod deadline;
 mod dto;
 mod error;
 mod handlers;
@@ -79,7 +80,14 @@ pub struct ApiState {
     pub metrics_token: Option<secrecy::SecretString>,
     /// Browser origins allowed to call the API (empty: CORS off).
     pub cors: cors::AllowedOrigins,
+    /// How long a client may take to send a request's body, from its head on: then 408 and the
+    /// connection closes ([`DEFAULT_BODY_TIMEOUT_SECS`] unless configured).
+    pub body_timeout: std::time::Duration,
 }
+
+/// [`ApiState::body_timeout`] by default, in seconds: 256 KiB (the largest body, an upload) in
+/// 15 s is 17 KiB/s, slower than any client the API serves.
+pub const DEFAULT_BODY_TIMEOUT_SECS: u32 = 15;
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -106,6 +114,7 @@ pub fn app(
         .app_data(web::PayloadConfig::new(JSON_LIMIT))
         .configure(|cfg| routes::declare(&mut routes::Registrar::new(cfg)))
         .default_service(web::to(handlers::ops::not_found))
+        .wrap(middleware::from_fn(deadline::limit_body_time))
         .wrap(
             middleware::DefaultHeaders::new()
                 .add(("Cache-Control", "no-store"))

@@ -484,6 +484,14 @@ fn decorate(op: &mut Operation, route: &RouteDecl) {
         );
         add_response(
             op,
+            "408",
+            problem(
+                "`request_timeout`: the body did not arrive within the server's body timeout \
+                 (15 s by default); the connection is closed.",
+            ),
+        );
+        add_response(
+            op,
             "413",
             problem("`payload_too_large`: the body is over this route's limit."),
         );

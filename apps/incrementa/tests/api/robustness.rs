@@ -233,3 +233,114 @@ async fn every_json_route_enforces_its_own_body_limit() {
         "a login never needs more"
     );
 }
+
+/// Sends `request` (a head and part of the body it announces) over a fresh connection, then
+/// stops writing, and reads the server's answer until it closes the connection. A server that
+/// waits for the rest forever fails the test at the read timeout.
+fn send_and_stall(base: &str, request: Vec<u8>) -> String {
+    use std::io::{Read as _, Write as _};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(&request).unwrap();
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("the server answers and closes the connection instead of waiting");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A client that announces a body and stops sending it holds nothing for long: past the body
+/// timeout the request fails with 408 problem+json and the connection closes, on a public route
+/// and behind the access guard alike, and the change it carried is not made. A body that
+/// arrives in pieces within the timeout is read whole.
+#[actix_web::test]
+async fn a_body_that_stops_arriving_is_cut_off_with_408() {
+    let app = spawn_configured(test_support::TestDb::sqlite(), |s| {
+        s.body_timeout_secs = 1;
+    })
+    .await;
+    app.signup("slow@example.com").await;
+    let token = app.token("slow@example.com").await;
+    let stalled = [
+        (
+            "POST /v1/sessions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n{\"email\":"
+                .to_owned(),
+            "login",
+        ),
+        (
+            format!(
+                "PATCH /v1/company HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n\
+                 {{\"name\":\"Tacos Lentos\"}}"
+            ),
+            "company change",
+        ),
+        (
+            format!(
+                "POST /v1/fiscal/credentials HTTP/1.1\r\nHost: t\r\n\
+                 Authorization: Bearer {token}\r\n\
+                 Content-Type: multipart/form-data; boundary=XyZ\r\n\
+                 Content-Length: 4000\r\n\r\n--XyZ\r\n\
+                 Content-Disposition: form-data; name=\"certificate\"; filename=\"a.cer\"\r\n\r\n0\x03"
+            ),
+            "upload",
+        ),
+    ];
+    app.reauth(&token).await;
+    for (request, what) in stalled {
+        let base = app.base.clone();
+        let answer = actix_web::rt::task::spawn_blocking(move || {
+            send_and_stall(&base, request.into_bytes())
+        })
+        .await
+        .unwrap();
+        let lower = answer.to_ascii_lowercase();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{what}: {answer}");
+        assert!(
+            lower.contains("content-type: application/problem+json"),
+            "{what}: {answer}"
+        );
+        assert!(lower.contains("connection: close"), "{what}: {answer}");
+        assert!(answer.contains("\"request_timeout\""), "{what}: {answer}");
+        assert!(lower.contains("x-request-id:"), "{what}: {answer}");
+    }
+    let company = app.call("GET", "/v1/company", Some(&token), None).await;
+    assert_eq!(company.status, 200, "{}", company.raw);
+    assert_eq!(company.body["name"], "Tacos El Güero", "{}", company.raw);
+    let credentials = app
+        .call("GET", "/v1/fiscal/credentials", Some(&token), None)
+        .await;
+    assert_eq!(credentials.status, 200, "{}", credentials.raw);
+    assert_eq!(credentials.body["items"], json!([]), "{}", credentials.raw);
+
+    // In two pieces, the second 200 ms after the first: within the timeout, read whole.
+    let base = app.base.clone();
+    let answer = actix_web::rt::task::spawn_blocking(move || {
+        use std::io::{Read as _, Write as _};
+        let body = br#"{"email":"slow@example.com","password":"wrong password"}"#;
+        let mut stream = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let head = format!(
+            "POST /v1/sessions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             Connection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body[..10]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        stream.write_all(&body[10..]).unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("\"invalid_credentials\""), "{answer}");
+}
