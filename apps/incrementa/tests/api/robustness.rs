@@ -234,17 +234,22 @@ async fn every_json_route_enforces_its_own_body_limit() {
     );
 }
 
-/// Sends `request` (a head and part of the body it announces) over a fresh connection, then
-/// stops writing, and reads the server's answer until it closes the connection. A server that
-/// waits for the rest forever fails the test at the read timeout.
-fn send_and_stall(base: &str, request: Vec<u8>) -> String {
+/// Sends `pieces` of a request over a fresh connection, 200 ms apart, then stops writing, and
+/// reads the server's answer until it closes the connection. A server that waits forever for
+/// the rest of a body fails the test at the read timeout.
+fn send_in_pieces(base: &str, pieces: Vec<Vec<u8>>) -> String {
     use std::io::{Read as _, Write as _};
     let addr = base.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
-    stream.write_all(&request).unwrap();
+    for (i, piece) in pieces.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        stream.write_all(piece).unwrap();
+    }
     let mut answer = Vec::new();
     stream
         .read_to_end(&mut answer)
@@ -294,7 +299,7 @@ async fn a_body_that_stops_arriving_is_cut_off_with_408() {
     for (request, what) in stalled {
         let base = app.base.clone();
         let answer = actix_web::rt::task::spawn_blocking(move || {
-            send_and_stall(&base, request.into_bytes())
+            send_in_pieces(&base, vec![request.into_bytes()])
         })
         .await
         .unwrap();
@@ -318,26 +323,17 @@ async fn a_body_that_stops_arriving_is_cut_off_with_408() {
     assert_eq!(credentials.body["items"], json!([]), "{}", credentials.raw);
 
     // In two pieces, the second 200 ms after the first: within the timeout, read whole.
+    let body = br#"{"email":"slow@example.com","password":"wrong password"}"#;
+    let head = format!(
+        "POST /v1/sessions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut first = head.into_bytes();
+    first.extend_from_slice(&body[..10]);
     let base = app.base.clone();
     let answer = actix_web::rt::task::spawn_blocking(move || {
-        use std::io::{Read as _, Write as _};
-        let body = br#"{"email":"slow@example.com","password":"wrong password"}"#;
-        let mut stream = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
-        stream
-            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-            .unwrap();
-        let head = format!(
-            "POST /v1/sessions HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
-             Connection: close\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(&body[..10]).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        stream.write_all(&body[10..]).unwrap();
-        let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).unwrap();
-        String::from_utf8_lossy(&answer).into_owned()
+        send_in_pieces(&base, vec![first, body[10..].to_vec()])
     })
     .await
     .unwrap();
