@@ -23,7 +23,7 @@ test:
 
 # Database tests against PostgreSQL (each test makes its own database).
 test-pg:
-    TEST_DATABASE_URL={{pg_url}} cargo test -p store-sea -p incrementa
+    TEST_DATABASE_URL={{pg_url}} cargo test --workspace --lib --bins --test contract --test api
 
 # Backup tests with the S3 destination against a local S3-compatible server (moto from PyPI).
 test-s3:
@@ -35,7 +35,7 @@ sat:
 
 # schemathesis against the live server's /openapi.json (installs the pinned version from PyPI).
 schemathesis:
-    cargo build -p incrementa
+    cargo test --workspace --no-run
     scripts/schemathesis.sh "${CARGO_TARGET_DIR:-target}/debug/incrementa"
 
 # Supply-chain checks (needs `cargo install cargo-deny`).
