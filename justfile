@@ -27,7 +27,7 @@ test-pg:
 
 # Backup tests with the S3 destination against a local S3-compatible server (moto from PyPI).
 test-s3:
-    eval "$(scripts/s3-test-server.sh)"; trap 'kill "$S3_SERVER_PID"' EXIT; TEST_DATABASE_URL={{pg_url}} cargo test -p incrementa backup
+    eval "$(scripts/s3-test-server.sh)"; trap 'kill "$S3_SERVER_PID"' EXIT; TEST_DATABASE_URL={{pg_url}} cargo test --workspace --test api backup
 
 # SAT conformance tests against the real SAT files.
 sat:
