@@ -122,6 +122,9 @@ pub struct Settings {
     /// `INCREMENTA_BODY_TIMEOUT_SECS`: how long a client may take to send a request's body
     /// (then 408 and the connection closes).
     pub body_timeout_secs: u32,
+    /// `INCREMENTA_IN_FLIGHT_PER_IP`: requests one client (an IPv4 address, an IPv6 /64) may
+    /// have in flight at once; past it, 429. 0, or the per-IP limits off, turns it off.
+    pub in_flight_per_ip: u32,
     /// `INCREMENTA_SESSION_IDLE_MINUTES`.
     pub session_idle_minutes: i64,
     /// `INCREMENTA_SESSION_LIFETIME_MINUTES`.
@@ -217,6 +220,7 @@ impl Default for Settings {
             session_limit: 2,
             session_cache_ms: 1000,
             body_timeout_secs: http_api::DEFAULT_BODY_TIMEOUT_SECS,
+            in_flight_per_ip: http_api::in_flight::DEFAULT_IN_FLIGHT_PER_IP,
             session_idle_minutes: 30,
             session_lifetime_minutes: 12 * 60,
             argon2_memory_kib: 19_456,
@@ -268,6 +272,7 @@ struct FileSettings {
     session_limit: Option<u16>,
     session_cache_ms: Option<u32>,
     body_timeout_secs: Option<u32>,
+    in_flight_per_ip: Option<u32>,
     session_idle_minutes: Option<i64>,
     session_lifetime_minutes: Option<i64>,
     argon2_memory_kib: Option<u32>,
@@ -361,6 +366,9 @@ impl Settings {
             }
             if let Some(v) = f.body_timeout_secs {
                 s.body_timeout_secs = v;
+            }
+            if let Some(v) = f.in_flight_per_ip {
+                s.in_flight_per_ip = v;
             }
             if let Some(v) = f.session_idle_minutes {
                 s.session_idle_minutes = v;
@@ -494,6 +502,13 @@ impl Settings {
         if let Some(v) = var("INCREMENTA_BODY_TIMEOUT_SECS") {
             s.body_timeout_secs =
                 parse("INCREMENTA_BODY_TIMEOUT_SECS", &v, "seconds from 1 to 300")?;
+        }
+        if let Some(v) = var("INCREMENTA_IN_FLIGHT_PER_IP") {
+            s.in_flight_per_ip = parse(
+                "INCREMENTA_IN_FLIGHT_PER_IP",
+                &v,
+                "requests from 0 (off) to 100000",
+            )?;
         }
         if let Some(v) = var("INCREMENTA_SESSION_IDLE_MINUTES") {
             s.session_idle_minutes = parse("INCREMENTA_SESSION_IDLE_MINUTES", &v, "minutes")?;
@@ -694,6 +709,12 @@ impl Settings {
         if !(1..=300).contains(&self.body_timeout_secs) {
             return bad("body_timeout_secs", "must be between 1 and 300 seconds");
         }
+        if self.in_flight_per_ip > 100_000 {
+            return bad(
+                "in_flight_per_ip",
+                "must be between 0 (off) and 100000 requests",
+            );
+        }
         if !(1..=24 * 60).contains(&self.session_idle_minutes) {
             return bad("session_idle_minutes", "must be between 1 and 1440");
         }
@@ -801,6 +822,7 @@ mod tests {
         assert_eq!(s.rate_limit_per_ip, 100);
         assert_eq!(s.token_failure_limit_per_ip, 1000);
         assert_eq!(s.body_timeout_secs, 15);
+        assert_eq!(s.in_flight_per_ip, 64);
         assert!(s.database_url.is_none());
     }
 
@@ -902,6 +924,24 @@ mod tests {
                 "{wrong}: {err}"
             );
             assert!(err.contains("300"), "{wrong}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_in_flight_cap_is_bounded_and_zero_turns_it_off() {
+        let s = Settings::load(None, &env(&[("INCREMENTA_IN_FLIGHT_PER_IP", "0")])).unwrap();
+        assert_eq!(s.in_flight_per_ip, 0);
+        let s = Settings::load(None, &env(&[("INCREMENTA_IN_FLIGHT_PER_IP", "500")])).unwrap();
+        assert_eq!(s.in_flight_per_ip, 500);
+        for wrong in ["100001", "-1", "many"] {
+            let err = Settings::load(None, &env(&[("INCREMENTA_IN_FLIGHT_PER_IP", wrong)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("in_flight_per_ip") || err.contains("INCREMENTA_IN_FLIGHT_PER_IP"),
+                "{wrong}: {err}"
+            );
+            assert!(err.contains("100000"), "{wrong}: {err}");
         }
     }
 

@@ -940,6 +940,11 @@ impl Application {
             // Validated with the settings; an invalid list cannot get here.
             cors: http_api::cors::AllowedOrigins::parse(&settings.cors_origins).unwrap_or_default(),
             body_timeout: std::time::Duration::from_secs(u64::from(settings.body_timeout_secs)),
+            in_flight: http_api::in_flight::InFlight::new(if settings.rate_limit_per_ip == 0 {
+                0
+            } else {
+                settings.in_flight_per_ip
+            }),
         };
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind.to_string(),

@@ -1154,6 +1154,10 @@ impl Server {
             .env("INCREMENTA_BIND", format!("127.0.0.1:{port}"))
             .env("INCREMENTA_DATA_DIR", data.path().join("data"))
             .env("INCREMENTA_LOG", "warn")
+            // Every client of the tool comes from one loopback address: a cap above anything it
+            // sends at once (1,024 clients a phase at most, plus the storm's two readers), so
+            // the server counts every request in flight, as it would in service, and refuses none.
+            .env("INCREMENTA_IN_FLIGHT_PER_IP", "2048")
             .stdout(std::process::Stdio::null());
         if let Some(url) = database_url {
             cmd.env("DATABASE_URL", url);

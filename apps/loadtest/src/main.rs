@@ -19,7 +19,9 @@ use loadtest::{Limits, LoadError, Plan, Server};
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version)]
 struct Cli {
-    /// A running server (loopback only), e.g. http://127.0.0.1:8080.
+    /// A running server (loopback only), e.g. http://127.0.0.1:8080. With more than 64
+    /// clients at once, start it with a higher `INCREMENTA_IN_FLIGHT_PER_IP` (the cap on one
+    /// address's requests in flight; --spawn sets 2048).
     #[arg(long, conflicts_with = "spawn")]
     target: Option<String>,
     /// Start `incrementa serve` on a free loopback port with a fresh data directory.

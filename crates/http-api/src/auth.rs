@@ -116,7 +116,7 @@ fn context_of(req: &HttpRequest) -> RequestContext {
 
 /// The client's address: the peer's, or the one a configured trusted proxy forwarded
 /// (X-Forwarded-For counts only when the peer is such a proxy).
-fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+pub(crate) fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip());
     match req.app_data::<web::Data<ApiState>>() {
         Some(state) => state.trusted_proxies.client_ip(

@@ -514,6 +514,19 @@ pub(crate) fn request_timeout() -> ApiError {
     )
 }
 
+/// 429 for a client that already has as many requests in flight as it may
+/// ([`crate::in_flight`]); a second later some of them will have ended.
+pub(crate) fn too_many_in_flight() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+        "too many requests from this address at once; retry after 1 seconds",
+    );
+    e.retry_after = Some(1);
+    e
+}
+
 pub(crate) fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,

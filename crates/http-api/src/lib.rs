@@ -14,6 +14,7 @@ mod deadline;
 mod dto;
 mod error;
 mod handlers;
+pub mod in_flight;
 pub mod metrics;
 pub mod openapi;
 pub mod proxy;
@@ -83,6 +84,9 @@ pub struct ApiState {
     /// How long a client may take to send a request's body, from its head on: then 408 and the
     /// connection closes ([`DEFAULT_BODY_TIMEOUT_SECS`] unless configured).
     pub body_timeout: std::time::Duration,
+    /// Requests in flight per client network, and their cap ([`in_flight::DEFAULT_IN_FLIGHT_PER_IP`]
+    /// unless configured; 0: off): past it, 429 before anything else runs.
+    pub in_flight: Arc<in_flight::InFlight>,
 }
 
 /// [`ApiState::body_timeout`] by default, in seconds: 256 KiB (the largest body, an upload) in
@@ -115,6 +119,7 @@ pub fn app(
         .configure(|cfg| routes::declare(&mut routes::Registrar::new(cfg)))
         .default_service(web::to(handlers::ops::not_found))
         .wrap(middleware::from_fn(deadline::limit_body_time))
+        .wrap(middleware::from_fn(in_flight::limit_in_flight))
         .wrap(
             middleware::DefaultHeaders::new()
                 .add(("Cache-Control", "no-store"))

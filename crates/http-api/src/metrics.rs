@@ -45,6 +45,8 @@ struct Inner {
     vault: BTreeMap<(&'static str, &'static str), u64>,
     /// Password-reset requests answered 202 whose look-up or write then failed.
     reset_requests_failed: u64,
+    /// Requests refused because their client had as many in flight as it may.
+    in_flight_refused: u64,
 }
 
 /// The in-process counters. Cheap to share.
@@ -125,6 +127,14 @@ impl Metrics {
         }
     }
 
+    /// Counts a request refused with 429 because its client already had the most requests in
+    /// flight it may have ([`crate::in_flight`]).
+    pub fn in_flight_refused(&self) {
+        if let Ok(mut inner) = self.0.lock() {
+            inner.in_flight_refused += 1;
+        }
+    }
+
     /// The Prometheus text exposition of the counters.
     #[must_use]
     pub fn render(&self) -> String {
@@ -190,6 +200,13 @@ impl Metrics {
             out,
             "incrementa_password_reset_requests_failed_total {}",
             inner.reset_requests_failed
+        );
+        out.push_str("# HELP incrementa_requests_refused_in_flight_total Requests refused with 429 because their client (an IPv4 address, an IPv6 /64) already had as many in flight as INCREMENTA_IN_FLIGHT_PER_IP allows.\n");
+        out.push_str("# TYPE incrementa_requests_refused_in_flight_total counter\n");
+        let _ = writeln!(
+            out,
+            "incrementa_requests_refused_in_flight_total {}",
+            inner.in_flight_refused
         );
         out
     }

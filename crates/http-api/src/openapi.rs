@@ -511,16 +511,20 @@ fn decorate(op: &mut Operation, route: &RouteDecl) {
             ),
         );
     }
-    if takes_body || route.method == Method::DELETE || access != Access::Public {
-        add_response(
-            op,
-            "429",
-            with_retry_after(problem(
-                "`rate_limited`: too many attempts from this client or for this account, or \
-                 too many unknown tokens from this client.",
-            )),
-        );
-    }
+    // Every route: the client may have too many requests in flight (`crate::in_flight`).
+    add_response(
+        op,
+        "429",
+        with_retry_after(problem(
+            if takes_body || route.method == Method::DELETE || access != Access::Public {
+                "`rate_limited`: too many requests from this client at once (64 by default), \
+                 too many attempts from this client or for this account, or too many unknown \
+                 tokens from this client."
+            } else {
+                "`rate_limited`: too many requests from this client at once (64 by default)."
+            },
+        )),
+    );
     for (status, description) in route_problems(&route.method, route.path) {
         let response = problem(description);
         add_response(op, status, response);

@@ -21,15 +21,21 @@ use crate::helpers::*;
 async fn five_hundred_logins_across_two_processes_keep_the_cap_and_the_newest() {
     for app in spawn_each().await {
         let (_, user_id) = app.signup("ana@example.com").await;
-        let p1 = ServerProcess::start(&app, &[], None).await;
-        let p2 = ServerProcess::start(&app, &[], None).await;
+        // 500 clients, each from its own address behind a trusted proxy on loopback: one
+        // address may only have 64 requests in flight at once.
+        let behind_proxy = [("INCREMENTA_TRUSTED_PROXIES", "127.0.0.1")];
+        let p1 = ServerProcess::start(&app, &behind_proxy, None).await;
+        let p2 = ServerProcess::start(&app, &behind_proxy, None).await;
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(300))
             .connector(awc::Connector::new().limit(500))
             .finish();
         let calls = (0..500).map(|i| {
             let base = if i % 2 == 0 { &p1.base } else { &p2.base };
-            let req = client.post(format!("{base}/v1/sessions"));
+            let req = client.post(format!("{base}/v1/sessions")).insert_header((
+                "X-Forwarded-For",
+                format!("10.0.{}.{}", i / 250, i % 250 + 1),
+            ));
             async move {
                 let mut res = req
                     .send_json(&json!({ "email": "ana@example.com", "password": PASSWORD }))

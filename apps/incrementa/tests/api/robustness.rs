@@ -340,3 +340,107 @@ async fn a_body_that_stops_arriving_is_cut_off_with_408() {
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(answer.contains("\"invalid_credentials\""), "{answer}");
 }
+
+/// A request from `client` (through the trusted proxy on loopback) whose body never comes: in
+/// flight until the connection closes.
+fn held_open(base: &str, client: &str) -> std::net::TcpStream {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /v1/sessions HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: {client}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"email\":"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    stream
+}
+
+/// `GET /healthz` as `client`, until it answers `status` (the server reads the held requests'
+/// heads on its own time); the last reply.
+async fn healthz_until(app: &TestApp, client: &str, status: u16) -> Reply {
+    let mut reply = app
+        .call_with(
+            "GET",
+            "/healthz",
+            None,
+            None,
+            &[("X-Forwarded-For", client)],
+        )
+        .await;
+    for _ in 0..200 {
+        if reply.status == status {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
+        reply = app
+            .call_with(
+                "GET",
+                "/healthz",
+                None,
+                None,
+                &[("X-Forwarded-For", client)],
+            )
+            .await;
+    }
+    reply
+}
+
+/// One address may have only so many requests in flight at once (`INCREMENTA_IN_FLIGHT_PER_IP`):
+/// the next one gets 429 problem+json with `Retry-After: 1` before anything runs, while other
+/// addresses (behind the same trusted proxy, or the proxy itself) are served; when one of its
+/// requests ends the address is served again, and the refusals are counted in `/metrics`.
+#[actix_web::test]
+async fn one_address_has_at_most_its_cap_of_requests_in_flight() {
+    let app = spawn_configured(test_support::TestDb::sqlite(), |s| {
+        s.in_flight_per_ip = 2;
+        s.trusted_proxies = "127.0.0.1".into();
+        s.body_timeout_secs = 60;
+    })
+    .await;
+    let first = held_open(&app.base, "203.0.113.5");
+    let _second = held_open(&app.base, "203.0.113.5");
+    let refused = healthz_until(&app, "203.0.113.5", 429).await;
+    assert_problem(&refused, 429, "rate_limited");
+    assert_eq!(refused.retry_after(), 1);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("at once")),
+        "{}",
+        refused.raw
+    );
+    for header in ["x-request-id", "x-content-type-options"] {
+        assert!(
+            refused.headers.contains_key(header),
+            "{header}: {refused:?}",
+            refused = refused.headers
+        );
+    }
+    // Another address behind the same trusted proxy, and the proxy itself, are served.
+    let neighbour = app
+        .call_with(
+            "GET",
+            "/healthz",
+            None,
+            None,
+            &[("X-Forwarded-For", "203.0.113.6")],
+        )
+        .await;
+    assert_eq!(neighbour.status, 200, "{}", neighbour.raw);
+    let proxy = app.call("GET", "/healthz", None, None).await;
+    assert_eq!(proxy.status, 200, "{}", proxy.raw);
+    let counted: u64 = app
+        .metric("incrementa_requests_refused_in_flight_total")
+        .await
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(counted >= 1, "{counted}");
+
+    // The first held request ends (its client goes away): the address has a slot again.
+    drop(first);
+    let served = healthz_until(&app, "203.0.113.5", 200).await;
+    assert_eq!(served.status, 200, "{}", served.raw);
+}
