@@ -313,6 +313,17 @@ fn parse<T: std::str::FromStr>(
 }
 
 impl Settings {
+    /// `limit`, a per-IP limit other than the failed-login one, as it applies: 0 (off) when
+    /// `INCREMENTA_RATE_LIMIT_PER_IP=0` turns per-IP limits off (behind a trusted gateway).
+    #[must_use]
+    pub const fn per_ip(&self, limit: u32) -> u32 {
+        if self.rate_limit_per_ip == 0 {
+            0
+        } else {
+            limit
+        }
+    }
+
     /// Loads defaults, then `file` (if given), then the environment `env`.
     ///
     /// # Errors
@@ -933,6 +944,19 @@ mod tests {
         assert_eq!(s.in_flight_per_ip, 0);
         let s = Settings::load(None, &env(&[("INCREMENTA_IN_FLIGHT_PER_IP", "500")])).unwrap();
         assert_eq!(s.in_flight_per_ip, 500);
+        assert_eq!(s.per_ip(s.in_flight_per_ip), 500);
+        // Per-IP limits off (behind a gateway that enforces its own) turns this one off too.
+        let s = Settings::load(
+            None,
+            &env(&[
+                ("INCREMENTA_IN_FLIGHT_PER_IP", "500"),
+                ("INCREMENTA_RATE_LIMIT_PER_IP", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.per_ip(s.in_flight_per_ip), 0);
+        assert_eq!(s.per_ip(s.token_failure_limit_per_ip), 0);
+        assert_eq!(s.per_ip(s.signup_limit_per_ip), 0);
         for wrong in ["100001", "-1", "many"] {
             let err = Settings::load(None, &env(&[("INCREMENTA_IN_FLIGHT_PER_IP", wrong)]))
                 .unwrap_err()

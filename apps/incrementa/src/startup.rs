@@ -798,11 +798,7 @@ impl Application {
             Argon2Hasher::new(params, settings.hash_concurrency).map_err(StartupError::Key)?,
         );
         let gauge_hasher = hasher.clone();
-        let per_ip = if settings.rate_limit_per_ip == 0 {
-            0
-        } else {
-            settings.signup_limit_per_ip
-        };
+        let per_ip = settings.per_ip(settings.signup_limit_per_ip);
         let ownership = OwnershipService::new(
             store.clone(),
             store.clone(),
@@ -890,11 +886,7 @@ impl Application {
             session_config,
         )
         .with_token_failure_limit(Arc::new(RateLimiter::new(
-            if settings.rate_limit_per_ip == 0 {
-                0
-            } else {
-                settings.token_failure_limit_per_ip
-            },
+            settings.per_ip(settings.token_failure_limit_per_ip),
             Duration::hours(1),
             100_000,
         )));
@@ -940,11 +932,9 @@ impl Application {
             // Validated with the settings; an invalid list cannot get here.
             cors: http_api::cors::AllowedOrigins::parse(&settings.cors_origins).unwrap_or_default(),
             body_timeout: std::time::Duration::from_secs(u64::from(settings.body_timeout_secs)),
-            in_flight: http_api::in_flight::InFlight::new(if settings.rate_limit_per_ip == 0 {
-                0
-            } else {
-                settings.in_flight_per_ip
-            }),
+            in_flight: http_api::in_flight::InFlight::new(
+                settings.per_ip(settings.in_flight_per_ip),
+            ),
         };
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind.to_string(),
