@@ -258,14 +258,10 @@ impl EmailChangeService {
             ctx,
             actor,
             attempted.as_str(),
-            why,
+            why.reason(),
         );
         self.ports.audit.record(denial).await?;
-        Err(if why == rbac::REAUTHENTICATION_REQUIRED {
-            AccountsError::ReauthenticationRequired
-        } else {
-            AccountsError::Forbidden(why)
-        })
+        Err(why.into())
     }
 
     /// The actor's pending change, while its code works (`None` otherwise), so a client can

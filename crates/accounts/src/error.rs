@@ -36,7 +36,7 @@ pub enum AccountsError {
     NotFound,
     /// The actor may not do this; the text says which rule.
     #[error("{0}")]
-    Forbidden(&'static str),
+    Forbidden(rbac::Refusal),
     /// The operation is critical and the session has not re-authenticated in the last 5 minutes
     /// (MFA-3).
     #[error("re-authenticate first: this operation needs a fresh confirmation of your password")]
@@ -90,5 +90,15 @@ impl AccountsError {
 impl From<audit::AuditError> for AccountsError {
     fn from(err: audit::AuditError) -> Self {
         Self::internal(err)
+    }
+}
+
+impl From<rbac::Refusal> for AccountsError {
+    /// A refusal of the step-up is [`Self::ReauthenticationRequired`]; any other, [`Self::Forbidden`].
+    fn from(why: rbac::Refusal) -> Self {
+        match why {
+            rbac::Refusal::ReauthenticationRequired => Self::ReauthenticationRequired,
+            other => Self::Forbidden(other),
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use audit::{Action, AuditRecord, AuditSink, Outcome};
 use kernel::{Clock, CompanyId, IdGenerator, RequestContext, Timestamp, UserId};
-use rbac::{Actor, Permission, Role, Scope, authorize};
+use rbac::{Actor, Permission, Refusal, Role, Scope, authorize};
 use uuid::Uuid;
 
 use crate::{AccountRepository, AccountsError};
@@ -181,7 +181,7 @@ impl OwnershipService {
         &self,
         actor: &Actor,
         attempted: Action,
-        why: &'static str,
+        why: Refusal,
         ctx: &RequestContext,
     ) -> AccountsError {
         let record = AuditRecord::denied(
@@ -190,13 +190,10 @@ impl OwnershipService {
             ctx,
             actor,
             attempted.as_str(),
-            why,
+            why.reason(),
         );
         match self.audit.record(record).await {
-            Ok(()) if why == rbac::REAUTHENTICATION_REQUIRED => {
-                AccountsError::ReauthenticationRequired
-            }
-            Ok(()) => AccountsError::Forbidden(why),
+            Ok(()) => why.into(),
             Err(e) => e.into(),
         }
     }
@@ -217,18 +214,28 @@ impl OwnershipService {
             || !authorize(actor, Permission::OwnershipTransfer, Scope::Company).is_allowed()
         {
             return Err(self
-                .deny(actor, action, "only the owner may transfer ownership", ctx)
+                .deny(
+                    actor,
+                    action,
+                    Refusal::Rule("only the owner may transfer ownership"),
+                    ctx,
+                )
                 .await);
         }
         let now = self.clock.now();
         if !actor.has_step_up(now) {
             return Err(self
-                .deny(actor, action, rbac::REAUTHENTICATION_REQUIRED, ctx)
+                .deny(actor, action, Refusal::ReauthenticationRequired, ctx)
                 .await);
         }
         if to == actor.user_id {
             return Err(self
-                .deny(actor, action, "the owner already owns the company", ctx)
+                .deny(
+                    actor,
+                    action,
+                    Refusal::Rule("the owner already owns the company"),
+                    ctx,
+                )
                 .await);
         }
         let target = self
@@ -689,7 +696,7 @@ mod tests {
                 svc.cancel(&restricted, pending().id, &ctx).await,
             ] {
                 match result {
-                    Err(AccountsError::Forbidden(reason)) => assert_eq!(reason, why),
+                    Err(AccountsError::Forbidden(reason)) => assert_eq!(reason.reason(), why),
                     other => panic!("{why}: {other:?}"),
                 }
             }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use audit::{Action, AuditRecord, AuditSink, Outcome};
 use kernel::{ClientNet, Clock, IdGenerator, RateLimiter, RequestContext, UserId};
-use rbac::{Actor, Change, Permission, PermissionSet, Role, Scope, authorize, check_change};
+use rbac::{Actor, Change, Permission, PermissionSet, Refusal, Role, Scope, check_change};
 
 use crate::{
     AccountRepository, AccountsError, Company, CompanyName, CompanyProfile, CompanyUpdate,
@@ -173,7 +173,7 @@ impl AccountService {
         actor: &Actor,
         attempted: Action,
         target: Option<UserId>,
-        why: &'static str,
+        why: Refusal,
         ctx: &RequestContext,
     ) -> AccountsError {
         let mut record = AuditRecord::denied(
@@ -182,14 +182,30 @@ impl AccountService {
             ctx,
             actor,
             attempted.as_str(),
-            why,
+            why.reason(),
         );
         if let Some(target) = target {
             record = record.target("user", target);
         }
         match self.audit.record(record).await {
-            Ok(()) => AccountsError::Forbidden(why),
+            Ok(()) => AccountsError::from(why),
             Err(e) => AccountsError::from(e),
+        }
+    }
+
+    /// Refuses, recording the denial, unless the actor holds `permission` (and, for a critical
+    /// action, `step_up`, has its step-up window open: MFA-3).
+    async fn require_to(
+        &self,
+        actor: &Actor,
+        permission: Permission,
+        step_up: bool,
+        attempted: Action,
+        ctx: &RequestContext,
+    ) -> Result<(), AccountsError> {
+        match rbac::check(actor, permission, Scope::Company, step_up, self.clock.now()) {
+            Ok(()) => Ok(()),
+            Err(why) => Err(self.deny(actor, attempted, None, why, ctx).await),
         }
     }
 
@@ -200,13 +216,8 @@ impl AccountService {
         attempted: Action,
         ctx: &RequestContext,
     ) -> Result<(), AccountsError> {
-        if authorize(actor, permission, Scope::Company).is_allowed() {
-            Ok(())
-        } else {
-            Err(self
-                .deny(actor, attempted, None, rbac::MISSING_PERMISSION, ctx)
-                .await)
-        }
+        self.require_to(actor, permission, false, attempted, ctx)
+            .await
     }
 
     /// Sign-up: a company and its Owner, in one transaction (ACC-3).
@@ -333,7 +344,7 @@ impl AccountService {
                     actor,
                     Action::USER_CREATED,
                     None,
-                    "a company has exactly one owner",
+                    Refusal::Rule("a company has exactly one owner"),
                     ctx,
                 )
                 .await);
@@ -344,7 +355,7 @@ impl AccountService {
                     actor,
                     Action::USER_CREATED,
                     None,
-                    "cannot assign a role above your own",
+                    Refusal::Rule("cannot assign a role above your own"),
                     ctx,
                 )
                 .await);
@@ -546,7 +557,7 @@ impl AccountService {
         for (change, attempted) in changes {
             if let Err(denial) = check_change(actor, user.id, user.role, *change) {
                 return Err(self
-                    .deny(actor, *attempted, Some(user.id), denial.message(), ctx)
+                    .deny(actor, *attempted, Some(user.id), denial.into(), ctx)
                     .await);
             }
         }
@@ -594,20 +605,8 @@ impl AccountService {
         attempted: Action,
         ctx: &RequestContext,
     ) -> Result<(), AccountsError> {
-        self.require(actor, permission, attempted, ctx).await?;
-        if actor.has_step_up(self.clock.now()) {
-            return Ok(());
-        }
-        let record = AuditRecord::denied(
-            self.ids.new_id(),
-            self.clock.now(),
-            ctx,
-            actor,
-            attempted.as_str(),
-            rbac::REAUTHENTICATION_REQUIRED,
-        );
-        self.audit.record(record).await?;
-        Err(AccountsError::ReauthenticationRequired)
+        self.require_to(actor, permission, true, attempted, ctx)
+            .await
     }
 
     /// Gives a user another role (RBAC-3): Owner or Admin with `roles.assign`, step-up, never
@@ -1152,7 +1151,9 @@ impl AccountService {
             .await?
             .ok_or(AccountsError::NotFound)?;
         if !user.active {
-            return Err(AccountsError::Forbidden("the user is deactivated"));
+            return Err(AccountsError::Forbidden(Refusal::Rule(
+                "the user is deactivated",
+            )));
         }
         let violations = self
             .policy

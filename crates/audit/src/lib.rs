@@ -76,6 +76,16 @@ pub enum AuditError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl From<rbac::Refusal> for AuditError {
+    /// A refusal of the step-up is [`Self::ReauthenticationRequired`]; any other, [`Self::Forbidden`].
+    fn from(why: rbac::Refusal) -> Self {
+        match why {
+            rbac::Refusal::ReauthenticationRequired => Self::ReauthenticationRequired,
+            _ => Self::Forbidden,
+        }
+    }
+}
+
 /// The result of the audited attempt (API.md's audit vocabulary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

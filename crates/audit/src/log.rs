@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kernel::{Clock, CompanyId, IdGenerator, RequestContext, Timestamp, UserId};
-use rbac::{Actor, Permission, Scope, authorize};
+use rbac::{Actor, Permission, Scope};
 
 use crate::review::{
     Alert, AlertPage, AlertThresholds, Context, Need, dedupe_window, evaluate, need,
@@ -770,27 +770,20 @@ impl AuditService {
         step_up: bool,
         ctx: &RequestContext,
     ) -> Result<(), AuditError> {
-        let why = if !authorize(actor, permission, Scope::Company).is_allowed() {
-            rbac::MISSING_PERMISSION
-        } else if step_up && !actor.has_step_up(self.clock.now()) {
-            rbac::REAUTHENTICATION_REQUIRED
-        } else {
+        let now = self.clock.now();
+        let Err(why) = rbac::check(actor, permission, Scope::Company, step_up, now) else {
             return Ok(());
         };
         let record = AuditRecord::denied(
             self.ids.new_id(),
-            self.clock.now(),
+            now,
             ctx,
             actor,
             permission.as_str(),
-            why,
+            why.reason(),
         );
         self.sink.record(record).await?;
-        Err(if step_up && why == rbac::REAUTHENTICATION_REQUIRED {
-            AuditError::ReauthenticationRequired
-        } else {
-            AuditError::Forbidden
-        })
+        Err(why.into())
     }
 
     /// Verifies one chain from its checkpoint to its head (AUD-4).

@@ -8,7 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use kernel::RequestContext;
-use rbac::{Actor, MFA_ENROLMENT_REQUIRED, PASSWORD_CHANGE_REQUIRED, Scope, authorize};
+use rbac::{Actor, Refusal, Scope, authorize};
 use sessions::Authenticated;
 
 use crate::routes::Access;
@@ -205,17 +205,13 @@ fn open_during_password_change(method: &actix_web::http::Method, path: &str) -> 
 /// must be changed first (`password_change_required`), then an Owner or Admin bound by the
 /// company's MFA policy must enrol (`mfa_enrolment_required`). While both apply, the password
 /// change's routes stay open, so the user can change it and then enrol.
-fn restriction(
-    actor: &Actor,
-    method: &actix_web::http::Method,
-    path: &str,
-) -> Option<&'static str> {
+fn restriction(actor: &Actor, method: &actix_web::http::Method, path: &str) -> Option<Refusal> {
     let for_password = actor.password_change_only && open_during_password_change(method, path);
     if actor.password_change_only && !for_password {
-        Some(PASSWORD_CHANGE_REQUIRED)
+        Some(Refusal::PasswordChangeRequired)
     } else if actor.mfa_enrolment_only && !for_password && !open_during_mfa_enrolment(method, path)
     {
-        Some(MFA_ENROLMENT_REQUIRED)
+        Some(Refusal::MfaEnrolmentRequired)
     } else {
         None
     }
@@ -253,7 +249,7 @@ pub(crate) async fn guard(
         let ctx = context_of(req.request());
         if let Err(e) = state
             .sessions
-            .record_denied(&auth.actor, path, code, path, &ctx)
+            .record_denied(&auth.actor, path, code.reason(), path, &ctx)
             .await
         {
             return Ok(req.error_response(ApiError::from(e)));
@@ -269,7 +265,7 @@ pub(crate) async fn guard(
             .record_denied(
                 &auth.actor,
                 permission.as_str(),
-                rbac::MISSING_PERMISSION,
+                Refusal::MissingPermission.reason(),
                 path,
                 &ctx,
             )
@@ -288,7 +284,7 @@ pub(crate) async fn guard(
             .record_denied(
                 &auth.actor,
                 path,
-                rbac::REAUTHENTICATION_REQUIRED,
+                Refusal::ReauthenticationRequired.reason(),
                 path,
                 &ctx,
             )
@@ -339,20 +335,29 @@ mod tests {
         let password = owner().restricted_to_password_change();
         assert_eq!(check(&password, &put_password), None);
         assert_eq!(check(&password, &me), None);
-        assert_eq!(check(&password, &enrol), Some(PASSWORD_CHANGE_REQUIRED));
-        assert_eq!(check(&password, &users), Some(PASSWORD_CHANGE_REQUIRED));
+        assert_eq!(
+            check(&password, &enrol),
+            Some(Refusal::PasswordChangeRequired)
+        );
+        assert_eq!(
+            check(&password, &users),
+            Some(Refusal::PasswordChangeRequired)
+        );
 
         let mfa = owner().restricted_to_mfa_enrolment();
         assert_eq!(check(&mfa, &enrol), None);
-        assert_eq!(check(&mfa, &put_password), Some(MFA_ENROLMENT_REQUIRED));
-        assert_eq!(check(&mfa, &users), Some(MFA_ENROLMENT_REQUIRED));
+        assert_eq!(
+            check(&mfa, &put_password),
+            Some(Refusal::MfaEnrolmentRequired)
+        );
+        assert_eq!(check(&mfa, &users), Some(Refusal::MfaEnrolmentRequired));
 
         let both = owner()
             .restricted_to_mfa_enrolment()
             .restricted_to_password_change();
         assert_eq!(check(&both, &put_password), None);
         assert_eq!(check(&both, &me), None);
-        assert_eq!(check(&both, &enrol), Some(PASSWORD_CHANGE_REQUIRED));
-        assert_eq!(check(&both, &users), Some(PASSWORD_CHANGE_REQUIRED));
+        assert_eq!(check(&both, &enrol), Some(Refusal::PasswordChangeRequired));
+        assert_eq!(check(&both, &users), Some(Refusal::PasswordChangeRequired));
     }
 }

@@ -96,15 +96,18 @@ impl ApiError {
         )
     }
 
-    /// 403 for `why`: the restrictions of a session (`rbac::Actor::restriction`) get their own
-    /// problems, which tell the client what to do; any other reason is `forbidden` with it as
-    /// the detail.
+    /// 403 for `why`: the restrictions of a session (`rbac::Actor::restriction`) and a closed
+    /// step-up window get their own problems, which tell the client what to do; a missing
+    /// permission or a use case's rule is `forbidden` with its reason as the detail.
     #[must_use]
-    pub fn refusal(why: &'static str) -> Self {
+    pub fn refusal(why: rbac::Refusal) -> Self {
         match why {
-            rbac::PASSWORD_CHANGE_REQUIRED => Self::password_change_required(),
-            rbac::MFA_ENROLMENT_REQUIRED => Self::mfa_enrolment_required(),
-            _ => Self::forbidden(why),
+            rbac::Refusal::PasswordChangeRequired => Self::password_change_required(),
+            rbac::Refusal::MfaEnrolmentRequired => Self::mfa_enrolment_required(),
+            rbac::Refusal::ReauthenticationRequired => Self::reauthentication_required(),
+            rbac::Refusal::MissingPermission | rbac::Refusal::Rule(_) => {
+                Self::forbidden(why.reason())
+            }
         }
     }
 
@@ -333,7 +336,7 @@ impl From<vault::VaultError> for ApiError {
                 ),
             ),
             V::NotFound => Self::not_found(),
-            V::Forbidden(why) => Self::forbidden(why),
+            V::Forbidden(why) => Self::refusal(why),
             V::ReauthenticationRequired => Self::reauthentication_required(),
             V::Tampered => {
                 // Integrity failure of stored data: an operator must look at this.
@@ -703,11 +706,16 @@ mod tests {
     /// `forbidden` with it as the detail.
     #[test]
     fn a_restriction_refused_by_any_core_keeps_its_own_problem() {
+        use rbac::Refusal;
         let refused = [
-            ApiError::from(SessionError::Forbidden(rbac::PASSWORD_CHANGE_REQUIRED)),
-            ApiError::from(AccountsError::Forbidden(rbac::MFA_ENROLMENT_REQUIRED)),
-            ApiError::from(mfa::MfaError::Forbidden(rbac::PASSWORD_CHANGE_REQUIRED)),
-            ApiError::from(AccountsError::Forbidden("the owner cannot be deactivated")),
+            ApiError::from(SessionError::Forbidden(Refusal::PasswordChangeRequired)),
+            ApiError::from(AccountsError::Forbidden(Refusal::MfaEnrolmentRequired)),
+            ApiError::from(mfa::MfaError::Forbidden(Refusal::PasswordChangeRequired)),
+            ApiError::from(AccountsError::Forbidden(Refusal::Rule(
+                "the owner cannot be deactivated",
+            ))),
+            ApiError::from(vault::VaultError::Forbidden(Refusal::MissingPermission)),
+            ApiError::from(vault::VaultError::from(Refusal::ReauthenticationRequired)),
         ];
         let codes: Vec<_> = refused
             .iter()
@@ -720,9 +728,12 @@ mod tests {
                 (StatusCode::FORBIDDEN, "mfa_enrolment_required"),
                 (StatusCode::FORBIDDEN, "password_change_required"),
                 (StatusCode::FORBIDDEN, "forbidden"),
+                (StatusCode::FORBIDDEN, "forbidden"),
+                (StatusCode::FORBIDDEN, "reauthentication_required"),
             ]
         );
         assert_eq!(detail(&refused[3]), "the owner cannot be deactivated");
+        assert_eq!(detail(&refused[4]), "missing permission");
     }
 
     #[test]

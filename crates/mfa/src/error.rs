@@ -24,7 +24,7 @@ pub enum MfaError {
     /// Not the caller's own unrestricted session (another user's account, or a session that
     /// may only change its password or enrol); the denial was recorded.
     #[error("forbidden: {0}")]
-    Forbidden(&'static str),
+    Forbidden(rbac::Refusal),
     /// Infrastructure failure (storage, envelope); details stay in the source.
     #[error("internal error in mfa")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -46,5 +46,15 @@ impl From<audit::AuditError> for MfaError {
 impl From<vault::VaultError> for MfaError {
     fn from(err: vault::VaultError) -> Self {
         Self::internal(err)
+    }
+}
+
+impl From<rbac::Refusal> for MfaError {
+    /// A refusal of the step-up is [`Self::ReauthenticationRequired`]; any other, [`Self::Forbidden`].
+    fn from(why: rbac::Refusal) -> Self {
+        match why {
+            rbac::Refusal::ReauthenticationRequired => Self::ReauthenticationRequired,
+            other => Self::Forbidden(other),
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use accounts::User;
 use audit::{Action, AuditRecord, AuditSink, Outcome};
 use kernel::{Clock, IdGenerator, RequestContext};
-use rbac::Actor;
+use rbac::{Actor, Refusal};
 use vault::{AssociatedData, Envelope, Purpose};
 
 use crate::model::RECOVERY_CODE_LEN;
@@ -138,26 +138,28 @@ impl MfaService {
     ) -> Result<(), MfaError> {
         let now = self.clock.now();
         let why = if actor.user_id != user.id || actor.company_id != user.company_id {
-            Some("not the caller's own account")
+            Some(Refusal::Rule("not the caller's own account"))
         } else {
             match access {
                 Access::Enrol => actor
                     .password_change_only
-                    .then_some(rbac::PASSWORD_CHANGE_REQUIRED),
+                    .then_some(Refusal::PasswordChangeRequired),
                 Access::SteppedUp => actor.self_service_refusal(now, true),
             }
         };
         let Some(why) = why else {
             return Ok(());
         };
-        let denial =
-            AuditRecord::denied(self.ids.new_id(), now, ctx, actor, attempted.as_str(), why);
+        let denial = AuditRecord::denied(
+            self.ids.new_id(),
+            now,
+            ctx,
+            actor,
+            attempted.as_str(),
+            why.reason(),
+        );
         self.audit.record(denial).await?;
-        Err(if why == rbac::REAUTHENTICATION_REQUIRED {
-            MfaError::ReauthenticationRequired
-        } else {
-            MfaError::Forbidden(why)
-        })
+        Err(why.into())
     }
 
     fn new_recovery_codes(&self) -> (RecoveryCodes, Vec<String>) {

@@ -84,6 +84,65 @@ pub const REAUTHENTICATION_REQUIRED: &str = "reauthentication_required";
 /// Why an actor is refused an action its role and grants do not allow ([`authorize`]).
 pub const MISSING_PERMISSION: &str = "missing permission";
 
+/// Why an actor is refused: what its `authorization.denied` record names ([`Self::reason`]) and
+/// what every core maps to its own error, by variant rather than by comparing texts, so a
+/// refusal cannot turn into another one through a misspelt reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its role and grants do not allow the action ([`authorize`]).
+    MissingPermission,
+    /// A critical action while its step-up window is closed (MFA-3).
+    ReauthenticationRequired,
+    /// The actor may only change its password ([`Actor::restricted_to_password_change`]).
+    PasswordChangeRequired,
+    /// The actor may only enrol in MFA ([`Actor::restricted_to_mfa_enrolment`]).
+    MfaEnrolmentRequired,
+    /// A use case's own rule, in words ("the owner cannot be deactivated").
+    Rule(&'static str),
+}
+
+impl Refusal {
+    /// The reason as the audit record and the problem's detail give it: one of the constants
+    /// above, or the rule's words.
+    #[must_use]
+    pub const fn reason(self) -> &'static str {
+        match self {
+            Self::MissingPermission => MISSING_PERMISSION,
+            Self::ReauthenticationRequired => REAUTHENTICATION_REQUIRED,
+            Self::PasswordChangeRequired => PASSWORD_CHANGE_REQUIRED,
+            Self::MfaEnrolmentRequired => MFA_ENROLMENT_REQUIRED,
+            Self::Rule(words) => words,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+/// The check of every use case that needs a permission: [`authorize`] on `scope`, then, for a
+/// critical action (`step_up`), an open step-up window at `now` (MFA-3).
+///
+/// # Errors
+/// [`Refusal::MissingPermission`] or [`Refusal::ReauthenticationRequired`], in that order.
+pub fn check(
+    actor: &Actor,
+    permission: Permission,
+    scope: Scope,
+    step_up: bool,
+    now: Timestamp,
+) -> Result<(), Refusal> {
+    if !authorize(actor, permission, scope).is_allowed() {
+        Err(Refusal::MissingPermission)
+    } else if step_up && !actor.has_step_up(now) {
+        Err(Refusal::ReauthenticationRequired)
+    } else {
+        Ok(())
+    }
+}
+
 impl Actor {
     /// An actor with the given effective permissions.
     #[must_use]
@@ -133,11 +192,11 @@ impl Actor {
     /// ([`Self::self_service_refusal`]), as the HTTP guard does before them, so a service
     /// linking the core directly cannot skip it.
     #[must_use]
-    pub const fn restriction(&self) -> Option<&'static str> {
+    pub const fn restriction(&self) -> Option<Refusal> {
         if self.password_change_only {
-            Some(PASSWORD_CHANGE_REQUIRED)
+            Some(Refusal::PasswordChangeRequired)
         } else if self.mfa_enrolment_only {
-            Some(MFA_ENROLMENT_REQUIRED)
+            Some(Refusal::MfaEnrolmentRequired)
         } else {
             None
         }
@@ -164,9 +223,10 @@ impl Actor {
     /// when it may. The one rule every such use case applies (changing one's address, an
     /// ownership transfer's acceptance, turning MFA off).
     #[must_use]
-    pub fn self_service_refusal(&self, now: Timestamp, step_up: bool) -> Option<&'static str> {
-        self.restriction()
-            .or_else(|| (step_up && !self.has_step_up(now)).then_some(REAUTHENTICATION_REQUIRED))
+    pub fn self_service_refusal(&self, now: Timestamp, step_up: bool) -> Option<Refusal> {
+        self.restriction().or_else(|| {
+            (step_up && !self.has_step_up(now)).then_some(Refusal::ReauthenticationRequired)
+        })
     }
 }
 
@@ -319,19 +379,72 @@ mod tests {
         assert_eq!(stale.self_service_refusal(now, false), None);
         assert_eq!(
             stale.self_service_refusal(now, true),
-            Some("reauthentication_required")
+            Some(Refusal::ReauthenticationRequired)
         );
         assert_eq!(
             fresh
                 .restricted_to_mfa_enrolment()
                 .self_service_refusal(now, true),
-            Some("mfa_enrolment_required")
+            Some(Refusal::MfaEnrolmentRequired)
         );
         assert_eq!(
             stale
                 .restricted_to_password_change()
                 .self_service_refusal(now, false),
-            Some("password_change_required")
+            Some(Refusal::PasswordChangeRequired)
+        );
+    }
+
+    #[test]
+    fn a_permission_check_names_the_missing_permission_before_the_missing_step_up() {
+        let now = kernel::Timestamp::from_timestamp(1_790_000_000, 0).unwrap();
+        let fresh = actor(Role::Admin).reauthenticated(Some(now));
+        let stale = actor(Role::Admin);
+        let vendor = actor(Role::Vendor).reauthenticated(Some(now));
+        let at = |a: &Actor, step_up, when| {
+            check(a, Permission::UsersManage, Scope::Company, step_up, when)
+        };
+        assert_eq!(at(&fresh, true, now), Ok(()));
+        assert_eq!(at(&stale, false, now), Ok(()));
+        assert_eq!(
+            at(&stale, true, now),
+            Err(Refusal::ReauthenticationRequired)
+        );
+        assert_eq!(at(&vendor, true, now), Err(Refusal::MissingPermission));
+        assert_eq!(
+            at(&actor(Role::Vendor), true, now),
+            Err(Refusal::MissingPermission),
+            "without the permission the step-up is not the reason"
+        );
+        assert_eq!(
+            at(&fresh.clone().restricted_to_mfa_enrolment(), true, now),
+            Err(Refusal::MissingPermission)
+        );
+        // The window closes after five minutes.
+        assert_eq!(
+            at(&fresh, true, now + STEP_UP_WINDOW),
+            Err(Refusal::ReauthenticationRequired)
+        );
+    }
+
+    #[test]
+    fn refusals_give_the_reasons_audit_records_have_always_named() {
+        assert_eq!(Refusal::MissingPermission.reason(), "missing permission");
+        assert_eq!(
+            Refusal::ReauthenticationRequired.reason(),
+            "reauthentication_required"
+        );
+        assert_eq!(
+            Refusal::PasswordChangeRequired.reason(),
+            "password_change_required"
+        );
+        assert_eq!(
+            Refusal::MfaEnrolmentRequired.reason(),
+            "mfa_enrolment_required"
+        );
+        assert_eq!(
+            Refusal::Rule("the owner cannot be deactivated").to_string(),
+            "the owner cannot be deactivated"
         );
     }
 
@@ -342,20 +455,20 @@ mod tests {
             actor(Role::Owner)
                 .restricted_to_mfa_enrolment()
                 .restriction(),
-            Some("mfa_enrolment_required")
+            Some(Refusal::MfaEnrolmentRequired)
         );
         assert_eq!(
             actor(Role::Vendor)
                 .restricted_to_password_change()
                 .restriction(),
-            Some("password_change_required")
+            Some(Refusal::PasswordChangeRequired)
         );
         assert_eq!(
             actor(Role::Admin)
                 .restricted_to_mfa_enrolment()
                 .restricted_to_password_change()
                 .restriction(),
-            Some("password_change_required")
+            Some(Refusal::PasswordChangeRequired)
         );
     }
 

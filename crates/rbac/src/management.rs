@@ -61,6 +61,13 @@ impl Denial {
     }
 }
 
+impl From<Denial> for crate::Refusal {
+    /// A refused management change is a use case's rule, named by [`Denial::message`].
+    fn from(denial: Denial) -> Self {
+        Self::Rule(denial.message())
+    }
+}
+
 impl fmt::Display for Denial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -26,7 +26,7 @@ pub enum SessionError {
     /// first, or MFA enrolled: `password_change_required`, `mfa_enrolment_required`) and this
     /// is not one of the few things it may do (see [`rbac::Actor::restriction`]).
     #[error("{0}")]
-    Forbidden(&'static str),
+    Forbidden(rbac::Refusal),
     /// No such session among the actor's own.
     #[error("not found")]
     NotFound,

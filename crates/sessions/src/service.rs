@@ -771,7 +771,7 @@ impl SessionService {
             return Ok(());
         };
         self.audit
-            .record(self.denial(actor, attempted.as_str(), why, ctx))
+            .record(self.denial(actor, attempted.as_str(), why.reason(), ctx))
             .await?;
         Err(SessionError::Forbidden(why))
     }

@@ -49,7 +49,7 @@ pub enum VaultError {
     NotFound,
     /// The actor lacks the permission.
     #[error("{0}")]
-    Forbidden(&'static str),
+    Forbidden(rbac::Refusal),
     /// A critical operation without a fresh re-authentication (MFA-3).
     #[error("re-authentication required")]
     ReauthenticationRequired,
@@ -97,5 +97,15 @@ impl From<accounts::AccountsError> for VaultError {
 impl From<audit::AuditError> for VaultError {
     fn from(e: audit::AuditError) -> Self {
         Self::internal(e)
+    }
+}
+
+impl From<rbac::Refusal> for VaultError {
+    /// A refusal of the step-up is [`Self::ReauthenticationRequired`]; any other, [`Self::Forbidden`].
+    fn from(why: rbac::Refusal) -> Self {
+        match why {
+            rbac::Refusal::ReauthenticationRequired => Self::ReauthenticationRequired,
+            other => Self::Forbidden(other),
+        }
     }
 }

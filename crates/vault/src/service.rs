@@ -5,7 +5,7 @@ use std::sync::Arc;
 use accounts::AccountRepository;
 use audit::{Action, AuditRecord, AuditSink, Outcome};
 use kernel::{Clock, IdGenerator, RequestContext, Timestamp};
-use rbac::{Actor, Permission, Scope, authorize};
+use rbac::{Actor, Permission, Scope};
 
 use crate::{
     AssociatedData, CertificateInspector, CredentialId, CredentialRepository, CredentialView,
@@ -153,27 +153,20 @@ impl VaultService {
         attempted: Action,
         ctx: &RequestContext,
     ) -> Result<(), VaultError> {
-        let why = if !authorize(actor, permission, Scope::Company).is_allowed() {
-            rbac::MISSING_PERMISSION
-        } else if step_up && !actor.has_step_up(self.clock.now()) {
-            rbac::REAUTHENTICATION_REQUIRED
-        } else {
+        let now = self.clock.now();
+        let Err(why) = rbac::check(actor, permission, Scope::Company, step_up, now) else {
             return Ok(());
         };
         let record = AuditRecord::denied(
             self.ids.new_id(),
-            self.clock.now(),
+            now,
             ctx,
             actor,
             attempted.as_str(),
-            why,
+            why.reason(),
         );
         self.audit.record(record).await?;
-        Err(if why == rbac::REAUTHENTICATION_REQUIRED {
-            VaultError::ReauthenticationRequired
-        } else {
-            VaultError::Forbidden(rbac::MISSING_PERMISSION)
-        })
+        Err(why.into())
     }
 
     fn ad(actor: &Actor, purpose: Purpose, record: CredentialId) -> AssociatedData {

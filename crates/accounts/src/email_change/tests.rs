@@ -277,7 +277,7 @@ async fn a_restricted_session_neither_asks_nor_confirms() {
                 .map(|_| ()),
         ] {
             match result {
-                Err(AccountsError::Forbidden(reason)) => assert_eq!(reason, why),
+                Err(AccountsError::Forbidden(reason)) => assert_eq!(reason.reason(), why),
                 other => panic!("{why}: {other:?}"),
             }
         }

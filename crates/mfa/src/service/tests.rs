@@ -664,7 +664,7 @@ async fn turning_mfa_off_or_new_codes_need_the_users_own_stepped_up_session() {
                 Err(MfaError::ReauthenticationRequired) => {
                     assert_eq!(why, "reauthentication_required");
                 }
-                Err(MfaError::Forbidden(reason)) => assert_eq!(reason, why),
+                Err(MfaError::Forbidden(reason)) => assert_eq!(reason.reason(), why),
                 other => panic!("{why}: {other:?}"),
             }
         }
@@ -712,11 +712,11 @@ async fn enrolment_takes_the_users_own_session_without_a_password_to_change() {
     ];
     for (actor, why) in &refused {
         assert!(
-            matches!(f.service.begin(actor, &u, &ctx()).await, Err(MfaError::Forbidden(w)) if w == *why),
+            matches!(f.service.begin(actor, &u, &ctx()).await, Err(MfaError::Forbidden(w)) if w.reason() == *why),
             "{why}"
         );
         assert!(
-            matches!(f.service.confirm(actor, &u, "123456", &ctx()).await, Err(MfaError::Forbidden(w)) if w == *why),
+            matches!(f.service.confirm(actor, &u, "123456", &ctx()).await, Err(MfaError::Forbidden(w)) if w.reason() == *why),
             "{why}"
         );
     }

@@ -1059,7 +1059,7 @@ async fn a_restricted_session_may_log_out_but_not_revoke_others_or_step_up() {
         let svc = p.build();
         let err = svc.revoke(&actor, other, &ctx()).await.unwrap_err();
         assert!(
-            matches!(err, SessionError::Forbidden(w) if w == why),
+            matches!(err, SessionError::Forbidden(w) if w.reason() == why),
             "{err:?}"
         );
         let err = svc
@@ -1067,7 +1067,7 @@ async fn a_restricted_session_may_log_out_but_not_revoke_others_or_step_up() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, SessionError::Forbidden(w) if w == why),
+            matches!(err, SessionError::Forbidden(w) if w.reason() == why),
             "{err:?}"
         );
         svc.logout(&actor, &ctx()).await.unwrap();
