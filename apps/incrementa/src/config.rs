@@ -125,6 +125,10 @@ pub struct Settings {
     /// `INCREMENTA_IN_FLIGHT_PER_IP`: requests one client (an IPv4 address, an IPv6 /64) may
     /// have in flight at once; past it, 429. 0, or the per-IP limits off, turns it off.
     pub in_flight_per_ip: u32,
+    /// `INCREMENTA_HASHING_PER_IP`: requests that hash a password (logins, re-authentications,
+    /// sign-ups, new users, password changes and resets) one client may have in flight at
+    /// once; past it, 429. 0, or the per-IP limits off, turns it off.
+    pub hashing_per_ip: u32,
     /// `INCREMENTA_SESSION_IDLE_MINUTES`.
     pub session_idle_minutes: i64,
     /// `INCREMENTA_SESSION_LIFETIME_MINUTES`.
@@ -221,6 +225,7 @@ impl Default for Settings {
             session_cache_ms: 1000,
             body_timeout_secs: http_api::DEFAULT_BODY_TIMEOUT_SECS,
             in_flight_per_ip: http_api::in_flight::DEFAULT_IN_FLIGHT_PER_IP,
+            hashing_per_ip: http_api::in_flight::DEFAULT_HASHING_PER_IP,
             session_idle_minutes: 30,
             session_lifetime_minutes: 12 * 60,
             argon2_memory_kib: 19_456,
@@ -273,6 +278,7 @@ struct FileSettings {
     session_cache_ms: Option<u32>,
     body_timeout_secs: Option<u32>,
     in_flight_per_ip: Option<u32>,
+    hashing_per_ip: Option<u32>,
     session_idle_minutes: Option<i64>,
     session_lifetime_minutes: Option<i64>,
     argon2_memory_kib: Option<u32>,
@@ -380,6 +386,9 @@ impl Settings {
             }
             if let Some(v) = f.in_flight_per_ip {
                 s.in_flight_per_ip = v;
+            }
+            if let Some(v) = f.hashing_per_ip {
+                s.hashing_per_ip = v;
             }
             if let Some(v) = f.session_idle_minutes {
                 s.session_idle_minutes = v;
@@ -519,6 +528,13 @@ impl Settings {
                 "INCREMENTA_IN_FLIGHT_PER_IP",
                 &v,
                 "requests from 0 (off) to 100000",
+            )?;
+        }
+        if let Some(v) = var("INCREMENTA_HASHING_PER_IP") {
+            s.hashing_per_ip = parse(
+                "INCREMENTA_HASHING_PER_IP",
+                &v,
+                "requests from 0 (off) to 10000",
             )?;
         }
         if let Some(v) = var("INCREMENTA_SESSION_IDLE_MINUTES") {
@@ -726,6 +742,12 @@ impl Settings {
                 "must be between 0 (off) and 100000 requests",
             );
         }
+        if self.hashing_per_ip > 10_000 {
+            return bad(
+                "hashing_per_ip",
+                "must be between 0 (off) and 10000 requests",
+            );
+        }
         if !(1..=24 * 60).contains(&self.session_idle_minutes) {
             return bad("session_idle_minutes", "must be between 1 and 1440");
         }
@@ -834,6 +856,7 @@ mod tests {
         assert_eq!(s.token_failure_limit_per_ip, 1000);
         assert_eq!(s.body_timeout_secs, 15);
         assert_eq!(s.in_flight_per_ip, 64);
+        assert_eq!(s.hashing_per_ip, 4);
         assert!(s.database_url.is_none());
     }
 
@@ -939,7 +962,7 @@ mod tests {
     }
 
     #[test]
-    fn the_in_flight_cap_is_bounded_and_zero_turns_it_off() {
+    fn the_in_flight_caps_are_bounded_and_zero_turns_them_off() {
         let s = Settings::load(None, &env(&[("INCREMENTA_IN_FLIGHT_PER_IP", "0")])).unwrap();
         assert_eq!(s.in_flight_per_ip, 0);
         let s = Settings::load(None, &env(&[("INCREMENTA_IN_FLIGHT_PER_IP", "500")])).unwrap();
@@ -957,6 +980,19 @@ mod tests {
         assert_eq!(s.per_ip(s.in_flight_per_ip), 0);
         assert_eq!(s.per_ip(s.token_failure_limit_per_ip), 0);
         assert_eq!(s.per_ip(s.signup_limit_per_ip), 0);
+        assert_eq!(s.per_ip(s.hashing_per_ip), 0);
+        let s = Settings::load(None, &env(&[("INCREMENTA_HASHING_PER_IP", "12")])).unwrap();
+        assert_eq!(s.hashing_per_ip, 12);
+        for wrong in ["10001", "-1", "few"] {
+            let err = Settings::load(None, &env(&[("INCREMENTA_HASHING_PER_IP", wrong)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("hashing_per_ip") || err.contains("INCREMENTA_HASHING_PER_IP"),
+                "{wrong}: {err}"
+            );
+            assert!(err.contains("10000"), "{wrong}: {err}");
+        }
         for wrong in ["100001", "-1", "many"] {
             let err = Settings::load(None, &env(&[("INCREMENTA_IN_FLIGHT_PER_IP", wrong)]))
                 .unwrap_err()

@@ -935,6 +935,7 @@ impl Application {
             in_flight: http_api::in_flight::InFlight::new(
                 settings.per_ip(settings.in_flight_per_ip),
             ),
+            hashing: http_api::in_flight::InFlight::new(settings.per_ip(settings.hashing_per_ip)),
         };
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind.to_string(),

@@ -530,6 +530,19 @@ pub(crate) fn too_many_in_flight() -> ApiError {
     e
 }
 
+/// 429 for a request that hashes a password from a client that already has as many of those
+/// in flight as it may ([`crate::in_flight`]).
+pub(crate) fn too_many_hashing() -> ApiError {
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+        "too many password checks from this address at once; retry after 1 seconds",
+    );
+    e.retry_after = Some(1);
+    e
+}
+
 pub(crate) fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,

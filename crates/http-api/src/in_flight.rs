@@ -10,6 +10,13 @@
 //! `rate_limited` with `Retry-After: 1` before anything else runs. A request counts from its
 //! head until its response body is finished or dropped, so a streaming response counts for as
 //! long as it streams.
+//!
+//! Requests that compute a password hash ([`crate::routes::hashes_password`]: a login, a
+//! re-authentication, a sign-up, a new user, a password change or reset) are also counted
+//! against a much smaller cap, [`crate::ApiState::hashing`]. The hashing threads serve
+//! requests in the order they come: a client that keeps 64 logins waiting would put every
+//! other client's login behind 64 hashes (a second and more on two cores), so one address may
+//! have only a few of them in flight at once, and everyone else's wait stays a few hashes long.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -29,6 +36,11 @@ use crate::ApiState;
 /// behind one address sends at once (a browser opens at most six connections to a host, and a
 /// request here takes milliseconds), far below what it takes to crowd everyone else out.
 pub const DEFAULT_IN_FLIGHT_PER_IP: u32 = 64;
+
+/// The default cap on one client's requests in flight that compute a password hash: an office
+/// behind one address whose users all log in at nine gets four hashed at once (over a hundred
+/// a second here), and a client flooding the hashing threads holds at most four of their jobs.
+pub const DEFAULT_HASHING_PER_IP: u32 = 4;
 
 /// The requests each client has in flight, and the cap on them.
 ///
@@ -105,6 +117,27 @@ impl InFlight {
     }
 }
 
+/// Which cap refused a request (the `kind` label of
+/// `incrementa_requests_refused_in_flight_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Refused {
+    /// [`crate::ApiState::in_flight`]: requests of any kind.
+    Requests,
+    /// [`crate::ApiState::hashing`]: requests that hash a password.
+    PasswordHashing,
+}
+
+impl Refused {
+    /// The label value.
+    #[must_use]
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Requests => "requests",
+            Self::PasswordHashing => "password_hashing",
+        }
+    }
+}
+
 /// One request's place in its client's count, given back when dropped.
 #[derive(Debug)]
 #[must_use = "the request stops counting once its slot is dropped"]
@@ -124,6 +157,7 @@ impl Drop for Slot {
 pub(crate) struct Counted {
     body: BoxBody,
     _slot: Slot,
+    _hashing: Option<Slot>,
 }
 
 impl MessageBody for Counted {
@@ -142,8 +176,9 @@ impl MessageBody for Counted {
 }
 
 /// Middleware: refuses a request with 429 when its client already has
-/// [`ApiState::in_flight`]'s limit of requests in flight, else counts it until its response
-/// body ends.
+/// [`ApiState::in_flight`]'s limit of requests in flight, or, for a request that hashes a
+/// password, [`ApiState::hashing`]'s limit of those; else counts it until its response body
+/// ends.
 pub(crate) async fn limit_in_flight(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -154,20 +189,32 @@ pub(crate) async fn limit_in_flight(
             EitherBody::left(Counted {
                 body: BoxBody::new(body),
                 _slot: Slot { held: None },
+                _hashing: None,
             })
         }));
     };
     let client = crate::auth::client_ip(req.request()).map(ClientNet::from);
     let Some(slot) = state.in_flight.enter(client) else {
-        state.metrics.in_flight_refused();
+        state.metrics.in_flight_refused(Refused::Requests);
         let refused = crate::error::too_many_in_flight().error_response();
         return Ok(req.into_response(refused).map_into_right_body());
+    };
+    let hashing = if crate::routes::hashes_password(req.method(), req.path()) {
+        let Some(hashing) = state.hashing.enter(client) else {
+            state.metrics.in_flight_refused(Refused::PasswordHashing);
+            let refused = crate::error::too_many_hashing().error_response();
+            return Ok(req.into_response(refused).map_into_right_body());
+        };
+        Some(hashing)
+    } else {
+        None
     };
     let res = next.call(req).await?;
     Ok(res.map_body(|_, body| {
         EitherBody::left(Counted {
             body: BoxBody::new(body),
             _slot: slot,
+            _hashing: hashing,
         })
     }))
 }
@@ -230,6 +277,7 @@ mod tests {
         let body = Counted {
             body: BoxBody::new(actix_web::body::BodyStream::new(chunks)),
             _slot: set.enter(a).unwrap(),
+            _hashing: None,
         };
         assert!(
             set.enter(a).is_none(),

@@ -87,6 +87,10 @@ pub struct ApiState {
     /// Requests in flight per client network, and their cap ([`in_flight::DEFAULT_IN_FLIGHT_PER_IP`]
     /// unless configured; 0: off): past it, 429 before anything else runs.
     pub in_flight: Arc<in_flight::InFlight>,
+    /// Requests in flight per client network that hash a password
+    /// ([`routes::hashes_password`]), and their cap ([`in_flight::DEFAULT_HASHING_PER_IP`]
+    /// unless configured; 0: off): past it, 429.
+    pub hashing: Arc<in_flight::InFlight>,
 }
 
 /// [`ApiState::body_timeout`] by default, in seconds: 256 KiB (the largest body, an upload) in

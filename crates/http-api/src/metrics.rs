@@ -45,8 +45,8 @@ struct Inner {
     vault: BTreeMap<(&'static str, &'static str), u64>,
     /// Password-reset requests answered 202 whose look-up or write then failed.
     reset_requests_failed: u64,
-    /// Requests refused because their client had as many in flight as it may.
-    in_flight_refused: u64,
+    /// Requests refused because their client had as many in flight as it may, by cap.
+    in_flight_refused: BTreeMap<crate::in_flight::Refused, u64>,
 }
 
 /// The in-process counters. Cheap to share.
@@ -129,9 +129,9 @@ impl Metrics {
 
     /// Counts a request refused with 429 because its client already had the most requests in
     /// flight it may have ([`crate::in_flight`]).
-    pub fn in_flight_refused(&self) {
+    pub fn in_flight_refused(&self, cap: crate::in_flight::Refused) {
         if let Ok(mut inner) = self.0.lock() {
-            inner.in_flight_refused += 1;
+            *inner.in_flight_refused.entry(cap).or_default() += 1;
         }
     }
 
@@ -201,13 +201,19 @@ impl Metrics {
             "incrementa_password_reset_requests_failed_total {}",
             inner.reset_requests_failed
         );
-        out.push_str("# HELP incrementa_requests_refused_in_flight_total Requests refused with 429 because their client (an IPv4 address, an IPv6 /64) already had as many in flight as INCREMENTA_IN_FLIGHT_PER_IP allows.\n");
+        out.push_str("# HELP incrementa_requests_refused_in_flight_total Requests refused with 429 because their client (an IPv4 address, an IPv6 /64) already had as many in flight as it may: of any kind (INCREMENTA_IN_FLIGHT_PER_IP) or hashing a password (INCREMENTA_HASHING_PER_IP).\n");
         out.push_str("# TYPE incrementa_requests_refused_in_flight_total counter\n");
-        let _ = writeln!(
-            out,
-            "incrementa_requests_refused_in_flight_total {}",
-            inner.in_flight_refused
-        );
+        for cap in [
+            crate::in_flight::Refused::Requests,
+            crate::in_flight::Refused::PasswordHashing,
+        ] {
+            let _ = writeln!(
+                out,
+                "incrementa_requests_refused_in_flight_total{{kind=\"{}\"}} {}",
+                cap.label(),
+                inner.in_flight_refused.get(&cap).copied().unwrap_or(0)
+            );
+        }
         out
     }
 }

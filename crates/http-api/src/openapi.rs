@@ -517,9 +517,9 @@ fn decorate(op: &mut Operation, route: &RouteDecl) {
         "429",
         with_retry_after(problem(
             if takes_body || route.method == Method::DELETE || access != Access::Public {
-                "`rate_limited`: too many requests from this client at once (64 by default), \
-                 too many attempts from this client or for this account, or too many unknown \
-                 tokens from this client."
+                "`rate_limited`: too many requests from this client at once (64 by default; \
+                 4 that check or set a password), too many attempts from this client or for \
+                 this account, or too many unknown tokens from this client."
             } else {
                 "`rate_limited`: too many requests from this client at once (64 by default)."
             },

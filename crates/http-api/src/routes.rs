@@ -229,6 +229,29 @@ pub fn body_limit(method: &Method, path: &str) -> usize {
     }
 }
 
+/// Whether a request to this route computes a password hash (Argon2id, tens of milliseconds of
+/// a core): a login, a re-authentication, a sign-up, a new user, a password change, a reset's
+/// new password, and an e-mail change's undo (which locks the account with an unknown
+/// password). Such requests are also counted against the per-client cap
+/// [`crate::ApiState::hashing`]. Every one is a fixed path, so the request's own path is
+/// enough.
+#[must_use]
+pub fn hashes_password(method: &Method, path: &str) -> bool {
+    match *method {
+        Method::POST => matches!(
+            path,
+            "/v1/sessions"
+                | "/v1/sessions/current/reauthenticate"
+                | "/v1/signup"
+                | "/v1/users"
+                | "/v1/password-resets/confirm"
+                | "/v1/email-changes/revert"
+        ),
+        Method::PUT => path == "/v1/me/password",
+        _ => false,
+    }
+}
+
 /// Collects the table without serving it (tests, generated documentation).
 #[derive(Debug, Default)]
 pub struct Collector(pub Vec<RouteDecl>);
@@ -367,6 +390,33 @@ mod tests {
         ("POST", "/v1/password-resets/confirm"),
         ("POST", "/v1/email-changes/revert"),
     ];
+
+    /// Every route named as hashing a password exists, and nothing else (no GET, no route with
+    /// an id, no near-miss path) counts as one.
+    #[test]
+    fn the_password_hashing_routes_are_routes_of_the_table() {
+        let table = table();
+        let hashing: Vec<(&str, &str)> = table
+            .iter()
+            .filter(|r| hashes_password(&r.method, r.path))
+            .map(|r| (r.method.as_str(), r.path))
+            .collect();
+        assert_eq!(
+            hashing,
+            [
+                ("POST", "/v1/signup"),
+                ("POST", "/v1/sessions"),
+                ("POST", "/v1/password-resets/confirm"),
+                ("POST", "/v1/email-changes/revert"),
+                ("POST", "/v1/sessions/current/reauthenticate"),
+                ("PUT", "/v1/me/password"),
+                ("POST", "/v1/users"),
+            ]
+        );
+        assert!(!hashes_password(&Method::GET, "/v1/sessions"));
+        assert!(!hashes_password(&Method::POST, "/v1/sessions/"));
+        assert!(!hashes_password(&Method::POST, "/v1/password-resets"));
+    }
 
     #[test]
     fn only_the_listed_routes_are_public_and_routes_are_unique() {

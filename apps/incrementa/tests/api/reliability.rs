@@ -493,6 +493,8 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         &[
             ("INCREMENTA_SESSION_LIMIT", "20"),
             ("INCREMENTA_HASH_CONCURRENCY", "2"),
+            // Twelve clients, each from its own address (one may only have 4 logins in flight).
+            ("INCREMENTA_TRUSTED_PROXIES", "127.0.0.1"),
         ],
         None,
     )
@@ -500,8 +502,10 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(60))
         .finish();
-    let logins = (0..12).map(|_| {
-        let req = client.post(format!("{}/v1/sessions", server.base));
+    let logins = (0..12).map(|i| {
+        let req = client
+            .post(format!("{}/v1/sessions", server.base))
+            .insert_header(("X-Forwarded-For", format!("10.2.0.{}", i + 1)));
         async move {
             let mut res = req
                 .send_json(&json!({ "email": "ana@example.com", "password": PASSWORD }))

@@ -433,7 +433,7 @@ async fn one_address_has_at_most_its_cap_of_requests_in_flight() {
     let proxy = app.call("GET", "/healthz", None, None).await;
     assert_eq!(proxy.status, 200, "{}", proxy.raw);
     let counted: u64 = app
-        .metric("incrementa_requests_refused_in_flight_total")
+        .metric("incrementa_requests_refused_in_flight_total{kind=\"requests\"}")
         .await
         .and_then(|v| v.parse().ok())
         .unwrap();
@@ -443,4 +443,73 @@ async fn one_address_has_at_most_its_cap_of_requests_in_flight() {
     drop(first);
     let served = healthz_until(&app, "203.0.113.5", 200).await;
     assert_eq!(served.status, 200, "{}", served.raw);
+}
+
+/// A login from `client` to an account nobody has, a new one each time (so no account's lockout
+/// answers 429): the status tells whether the cap let it in (401) or refused it (429).
+async fn login_as(app: &TestApp, client: &str) -> Reply {
+    static ATTEMPT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = ATTEMPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    app.call_with(
+        "POST",
+        "/v1/sessions",
+        None,
+        Some(json!({ "email": format!("nadie{n}@example.com"), "password": "Wrong#Password1" })),
+        &[("X-Forwarded-For", client)],
+    )
+    .await
+}
+
+/// Requests that hash a password have a smaller cap per address (`INCREMENTA_HASHING_PER_IP`):
+/// with one such request of an address in flight, its next login is refused at once with 429
+/// while its other requests and other addresses' logins go on; once the first ends, the
+/// address logs in again.
+#[actix_web::test]
+async fn one_address_has_at_most_its_cap_of_password_checks_in_flight() {
+    let app = spawn_configured(test_support::TestDb::sqlite(), |s| {
+        s.hashing_per_ip = 1;
+        s.trusted_proxies = "127.0.0.1".into();
+        s.body_timeout_secs = 60;
+    })
+    .await;
+    let held = held_open(&app.base, "203.0.113.7");
+    let mut refused = login_as(&app, "203.0.113.7").await;
+    for _ in 0..200 {
+        if refused.status == 429 {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
+        refused = login_as(&app, "203.0.113.7").await;
+    }
+    assert_problem(&refused, 429, "rate_limited");
+    assert_eq!(refused.retry_after(), 1);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("password checks")),
+        "{}",
+        refused.raw
+    );
+    // Its requests that hash nothing are served; another address's login is let in.
+    let healthz = healthz_until(&app, "203.0.113.7", 200).await;
+    assert_eq!(healthz.status, 200, "{}", healthz.raw);
+    let other = login_as(&app, "203.0.113.8").await;
+    assert_problem(&other, 401, "invalid_credentials");
+    let counted: u64 = app
+        .metric("incrementa_requests_refused_in_flight_total{kind=\"password_hashing\"}")
+        .await
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(counted >= 1, "{counted}");
+
+    drop(held);
+    let mut again = login_as(&app, "203.0.113.7").await;
+    for _ in 0..200 {
+        if again.status != 429 {
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
+        again = login_as(&app, "203.0.113.7").await;
+    }
+    assert_problem(&again, 401, "invalid_credentials");
 }
