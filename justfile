@@ -49,9 +49,9 @@ run:
 # Full load run on both databases (issue 10): release build, 100,000 sessions each.
 load:
     cargo build --release -p incrementa -p loadtest
-    "${CARGO_TARGET_DIR:-target}/release/loadtest" --spawn --sessions 100000 --json load-sqlite.json
+    "${CARGO_TARGET_DIR:-target}/release/loadtest" --spawn --sessions 100000 --flood 256 --json load-sqlite.json
     psql {{pg_url}} -qc "DROP DATABASE IF EXISTS incrementa_load" -c "CREATE DATABASE incrementa_load"
-    "${CARGO_TARGET_DIR:-target}/release/loadtest" --spawn --sessions 100000 --database-url postgres://postgres@127.0.0.1:5432/incrementa_load --json load-postgres.json
+    "${CARGO_TARGET_DIR:-target}/release/loadtest" --spawn --sessions 100000 --flood 256 --database-url postgres://postgres@127.0.0.1:5432/incrementa_load --json load-postgres.json
 
 # Reliability tests (session cap at scale, kill -9, database outage) on both databases.
 reliability:

@@ -140,6 +140,11 @@ pub struct Plan {
     /// session alone; at most [`Self::MAX_READERS`]). Many sessions read while others log in
     /// is what a busy deployment looks like to the session cache.
     pub readers: usize,
+    /// Clients of the flood phase (0: no flood): they log in from one forwarded address while
+    /// two clients from two others log in beside them, so the report shows what one address
+    /// flooding the server costs everybody else under the server's cap on one address's
+    /// requests in flight. The server must trust loopback as a proxy (`--spawn` sets it).
+    pub flood: usize,
 }
 
 impl Plan {
@@ -147,6 +152,12 @@ impl Plan {
     pub const MAX_LOGIN_ROUNDS: usize = 20;
     /// The most readers: each costs two hashes to set up.
     pub const MAX_READERS: usize = 1_000;
+    /// The most flood clients.
+    pub const MAX_FLOOD: usize = 1_000;
+    /// The forwarded address of the flood's clients (TEST-NET-2).
+    pub const FLOOD_ADDRESS: &'static str = "198.51.100.1";
+    /// The forwarded addresses of the two clients logging in beside the flood.
+    pub const BYSTANDER_ADDRESSES: [&'static str; 2] = ["198.51.100.2", "198.51.100.3"];
 }
 
 impl Default for Plan {
@@ -166,6 +177,7 @@ impl Default for Plan {
             sessions: 0,
             login_rounds: 4,
             readers: 0,
+            flood: 0,
         }
     }
 }
@@ -679,12 +691,27 @@ impl Api {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Option<awc::ClientResponse> {
+        self.dispatch_as(method, path, token, body, None).await
+    }
+
+    /// [`Self::dispatch`], as the client at `forwarded` behind a proxy (`X-Forwarded-For`).
+    async fn dispatch_as(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        forwarded: Option<&str>,
+    ) -> Option<awc::ClientResponse> {
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
             .insert_header(("User-Agent", "incrementa-loadtest/1"));
         if let Some(t) = token {
             req = req.insert_header(("Authorization", format!("Bearer {t}")));
+        }
+        if let Some(client) = forwarded {
+            req = req.insert_header(("X-Forwarded-For", client));
         }
         let sent = match body {
             Some(b) => req.send_json(b).await,
@@ -702,7 +729,19 @@ impl Api {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> u16 {
-        let Some(mut res) = self.dispatch(method, path, token, body).await else {
+        self.status_as(method, path, token, body, None).await
+    }
+
+    /// [`Self::status`], as the client at `forwarded` behind a proxy.
+    async fn status_as(
+        &self,
+        method: awc::http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        forwarded: Option<&str>,
+    ) -> u16 {
+        let Some(mut res) = self.dispatch_as(method, path, token, body, forwarded).await else {
             return 0;
         };
         match res.body().limit(1024 * 1024).await {
@@ -943,6 +982,12 @@ async fn login(api: &Api, email: &str) -> Result<String, LoadError> {
         .ok_or_else(|| LoadError::Setup(format!("login answered {status}: {body}")))
 }
 
+/// The address the `n`-th login of the login phases comes from: one of 62,500 in 10.77.0.0/16,
+/// so the few logins in flight at once never share one.
+fn login_address(n: u64) -> String {
+    format!("10.77.{}.{}", (n / 250) % 250, n % 250 + 1)
+}
+
 fn login_body(fixture: &Fixture, n: u64) -> Value {
     let users = fixture.login_emails.len().max(1) as u64;
     let index = usize::try_from(n % users).unwrap_or(0);
@@ -964,7 +1009,11 @@ pub async fn run(
 ) -> Result<Report, LoadError> {
     use awc::http::Method;
     check_loopback(base)?;
-    let api = Api::new(base, plan.concurrency.max(plan.login_concurrency) * 2);
+    let flood = plan.flood.min(Plan::MAX_FLOOD);
+    let api = Api::new(
+        base,
+        plan.concurrency.max(plan.login_concurrency).max(flood + 2) * 2,
+    );
     // Idle: started, migrated, nothing served yet.
     let idle_kib = pid.and_then(resident_kib);
     let fixture = setup(&api, plan.login_users, plan.readers).await?;
@@ -999,12 +1048,22 @@ pub async fn run(
     let after_load_kib = pid.and_then(resident_kib);
     let mut sessions_created = 0_u64;
 
+    // Each login comes from an address of its own (X-Forwarded-For, believed when the server
+    // trusts loopback as a proxy), as a deployment's users do: one address may only have a few
+    // password checks in flight at once.
     let logins = |n: u64| {
         let body = login_body(&fixture, n);
+        let client = login_address(n);
         let api = &api;
         async move {
-            api.status(Method::POST, "/v1/sessions", None, Some(&body))
-                .await
+            api.status_as(
+                Method::POST,
+                "/v1/sessions",
+                None,
+                Some(&body),
+                Some(&client),
+            )
+            .await
         }
     };
     // The login phase runs in rounds with the bound probed before the first and after each
@@ -1106,6 +1165,45 @@ pub async fn run(
         }),
         _ => None,
     };
+    // The flood, after the memory readings (its hundreds of connections are not what the
+    // memory goal is about): many clients of one address log in as fast as they are answered,
+    // two clients of other addresses beside them. A refused flood client waits the second its
+    // 429 asks for before it tries again (its latency includes that wait): one that did not
+    // would spend this machine's cores on the tool itself, which an attacker's own machines
+    // would not.
+    if flood > 0 {
+        let logins_as = |n: u64, client: &'static str| {
+            let body = login_body(&fixture, n);
+            let api = &api;
+            async move {
+                let status = api
+                    .status_as(
+                        Method::POST,
+                        "/v1/sessions",
+                        None,
+                        Some(&body),
+                        Some(client),
+                    )
+                    .await;
+                if status == 429 {
+                    actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+                }
+                status
+            }
+        };
+        let (flooding, bystanders) = futures_util::future::join(
+            phase("flood: one address", flood, plan.login_limits, 201, |n| {
+                logins_as(n, Plan::FLOOD_ADDRESS)
+            }),
+            phase("flood: two others", 2, plan.login_limits, 201, |n| {
+                let [first, second] = Plan::BYSTANDER_ADDRESSES;
+                logins_as(n, if n % 2 == 0 { first } else { second })
+            }),
+        )
+        .await;
+        phases.push(flooding);
+        phases.push(bystanders);
+    }
     Ok(Report {
         target: base.to_owned(),
         backend: backend.to_owned(),
@@ -1143,6 +1241,7 @@ impl Server {
     pub async fn start(
         binary: &std::path::Path,
         database_url: Option<&str>,
+        in_flight_per_ip: Option<u32>,
     ) -> Result<Self, LoadError> {
         let data = tempfile::tempdir().map_err(|e| LoadError::Server(e.to_string()))?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -1154,11 +1253,14 @@ impl Server {
             .env("INCREMENTA_BIND", format!("127.0.0.1:{port}"))
             .env("INCREMENTA_DATA_DIR", data.path().join("data"))
             .env("INCREMENTA_LOG", "warn")
-            // Every client of the tool comes from one loopback address: a cap above anything it
-            // sends at once (1,024 clients a phase at most, plus the storm's two readers), so
-            // the server counts every request in flight, as it would in service, and refuses none.
-            .env("INCREMENTA_IN_FLIGHT_PER_IP", "2048")
+            // The flood's clients name their addresses in X-Forwarded-For; the other phases'
+            // clients are loopback itself, under the server's cap on one address's requests in
+            // flight (its default unless given).
+            .env("INCREMENTA_TRUSTED_PROXIES", "127.0.0.1")
             .stdout(std::process::Stdio::null());
+        if let Some(cap) = in_flight_per_ip {
+            cmd.env("INCREMENTA_IN_FLIGHT_PER_IP", cap.to_string());
+        }
         if let Some(url) = database_url {
             cmd.env("DATABASE_URL", url);
         } else {

@@ -15,13 +15,17 @@ use std::process::ExitCode;
 use clap::Parser;
 use loadtest::{Limits, LoadError, Plan, Server};
 
+/// The server's `INCREMENTA_IN_FLIGHT_PER_IP` by default (`http_api::in_flight`).
+const DEFAULT_IN_FLIGHT_PER_IP: u32 = 64;
+
 /// Bounded load against a server on this machine; refuses every non-loopback target.
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version)]
 struct Cli {
-    /// A running server (loopback only), e.g. http://127.0.0.1:8080. With more than 64
-    /// clients at once, start it with a higher `INCREMENTA_IN_FLIGHT_PER_IP` (the cap on one
-    /// address's requests in flight; --spawn sets 2048).
+    /// A running server (loopback only), e.g. http://127.0.0.1:8080. Start it with
+    /// `INCREMENTA_TRUSTED_PROXIES=127.0.0.1`: the logins name addresses of their own in
+    /// X-Forwarded-For (one address may only have 4 password checks in flight), and so does
+    /// --flood. With more than 64 clients, also raise `INCREMENTA_IN_FLIGHT_PER_IP`.
     #[arg(long, conflicts_with = "spawn")]
     target: Option<String>,
     /// Start `incrementa serve` on a free loopback port with a fresh data directory.
@@ -64,6 +68,14 @@ struct Cli {
     /// session alone). At most 1000.
     #[arg(long, default_value_t = 0)]
     readers: usize,
+    /// Clients of a flood phase: they log in from one address (X-Forwarded-For) while two clients
+    /// of two other addresses log in beside them (0: no flood). At most 1000.
+    #[arg(long, default_value_t = 0)]
+    flood: usize,
+    /// `INCREMENTA_IN_FLIGHT_PER_IP` of the spawned server (default: the server's own, 64; 0
+    /// turns the cap off, to compare a flood without it).
+    #[arg(long)]
+    in_flight_per_ip: Option<u32>,
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -90,7 +102,19 @@ async fn run(cli: Cli) -> Result<(), LoadError> {
         sessions: cli.sessions.min(Limits::MAX_REQUESTS),
         login_rounds: cli.login_rounds.clamp(1, Plan::MAX_LOGIN_ROUNDS),
         readers: cli.readers.min(Plan::MAX_READERS),
+        flood: cli.flood.min(Plan::MAX_FLOOD),
     };
+    // The request phases come from loopback itself (the logins from forwarded addresses of
+    // their own): the server's cap on one address's requests in flight must leave room for
+    // their clients, or the server would refuse the measurement itself.
+    let cap = cli.in_flight_per_ip.unwrap_or(DEFAULT_IN_FLIGHT_PER_IP);
+    let most = plan.concurrency.max(2);
+    if cli.spawn && cap != 0 && most > usize::try_from(cap).unwrap_or(usize::MAX) {
+        return Err(LoadError::BadLimit(format!(
+            "{most} clients at once from one address exceed the server's cap of {cap} requests \
+             in flight: pass --in-flight-per-ip {most} or more (0: off)"
+        )));
+    }
     let (server, base, backend) = if let Some(target) = cli.target {
         (None, target, cli.backend)
     } else if cli.spawn {
@@ -118,7 +142,8 @@ async fn run(cli: Cli) -> Result<(), LoadError> {
         } else {
             "sqlite"
         };
-        let server = Server::start(&binary, cli.database_url.as_deref()).await?;
+        let server =
+            Server::start(&binary, cli.database_url.as_deref(), cli.in_flight_per_ip).await?;
         let base = server.base.clone();
         (Some(server), base, backend.to_owned())
     } else {

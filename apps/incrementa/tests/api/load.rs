@@ -9,7 +9,18 @@ use crate::helpers::*;
 #[actix_web::test]
 async fn bounded_load_run_gets_only_expected_answers() {
     for app in spawn_each().await {
-        let server = ServerProcess::start(&app, &[], None).await;
+        // Loopback is a trusted proxy, so the flood's clients are another address than the
+        // tool's other phases; a small cap on one address's requests in flight, above the
+        // phases' own clients (8, and the storm's 4 + 2) and below the flood's 16.
+        let server = ServerProcess::start(
+            &app,
+            &[
+                ("INCREMENTA_TRUSTED_PROXIES", "127.0.0.1"),
+                ("INCREMENTA_IN_FLIGHT_PER_IP", "10"),
+            ],
+            None,
+        )
+        .await;
         let plan = Plan {
             limits: Limits::new(1.0, 3_000).unwrap(),
             login_limits: Limits::new(2.0, 24).unwrap(),
@@ -20,6 +31,7 @@ async fn bounded_load_run_gets_only_expected_answers() {
             login_rounds: 2,
             // The storm's reads go round two sessions that never log in again.
             readers: 2,
+            flood: 16,
         };
         let report = loadtest::run(&server.base, app.db.backend, Some(server.pid()), &plan)
             .await
@@ -33,13 +45,25 @@ async fn bounded_load_run_gets_only_expected_answers() {
             "login",
             "storm: logins",
             "storm: GET /v1/me",
+            "flood: one address",
+            "flood: two others",
         ] {
             assert!(names.contains(&expected), "{names:?}");
         }
         for phase in &report.phases {
             assert!(phase.requests > 0, "{}", phase.name);
-            assert_eq!(phase.failures(), 0, "{}\n{}", phase.name, report.render());
-            let cap = if phase.name.contains("login") || phase.name == "sessions" {
+            if phase.name == "flood: one address" {
+                // Past the address's cap, the flood is refused at once; the rest log in.
+                let refused = phase.statuses.get(&429).copied().unwrap_or(0);
+                assert!(refused > 0 && phase.ok > 0, "{}", report.render());
+                assert_eq!(refused + phase.ok, phase.requests, "{}", report.render());
+            } else {
+                assert_eq!(phase.failures(), 0, "{}\n{}", phase.name, report.render());
+            }
+            let cap = if phase.name.contains("login")
+                || phase.name.starts_with("flood")
+                || phase.name == "sessions"
+            {
                 plan.login_limits.max_requests.max(plan.sessions)
             } else {
                 plan.limits.max_requests
