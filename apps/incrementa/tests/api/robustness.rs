@@ -358,34 +358,32 @@ fn held_open(base: &str, client: &str) -> std::net::TcpStream {
     stream
 }
 
-/// `GET /healthz` as `client`, until it answers `status` (the server reads the held requests'
-/// heads on its own time); the last reply.
-async fn healthz_until(app: &TestApp, client: &str, status: u16) -> Reply {
-    let mut reply = app
-        .call_with(
-            "GET",
-            "/healthz",
-            None,
-            None,
-            &[("X-Forwarded-For", client)],
-        )
-        .await;
+/// `call` again every 25 ms (the server reads held requests' heads on its own time) until its
+/// reply is `wanted`, for at most 5 s; the last reply.
+async fn until<F, Fut>(mut call: F, wanted: impl Fn(&Reply) -> bool) -> Reply
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let mut reply = call().await;
     for _ in 0..200 {
-        if reply.status == status {
+        if wanted(&reply) {
             break;
         }
         actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
-        reply = app
-            .call_with(
-                "GET",
-                "/healthz",
-                None,
-                None,
-                &[("X-Forwarded-For", client)],
-            )
-            .await;
+        reply = call().await;
     }
     reply
+}
+
+/// `GET /healthz` as `client`, until it answers `status`; the last reply.
+async fn healthz_until(app: &TestApp, client: &str, status: u16) -> Reply {
+    let forwarded = [("X-Forwarded-For", client)];
+    until(
+        || app.call_with("GET", "/healthz", None, None, &forwarded),
+        |r| r.status == status,
+    )
+    .await
 }
 
 /// One address may have only so many requests in flight at once (`INCREMENTA_IN_FLIGHT_PER_IP`):
@@ -473,14 +471,7 @@ async fn one_address_has_at_most_its_cap_of_password_checks_in_flight() {
     })
     .await;
     let held = held_open(&app.base, "203.0.113.7");
-    let mut refused = login_as(&app, "203.0.113.7").await;
-    for _ in 0..200 {
-        if refused.status == 429 {
-            break;
-        }
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
-        refused = login_as(&app, "203.0.113.7").await;
-    }
+    let refused = until(|| login_as(&app, "203.0.113.7"), |r| r.status == 429).await;
     assert_problem(&refused, 429, "rate_limited");
     assert_eq!(refused.retry_after(), 1);
     assert!(
@@ -503,13 +494,6 @@ async fn one_address_has_at_most_its_cap_of_password_checks_in_flight() {
     assert!(counted >= 1, "{counted}");
 
     drop(held);
-    let mut again = login_as(&app, "203.0.113.7").await;
-    for _ in 0..200 {
-        if again.status != 429 {
-            break;
-        }
-        actix_web::rt::time::sleep(std::time::Duration::from_millis(25)).await;
-        again = login_as(&app, "203.0.113.7").await;
-    }
+    let again = until(|| login_as(&app, "203.0.113.7"), |r| r.status != 429).await;
     assert_problem(&again, 401, "invalid_credentials");
 }
