@@ -517,27 +517,14 @@ pub(crate) fn request_timeout() -> ApiError {
     )
 }
 
-/// 429 for a client that already has as many requests in flight as it may
-/// ([`crate::in_flight`]); a second later some of them will have ended.
-pub(crate) fn too_many_in_flight() -> ApiError {
+/// 429 for a client that already has as many `what` (requests, password checks) in flight as
+/// it may ([`crate::in_flight`]); a second later some of them will have ended.
+pub(crate) fn too_many_at_once(what: &str) -> ApiError {
     let mut e = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limited",
         "Too many requests",
-        "too many requests from this address at once; retry after 1 seconds",
-    );
-    e.retry_after = Some(1);
-    e
-}
-
-/// 429 for a request that hashes a password from a client that already has as many of those
-/// in flight as it may ([`crate::in_flight`]).
-pub(crate) fn too_many_hashing() -> ApiError {
-    let mut e = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limited",
-        "Too many requests",
-        "too many password checks from this address at once; retry after 1 seconds",
+        format!("too many {what} from this address at once; retry after 1 seconds"),
     );
     e.retry_after = Some(1);
     e

@@ -196,13 +196,13 @@ pub(crate) async fn limit_in_flight(
     let client = crate::auth::client_ip(req.request()).map(ClientNet::from);
     let Some(slot) = state.in_flight.enter(client) else {
         state.metrics.in_flight_refused(Refused::Requests);
-        let refused = crate::error::too_many_in_flight().error_response();
+        let refused = crate::error::too_many_at_once("requests").error_response();
         return Ok(req.into_response(refused).map_into_right_body());
     };
     let hashing = if crate::routes::hashes_password(req.method(), req.path()) {
         let Some(hashing) = state.hashing.enter(client) else {
             state.metrics.in_flight_refused(Refused::PasswordHashing);
-            let refused = crate::error::too_many_hashing().error_response();
+            let refused = crate::error::too_many_at_once("password checks").error_response();
             return Ok(req.into_response(refused).map_into_right_body());
         };
         Some(hashing)

@@ -342,9 +342,10 @@ async fn a_body_that_stops_arriving_is_cut_off_with_408() {
 }
 
 /// A request from `client` (through the trusted proxy on loopback) whose body never comes: in
-/// flight until the connection closes.
-fn held_open(base: &str, client: &str) -> std::net::TcpStream {
-    use std::io::Write as _;
+/// flight until the connection closes. Returns once the server has had 200 ms to take it in
+/// with nothing else of the test in flight, and checks that it was not answered (refused).
+async fn held_open(base: &str, client: &str) -> std::net::TcpStream {
+    use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
     stream
         .write_all(
@@ -355,6 +356,13 @@ fn held_open(base: &str, client: &str) -> std::net::TcpStream {
             .as_bytes(),
         )
         .unwrap();
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    stream.set_nonblocking(true).unwrap();
+    let mut byte = [0_u8; 1];
+    assert!(
+        matches!(stream.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the held request was answered instead of waiting for its body"
+    );
     stream
 }
 
@@ -398,8 +406,8 @@ async fn one_address_has_at_most_its_cap_of_requests_in_flight() {
         s.body_timeout_secs = 60;
     })
     .await;
-    let first = held_open(&app.base, "203.0.113.5");
-    let _second = held_open(&app.base, "203.0.113.5");
+    let first = held_open(&app.base, "203.0.113.5").await;
+    let _second = held_open(&app.base, "203.0.113.5").await;
     let refused = healthz_until(&app, "203.0.113.5", 429).await;
     assert_problem(&refused, 429, "rate_limited");
     assert_eq!(refused.retry_after(), 1);
@@ -470,8 +478,9 @@ async fn one_address_has_at_most_its_cap_of_password_checks_in_flight() {
         s.body_timeout_secs = 60;
     })
     .await;
-    let held = held_open(&app.base, "203.0.113.7");
-    let refused = until(|| login_as(&app, "203.0.113.7"), |r| r.status == 429).await;
+    let held = held_open(&app.base, "203.0.113.7").await;
+    // Held past the caps already: the address's next login is refused at once.
+    let refused = login_as(&app, "203.0.113.7").await;
     assert_problem(&refused, 429, "rate_limited");
     assert_eq!(refused.retry_after(), 1);
     assert!(
