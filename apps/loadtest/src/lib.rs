@@ -682,20 +682,10 @@ impl Api {
         }
     }
 
-    /// Sends a request with the tool's user agent and, when given, the bearer token and a JSON
-    /// body; `None` on a transport error.
+    /// Sends a request with the tool's user agent and, when given, the bearer token, a JSON
+    /// body and the client address a proxy would forward (`X-Forwarded-For`); `None` on a
+    /// transport error.
     async fn dispatch(
-        &self,
-        method: awc::http::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Option<awc::ClientResponse> {
-        self.dispatch_as(method, path, token, body, None).await
-    }
-
-    /// [`Self::dispatch`], as the client at `forwarded` behind a proxy (`X-Forwarded-For`).
-    async fn dispatch_as(
         &self,
         method: awc::http::Method,
         path: &str,
@@ -720,20 +710,10 @@ impl Api {
         sent.ok()
     }
 
-    /// Sends a request and returns only its status (0 on a transport error); the body is read
-    /// and dropped, not parsed, so the load tool spends its CPU on sending.
+    /// Sends a request (as [`Self::dispatch`]) and returns only its status (0 on a transport
+    /// error); the body is read and dropped, not parsed, so the load tool spends its CPU on
+    /// sending.
     async fn status(
-        &self,
-        method: awc::http::Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> u16 {
-        self.status_as(method, path, token, body, None).await
-    }
-
-    /// [`Self::status`], as the client at `forwarded` behind a proxy.
-    async fn status_as(
         &self,
         method: awc::http::Method,
         path: &str,
@@ -741,7 +721,7 @@ impl Api {
         body: Option<&Value>,
         forwarded: Option<&str>,
     ) -> u16 {
-        let Some(mut res) = self.dispatch_as(method, path, token, body, forwarded).await else {
+        let Some(mut res) = self.dispatch(method, path, token, body, forwarded).await else {
             return 0;
         };
         match res.body().limit(1024 * 1024).await {
@@ -753,7 +733,7 @@ impl Api {
     /// Two counters from the server's `/metrics`, if it serves them to us.
     async fn counters(&self, first: &str, second: &str) -> Option<(f64, f64)> {
         let mut res = self
-            .dispatch(awc::http::Method::GET, "/metrics", None, None)
+            .dispatch(awc::http::Method::GET, "/metrics", None, None, None)
             .await?;
         if res.status() != 200 {
             return None;
@@ -789,7 +769,7 @@ impl Api {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let Some(mut res) = self.dispatch(method, path, token, body).await else {
+        let Some(mut res) = self.dispatch(method, path, token, body, None).await else {
             return (0, Value::Null);
         };
         let status = res.status().as_u16();
@@ -1023,13 +1003,13 @@ pub async fn run(
 
     phases.push(
         phase("healthz", plan.concurrency, plan.limits, 200, |_| {
-            api.status(Method::GET, "/healthz", None, None)
+            api.status(Method::GET, "/healthz", None, None, None)
         })
         .await,
     );
     phases.push(
         phase("me", plan.concurrency, plan.limits, 200, |_| {
-            api.status(Method::GET, "/v1/me", Some(token), None)
+            api.status(Method::GET, "/v1/me", Some(token), None, None)
         })
         .await,
     );
@@ -1038,7 +1018,7 @@ pub async fn run(
             let body = json!({ "legal_name": format!("Carga de Prueba {n}") });
             let api = &api;
             async move {
-                api.status(Method::PATCH, "/v1/company", Some(token), Some(&body))
+                api.status(Method::PATCH, "/v1/company", Some(token), Some(&body), None)
                     .await
             }
         })
@@ -1056,7 +1036,7 @@ pub async fn run(
         let client = login_address(n);
         let api = &api;
         async move {
-            api.status_as(
+            api.status(
                 Method::POST,
                 "/v1/sessions",
                 None,
@@ -1129,7 +1109,13 @@ pub async fn run(
             logins,
         ),
         phase("storm: GET /v1/me", 2, me_limits, 200, |n| {
-            api.status(Method::GET, "/v1/me", Some(reader_token(&fixture, n)), None)
+            api.status(
+                Method::GET,
+                "/v1/me",
+                Some(reader_token(&fixture, n)),
+                None,
+                None,
+            )
         }),
     )
     .await;
@@ -1177,7 +1163,7 @@ pub async fn run(
             let api = &api;
             async move {
                 let status = api
-                    .status_as(
+                    .status(
                         Method::POST,
                         "/v1/sessions",
                         None,
